@@ -1,0 +1,1 @@
+//! Content store, OCI image layout, snapshots, layers and cache records.

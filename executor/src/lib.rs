@@ -1,0 +1,1 @@
+//! Runs RUN steps in Linux namespaces over an overlay rootfs.

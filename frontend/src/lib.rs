@@ -1,0 +1,3 @@
+//! Dockerfile frontend: parser, shell-word expansion and lowering to the build graph.
+
+pub mod ast;

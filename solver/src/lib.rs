@@ -1,0 +1,7 @@
+//! The build graph and the concurrent solver that runs it.
+//!
+//! - [`graph`]: ops, vertices and static cache keys (what the frontend produces).
+//! - [`image`]: the image config JSON carried along a stage and exported.
+
+pub mod graph;
+pub mod image;

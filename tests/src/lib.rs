@@ -1,0 +1,1 @@
+//! End-to-end tests for rbuild live in `tests/tests/`.
