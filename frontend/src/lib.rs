@@ -2,5 +2,9 @@
 
 pub mod ast;
 pub mod diagnostic;
+pub mod dump;
+pub mod instructions;
+pub mod parser;
+pub mod shell;
 
 pub use diagnostic::Diagnostic;
