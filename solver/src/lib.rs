@@ -5,3 +5,4 @@
 
 pub mod graph;
 pub mod image;
+pub mod dockerignore;
