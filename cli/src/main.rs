@@ -1,5 +1,49 @@
-//! `rbuild`: the command-line entry point.
+//! `rbuild`: the command-line entry point. Parses flags, then hands each
+//! command to its module; errors get their context here and nowhere deeper.
 
-fn main() {
-    println!("rbuild {}", env!("CARGO_PKG_VERSION"));
+mod args;
+mod build;
+mod commands;
+mod outputs;
+mod progress;
+mod run;
+
+use anyhow::{Context, Result};
+use args::{Cli, Command, DebugCommand};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let root = cli.root;
+    match cli.command {
+        None => build::build(&root, cli.build),
+        Some(Command::Build(args)) => build::build(&root, args),
+        Some(Command::Debug {
+            command: DebugCommand::Parse { file },
+        }) => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let df = rbuild_frontend::parser::parse(&source)
+                .map_err(|d| anyhow::anyhow!("{}", d.in_file(file.display().to_string())))?;
+            print!("{}", rbuild_frontend::dump::dump(&df));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Load { input, quiet }) => commands::load(&root, &input, quiet),
+        Some(Command::Images { quiet }) => commands::images(&root, quiet),
+        Some(Command::Inspect { image }) => commands::inspect(&root, &image),
+        Some(Command::Rmi { images }) => commands::rmi(&root, &images),
+        Some(Command::Prune { all }) => commands::prune(&root, all),
+        Some(Command::Run(args)) => run::run(&root, args),
+    }
 }

@@ -1,0 +1,163 @@
+//! Command-line surface: docker-compatible flags, parsed with clap.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Daemonless Dockerfile build engine",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// Where images, layers and the build cache live.
+    #[arg(long, global = true, env = "RBUILD_ROOT", default_value = "/var/lib/rbuild")]
+    pub root: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `rbuild -t name .` is `rbuild build -t name .`.
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+    /// Import images from a `docker save` tarball, an OCI archive or an OCI layout.
+    Load {
+        /// The archive or layout directory.
+        #[arg(short = 'i', long = "input")]
+        input: PathBuf,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the images in the local store.
+    Images {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print an image's manifest digest, config and layers as JSON.
+    Inspect { image: String },
+    /// Remove image tags (blobs are freed by `prune`).
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Free blobs, snapshots and cache records no image needs.
+    Prune {
+        /// Drop the whole build cache, not only unreferenced data.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Run a command in a new container from an image (always removed afterwards).
+    Run(RunArgs),
+    /// Developer tools.
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Print a Dockerfile's AST in BuildKit's dump format.
+    Parse { file: PathBuf },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum Progress {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Quiet,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum GraphFormat {
+    #[default]
+    Text,
+    Dot,
+    Json,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct BuildArgs {
+    /// The build context directory.
+    pub context: Option<PathBuf>,
+    /// Name and optionally a tag (`name:tag`); may be given several times.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile). `-` reads it from stdin.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where to write the result: `type=oci|docker|tar|local,dest=PATH`.
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Write the image ID (config digest) to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Default network for RUN steps (`host` or `none`).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Print the lowered build graph instead of building.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Format of `--dry-run` output.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+    /// Accepted for docker compatibility; the host platform is the only one.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Accepted for docker compatibility (there is no daemon to keep containers).
+    #[arg(long, hide = true)]
+    pub rm: bool,
+    /// Accepted for docker compatibility.
+    #[arg(long, hide = true)]
+    pub force_rm: bool,
+    /// Accepted for docker compatibility: a local base image is always used.
+    #[arg(long)]
+    pub pull: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Accepted because docker users type it: runs are always ephemeral.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Accepted for docker compatibility; stdin is always attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

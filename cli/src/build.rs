@@ -1,0 +1,233 @@
+//! `rbuild build`: read the Dockerfile, lower it, solve the graph, export the image.
+
+use crate::args::{BuildArgs, GraphFormat, Progress};
+use crate::outputs;
+use crate::progress::Printer;
+use anyhow::{Context, Result, anyhow, bail};
+use rbuild_cache::Store;
+use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, Lowered, ResolvedImage};
+use rbuild_solver::graph::Platform;
+use rbuild_solver::image::ImageConfig;
+use rbuild_solver::{SolveOptions, Solver, render};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Base images come from the local store; the manifest digest pins the cache key.
+pub struct StoreResolver<'a>(pub &'a Store);
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<ResolvedImage>, String> {
+        let Some(img) = self.0.image(reference).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let config: ImageConfig = serde_json::from_slice(&img.config)
+            .map_err(|e| format!("image {reference}: config is not valid JSON: {e}"))?;
+        Ok(Some(ResolvedImage {
+            digest: Some(img.manifest_digest),
+            config,
+        }))
+    }
+}
+
+/// `KEY=VALUE` as given; a bare `KEY` takes its value from rbuild's environment (docker's rule).
+pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for arg in raw {
+        match arg.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => bail!("--build-arg {arg:?}: the name is empty; write --build-arg NAME=VALUE"),
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    out.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Inputs {
+    context: PathBuf,
+    dockerfile_name: String,
+    source: String,
+    ignore: Vec<String>,
+}
+
+fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
+    let context = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
+    if !context.is_dir() {
+        bail!(
+            "build context {} is not a directory; pass the context directory as the last argument",
+            context.display()
+        );
+    }
+    let dockerfile = match &args.file {
+        Some(f) if f.as_os_str() == "-" => None,
+        Some(f) => Some(f.clone()),
+        None => Some(context.join("Dockerfile")),
+    };
+    let (source, dockerfile_name) = match &dockerfile {
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the Dockerfile from stdin")?;
+            (s, "-".to_string())
+        }
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!(
+                    "cannot read Dockerfile {}; name it with -f or put a Dockerfile in the context",
+                    path.display()
+                )
+            })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow!("{}: the Dockerfile is not valid UTF-8", path.display()))?;
+            (text, path.display().to_string())
+        }
+    };
+    let df_path = dockerfile.unwrap_or_else(|| context.join("Dockerfile"));
+    let ignore = rbuild_solver::dockerignore::read_ignore_file(&context, &df_path)
+        .with_context(|| format!("cannot read the .dockerignore of {}", context.display()))?;
+    Ok(Inputs {
+        context,
+        dockerfile_name,
+        source,
+        ignore,
+    })
+}
+
+pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
+    let inputs = read_inputs(&args)?;
+    let build_args = parse_build_args(&args.build_args)?;
+    let platform = Platform::host();
+    let opts = LowerOptions {
+        dockerfile_name: inputs.dockerfile_name.clone(),
+        target: args.target.clone(),
+        build_args,
+        platform,
+        ignore_patterns: inputs.ignore.clone(),
+    };
+    let network_default = match args.network.as_deref() {
+        None | Some("default") | Some("host") => None,
+        Some("none") => Some(rbuild_solver::graph::NetworkMode::None),
+        Some(other) => bail!("--network={other}: rbuild supports host and none"),
+    };
+
+    // A dry run of a root that does not exist yet must not create one.
+    let store = if args.dry_run && !root.exists() {
+        None
+    } else {
+        Some(Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))?)
+    };
+    let lowered: Lowered = match &store {
+        Some(s) => lower::lower(&inputs.source, &opts, &StoreResolver(s)),
+        None => lower::lower(&inputs.source, &opts, &lower::NoImages),
+    }
+    .map_err(|d| anyhow!("{d}"))?;
+    let _ = network_default; // wired into LowerOptions once lowering takes it
+    let target = &lowered.target;
+    let roots = [target.root];
+    let solve_opts = SolveOptions {
+        no_cache: args.no_cache,
+        context_dir: Some(inputs.context.clone()),
+        cancel: rbuild_executor::CancelToken::new(),
+    };
+
+    if args.dry_run {
+        let plan = match &store {
+            Some(s) if !args.no_cache => Some(Solver::new(s.clone()).plan(&lowered.graph, &roots, &solve_opts)?),
+            _ => None,
+        };
+        let cached = |v| plan.as_ref().and_then(|p| p.get(&v).copied()).unwrap_or(false);
+        let cached: &dyn Fn(rbuild_solver::graph::VertexId) -> bool = &cached;
+        match args.format {
+            GraphFormat::Text => print!("{}", render::render_text(&lowered.graph, &roots, Some(cached))),
+            GraphFormat::Dot => print!("{}", render::render_dot(&lowered.graph, &roots, Some(cached))),
+            GraphFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&render::render_json(&lowered.graph, &roots, Some(cached)))?
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let store = store.expect("opened above unless dry-run");
+    let tags: Vec<String> = args.tags.clone();
+    let progress = if args.quiet { Progress::Quiet } else { args.progress };
+    let graph = Arc::new(lowered.graph);
+    let solver = Solver::new(store.clone());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let printer = Printer::new(progress, graph.clone());
+        let printing = tokio::spawn(printer.consume(rx));
+        let cancel = solve_opts.cancel.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+        let solved = solver.solve(graph.clone(), &roots, &solve_opts, tx).await;
+        ctrl_c.abort();
+        let _ = printing.await;
+        solved
+    });
+    let outcomes = match result {
+        Ok(o) => o,
+        Err(e) => bail!("{e}"),
+    };
+
+    let history: Vec<_> = lowered
+        .target
+        .history
+        .iter()
+        .map(|h| (h.entry.clone(), h.vertex))
+        .collect();
+    let manifest = solver.export(&graph, &outcomes, lowered.target.root, &lowered.target.config, &history, &tags)?;
+    let image = store
+        .image(&manifest)?
+        .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+    for out in &args.outputs {
+        outputs::write(&store, &image, &tags, out)?;
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &image.config_digest)
+            .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
+    }
+    if args.quiet {
+        println!("{}", image.config_digest);
+    } else {
+        for t in &tags {
+            eprintln!("naming to {t} done");
+        }
+        eprintln!("writing image {} done", image.config_digest);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_take_values_or_the_environment() {
+        // SAFETY: single-threaded test setting a variable only it reads.
+        unsafe { std::env::set_var("RBUILD_TEST_ARG", "from-env") };
+        let got = parse_build_args(&["A=1".into(), "B=".into(), "RBUILD_TEST_ARG".into(), "UNSET_X_Y".into()]).unwrap();
+        assert_eq!(got.get("A").map(String::as_str), Some("1"));
+        assert_eq!(got.get("B").map(String::as_str), Some(""));
+        assert_eq!(got.get("RBUILD_TEST_ARG").map(String::as_str), Some("from-env"));
+        assert!(!got.contains_key("UNSET_X_Y"));
+        assert!(parse_build_args(&["=x".into()]).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Renders solver events: `--progress=plain` the way BuildKit prints it
+//! (numbered steps, `CACHED`, output lines with timestamps, `DONE 0.3s`), and
+//! on a terminal a compact live view (indicatif) of the steps in flight.
+
+use crate::args::Progress;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild_solver::Event;
+use rbuild_solver::graph::{BuildGraph, VertexId};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub struct Printer {
+    mode: Progress,
+    graph: Arc<BuildGraph>,
+    /// Step numbers in order of first appearance, as BuildKit numbers them.
+    numbers: HashMap<VertexId, usize>,
+    started: HashMap<VertexId, Instant>,
+    /// Bytes of an output line not yet ended by a newline.
+    partial: HashMap<VertexId, Vec<u8>>,
+    bars: HashMap<VertexId, ProgressBar>,
+    multi: Option<MultiProgress>,
+}
+
+/// `12.3s`-style durations.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl Printer {
+    pub fn new(mode: Progress, graph: Arc<BuildGraph>) -> Self {
+        let mode = match mode {
+            Progress::Auto if std::io::stderr().is_terminal() => Progress::Tty,
+            Progress::Auto => Progress::Plain,
+            m => m,
+        };
+        let multi = (mode == Progress::Tty).then(MultiProgress::new);
+        Printer {
+            mode,
+            graph,
+            numbers: HashMap::new(),
+            started: HashMap::new(),
+            partial: HashMap::new(),
+            bars: HashMap::new(),
+            multi,
+        }
+    }
+
+    fn number(&mut self, v: VertexId) -> usize {
+        let next = self.numbers.len() + 1;
+        *self.numbers.entry(v).or_insert(next)
+    }
+
+    fn name(&self, v: VertexId) -> String {
+        let d = &self.graph.vertex(v).meta.description;
+        if d.is_empty() {
+            format!("[internal] {}", self.graph.vertex(v).op.kind())
+        } else {
+            d.clone()
+        }
+    }
+
+    pub async fn consume(mut self, mut rx: UnboundedReceiver<Event>) {
+        while let Some(ev) = rx.recv().await {
+            self.handle(ev);
+        }
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+
+    fn plain(&self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match self.mode {
+            Progress::Quiet => {}
+            Progress::Plain | Progress::Auto => self.handle_plain(ev),
+            Progress::Tty => self.handle_tty(ev),
+        }
+    }
+
+    fn handle_plain(&mut self, ev: Event) {
+        match ev {
+            Event::Started { vertex, at } => {
+                let n = self.number(vertex);
+                self.started.insert(vertex, at);
+                self.plain(&format!("\n#{n} {}", self.name(vertex)));
+            }
+            Event::Cached { vertex } => {
+                let n = self.number(vertex);
+                self.plain(&format!("\n#{n} {}\n#{n} CACHED", self.name(vertex)));
+            }
+            Event::Log { vertex, data, .. } => {
+                let n = self.number(vertex);
+                let since = self
+                    .started
+                    .get(&vertex)
+                    .map(|t| t.elapsed().as_secs_f64())
+                    .unwrap_or(0.0);
+                let buf = self.partial.entry(vertex).or_default();
+                buf.extend_from_slice(&data);
+                let mut lines = Vec::new();
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    lines.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+                }
+                for l in lines {
+                    self.plain(&format!("#{n} {since:.3} {l}"));
+                }
+            }
+            Event::Done { vertex, at } => {
+                let n = self.number(vertex);
+                self.flush_partial(vertex, n);
+                let took = self
+                    .started
+                    .get(&vertex)
+                    .map(|s| at.saturating_duration_since(*s))
+                    .unwrap_or_default();
+                self.plain(&format!("#{n} DONE {}", seconds(took)));
+            }
+            Event::Failed { vertex, error } => {
+                let n = self.number(vertex);
+                self.flush_partial(vertex, n);
+                self.plain(&format!("#{n} ERROR: {error}"));
+            }
+        }
+    }
+
+    fn flush_partial(&mut self, vertex: VertexId, n: usize) {
+        if let Some(rest) = self.partial.remove(&vertex)
+            && !rest.is_empty()
+        {
+            self.plain(&format!("#{n} {}", String::from_utf8_lossy(&rest)));
+        }
+    }
+
+    fn handle_tty(&mut self, ev: Event) {
+        let Some(multi) = self.multi.clone() else { return };
+        match ev {
+            Event::Started { vertex, at } => {
+                let n = self.number(vertex);
+                self.started.insert(vertex, at);
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} #{prefix} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(n.to_string());
+                bar.set_message(self.name(vertex));
+                bar.enable_steady_tick(Duration::from_millis(100));
+                self.bars.insert(vertex, bar);
+            }
+            Event::Cached { vertex } => {
+                let n = self.number(vertex);
+                let _ = multi.println(format!("#{n} {} CACHED", self.name(vertex)));
+            }
+            Event::Log { vertex, data, .. } => {
+                if let Some(bar) = self.bars.get(&vertex)
+                    && let Some(last) = String::from_utf8_lossy(&data).lines().last()
+                {
+                    bar.set_message(format!("{} | {}", self.name(vertex), last.trim()));
+                }
+            }
+            Event::Done { vertex, at } => {
+                let n = self.number(vertex);
+                let took = self
+                    .started
+                    .get(&vertex)
+                    .map(|s| at.saturating_duration_since(*s))
+                    .unwrap_or_default();
+                if let Some(bar) = self.bars.remove(&vertex) {
+                    bar.finish_and_clear();
+                }
+                let _ = multi.println(format!("#{n} {} DONE {}", self.name(vertex), seconds(took)));
+            }
+            Event::Failed { vertex, error } => {
+                let n = self.number(vertex);
+                if let Some(bar) = self.bars.remove(&vertex) {
+                    bar.finish_and_clear();
+                }
+                let _ = multi.println(format!("#{n} {} ERROR: {error}", self.name(vertex)));
+            }
+        }
+    }
+}

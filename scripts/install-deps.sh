@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what rbuild's demo and tests need on a Debian machine, as root.
+# Idempotent: does nothing (not even `apt-get update`) when all is present.
+set -euo pipefail
+pkgs=(busybox-static skopeo umoci docker-registry apache2-utils curl python3 iproute2)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's package starts a registry on :5000 as a service; tests start their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
+command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
