@@ -1,7 +1,17 @@
 //! Shell-word expansion with Docker's (BuildKit's) semantics: quote removal, escapes and
 //! `$VAR` / `${VAR...}` substitution, as applied to Dockerfile instruction arguments.
+//!
+//! This is deliberately *not* a POSIX shell: there is no command substitution, no globbing of
+//! file names, no `~`, and the supported `${...}` forms are exactly Docker's:
+//! `${v}`, `${v:-w}` `${v-w}`, `${v:+w}` `${v+w}`, `${v:?w}` `${v?w}`,
+//! `${v#p}` `${v##p}` `${v%p}` `${v%%p}`, `${v/p/r}` `${v//p/r}`.
+//! Patterns support `*`, `?` and `\` escapes (no bracket expressions, like BuildKit).
 
-/// An expansion failure; `offset` is the 0-based byte offset in the word where it went wrong.
+use regex::{NoExpand, Regex};
+
+/// An expansion failure. `offset` is the 0-based byte offset in the word where it went wrong:
+/// the opening quote of an unterminated quoted string, or the `$` that starts a failing
+/// `${...}` expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ShellError {
@@ -9,10 +19,31 @@ pub struct ShellError {
     pub offset: usize,
 }
 
-/// Expands words the way a Dockerfile does, with a configurable escape character.
-#[derive(Debug, Clone)]
+impl ShellError {
+    fn new(message: impl Into<String>, offset: usize) -> ShellError {
+        ShellError {
+            message: message.into(),
+            offset,
+        }
+    }
+
+    /// The message as `docker build` prints it: `failed to process "<word>": <message>`.
+    pub fn docker_message(&self, word: &str) -> String {
+        format!("failed to process {word:?}: {}", self.message)
+    }
+}
+
+/// Expands words the way a Dockerfile does, with a configurable escape character
+/// (`\` by default, `` ` `` with the `# escape=`` ` `` directive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lexer {
     escape: char,
+}
+
+impl Default for Lexer {
+    fn default() -> Self {
+        Lexer::new('\\')
+    }
 }
 
 impl Lexer {
@@ -20,23 +51,734 @@ impl Lexer {
         Lexer { escape }
     }
 
+    /// The escape character this lexer uses.
+    pub fn escape(&self) -> char {
+        self.escape
+    }
+
     /// Expands one word (quotes removed, variables substituted), as for ENV/LABEL/WORKDIR/USER values.
+    /// Whitespace is kept as written.
     pub fn expand_word(
         &self,
         word: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, ShellError> {
-        let _ = (self.escape, env);
-        Ok(word.to_string())
+        let mut ex = Expander::new(word, self.escape, env);
+        let (text, _) = ex.process_until(None, false)?;
+        Ok(text)
     }
 
     /// Expands and splits into words, as for COPY/ADD sources, EXPOSE, VOLUME, FROM.
+    /// Splitting happens after expansion: unquoted whitespace (literal or coming from a
+    /// variable's value) separates words; quoted or escaped whitespace does not. Empty
+    /// words (e.g. `""`) are dropped, as Docker does.
     pub fn expand_words(
         &self,
         word: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<String>, ShellError> {
-        let _ = env;
-        Ok(word.split_whitespace().map(str::to_string).collect())
+        let mut ex = Expander::new(word, self.escape, env);
+        let (_, words) = ex.process_until(None, false)?;
+        Ok(words.finish())
+    }
+}
+
+/// Accumulates split words. `in_word` tracks whether something (possibly an empty quoted
+/// string) has started the current word.
+#[derive(Default)]
+struct Words {
+    done: Vec<String>,
+    word: String,
+    in_word: bool,
+}
+
+impl Words {
+    /// An unquoted character: whitespace ends the current word.
+    fn add_char(&mut self, ch: char) {
+        if ch.is_whitespace() {
+            if self.in_word && !self.word.is_empty() {
+                self.done.push(std::mem::take(&mut self.word));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(ch);
+        }
+    }
+
+    /// A quoted or escaped character: always part of the word.
+    fn add_raw_char(&mut self, ch: char) {
+        self.word.push(ch);
+        self.in_word = true;
+    }
+
+    fn add_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+
+    fn add_raw_str(&mut self, s: &str) {
+        self.word.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.word.is_empty() {
+            self.done.push(self.word);
+        }
+        self.done
+    }
+}
+
+/// Cursor over the word being expanded.
+struct Expander<'a> {
+    src: &'a str,
+    pos: usize,
+    escape: char,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Expander<'a> {
+    fn new(src: &'a str, escape: char, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Expander {
+            src,
+            pos: 0,
+            escape,
+            env,
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.src.len()
+    }
+
+    /// Processes text until `stop` (consumed) or the end of the word (when `stop` is None).
+    /// `raw` keeps escape characters in the output: used for patterns, whose escapes are
+    /// interpreted later by the pattern matcher.
+    fn process_until(
+        &mut self,
+        stop: Option<char>,
+        raw: bool,
+    ) -> Result<(String, Words), ShellError> {
+        let start = self.pos;
+        let mut out = String::new();
+        let mut words = Words::default();
+        while let Some(ch) = self.peek() {
+            if Some(ch) == stop {
+                self.next();
+                return Ok((out, words));
+            }
+            match ch {
+                '$' => {
+                    let v = self.dollar()?;
+                    out.push_str(&v);
+                    words.add_str(&v);
+                }
+                '\'' => {
+                    let v = self.single_quoted()?;
+                    out.push_str(&v);
+                    words.add_raw_str(&v);
+                }
+                '"' => {
+                    let v = self.double_quoted(raw)?;
+                    out.push_str(&v);
+                    words.add_raw_str(&v);
+                }
+                _ => {
+                    self.next();
+                    if ch == self.escape {
+                        if raw {
+                            out.push(ch);
+                            words.add_raw_char(ch);
+                        }
+                        // An escape at the very end of the word is dropped.
+                        let Some(escaped) = self.next() else { break };
+                        out.push(escaped);
+                        words.add_raw_char(escaped);
+                    } else {
+                        out.push(ch);
+                        words.add_char(ch);
+                    }
+                }
+            }
+        }
+        match stop {
+            None => Ok((out, words)),
+            Some(c) => Err(ShellError::new(
+                format!("unexpected end of statement while looking for matching {c}"),
+                start,
+            )),
+        }
+    }
+
+    /// `'...'`: everything literal, no escapes at all.
+    fn single_quoted(&mut self) -> Result<String, ShellError> {
+        let start = self.pos;
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.next() {
+                None => {
+                    return Err(ShellError::new(
+                        "unexpected end of statement while looking for matching single-quote",
+                        start,
+                    ));
+                }
+                Some('\'') => return Ok(out),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    /// `"..."`: `$` expands; the escape character only escapes `"`, `$` and itself and is
+    /// kept literally before anything else.
+    fn double_quoted(&mut self, raw: bool) -> Result<String, ShellError> {
+        let start = self.pos;
+        self.next();
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(ShellError::new(
+                        "unexpected end of statement while looking for matching double-quote",
+                        start,
+                    ));
+                }
+                Some('"') => {
+                    self.next();
+                    return Ok(out);
+                }
+                Some('$') => {
+                    let v = self.dollar()?;
+                    out.push_str(&v);
+                }
+                Some(_) => {
+                    let mut ch = self.next().unwrap_or_default();
+                    if ch == self.escape {
+                        if raw {
+                            out.push(ch);
+                        }
+                        match self.peek() {
+                            // Reported as an unterminated quote on the next turn.
+                            None => continue,
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                ch = n;
+                                self.next();
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.push(ch);
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// `$name`, `${name}` and `${name<modifier>...}`; the scanner is on the `$`.
+    fn dollar(&mut self) -> Result<String, ShellError> {
+        let start = self.pos;
+        self.next();
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                // A lone `$` (or `$` before a non-name character) is literal.
+                return Ok("$".to_string());
+            }
+            return Ok(self.lookup(&name).unwrap_or_default());
+        }
+        self.next();
+        match self.peek() {
+            None => return Err(ShellError::new("syntax error: missing '}'", start)),
+            Some('{' | '}' | ':') => {
+                return Err(ShellError::new("syntax error: bad substitution", start));
+            }
+            Some(_) => {}
+        }
+        let name = self.name();
+        let Some(mut op) = self.next() else {
+            return Err(ShellError::new("syntax error: missing '}'", start));
+        };
+        let mut modifier = op.to_string();
+        let mut null_is_unset = false;
+        match op {
+            '}' => Ok(self.lookup(&name).unwrap_or_default()),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                if op == ':' {
+                    null_is_unset = true;
+                    match self.next() {
+                        Some(c) => {
+                            op = c;
+                            modifier.push(c);
+                        }
+                        None => return Err(ShellError::new("syntax error: missing '}'", start)),
+                    }
+                }
+                // Trim patterns keep their escapes for the pattern matcher.
+                let raw = op == '#' || op == '%';
+                let word = self.operand(Some('}'), raw, start, "syntax error: missing '}'")?;
+                let value = self.lookup(&name);
+                let unset = match &value {
+                    None => true,
+                    Some(v) => null_is_unset && v.is_empty(),
+                };
+                match op {
+                    '-' => Ok(if unset {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
+                    '+' => Ok(if unset { String::new() } else { word }),
+                    '?' => {
+                        if unset {
+                            let message = if !word.is_empty() {
+                                word
+                            } else if value.is_none() {
+                                "is not allowed to be unset".to_string()
+                            } else {
+                                "is not allowed to be empty".to_string()
+                            };
+                            Err(ShellError::new(format!("{name}: {message}"), start))
+                        } else {
+                            Ok(value.unwrap_or_default())
+                        }
+                    }
+                    '#' | '%' => {
+                        // `#`/`%` remove the shortest match, `##`/`%%` the longest.
+                        let (pattern, greedy) = match word.strip_prefix(op) {
+                            Some(rest) => (rest, true),
+                            None => (word.as_str(), false),
+                        };
+                        let value = value.unwrap_or_default();
+                        let trimmed = if op == '#' {
+                            trim_prefix(pattern, &value, greedy)
+                        } else {
+                            trim_suffix(pattern, &value, greedy)
+                        };
+                        trimmed.map_err(|e| {
+                            ShellError::new(
+                                format!("invalid pattern ({pattern}) in substitution: {e}"),
+                                start,
+                            )
+                        })
+                    }
+                    _ => Err(ShellError::new(
+                        format!("unsupported modifier ({modifier}) in substitution"),
+                        start,
+                    )),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let pattern =
+                    self.operand(Some('/'), true, start, "syntax error: missing '/' in ${}")?;
+                let replacement =
+                    self.operand(Some('}'), true, start, "syntax error: missing '}'")?;
+                let value = self.lookup(&name).unwrap_or_default();
+                let re = shell_pattern_to_regex(&pattern, true, false).map_err(|e| {
+                    ShellError::new(
+                        format!("invalid pattern ({pattern}) in substitution: {e}"),
+                        start,
+                    )
+                })?;
+                if all {
+                    Ok(re.replace_all(&value, NoExpand(&replacement)).into_owned())
+                } else {
+                    Ok(re.replace(&value, NoExpand(&replacement)).into_owned())
+                }
+            }
+            _ => Err(ShellError::new(
+                format!("unsupported modifier ({modifier}) in substitution"),
+                start,
+            )),
+        }
+    }
+
+    /// The operand of a `${...}` modifier, up to `stop`. Running off the end of the word is
+    /// reported as `at_end_msg` (whatever went wrong inside), at the `$` of the expression.
+    fn operand(
+        &mut self,
+        stop: Option<char>,
+        raw: bool,
+        start: usize,
+        at_end_msg: &str,
+    ) -> Result<String, ShellError> {
+        match self.process_until(stop, raw) {
+            Ok((s, _)) => Ok(s),
+            Err(_) if self.at_end() => Err(ShellError::new(at_end_msg, start)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A variable name: letters, digits and `_`; a leading digit reads a positional
+    /// parameter (all following digits); a special parameter is a single character.
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(ch) = self.peek() {
+            if name.is_empty() && is_digit(ch) {
+                while let Some(d) = self.peek().filter(|c| is_digit(*c)) {
+                    name.push(d);
+                    self.next();
+                }
+                return name;
+            }
+            if name.is_empty() && is_special_param(ch) {
+                self.next();
+                return ch.to_string();
+            }
+            if !(ch.is_alphabetic() || is_digit(ch) || ch == '_') {
+                break;
+            }
+            name.push(ch);
+            self.next();
+        }
+        name
+    }
+}
+
+/// Decimal digits (Unicode `Nd`, approximated for non-ASCII by `is_numeric`).
+fn is_digit(c: char) -> bool {
+    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())
+}
+
+/// POSIX special parameters; never set in a Dockerfile, so they expand to nothing.
+fn is_special_param(c: char) -> bool {
+    matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0')
+}
+
+/// Converts a substitution pattern (`*`, `?`, `\`-escapes) to a regex. `\}` and `\/` are the
+/// escaped delimiters of `${...}` and stand for the plain character.
+fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    if anchored {
+        out.push('^');
+    }
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push_str(if greedy { ".*" } else { ".*?" }),
+            '?' => out.push('.'),
+            '\\' => match chars.peek().copied() {
+                Some('}' | '/') => {}
+                Some(e @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    out.push_str(&regex::escape(&e.to_string()));
+                }
+                Some(e) => return Err(format!("invalid escape '\\{e}'")),
+                None => return Err("invalid escape '\\' at end of pattern".to_string()),
+            },
+            _ => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    Regex::new(&out).map_err(|e| e.to_string())
+}
+
+/// `${v#p}` / `${v##p}`: removes the shortest (longest when greedy) matching prefix.
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    let re = shell_pattern_to_regex(pattern, greedy, true)?;
+    Ok(match re.find(value) {
+        Some(m) => value[m.end()..].to_string(),
+        None => value.to_string(),
+    })
+}
+
+/// `${v%p}` / `${v%%p}`: the shortest rightmost match is found as a leftmost match of the
+/// reversed pattern in the reversed value (regexes only search leftmost).
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+    let reversed = trim_prefix(&reverse_pattern(pattern), &reverse(value), greedy)?;
+    Ok(reverse(&reversed))
+}
+
+fn reverse(s: &str) -> String {
+    s.chars().rev().collect()
+}
+
+/// Reverses a pattern keeping each `\x` escape pair in order (`a\*c` -> `c\*a`).
+fn reverse_pattern(pattern: &str) -> String {
+    let mut units: Vec<String> = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        let mut unit = c.to_string();
+        if c == '\\'
+            && let Some(n) = chars.next()
+        {
+            unit.push(n);
+        }
+        units.push(unit);
+    }
+    units.into_iter().rev().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn word_with(input: &str, pairs: &[(&str, &str)]) -> Result<String, ShellError> {
+        let env = env_of(pairs);
+        Lexer::new('\\').expand_word(input, &|k| env.get(k).cloned())
+    }
+
+    fn word(input: &str) -> Result<String, ShellError> {
+        word_with(input, &[("FOO", "xxyy"), ("EMPTY", ""), ("SP", "a  b")])
+    }
+
+    fn words_with(input: &str, pairs: &[(&str, &str)]) -> Result<Vec<String>, ShellError> {
+        let env = env_of(pairs);
+        Lexer::new('\\').expand_words(input, &|k| env.get(k).cloned())
+    }
+
+    fn err(input: &str) -> ShellError {
+        match word(input) {
+            Ok(v) => panic!("{input:?} expanded to {v:?}, expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn plain_and_simple_variables() {
+        assert_eq!(word("a b").unwrap(), "a b");
+        assert_eq!(word("$FOO").unwrap(), "xxyy");
+        assert_eq!(word("${FOO}").unwrap(), "xxyy");
+        assert_eq!(word("$FOO.x").unwrap(), "xxyy.x");
+        assert_eq!(word("${FOO}bar").unwrap(), "xxyybar");
+        assert_eq!(word("$FOObar").unwrap(), "");
+        assert_eq!(word("$UNSET-x").unwrap(), "-x");
+        assert_eq!(word("$").unwrap(), "$");
+        assert_eq!(word("a$").unwrap(), "a$");
+        assert_eq!(word("$ x").unwrap(), "$ x");
+        assert_eq!(word("$1abc").unwrap(), "abc");
+        assert_eq!(word("$@x").unwrap(), "x");
+    }
+
+    #[test]
+    fn default_alternative_and_required() {
+        assert_eq!(word("${UNSET:-d}").unwrap(), "d");
+        assert_eq!(word("${EMPTY:-d}").unwrap(), "d");
+        assert_eq!(word("${EMPTY-d}").unwrap(), "");
+        assert_eq!(word("${UNSET-d}").unwrap(), "d");
+        assert_eq!(word("${FOO:-d}").unwrap(), "xxyy");
+        assert_eq!(word("${FOO:+alt}").unwrap(), "alt");
+        assert_eq!(word("${EMPTY:+alt}").unwrap(), "");
+        assert_eq!(word("${EMPTY+alt}").unwrap(), "alt");
+        assert_eq!(word("${UNSET+alt}").unwrap(), "");
+        assert_eq!(word("${EMPTY?}").unwrap(), "");
+        assert_eq!(word("${FOO:?}").unwrap(), "xxyy");
+        // Nested expansions in the operand.
+        assert_eq!(word("${UNSET:-${FOO}}").unwrap(), "xxyy");
+        assert_eq!(word("${UNSET:-${U2:-${FOO}x}}").unwrap(), "xxyyx");
+        assert_eq!(word("${FOO:+\"${FOO}\" q}").unwrap(), "xxyy q");
+        assert_eq!(word("${UNSET:-a}}").unwrap(), "a}");
+    }
+
+    #[test]
+    fn required_variable_messages() {
+        let e = err("ab${UNSET:?must be set}");
+        assert_eq!(e.message, "UNSET: must be set");
+        assert_eq!(e.offset, 2);
+        assert_eq!(
+            err("${UNSET:?}").message,
+            "UNSET: is not allowed to be unset"
+        );
+        assert_eq!(
+            err("${UNSET?}").message,
+            "UNSET: is not allowed to be unset"
+        );
+        assert_eq!(
+            err("${EMPTY:?}").message,
+            "EMPTY: is not allowed to be empty"
+        );
+        assert_eq!(err("${EMPTY:?need $FOO}").message, "EMPTY: need xxyy");
+        assert_eq!(
+            err("${EMPTY:?x}").docker_message("${EMPTY:?x}"),
+            "failed to process \"${EMPTY:?x}\": EMPTY: x"
+        );
+    }
+
+    #[test]
+    fn malformed_substitutions() {
+        for (input, message, offset) in [
+            ("${}", "syntax error: bad substitution", 0),
+            ("ab${}", "syntax error: bad substitution", 2),
+            ("${:}", "syntax error: bad substitution", 0),
+            ("${{a}", "syntax error: bad substitution", 0),
+            ("${", "syntax error: missing '}'", 0),
+            ("x${FOO", "syntax error: missing '}'", 1),
+            ("${FOO:-abc", "syntax error: missing '}'", 0),
+            ("${FOO:-a ${b}", "syntax error: missing '}'", 0),
+            ("${FOO:", "syntax error: missing '}'", 0),
+            ("${.}", "unsupported modifier (.) in substitution", 0),
+            ("${FOO:=x}", "unsupported modifier (:=) in substitution", 0),
+            ("${FOO:YY}", "unsupported modifier (:Y) in substitution", 0),
+            ("${FOO/x}", "syntax error: missing '/' in ${}", 0),
+            ("${FOO//}", "syntax error: missing '/' in ${}", 0),
+            ("${FOO/x/y", "syntax error: missing '}'", 0),
+            (
+                "${FOO#\\x}",
+                "invalid pattern (\\x) in substitution: invalid escape '\\x'",
+                0,
+            ),
+        ] {
+            let e = err(input);
+            assert_eq!((e.message.as_str(), e.offset), (message, offset), "{input}");
+        }
+    }
+
+    #[test]
+    fn unterminated_quotes() {
+        let e = err("ab'cd");
+        assert_eq!(
+            e.message,
+            "unexpected end of statement while looking for matching single-quote"
+        );
+        assert_eq!(e.offset, 2);
+        let e = err("a\"b\\\"");
+        assert_eq!(
+            e.message,
+            "unexpected end of statement while looking for matching double-quote"
+        );
+        assert_eq!(e.offset, 1);
+        // The byte offset counts UTF-8 bytes.
+        assert_eq!(err("안'x").offset, 3);
+    }
+
+    #[test]
+    fn quotes_and_escapes() {
+        assert_eq!(word("'$FOO \\n'").unwrap(), "$FOO \\n");
+        assert_eq!(word("\"$FOO \\n\"").unwrap(), "xxyy \\n");
+        assert_eq!(word("\"\\$FOO \\\" \\\\\"").unwrap(), "$FOO \" \\");
+        assert_eq!(word("\\$FOO").unwrap(), "$FOO");
+        assert_eq!(word("\\\\$FOO").unwrap(), "\\xxyy");
+        assert_eq!(word("a\\ b").unwrap(), "a b");
+        assert_eq!(word("end\\").unwrap(), "end");
+        assert_eq!(word("'a'\"b\"c").unwrap(), "abc");
+        assert_eq!(word("\\${FOO}").unwrap(), "${FOO}");
+    }
+
+    #[test]
+    fn backtick_escape() {
+        let lex = Lexer::new('`');
+        let env = |k: &str| (k == "A").then(|| "v".to_string());
+        assert_eq!(lex.expand_word("`$A \\x", &env).unwrap(), "$A \\x");
+        assert_eq!(lex.expand_word("\"`\"`$A\"", &env).unwrap(), "\"$A");
+        assert_eq!(lex.expand_word("C:\\dir\\$A", &env).unwrap(), "C:\\dir\\v");
+    }
+
+    #[test]
+    fn unicode_names_and_values() {
+        let env = [("KOREAN", "한국어"), ("변수", "v")];
+        assert_eq!(word_with("안녕$KOREAN!", &env).unwrap(), "안녕한국어!");
+        assert_eq!(word_with("${변수}", &env).unwrap(), "v");
+        assert_eq!(word_with("${KOREAN#한}", &env).unwrap(), "국어");
+        assert_eq!(word_with("${KOREAN%?}", &env).unwrap(), "한국");
+    }
+
+    #[test]
+    fn trim_patterns() {
+        let env = [("P", "/usr/local/bin/tool.tar.gz"), ("S", "a***yy*")];
+        assert_eq!(
+            word_with("${P#*/}", &env).unwrap(),
+            "usr/local/bin/tool.tar.gz"
+        );
+        assert_eq!(word_with("${P##*/}", &env).unwrap(), "tool.tar.gz");
+        assert_eq!(
+            word_with("${P%.*}", &env).unwrap(),
+            "/usr/local/bin/tool.tar"
+        );
+        assert_eq!(word_with("${P%%.*}", &env).unwrap(), "/usr/local/bin/tool");
+        assert_eq!(
+            word_with("${P#nomatch}", &env).unwrap(),
+            "/usr/local/bin/tool.tar.gz"
+        );
+        assert_eq!(
+            word_with("${P#/usr?}", &env).unwrap(),
+            "local/bin/tool.tar.gz"
+        );
+        assert_eq!(
+            word_with("${P:#/usr}", &env).unwrap(),
+            "/local/bin/tool.tar.gz"
+        );
+        assert_eq!(word_with("${S%%\\**\\*}", &env).unwrap(), "a");
+        assert_eq!(word_with("${S#a\\*}", &env).unwrap(), "**yy*");
+        assert_eq!(
+            word_with("${P#}", &env).unwrap(),
+            "/usr/local/bin/tool.tar.gz"
+        );
+        assert_eq!(word_with("${UNSET#x}", &env).unwrap(), "");
+        // Regex metacharacters in patterns are literal.
+        let env = [("R", "()[]{}^$.*?|\\x")];
+        assert_eq!(word_with("${R#()[]{\\}^$.\\*\\?|\\\\}", &env).unwrap(), "x");
+    }
+
+    #[test]
+    fn replace_patterns() {
+        let env = [
+            ("F", "/tmp/tmp/bar.txt"),
+            ("N", "/tmp"),
+            ("G", "/foo*/*/*.txt"),
+            ("W", "\\*/"),
+        ];
+        assert_eq!(word_with("${F/$N/}", &env).unwrap(), "/tmp/bar.txt");
+        assert_eq!(word_with("${F//$N/}", &env).unwrap(), "/bar.txt");
+        assert_eq!(word_with("${F//tmp/x$}", &env).unwrap(), "/x$/x$/bar.txt");
+        assert_eq!(word_with("${G/$W/.}", &env).unwrap(), "/foo.*/*.txt");
+        assert_eq!(word_with("${G//$W/.}", &env).unwrap(), "/foo..*.txt");
+        assert_eq!(word_with("${F/t*p/X}", &env).unwrap(), "/X/bar.txt");
+        assert_eq!(word_with("${F/?/X}", &env).unwrap(), "Xtmp/tmp/bar.txt");
+        assert_eq!(word_with("${F///}", &env).unwrap(), "/tmp/tmp/bar.txt");
+        assert_eq!(word_with("${F//*/x}", &env).unwrap(), "x");
+        assert_eq!(word_with("${F//t/}", &env).unwrap(), "/mp/mp/bar.x");
+        // BuildKit keeps the escape in the replacement text.
+        assert_eq!(
+            word_with("${F//\\//\\/}", &env).unwrap(),
+            "\\/tmp\\/tmp\\/bar.txt"
+        );
+    }
+
+    #[test]
+    fn word_splitting() {
+        let env = [("SP", "  a  b "), ("E", "")];
+        assert_eq!(words_with("x y  z", &env).unwrap(), ["x", "y", "z"]);
+        assert_eq!(words_with("x${SP}y", &env).unwrap(), ["x", "a", "b", "y"]);
+        assert_eq!(words_with("x${SP%% }y", &env).unwrap(), ["x", "a", "by"]);
+        assert_eq!(words_with("x\"${SP}\"y", &env).unwrap(), ["x  a  b y"]);
+        assert_eq!(words_with("a\\ b 'c d'", &env).unwrap(), ["a b", "c d"]);
+        assert_eq!(words_with("\"\" a $E", &env).unwrap(), ["a"]);
+        assert_eq!(words_with("${U:-p q}", &env).unwrap(), ["p", "q"]);
+        assert!(words_with("", &env).unwrap().is_empty());
+        assert!(words_with("a \"b", &env).is_err());
+    }
+
+    #[test]
+    fn pattern_helpers() {
+        assert_eq!(reverse_pattern("a\\*c"), "c\\*a");
+        assert_eq!(reverse_pattern("\\\\\\ab"), "b\\a\\\\");
+        assert_eq!(reverse_pattern("ab\\"), "\\ba");
+        assert!(shell_pattern_to_regex("\\", true, true).is_err());
+        assert!(shell_pattern_to_regex("\\x", true, true).is_err());
+        assert!(shell_pattern_to_regex("\\\\\\", true, true).is_err());
+        let re = shell_pattern_to_regex("a-b#c d&~", true, true).unwrap();
+        assert!(re.is_match("a-b#c d&~"));
     }
 }
