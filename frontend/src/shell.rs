@@ -770,6 +770,27 @@ mod tests {
         assert!(words_with("a \"b", &env).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_offsets_are_in_bounds(s in "[a-z${}:#%/?*\\\\'\" \t!-]{0,24}|\\PC{0,24}") {
+            let env = |k: &str| (k == "a").then(|| "x y".to_string());
+            for lexer in [Lexer::new('\\'), Lexer::new('`')] {
+                if let Err(e) = lexer.expand_word(&s, &env) {
+                    proptest::prop_assert!(e.offset < s.len() && s.is_char_boundary(e.offset), "{e:?} for {s:?}");
+                }
+                let _ = lexer.expand_words(&s, &env);
+            }
+        }
+
+        #[test]
+        fn plain_text_is_unchanged(s in "[a-zA-Z0-9_./:=@+,-]{0,30}") {
+            let env = |_: &str| None;
+            proptest::prop_assert_eq!(Lexer::default().expand_word(&s, &env).unwrap(), s.clone());
+            let words = Lexer::default().expand_words(&s, &env).unwrap();
+            proptest::prop_assert_eq!(words, if s.is_empty() { vec![] } else { vec![s] });
+        }
+    }
+
     #[test]
     fn pattern_helpers() {
         assert_eq!(reverse_pattern("a\\*c"), "c\\*a");

@@ -366,8 +366,11 @@ fn compile(pattern: &str) -> Result<Matcher, String> {
     }
     Ok(match kind {
         Kind::Exact => Matcher::Exact(pattern.to_string()),
-        Kind::Prefix => Matcher::Prefix(pattern[..pattern.len() - 2].to_string()),
-        Kind::Suffix => Matcher::Suffix(pattern[2..].to_string()),
+        Kind::Prefix => {
+            let prefix = pattern.strip_suffix("**/").or(pattern.strip_suffix("**"));
+            Matcher::Prefix(prefix.unwrap_or(pattern).to_string())
+        }
+        Kind::Suffix => Matcher::Suffix(pattern.strip_prefix("**").unwrap_or(pattern).to_string()),
         Kind::Regex => {
             re.push('$');
             Matcher::Regex(Regex::new(&re).map_err(|e| e.to_string())?)
@@ -591,6 +594,37 @@ mod tests {
         let list = vec!["ok".to_string(), "!a[".to_string()];
         let e = Patterns::from_list(&list).unwrap_err();
         assert_eq!(e.pattern, "!a[");
+    }
+
+    #[test]
+    fn arbitrary_patterns_never_panic() {
+        // Every pattern of up to 3 characters over the syntax alphabet either compiles or is
+        // rejected, and matching never panics.
+        let alphabet: Vec<char> = "*?[]\\!/a.-^".chars().collect();
+        let mut patterns = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = patterns
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            patterns.extend(longer);
+        }
+        patterns.dedup();
+        let mut compiled = 0;
+        for p in &patterns {
+            if let Ok(m) = Patterns::from_list(std::slice::from_ref(p)) {
+                compiled += 1;
+                for path in ["a", "a/b", ".", "-", "a.b/c", "**/a"] {
+                    m.excluded(path);
+                    m.can_skip_dir(path);
+                }
+            }
+        }
+        assert!(
+            compiled > patterns.len() / 2,
+            "{compiled} of {}",
+            patterns.len()
+        );
     }
 
     #[test]
