@@ -757,6 +757,25 @@ mod tests {
     }
 
     #[test]
+    fn forms_seen_in_real_dockerfiles() {
+        let env = [("TP", "linux/amd64"), ("LD", "/opt/lib"), ("ARCH", "arm64")];
+        for (input, want) in [
+            ("${TP#linux/amd64}", ""),
+            ("${TP#linux/arm64}", "linux/amd64"),
+            ("${TP##*/}", "amd64"),
+            ("${TP%/*}", "linux"),
+            ("${LD:+$LD:}/usr/lib", "/opt/lib:/usr/lib"),
+            ("${NOLD:+$NOLD:}/usr/lib", "/usr/lib"),
+            ("${D:-\"supported\"}", "supported"),
+            ("${TP:+\"all=-N -l\"}", "all=-N -l"),
+            ("go${ARCH:+-$ARCH}.tgz", "go-arm64.tgz"),
+            ("${P:-/usr/local/sbin:/usr/bin}", "/usr/local/sbin:/usr/bin"),
+        ] {
+            assert_eq!(word_with(input, &env).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
     fn word_splitting() {
         let env = [("SP", "  a  b "), ("E", "")];
         assert_eq!(words_with("x y  z", &env).unwrap(), ["x", "y", "z"]);
