@@ -8,6 +8,7 @@
 //! Patterns support `*`, `?` and `\` escapes (no bracket expressions, like BuildKit).
 
 use regex::{NoExpand, Regex};
+use std::collections::BTreeSet;
 
 /// An expansion failure. `offset` is the 0-based byte offset in the word where it went wrong:
 /// the opening quote of an unterminated quoted string, or the `$` that starts a failing
@@ -81,6 +82,37 @@ impl Lexer {
         let (_, words) = ex.process_until(None, false)?;
         Ok(words.finish())
     }
+
+    /// Expands like [`Lexer::expand_word`] and [`Lexer::expand_words`] at once, also reporting
+    /// which variable names were looked up (for "undefined variable" or "unused build-arg"
+    /// warnings).
+    pub fn expand(
+        &self,
+        word: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Expansion, ShellError> {
+        let mut ex = Expander::new(word, self.escape, env);
+        let (value, words) = ex.process_until(None, false)?;
+        Ok(Expansion {
+            value,
+            words: words.finish(),
+            matched: ex.matched,
+            unmatched: ex.unmatched,
+        })
+    }
+}
+
+/// The full result of [`Lexer::expand`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expansion {
+    /// The expanded word, as [`Lexer::expand_word`] returns it.
+    pub value: String,
+    /// The split words, as [`Lexer::expand_words`] returns them.
+    pub words: Vec<String>,
+    /// Names that were looked up and set (possibly empty).
+    pub matched: BTreeSet<String>,
+    /// Names that were looked up and unset.
+    pub unmatched: BTreeSet<String>,
 }
 
 /// Accumulates split words. `in_word` tracks whether something (possibly an empty quoted
@@ -134,6 +166,8 @@ struct Expander<'a> {
     pos: usize,
     escape: char,
     env: &'a dyn Fn(&str) -> Option<String>,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
 }
 
 impl<'a> Expander<'a> {
@@ -143,6 +177,8 @@ impl<'a> Expander<'a> {
             pos: 0,
             escape,
             env,
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
         }
     }
 
@@ -282,8 +318,15 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<String> {
-        (self.env)(name)
+    fn lookup(&mut self, name: &str) -> Option<String> {
+        let value = (self.env)(name);
+        let seen = if value.is_some() {
+            &mut self.matched
+        } else {
+            &mut self.unmatched
+        };
+        seen.insert(name.to_string());
+        value
     }
 
     /// `$name`, `${name}` and `${name<modifier>...}`; the scanner is on the `$`.
@@ -773,6 +816,19 @@ mod tests {
         ] {
             assert_eq!(word_with(input, &env).unwrap(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn reports_looked_up_names() {
+        let env = env_of(&[("A", "1"), ("E", "")]);
+        let got = Lexer::default()
+            .expand("$A ${B:-$E} '$C' ${D:+x}", &|k| env.get(k).cloned())
+            .unwrap();
+        assert_eq!(got.value, "1  $C ");
+        assert_eq!(got.words, ["1", "$C"]);
+        let names = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&got.matched), ["A", "E"]);
+        assert_eq!(names(&got.unmatched), ["B", "D"]);
     }
 
     #[test]
