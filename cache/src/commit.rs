@@ -232,7 +232,6 @@ impl EntryHeader {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn plain_file(name: &str, size: u64) -> Self {
         EntryHeader {
             name: name.as_bytes().to_vec(),

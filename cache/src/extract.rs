@@ -159,7 +159,7 @@ impl Extractor<'_> {
                             entry,
                             format!(
                                 "goes through symlink {} -> {}, which points outside the destination",
-                                String::from_utf8_lossy(&[done.concat(), c.clone()].join(&b'/')),
+                                String::from_utf8_lossy(&done.iter().chain([&c]).cloned().collect::<Vec<_>>().join(&b'/')),
                                 target.display()
                             ),
                         ));

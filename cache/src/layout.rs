@@ -9,10 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
-#[allow(dead_code)]
 pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
-#[allow(dead_code)]
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// `name` with `:latest` appended when it has neither a tag nor a digest.
@@ -26,6 +23,22 @@ pub fn normalize_tag(name: &str) -> String {
     } else {
         format!("{name}:latest")
     }
+}
+
+/// Docker's short form of a name: `docker.io/library/x` → `x`, `docker.io/u/x` → `u/x`
+/// (what `docker load` and `docker images` show).
+pub fn familiar_name(name: &str) -> &str {
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
+        if let Some(rest) = name.strip_prefix(p) {
+            return rest;
+        }
+    }
+    name
 }
 
 /// Normalises and checks a tag; OCI ref names must be printable without spaces.
@@ -303,7 +316,11 @@ impl Store {
     pub fn image(&self, name_or_digest: &str) -> Result<Option<StoredImage>, CacheError> {
         let all = self.index_images()?;
         let tag = normalize_tag(name_or_digest);
-        if let Some((d, tags)) = all.iter().find(|(_, t)| t.contains(&tag)) {
+        let short = normalize_tag(familiar_name(name_or_digest));
+        if let Some((d, tags)) = all
+            .iter()
+            .find(|(_, t)| t.contains(&tag) || t.contains(&short))
+        {
             return self.load_image(d, tags.clone()).map(Some);
         }
         let prefix = name_or_digest

@@ -20,7 +20,7 @@ mod prune;
 
 pub use error::CacheError;
 pub use extract::extract_layer;
-pub use layout::normalize_tag;
+pub use layout::{familiar_name, normalize_tag};
 pub use prune::PruneOptions;
 
 use error::IoContext;
