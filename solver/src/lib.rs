@@ -6,3 +6,4 @@
 pub mod graph;
 pub mod image;
 pub mod dockerignore;
+pub mod render;
