@@ -1,0 +1,256 @@
+//! RUN: the executor over input 0's layer chain; the upper dir becomes the new layer.
+
+use super::{mkdir, snapshots, view_chain};
+use crate::graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
+use crate::ops::paths::clean_rel;
+use crate::progress::{Event, LastLines};
+use crate::solve::{Inner, Outcome, SolveError, SolveOptions, describe};
+use rbuild_executor::{CancelToken, ExecError, Mount, MountSource, Network, RunSpec};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Lines of output kept for the error of a failed RUN.
+const TAIL_LINES: usize = 10;
+
+/// The container's hostname, as BuildKit's sandbox has a fixed one.
+const HOSTNAME: &str = "rbuild";
+
+/// Runs one Exec vertex (blocking) and returns its outcome.
+pub(crate) fn run(
+    inner: &Inner,
+    graph: &BuildGraph,
+    v: VertexId,
+    inputs: &[Outcome],
+    opts: &SolveOptions,
+    cancel: &CancelToken,
+    events: &UnboundedSender<Event>,
+) -> Result<Outcome, SolveError> {
+    let vertex = graph.vertex(v);
+    let Op::Exec(op) = &vertex.op else {
+        return Err(SolveError::Internal(
+            "exec::run on a non-exec vertex".into(),
+        ));
+    };
+    let store = &inner.store;
+    let base = inputs.first().cloned().unwrap_or_default();
+    let tmp = store.tmp_dir("exec-")?;
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    mkdir(&upper)?;
+    mkdir(&work)?;
+    let lowerdirs = snapshots(store, &base.layers)?;
+
+    // Host-side views for binds from other vertices; dropped (unmounted) after the run.
+    let mut views = Vec::new();
+    let mut mounts = Vec::new();
+    let mut locks = Vec::new();
+    for (i, m) in op.mounts.iter().enumerate() {
+        match &m.kind {
+            MountKind::Bind {
+                input,
+                source,
+                readonly,
+            } => {
+                let src_vertex = vertex.inputs.get(*input).ok_or_else(|| {
+                    SolveError::step(graph, v, format!("mount input {input} does not exist"))
+                })?;
+                let root = match &graph.vertex(*src_vertex).op {
+                    Op::Local { name, .. } => inner.local_dir(name, opts)?,
+                    _ => {
+                        let chain = &inputs.get(*input).cloned().unwrap_or_default().layers;
+                        let scratch = tmp.path().join(format!("bind-{i}"));
+                        let (mnt, guard) = view_chain(store, chain, &scratch)?;
+                        views.push(guard);
+                        mnt
+                    }
+                };
+                let host = resolve(&root, &clean_rel(source)).map_err(|e| {
+                    SolveError::step(graph, v, format!("mount source {source:?}: {e}"))
+                })?;
+                mounts.push(Mount {
+                    target: m.target.clone(),
+                    source: MountSource::Bind {
+                        source: host,
+                        readonly: *readonly,
+                    },
+                });
+            }
+            MountKind::Cache {
+                id,
+                sharing,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let dir = cache_mount_dir(store.root(), id);
+                prepare_cache_dir(&dir, *mode, *uid, *gid)
+                    .map_err(|e| SolveError::step(graph, v, format!("cache mount {id:?}: {e}")))?;
+                if sharing == "locked" {
+                    // One user at a time across threads and processes sharing this root.
+                    let lock = std::fs::File::create(dir.with_extension("lock"))
+                        .and_then(|f| f.lock().map(|_| f))
+                        .map_err(|e| {
+                            SolveError::step(graph, v, format!("locking cache mount {id:?}: {e}"))
+                        })?;
+                    locks.push(lock);
+                }
+                mounts.push(Mount {
+                    target: m.target.clone(),
+                    source: MountSource::Bind {
+                        source: dir,
+                        readonly: false,
+                    },
+                });
+            }
+            MountKind::Tmpfs { size } => mounts.push(Mount {
+                target: m.target.clone(),
+                source: MountSource::Tmpfs { size: *size },
+            }),
+            MountKind::Secret { id, required, .. } | MountKind::Ssh { id, required } => {
+                if *required {
+                    return Err(SolveError::step(
+                        graph,
+                        v,
+                        format!("secret/ssh {id:?} is required but rbuild has none to provide"),
+                    ));
+                }
+            }
+        }
+    }
+
+    let spec = run_spec(op, lowerdirs, upper.clone(), work, mounts);
+    let mut tail = LastLines::new(TAIL_LINES);
+    let result = rbuild_executor::run(&spec, cancel, &mut |stream, data: &[u8]| {
+        tail.push(data);
+        let _ = events.send(Event::Log {
+            vertex: v,
+            stream,
+            data: data.to_vec(),
+        });
+    });
+    drop(views);
+    drop(locks);
+    let code = match result {
+        Ok(code) => code,
+        Err(ExecError::Cancelled) => return Err(SolveError::Cancelled),
+        Err(e) => return Err(SolveError::step(graph, v, e.to_string())),
+    };
+    if cancel.is_cancelled() {
+        return Err(SolveError::Cancelled);
+    }
+    if code != 0 {
+        return Err(SolveError::RunFailed {
+            vertex: v,
+            description: describe(graph, v),
+            lines: vertex.meta.lines,
+            exit_code: code,
+            last_output: tail.finish(),
+        });
+    }
+    let mut layers = base.layers;
+    if let Some(layer) = store.commit_layer(&upper)? {
+        layers.push(layer);
+    }
+    Ok(Outcome {
+        layers,
+        config: None,
+    })
+}
+
+/// The executor's spec for an Exec op.
+fn run_spec(
+    op: &ExecOp,
+    lowerdirs: Vec<PathBuf>,
+    upperdir: PathBuf,
+    workdir: PathBuf,
+    mounts: Vec<Mount>,
+) -> RunSpec {
+    RunSpec {
+        lowerdirs,
+        upperdir,
+        workdir,
+        args: op.args.clone(),
+        env: op.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cwd: if op.cwd.is_empty() {
+            "/".into()
+        } else {
+            op.cwd.clone()
+        },
+        user: op.user.clone(),
+        network: match op.network {
+            NetworkMode::Host => Network::Host,
+            NetworkMode::None => Network::None,
+        },
+        hostname: HOSTNAME.into(),
+        mounts,
+    }
+}
+
+/// `path` inside `root` with symlinks resolved within it (the root itself for "").
+fn resolve(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    if rel.is_empty() {
+        return Ok(root.to_path_buf());
+    }
+    rbuild_executor::resolve_in_root(root, rel)
+}
+
+/// The persistent directory of a cache mount: a readable name plus a hash, so any id
+/// (often a path like `/root/.cache`) maps to one safe directory name.
+pub fn cache_mount_dir(store_root: &Path, id: &str) -> PathBuf {
+    let readable: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    let hash = blake3::hash(id.as_bytes()).to_hex();
+    store_root
+        .join("cache-mounts")
+        .join(format!("{}-{}", readable.trim_matches('_'), &hash[..16]))
+}
+
+/// Creates a cache mount dir with its mode and owner the first time it is used.
+fn prepare_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = dir.with_extension(format!("new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another build created it first.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_mount_dirs_are_safe_and_distinct() {
+        let root = Path::new("/r");
+        let a = cache_mount_dir(root, "/root/.cache");
+        let b = cache_mount_dir(root, "/root/.cache/");
+        assert_ne!(a, b);
+        assert_eq!(a.parent().unwrap(), Path::new("/r/cache-mounts"));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("root__cache-"), "{name}");
+        assert!(
+            !cache_mount_dir(root, "../../etc")
+                .to_string_lossy()
+                .contains("..")
+        );
+    }
+}
