@@ -10,8 +10,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+/// Overlay keeps its private attributes under `trusted.overlay.` (or `user.overlay.` when
+/// mounted with `userxattr`, as unprivileged overlay is).
+fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
+fn is_opaque_xattr(name: &str) -> bool {
+    name == "trusted.overlay.opaque" || name == "user.overlay.opaque"
+}
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
@@ -105,11 +112,20 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
         let xattrs = read_xattrs(path)?;
         h.xattrs = xattrs
             .iter()
-            .filter(|(k, _)| !k.starts_with(OVERLAY_XATTR_PREFIX))
+            .filter(|(k, _)| !is_overlay_xattr(k))
             .cloned()
             .collect();
         for (k, _) in &xattrs {
-            if k.starts_with(OVERLAY_XATTR_PREFIX) && k != OPAQUE_XATTR {
+            if k.ends_with(".overlay.redirect") || k.ends_with(".overlay.metacopy") {
+                // The upper entry then holds only part of the change; the diff would be wrong.
+                return Err(CacheError::Unsupported {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "has overlay attribute {k}; mount overlay with redirect_dir=off,metacopy=off"
+                    ),
+                });
+            }
+            if is_overlay_xattr(k) && !is_opaque_xattr(k) {
                 let _ = fsutil::remove_xattr(path, k);
             }
         }
@@ -121,7 +137,7 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
                 .ctx("write layer entry", path)?;
             let opaque = xattrs
                 .iter()
-                .any(|(k, v)| k == OPAQUE_XATTR && v.as_slice() == b"y");
+                .any(|(k, v)| is_opaque_xattr(k) && v.as_slice() == b"y");
             if opaque {
                 let mut o = EntryHeader::from_meta(&meta);
                 o.name = rel;

@@ -65,12 +65,14 @@ pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read>, CacheError
 
 /// Extracts like [`extract_layer`]; returns the sha256 of the uncompressed tar (diff_id).
 pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, CacheError> {
+    std::fs::create_dir_all(dest).ctx("create directory", dest)?;
     let reader = HashReader::new(open_decompressed(blob)?);
     let mut ar = tar::Archive::new(reader);
     let mut x = Extractor {
         blob,
         dest,
         dirs: Vec::new(),
+        buf: vec![0u8; 256 << 10],
     };
     {
         let entries = ar.entries().ctx("read layer", blob)?;
@@ -91,6 +93,8 @@ struct Extractor<'a> {
     dest: &'a Path,
     /// Directories and their (mode, mtime), applied last so children do not disturb them.
     dirs: Vec<(PathBuf, u32, i64)>,
+    /// Copy buffer reused across files.
+    buf: Vec<u8>,
 }
 
 /// Splits a tar path into normal components; `Err(reason)` if it could escape.
@@ -175,7 +179,10 @@ impl Extractor<'_> {
                     ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Implicit parents get docker's 0755, whatever the umask.
                     std::fs::create_dir(&p).ctx("create directory", &p)?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                        .ctx("set permissions of", &p)?;
                     done.push(c);
                 }
                 Err(e) => return Err(e).ctx("stat", p),
@@ -252,7 +259,7 @@ impl Extractor<'_> {
                     .create_new(true)
                     .open(&path)
                     .ctx("create file", &path)?;
-                copy_big(entry, &mut f).ctx("write file", &path)?;
+                copy_big(entry, &mut f, &mut self.buf).ctx("write file", &path)?;
                 drop(f);
             }
             tar::EntryType::Symlink => {
@@ -346,7 +353,7 @@ fn lchown(p: &Path, uid: u64, gid: u64) -> Result<(), CacheError> {
 fn apply_xattrs(p: &Path, xattrs: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
     for (k, v) in xattrs {
         // Overlay-private attributes would change how the snapshot is interpreted.
-        if k.starts_with("trusted.overlay.") {
+        if k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
             continue;
         }
         match fsutil::set_xattr(p, k, v) {
@@ -382,11 +389,10 @@ fn remove_existing(p: &Path) -> Result<(), CacheError> {
     }
 }
 
-fn copy_big<R: Read, W: io::Write>(r: &mut R, w: &mut W) -> io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
+fn copy_big<R: Read, W: io::Write>(r: &mut R, w: &mut W, buf: &mut [u8]) -> io::Result<u64> {
     let mut n = 0u64;
     loop {
-        let k = match r.read(&mut buf) {
+        let k = match r.read(buf) {
             Ok(0) => return Ok(n),
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

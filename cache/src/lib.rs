@@ -95,7 +95,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Default gzip level for new layers (see the crate README for measurements).
+/// Default gzip level for new layers. zlib-rs on this 2-core machine (loaded, 256 MiB
+/// file, `examples/bench_layer.rs`): text-like data L1 ≈ 87–152 MB/s at ratio 0.29, L6 ≈
+/// 26 MB/s at ratio 0.12; commit speed matters more than blob size for a local build, and
+/// the cache is keyed on diff_ids so the level never changes cache hits.
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 impl Store {
