@@ -98,6 +98,7 @@ enum Step {
     Devpts,
     Shm,
     Mount,
+    Protect,
     Pivot,
     Chdir,
     Capabilities,
@@ -105,7 +106,7 @@ enum Step {
     Exec,
 }
 
-const STEPS: [Step; 21] = [
+const STEPS: [Step; 22] = [
     Step::Stdio,
     Step::MakePrivate,
     Step::Loopback,
@@ -122,6 +123,7 @@ const STEPS: [Step; 21] = [
     Step::Devpts,
     Step::Shm,
     Step::Mount,
+    Step::Protect,
     Step::Pivot,
     Step::Chdir,
     Step::Capabilities,
@@ -295,7 +297,7 @@ unsafe fn child_main(p: &Plan) -> ! {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
@@ -418,6 +420,7 @@ unsafe fn child_main(p: &Plan) -> ! {
             }
             do_mount(p, sfd, mi, m, &have);
         }
+        protect_kernel_paths(sfd);
 
         // Leave the chroot for the host root, then pivot into the rootfs and
         // drop the host's mounts from view.
@@ -672,6 +675,63 @@ unsafe fn setup_dev(p: &Plan, sfd: i32, have: &[bool; 64]) {
     }
 }
 
+/// Docker's default masked paths: hidden behind /dev/null or an empty tmpfs.
+const MASKED: [&CStr; 11] = [
+    c"/proc/asound",
+    c"/proc/acpi",
+    c"/proc/kcore",
+    c"/proc/keys",
+    c"/proc/latency_stats",
+    c"/proc/timer_list",
+    c"/proc/timer_stats",
+    c"/proc/sched_debug",
+    c"/proc/scsi",
+    c"/sys/firmware",
+    c"/sys/devices/virtual/powercap",
+];
+
+/// Docker's default read-only paths: the process runs as real root, so a
+/// writable /proc/sys would change the host's kernel settings.
+const READONLY: [&CStr; 5] = [
+    c"/proc/bus",
+    c"/proc/fs",
+    c"/proc/irq",
+    c"/proc/sys",
+    c"/proc/sysrq-trigger",
+];
+
+unsafe fn protect_kernel_paths(sfd: i32) {
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT};
+    unsafe {
+        for (i, path) in READONLY.iter().enumerate() {
+            if !mnt(path, path, None, MS_BIND | MS_REC, None) {
+                if errno() == libc::ENOENT {
+                    continue;
+                }
+                fail(sfd, Step::Protect, i, errno());
+            }
+            let flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            if !mnt(c"", path, None, flags, None) {
+                fail(sfd, Step::Protect, i, errno());
+            }
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        for (i, path) in MASKED.iter().enumerate() {
+            if libc::stat(path.as_ptr(), &mut st) != 0 {
+                continue;
+            }
+            let ok = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                mnt(c"tmpfs", path, Some(c"tmpfs"), MS_RDONLY, Some(c"size=0"))
+            } else {
+                mnt(c"/dev/null", path, None, MS_BIND, None)
+            };
+            if !ok {
+                fail(sfd, Step::Protect, READONLY.len() + i, errno());
+            }
+        }
+    }
+}
+
 #[repr(C)]
 struct IfReqFlags {
     name: [u8; 16],
@@ -876,6 +936,7 @@ fn step_description(step: u32, index: usize, spec: &RunSpec, plan: &Plan) -> Str
         Some(Step::Devpts) => "mounting /dev/pts".into(),
         Some(Step::Shm) => "mounting /dev/shm".into(),
         Some(Step::Mount) => format!("mounting {}", mount_target(index)),
+        Some(Step::Protect) => "masking kernel paths".into(),
         Some(Step::Pivot) => "pivoting into the rootfs".into(),
         Some(Step::Chdir) => format!("changing to working directory {}", spec.cwd),
         Some(Step::Capabilities) => "setting capabilities".into(),
@@ -1270,6 +1331,7 @@ fn supervise(
     let mut cancelled = false;
     let mut status = None;
 
+    // Reads once from pipe `i`; false when nothing more is available now.
     let mut read_one = |i: usize, fd: i32, status_bytes: &mut Vec<u8>, open: &mut [bool; 3]| {
         // SAFETY: reading into our buffer from a pipe we own.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -1280,15 +1342,16 @@ fn supervise(
                 1 => output(Stream::Stderr, data),
                 _ => status_bytes.extend_from_slice(data),
             }
-            true
-        } else if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            if n == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-                open[i] = false;
-            }
-            false
-        } else {
-            true
+            return true;
         }
+        let err = io::Error::last_os_error().raw_os_error();
+        if n < 0 && err == Some(libc::EINTR) {
+            return true;
+        }
+        if n == 0 || err != Some(libc::EAGAIN) {
+            open[i] = false;
+        }
+        false
     };
 
     while status.is_none() {

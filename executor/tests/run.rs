@@ -457,3 +457,174 @@ fn dev_has_the_usual_nodes() {
     );
     assert_eq!(o.stdout, "3\nok\nsys-ro\n", "{}", o.stderr);
 }
+
+#[test]
+fn kernel_paths_are_masked_and_read_only() {
+    let f = Fixture::new();
+    let o = sh(
+        &f,
+        "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo writable; \
+         head -c 10 /proc/kcore | wc -c; \
+         grep -E ' /proc/sys (ro|[^ ]* [^ ]* ro)' /proc/self/mountinfo >/dev/null; \
+         cat /proc/self/mountinfo | grep -c ' /proc/sys '",
+    );
+    assert_eq!(o.stdout, "0\n1\n", "{}", o.stderr);
+}
+
+#[test]
+fn output_is_delivered_while_running() {
+    // Cancelling from the callback on the first line proves the line arrived
+    // before the process finished (it would otherwise sleep 100 s).
+    let f = Fixture::new();
+    let spec = f.spec("echo first; sleep 100; echo second");
+    let cancel = CancelToken::new();
+    let mut seen = Vec::new();
+    let r = run(&spec, &cancel, &mut |_, b| {
+        seen.extend_from_slice(b);
+        cancel.cancel();
+    });
+    assert!(matches!(r, Err(ExecError::Cancelled)), "{r:?}");
+    assert_eq!(seen, b"first\n");
+}
+
+#[test]
+fn large_output_and_null_stdin() {
+    let f = Fixture::new();
+    let o = sh(&f, "cat; head -c 1000000 /dev/zero; echo end >&2");
+    assert_eq!(o.code, 0);
+    assert_eq!(o.stdout.len(), 1_000_000);
+    assert!(o.stdout.bytes().all(|b| b == 0));
+    assert_eq!(o.stderr, "end\n");
+}
+
+#[test]
+fn file_bind_mount_leaves_no_stub_in_layer() {
+    let f = Fixture::new();
+    let secret = f.dir.path().join("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let mut spec = f.spec("cat /etc/app/secret; echo x > /etc/app/secret 2>/dev/null || echo ro");
+    spec.mounts = vec![Mount {
+        target: "/etc/app/secret".into(),
+        source: MountSource::Bind {
+            source: secret.clone(),
+            readonly: true,
+        },
+    }];
+    let o = exec(&spec).unwrap();
+    assert_eq!(o.stdout, "s3cr3tro\n");
+    assert_eq!(upper_entries(&f), Vec::<String>::new());
+    assert_eq!(std::fs::read(&secret).unwrap(), b"s3cr3t");
+}
+
+#[test]
+fn stub_parent_with_user_changes_is_kept() {
+    let f = Fixture::new();
+    let mut spec = f.spec("echo data > /etc/app/other");
+    spec.mounts = vec![Mount {
+        target: "/etc/app/cache".into(),
+        source: MountSource::Tmpfs { size: None },
+    }];
+    assert_eq!(exec(&spec).unwrap().code, 0);
+    assert_eq!(upper_entries(&f), vec!["etc", "etc/app", "etc/app/other"]);
+}
+
+#[test]
+fn directory_renames_stay_in_plain_overlay_form() {
+    // redirect_dir is off: a renamed lower dir is copied, so the upper dir
+    // needs no redirect xattrs to be read as a layer.
+    let f = Fixture::new();
+    std::fs::create_dir(f.base().join("data")).unwrap();
+    std::fs::write(f.base().join("data/passwd"), "p").unwrap();
+    let o = sh(&f, "mv /data /data2 && test -e /data2/passwd");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let c = std::ffi::CString::new(f.upper().join("data2").as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = [0u8; 256];
+    // SAFETY: valid path and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.redirect".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert!(n < 0, "unexpected redirect xattr");
+    assert_eq!(std::fs::read(f.upper().join("data2/passwd")).unwrap(), b"p");
+    let m = std::fs::symlink_metadata(f.upper().join("data")).unwrap();
+    assert!(m.file_type().is_char_device() && m.rdev() == 0);
+}
+
+#[test]
+fn parallel_runs_from_a_multithreaded_tokio_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixtures: Vec<std::sync::Arc<Fixture>> = (0..6)
+        .map(|_| std::sync::Arc::new(Fixture::new()))
+        .collect();
+    rt.block_on(async {
+        // Busy allocating tasks make a fork-while-locked bug likely to bite.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut noise = Vec::new();
+        for _ in 0..2 {
+            let stop = stop.clone();
+            noise.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+                    std::hint::black_box(v);
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut handles = Vec::new();
+        for (i, f) in fixtures.iter().enumerate() {
+            let f = f.clone();
+            handles.push(tokio::task::spawn_blocking(move || {
+                let mut codes = Vec::new();
+                for j in 0..3 {
+                    let o = sh(&f, &format!("echo {i}-{j}; exit {}", (i + j) % 5));
+                    assert_eq!(o.stdout, format!("{i}-{j}\n"));
+                    codes.push(o.code);
+                }
+                codes
+            }));
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            let codes = h.await.unwrap();
+            assert_eq!(
+                codes,
+                (0..3).map(|j| ((i + j) % 5) as i32).collect::<Vec<_>>()
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for n in noise {
+            n.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn permission_denied_exec_is_reported() {
+    let f = Fixture::new();
+    std::fs::write(f.base().join("notexec"), "#!/bin/sh\n").unwrap();
+    let mut spec = f.spec("");
+    spec.args = vec!["/notexec".into()];
+    let e = exec(&spec).err().expect("must fail");
+    assert!(e.to_string().contains("Permission denied"), "{e}");
+}
+
+#[test]
+fn setup_failure_names_the_step() {
+    let f = Fixture::new();
+    std::fs::write(f.base().join("afile"), "").unwrap();
+    let mut spec = f.spec("true");
+    spec.cwd = "/afile/sub".into();
+    let e = exec(&spec).err().expect("must fail");
+    assert!(matches!(e, ExecError::Setup { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("working directory /afile/sub"),
+        "{e}"
+    );
+}
