@@ -206,7 +206,7 @@ impl<'a> Parser<'a> {
                         "invalid escape token '{v}' does not match ` or \\"
                     ))
                     .at(self.source, line_no, col)
-                    .help("use `# escape=\\` (the default) or `# escape=``"));
+                    .help("the escape character is \\ (the default) or a backtick"));
                 }
             },
             "syntax" => self.directives.syntax = Some(d.value.to_string()),
@@ -549,5 +549,122 @@ mod tests {
             .collect();
         assert_eq!(spans, vec![(1, 1), (2, 3), (4, 6)]);
         assert_eq!(df.nodes[2].heredocs[0].content, "hi\n");
+    }
+
+    fn dumped(src: &str) -> String {
+        crate::dump::dump(&parse(src).unwrap())
+    }
+
+    #[test]
+    fn heredoc_forms() {
+        let df = parse("FROM a\nRUN <<EOF\necho hi\nEOF\nRUN <<-EOT\n\techo x\n\t\tEOT\n").unwrap();
+        let h = &df.nodes[1].heredocs[0];
+        assert_eq!(
+            (h.name.as_str(), h.content.as_str(), h.expand, h.chomp_tabs),
+            ("EOF", "echo hi\n", true, false)
+        );
+        let h = &df.nodes[2].heredocs[0];
+        assert_eq!((h.content.as_str(), h.chomp_tabs), ("echo x\n", true));
+        assert_eq!(
+            df.nodes[2].span,
+            Span {
+                start_line: 5,
+                end_line: 7
+            }
+        );
+
+        let df = parse("COPY <<'EOF' <<\"E2\" /x\n$HOME\nEOF\nb\nE2\n").unwrap();
+        let names: Vec<_> = df.nodes[0]
+            .heredocs
+            .iter()
+            .map(|h| (h.name.as_str(), h.content.as_str(), h.expand))
+            .collect();
+        assert_eq!(names, vec![("EOF", "$HOME\n", false), ("E2", "b\n", false)]);
+        assert_eq!(
+            dumped("COPY <<'EOF' <<\"E2\" /x\n$HOME\nEOF\nb\nE2\n"),
+            "(copy \"<<'EOF'\" \"<<\\\"E2\\\"\" \"/x\")\n"
+        );
+
+        let df = parse("RUN <<EOF bash -e\nset -x\nEOF\n").unwrap();
+        assert_eq!(df.nodes[0].args, vec!["<<EOF bash -e"]);
+        assert_eq!(df.nodes[0].heredocs.len(), 1);
+
+        // Exec form never has heredocs; CRLF bodies keep their bytes.
+        assert!(
+            parse("RUN [\"cat\", \"<<EOF\"]\n").unwrap().nodes[0]
+                .heredocs
+                .is_empty()
+        );
+        let df = parse("RUN <<EOF\r\na\r\nEOF\r\n").unwrap();
+        assert_eq!(df.nodes[0].heredocs[0].content, "a\r\n");
+        // ONBUILD triggers carry heredocs too.
+        let df = parse("ONBUILD RUN <<EOF\nx\nEOF\n").unwrap();
+        assert_eq!(df.nodes[0].heredocs[0].content, "x\n");
+    }
+
+    #[test]
+    fn crlf_bom_and_escape_at_eof() {
+        assert_eq!(
+            dumped("FROM a\r\nRUN echo \\\r\n  hi\r\n"),
+            "(from \"a\")\n(run \"echo   hi\")\n"
+        );
+        assert_eq!(dumped("\u{feff}FROM a\n"), "(from \"a\")\n");
+        assert_eq!(dumped("FROM a\nRUN x \\"), "(from \"a\")\n(run \"x\")\n");
+        assert_eq!(
+            dumped("FROM a\nRUN x \\\n\n  # c\n  y\n"),
+            "(from \"a\")\n(run \"x   y\")\n"
+        );
+    }
+
+    #[test]
+    fn directives_only_at_the_top() {
+        let df = parse("\u{feff}# syntax=docker/dockerfile:1\n# check=skip=all\n#escape=`\nFROM a\nRUN x `\n y\n").unwrap();
+        assert_eq!(df.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
+        assert_eq!(df.directives.check.as_deref(), Some("skip=all"));
+        assert_eq!(df.directives.escape, '`');
+        assert_eq!(df.nodes[1].args, vec!["x  y"]);
+        assert_eq!(
+            df.nodes[1].span,
+            Span {
+                start_line: 5,
+                end_line: 6
+            }
+        );
+        // After an instruction (or any other comment) it is just a comment.
+        let df = parse("FROM a\n# escape=`\nRUN a `\n").unwrap();
+        assert_eq!(df.directives.escape, '\\');
+        assert_eq!(df.nodes[1].args, vec!["a `"]);
+        let df = parse("# hello\n# escape=`\nFROM a\n").unwrap();
+        assert_eq!(df.directives.escape, '\\');
+        // Windows paths with the backtick escape.
+        assert_eq!(
+            dumped("# escape=`\nFROM a\nRUN dir c:\\ `\n  && echo\n"),
+            "(from \"a\")\n(run \"dir c:\\\\   && echo\")\n"
+        );
+    }
+
+    #[test]
+    fn single_instruction_and_original_text() {
+        let df = parse("RUN echo hi").unwrap();
+        assert_eq!(df.nodes.len(), 1);
+        assert_eq!(df.nodes[0].original, "RUN echo hi");
+        let df = parse("run --mount=type=cache,target=/c \\\n  # note\n  make\n").unwrap();
+        let n = &df.nodes[0];
+        assert_eq!(
+            (n.keyword.as_str(), n.flags.as_slice()),
+            ("run", &["--mount=type=cache,target=/c".to_string()][..])
+        );
+        assert_eq!(n.original, "run --mount=type=cache,target=/c   make");
+        assert_eq!(
+            n.span,
+            Span {
+                start_line: 1,
+                end_line: 3
+            }
+        );
+        assert_eq!(
+            dumped("onbuild copy --from=x a b\n"),
+            "(onbuild (copy [\"--from=x\"] \"a\" \"b\"))\n"
+        );
     }
 }
