@@ -905,3 +905,85 @@ fn onbuild_cannot_chain_or_wrap_from() {
     let d = fail("FROM alpine\nONBUILD FROM busybox\n", &opts());
     assert_eq!(d.line, 2, "{d}");
 }
+
+#[test]
+fn run_heredoc_script_forms() {
+    let src = "\
+FROM alpine
+RUN <<EOF
+#!/usr/bin/env python3
+print('hi')
+EOF
+RUN cat <<EOF > /x
+hello $HOME
+EOF
+";
+    let l = build(src);
+    let g = &l.graph;
+    // A script with a shebang is mounted read-only and executed.
+    let script = exec(g, "python3");
+    assert_eq!(script.args, ["/bin/sh", "-c", "/dev/pipes/EOF"]);
+    let v = g.vertex(find(g, "python3"));
+    match &script.mounts[..] {
+        [m] => {
+            assert_eq!(m.target, "/dev/pipes");
+            let MountKind::Bind {
+                input, readonly, ..
+            } = &m.kind
+            else {
+                panic!("{m:?}")
+            };
+            assert!(*readonly);
+            match &g.vertex(v.inputs[*input]).op {
+                Op::File(f) => match &f.actions[..] {
+                    [FileAction::Copy(c)] => {
+                        assert_eq!(c.dest, "/EOF");
+                        assert_eq!(
+                            c.source,
+                            CopySource::Inline {
+                                data: "#!/usr/bin/env python3\nprint('hi')\n".into(),
+                                mode: 0o755
+                            }
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    // A command with a heredoc: the shell gets the command and the body verbatim.
+    assert_eq!(
+        exec(g, "RUN cat").args,
+        ["/bin/sh", "-c", "cat <<EOF > /x\nhello $HOME\nEOF"]
+    );
+}
+
+#[test]
+fn unknown_base_image_gets_an_empty_config_for_the_platform() {
+    let l = build("FROM example.com/team/app@sha256:0123456789abcdef0123456789abcdef\nRUN true\n");
+    match &l.graph.vertex(find(&l.graph, "FROM")).op {
+        Op::Image {
+            reference,
+            digest,
+            platform,
+        } => {
+            assert_eq!(
+                reference,
+                "example.com/team/app@sha256:0123456789abcdef0123456789abcdef"
+            );
+            assert_eq!(digest, &None);
+            assert_eq!(platform, &amd64());
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = &l.target.config;
+    assert_eq!((c.os.as_str(), c.architecture.as_str()), ("linux", "amd64"));
+    assert_eq!(l.target.history.len(), 1);
+    assert_eq!(l.target.history[0].vertex, Some(l.target.root));
+    assert_eq!(
+        l.target.history[0].entry.created_by.as_deref(),
+        Some("RUN /bin/sh -c true # buildkit")
+    );
+}
