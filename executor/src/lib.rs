@@ -16,7 +16,7 @@ pub mod users;
 
 pub use overlay::{OverlayMount, overlay_supported};
 pub use rootpath::resolve_in_root;
-pub use sandbox::run;
+pub use sandbox::{run, run_in_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {

@@ -203,7 +203,8 @@ struct Plan {
     net_none: bool,
     hostname: CString,
     layers: Vec<Source>,
-    overlay_opts: [CString; 2],
+    /// Empty when the root is a plain directory bound in (`layers[0]`).
+    overlay_opts: Vec<CString>,
     rootfs: CString,
     sources: Vec<Source>,
     hostroot_fd: i32,
@@ -354,8 +355,15 @@ unsafe fn child_main(p: &Plan) -> ! {
                 fail(sfd, Step::OpenLayers, i, errno());
             }
         }
-        let mut mounted = false;
-        let mut last = 0;
+        let mut mounted = p.overlay_opts.is_empty()
+            && mnt(
+                &p.layers[0].proc_path,
+                &p.rootfs,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            );
+        let mut last = errno();
         for opts in &p.overlay_opts {
             if libc::mount(
                 c"overlay".as_ptr(),
@@ -945,6 +953,21 @@ fn step_description(step: u32, index: usize, spec: &RunSpec, plan: &Plan) -> Str
     }
 }
 
+/// Where a stub at container path `rel` lives in the upper dir: its parent
+/// is resolved in the merged view, since the image may route it through a
+/// symlink (e.g. `/etc -> /private/etc`).
+fn stub_path(upper: &Path, lowers_top_first: &[&Path], rel: &str) -> PathBuf {
+    let Some((parent, name)) = rel.rsplit_once('/') else {
+        return upper.join(rel);
+    };
+    let mut layers = vec![upper];
+    layers.extend_from_slice(lowers_top_first);
+    match crate::rootpath::lookup_in_layers(&layers, parent) {
+        Ok(Some(p)) if p.starts_with(upper) => p.join(name),
+        _ => upper.join(rel),
+    }
+}
+
 /// Removes, from the upper dir, the mountpoints the child had to create, and
 /// the parents that were only copied up because of them, so they never
 /// become part of the layer.
@@ -954,44 +977,52 @@ fn cleanup_stubs(
     cands: &[(String, bool)],
     created: &[bool],
 ) {
-    let mut order: Vec<usize> = (0..cands.len()).collect();
+    let empty_dir = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+            && std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+            && !crate::rootpath::is_opaque(p)
+    };
+    let mut order: Vec<usize> = (0..cands.len())
+        .filter(|&i| created.get(i).copied().unwrap_or(false))
+        .collect();
     order.sort_by_key(|&i| std::cmp::Reverse(cands[i].0.matches('/').count()));
     for i in order {
         let (rel, dir) = &cands[i];
-        let p = upper.join(rel);
+        let p = stub_path(upper, lowers_top_first, rel);
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        let empty_dir = || {
-            m.is_dir()
-                && std::fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none())
-                && !crate::rootpath::is_opaque(&p)
+        let removed = if *dir {
+            empty_dir(&p) && std::fs::remove_dir(&p).is_ok()
+        } else {
+            m.is_file() && m.len() == 0 && std::fs::remove_file(&p).is_ok()
         };
-        if created.get(i).copied().unwrap_or(false) {
-            if *dir && empty_dir() {
-                let _ = std::fs::remove_dir(&p);
-            } else if !*dir && m.is_file() && m.len() == 0 {
-                let _ = std::fs::remove_file(&p);
+        if !removed {
+            continue;
+        }
+        // Parents that exist below were only copied up to hold the stub: drop
+        // them while they are empty and still look like the lower dir.
+        let mut d = p.parent();
+        while let Some(dir) = d.filter(|d| *d != upper && d.starts_with(upper)) {
+            let Ok(rel) = dir.strip_prefix(upper) else {
+                break;
+            };
+            let copied_up =
+                crate::rootpath::lookup_in_layers(lowers_top_first, &rel.to_string_lossy())
+                    .ok()
+                    .flatten()
+                    .and_then(|l| std::fs::symlink_metadata(l).ok())
+                    .zip(std::fs::symlink_metadata(dir).ok())
+                    .is_some_and(|(l, m)| {
+                        l.is_dir()
+                            && l.mode() == m.mode()
+                            && l.uid() == m.uid()
+                            && l.gid() == m.gid()
+                    });
+            if !(copied_up && empty_dir(dir) && std::fs::remove_dir(dir).is_ok()) {
+                break;
             }
-            continue;
-        }
-        let parent_of_created = cands.iter().zip(created).any(|((r, _), c)| {
-            *c && r.len() > rel.len()
-                && r.starts_with(rel.as_str())
-                && r.as_bytes()[rel.len()] == b'/'
-        });
-        if !parent_of_created || !*dir || !empty_dir() {
-            continue;
-        }
-        let same_as_lower = crate::rootpath::lookup_in_layers(lowers_top_first, rel)
-            .ok()
-            .flatten()
-            .and_then(|l| std::fs::symlink_metadata(l).ok())
-            .is_some_and(|l| {
-                l.is_dir() && l.mode() == m.mode() && l.uid() == m.uid() && l.gid() == m.gid()
-            });
-        if same_as_lower {
-            let _ = std::fs::remove_dir(&p);
+            d = dir.parent();
         }
     }
 }
@@ -1012,14 +1043,42 @@ pub fn run(
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<i32, ExecError> {
+    run_impl(spec, None, cancel, output)
+}
+
+/// Like [`run`], but over a plain writable directory holding the whole
+/// rootfs (the copying-snapshotter fallback where overlayfs cannot be used):
+/// `spec.lowerdirs`, `upperdir` and `workdir` are ignored and changes land in
+/// `rootfs` itself. Mountpoints created for the run are removed again.
+pub fn run_in_dir(
+    rootfs: &Path,
+    spec: &RunSpec,
+    cancel: &CancelToken,
+    output: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<i32, ExecError> {
+    run_impl(spec, Some(rootfs), cancel, output)
+}
+
+fn run_impl(
+    spec: &RunSpec,
+    root_dir: Option<&Path>,
+    cancel: &CancelToken,
+    output: &mut dyn FnMut(Stream, &[u8]),
+) -> Result<i32, ExecError> {
     if spec.args.is_empty() || spec.args[0].is_empty() {
         return Err(ExecError::InvalidSpec("no command".into()));
     }
     if cancel.is_cancelled() {
         return Err(ExecError::Cancelled);
     }
-    let lowers_top_first: Vec<&Path> = spec.lowerdirs.iter().rev().map(PathBuf::as_path).collect();
-    let user = users::resolve_in_layers(&spec.user, &lowers_top_first)?;
+    let lowers_top_first: Vec<&Path> = match root_dir {
+        Some(_) => Vec::new(),
+        None => spec.lowerdirs.iter().rev().map(PathBuf::as_path).collect(),
+    };
+    let user = match root_dir {
+        Some(dir) => users::resolve_in_rootfs(&spec.user, dir)?,
+        None => users::resolve_in_layers(&spec.user, &lowers_top_first)?,
+    };
     let env = final_env(&spec.env, &user.home);
     let hostname = if spec.hostname.is_empty() {
         "rbuild"
@@ -1069,24 +1128,32 @@ pub fn run(
         })
     };
     let mut layers = Vec::new();
-    let layer_paths: Vec<&Path> = if spec.lowerdirs.is_empty() {
-        vec![&empty]
+    let mut overlay_opts = Vec::new();
+    if let Some(dir) = root_dir {
+        layers.push(source(dir, true)?);
     } else {
-        lowers_top_first.clone()
-    };
-    for l in &layer_paths {
-        layers.push(source(l, true)?);
-    }
-    layers.push(source(&spec.upperdir, true)?);
-    layers.push(source(&spec.workdir, true)?);
-    let nums: Vec<i32> = layers.iter().map(|s| s.fd).collect();
-    let (lower_nums, rest) = nums.split_at(nums.len() - 2);
-    let opts = [true, false].map(|strict| overlay_options(lower_nums, rest[0], rest[1], strict));
-    if opts[0].len() > MAX_OPTIONS {
-        return Err(ExecError::InvalidSpec(format!(
-            "too many layers ({}) for one overlay mount",
-            spec.lowerdirs.len()
-        )));
+        let layer_paths: Vec<&Path> = if spec.lowerdirs.is_empty() {
+            vec![&empty]
+        } else {
+            lowers_top_first.clone()
+        };
+        for l in &layer_paths {
+            layers.push(source(l, true)?);
+        }
+        layers.push(source(&spec.upperdir, true)?);
+        layers.push(source(&spec.workdir, true)?);
+        let nums: Vec<i32> = layers.iter().map(|s| s.fd).collect();
+        let (lower_nums, rest) = nums.split_at(nums.len() - 2);
+        for strict in [true, false] {
+            let opts = overlay_options(lower_nums, rest[0], rest[1], strict);
+            if opts.len() > MAX_OPTIONS {
+                return Err(ExecError::InvalidSpec(format!(
+                    "too many layers ({}) for one overlay mount",
+                    spec.lowerdirs.len()
+                )));
+            }
+            overlay_opts.push(cs(&opts)?);
+        }
     }
 
     // Sources: host devices, host /sys, then /etc files and user binds.
@@ -1213,7 +1280,7 @@ pub fn run(
         net_none: spec.network == Network::None,
         hostname: cs(hostname)?,
         layers,
-        overlay_opts: [cs(&opts[0])?, cs(&opts[1])?],
+        overlay_opts,
         rootfs: cstring(&rootfs)?,
         sources,
         hostroot_fd,
@@ -1288,7 +1355,8 @@ pub fn run(
         .iter()
         .map(|c| (c.rel.clone(), c.dir))
         .collect();
-    cleanup_stubs(&spec.upperdir, &lowers_top_first, &cands, &created);
+    let upper = root_dir.unwrap_or(&spec.upperdir);
+    cleanup_stubs(upper, &lowers_top_first, &cands, &created);
 
     if cancelled {
         return Err(ExecError::Cancelled);
@@ -1413,6 +1481,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exit_codes_from_wait_status() {
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(libc::SIGKILL), 137);
+        assert_eq!(exit_code(libc::SIGSEGV | 0x80), 139, "core dumped");
+    }
+
+    #[test]
     fn env_gets_default_path_and_home() {
         let env = final_env(&["A=1".into()], "/home/app");
         assert_eq!(
@@ -1513,6 +1589,7 @@ mod tests {
         assert!(!upper.join("etc/hosts").exists());
         assert!(upper.join("etc/hostname").exists(), "non-empty file stays");
         std::fs::remove_file(upper.join("etc/hostname")).unwrap();
+        std::fs::write(upper.join("etc/hosts"), "").unwrap();
         cleanup_stubs(
             &upper,
             &[lower.as_path()],

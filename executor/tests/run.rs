@@ -628,3 +628,64 @@ fn setup_failure_names_the_step() {
         "{e}"
     );
 }
+
+#[test]
+fn stubs_behind_an_etc_symlink_are_cleaned_too() {
+    let f = Fixture::new();
+    let base = f.base();
+    std::fs::create_dir_all(base.join("private")).unwrap();
+    std::fs::rename(base.join("etc"), base.join("private/etc")).unwrap();
+    std::os::unix::fs::symlink("/private/etc", base.join("etc")).unwrap();
+    let mut spec = f.spec("cat /etc/hostname; id -u");
+    spec.user = "app".into();
+    let o = exec(&spec).unwrap();
+    assert_eq!(o.stdout, "testhost\n1000\n", "{}", o.stderr);
+    assert_eq!(upper_entries(&f), Vec::<String>::new());
+}
+
+#[test]
+fn run_in_a_plain_directory() {
+    let f = Fixture::new();
+    let root = f.base();
+    let mut spec =
+        f.spec("echo changed > /etc/lowerfile; mkdir /made 2>/dev/null || echo denied; id -u");
+    spec.lowerdirs = vec![PathBuf::from("/nonexistent-ignored")];
+    spec.user = "app:0".into();
+    spec.cwd = "/w".into();
+    std::fs::set_permissions(
+        root.join("etc/lowerfile"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    std::fs::set_permissions(root.join("etc"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut out = Vec::new();
+    let code = rbuild_executor::run_in_dir(&root, &spec, &CancelToken::new(), &mut |_, b| {
+        out.extend_from_slice(b)
+    })
+    .unwrap();
+    // mkdir in / is denied to uid 1000.
+    assert_eq!((code, out.as_slice()), (0, b"denied\n1000\n".as_slice()));
+    assert_eq!(
+        std::fs::read(root.join("etc/lowerfile")).unwrap(),
+        b"changed\n"
+    );
+    assert!(root.join("w").is_dir(), "cwd is created");
+    for stub in [
+        "proc",
+        "dev",
+        "sys",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(root.join(stub)).is_err(),
+            "{stub} left behind"
+        );
+    }
+    assert_eq!(
+        upper_entries(&f),
+        Vec::<String>::new(),
+        "upperdir untouched"
+    );
+}
