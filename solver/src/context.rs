@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// File name of the stat cache in the store root.
@@ -189,6 +190,8 @@ pub fn resolve_source(ctx: &Path, matched: &str) -> Result<PathBuf, ContextError
 pub struct ContextHasher {
     file: PathBuf,
     state: Mutex<Option<(StatCacheFile, bool)>>,
+    /// Files whose content was read, for tests and progress.
+    files_read: AtomicU64,
 }
 
 impl ContextHasher {
@@ -196,7 +199,13 @@ impl ContextHasher {
         ContextHasher {
             file: store_root.join(STAT_CACHE_FILE),
             state: Mutex::new(None),
+            files_read: AtomicU64::new(0),
         }
+    }
+
+    /// How many files had their content read (stat cache misses) so far.
+    pub fn files_read(&self) -> u64 {
+        self.files_read.load(Ordering::Relaxed)
     }
 
     fn with_cache<R>(&self, f: impl FnOnce(&mut StatCacheFile, &mut bool) -> R) -> R {
@@ -309,6 +318,8 @@ impl ContextHasher {
         if todo.is_empty() {
             return Ok(out);
         }
+        self.files_read
+            .fetch_add(todo.len() as u64, Ordering::Relaxed);
         let hashed: Vec<(usize, Result<[u8; 32], ContextError>)> = todo
             .par_iter()
             .map(|&i| (i, hash_file(&entries[i].path)))
@@ -452,6 +463,9 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(150));
         let h = ContextHasher::new(store.path());
         let d1 = h.digest(ctx.path(), ".", false, &f).unwrap();
+        assert_eq!(h.files_read(), 3);
+        assert_eq!(d1, h.digest(ctx.path(), ".", false, &f).unwrap());
+        assert_eq!(h.files_read(), 3, "a no-op re-hash reads nothing");
         h.save().unwrap();
         let saved: StatCacheFile =
             serde_json::from_slice(&std::fs::read(store.path().join(STAT_CACHE_FILE)).unwrap())
@@ -477,6 +491,7 @@ mod tests {
         file.set_modified(SystemTime::now()).unwrap();
         let h3 = ContextHasher::new(store.path());
         assert_eq!(d1, h3.digest(ctx.path(), ".", false, &f).unwrap());
+        assert_eq!(h3.files_read(), 1, "only the touched file is re-read");
     }
 
     #[test]

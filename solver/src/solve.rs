@@ -137,6 +137,11 @@ impl Solver {
         &self.inner.store
     }
 
+    /// How many context files this solver has read (stat cache misses), for tests/stats.
+    pub fn context_files_read(&self) -> u64 {
+        self.inner.hasher.files_read()
+    }
+
     /// Runs what the cache cannot answer; independent vertices run concurrently, each at
     /// most once. The first failure cancels the rest; temp dirs are removed either way.
     pub async fn solve(
