@@ -326,7 +326,9 @@ unsafe fn child_main(p: &Plan) -> ! {
         if null < 0 || libc::dup2(null, 0) < 0 {
             fail(sfd, Step::Stdio, 1, errno());
         }
-        libc::close(null);
+        if null != 0 {
+            libc::close(null);
+        }
         libc::close(out);
         libc::close(err);
         libc::close(st);
@@ -598,7 +600,7 @@ unsafe fn do_mount(p: &Plan, sfd: i32, mi: usize, m: &MountStep, have: &[bool; 6
                 if !mnt(&p.sources[*src].proc_path, t, None, MS_BIND | MS_REC, None) {
                     fail(sfd, Step::Mount, mi, errno());
                 }
-                if *readonly && !mnt(c"", t, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) {
+                if *readonly && !make_readonly_recursive(t) {
                     fail(sfd, Step::Mount, mi, errno());
                 }
             }
@@ -614,6 +616,46 @@ unsafe fn do_mount(p: &Plan, sfd: i32, mi: usize, m: &MountStep, have: &[bool; 6
                 }
             }
         }
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Read-only for the bind and every mount below it (a plain remount would
+/// leave submounts of the source writable); remount on pre-5.12 kernels.
+unsafe fn make_readonly_recursive(target: &CStr) -> bool {
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    unsafe {
+        let rc = libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            AT_RECURSIVE,
+            &attr,
+            std::mem::size_of::<MountAttr>(),
+        );
+        rc == 0
+            || (errno() == libc::ENOSYS
+                && mnt(
+                    c"",
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    None,
+                ))
     }
 }
 
@@ -867,16 +909,24 @@ impl ChildGuard {
             }
         }
     }
-    fn try_wait(&mut self) -> Option<libc::c_int> {
+    /// Ok(None) while running. ECHILD means someone else in this process
+    /// reaped it (a `waitpid(-1)` elsewhere): an error, not a hang.
+    fn try_wait(&mut self) -> io::Result<Option<libc::c_int>> {
         let mut status = 0;
         // SAFETY: non-blocking wait for our own child.
         let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
         if r == self.pid {
             self.reaped = true;
-            Some(status)
-        } else {
-            None
+            return Ok(Some(status));
         }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                self.reaped = true;
+                return Err(e);
+            }
+        }
+        Ok(None)
     }
     fn kill(&self) {
         // SAFETY: signalling our own (unreaped, so still valid) child.
@@ -1460,7 +1510,9 @@ fn supervise(
             cancelled = true;
             child.kill();
         }
-        status = child.try_wait();
+        status = child
+            .try_wait()
+            .map_err(|e| ExecError::setup("waiting for the container", e))?;
     }
 
     // Every process of the namespace is gone now; take what is left in the pipes

@@ -689,3 +689,49 @@ fn run_in_a_plain_directory() {
         "upperdir untouched"
     );
 }
+
+/// Unmounts a host mount made by a test, even when it fails.
+struct HostMount(PathBuf);
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn readonly_bind_covers_submounts() {
+    let f = Fixture::new();
+    let src = f.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let sub = std::ffi::CString::new(src.join("sub").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid strings; a private tmpfs for this test, unmounted by the guard.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            sub.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0);
+    let _guard = HostMount(src.join("sub"));
+    let mut spec =
+        f.spec("touch /m/a 2>/dev/null || echo ro-top; touch /m/sub/b 2>/dev/null || echo ro-sub");
+    spec.mounts = vec![Mount {
+        target: "/m".into(),
+        source: MountSource::Bind {
+            source: src.clone(),
+            readonly: true,
+        },
+    }];
+    assert_eq!(exec(&spec).unwrap().stdout, "ro-top\nro-sub\n");
+    spec.mounts[0].source = MountSource::Bind {
+        source: src.clone(),
+        readonly: false,
+    };
+    assert_eq!(exec(&spec).unwrap().stdout, "");
+    assert!(src.join("sub/b").exists());
+}
