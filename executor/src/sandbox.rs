@@ -874,6 +874,27 @@ unsafe fn drop_capabilities(sfd: i32, mask: u64) {
 
 // ---- parent side -----------------------------------------------------------
 
+/// This process's permitted capabilities: in a restricted CI container some
+/// of Docker's defaults (e.g. NET_RAW, MKNOD) may be missing, and asking for
+/// them would fail the run.
+fn permitted_caps() -> u64 {
+    let hdr = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget fills two CapData entries for the v3 header.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &hdr, data.as_mut_ptr()) };
+    if rc != 0 {
+        return u64::MAX;
+    }
+    u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32)
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), ExecError> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 fills two fds on success.
@@ -1344,7 +1365,7 @@ fn run_impl(
         uid: user.uid,
         gid: user.gid,
         groups: user.supplementary.clone(),
-        cap_mask: default_cap_mask(),
+        cap_mask: default_cap_mask() & permitted_caps(),
         argv,
         envp,
         exec_paths,
@@ -1531,6 +1552,17 @@ fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permitted_caps_match_proc_status() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let prm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapPrm:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(permitted_caps(), prm);
+    }
 
     #[test]
     fn exit_codes_from_wait_status() {
