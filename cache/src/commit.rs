@@ -31,7 +31,7 @@ impl Store {
             return Ok(None);
         }
         let blob = self.blob_writer()?;
-        let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(self.gzip_level()));
+        let gz = crate::pargz::ParGz::new(blob, self.gzip_level());
         let tar = HashWriter::new(io::BufWriter::with_capacity(1 << 20, gz));
         let tar = write_upper_tar(upper, tar)?;
         let (buf, diff_id, _) = tar.finish();
