@@ -218,7 +218,7 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             let w: &[u8] = [b"alpha ", &b"beta\n"[..], b"gamma ", b"0123"][(x >> 16) as usize % 4];
             data.extend_from_slice(w);
-            if x % 7 == 0 {
+            if x.is_multiple_of(7) {
                 data.push((x >> 8) as u8);
             }
         }
