@@ -139,3 +139,44 @@ fn line_ranges_match_buildkit() {
     assert_eq!(ranges, vec![(5, 5), (11, 12), (17, 31)]);
     assert_eq!(df.nodes[1].original, "ENV GOPATH /go");
 }
+
+/// Parse throughput on ~20 MB built by repeating the real-world fixtures.
+/// Run with `cargo test --release -p rbuild-frontend --test parser_conformance -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark; run in release mode"]
+fn parse_throughput() {
+    let mut corpus = String::new();
+    let sources: Vec<String> = subdirs(&conformance_dir().join("realworld"))
+        .iter()
+        .filter_map(|d| fs::read_to_string(d.join("Dockerfile")).ok())
+        // Directives only count at the top; keep the corpus one valid file.
+        .filter(|s| !s.to_lowercase().contains("escape="))
+        .collect();
+    while corpus.len() < 20 << 20 {
+        for s in &sources {
+            corpus.push_str(s);
+            if !s.ends_with('\n') {
+                corpus.push('\n');
+            }
+        }
+    }
+    let start = std::time::Instant::now();
+    let df = parse(&corpus).expect("corpus parses");
+    let parse_secs = start.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let out = dump(&df);
+    let dump_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let typed = instructions(&df, &corpus).expect("typed");
+    let typed_secs = t.elapsed().as_secs_f64();
+    let mb = corpus.len() as f64 / (1 << 20) as f64;
+    println!(
+        "parse: {mb:.1} MB, {} instructions in {parse_secs:.3}s = {:.1} MB/s; dump {:.1} MB/s; typed {:.1} MB/s",
+        df.nodes.len(),
+        mb / parse_secs,
+        mb / dump_secs,
+        mb / typed_secs
+    );
+    assert_eq!(typed.len(), df.nodes.len());
+    assert!(!out.is_empty());
+}
