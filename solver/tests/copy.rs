@@ -159,36 +159,74 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
     assert!(!top.join("out").exists());
 }
 
+/// A tar with `pkg/run.sh` (0755, owned 7:8).
+fn tar_bytes() -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o755);
+    h.set_uid(7);
+    h.set_gid(8);
+    h.set_cksum();
+    t.append_data(&mut h, "pkg/run.sh", &b"echo\n"[..]).unwrap();
+    t.into_inner().unwrap()
+}
+
 #[test]
-fn add_unpacks_a_local_tar_gz() {
+fn add_unpacks_local_archives() {
+    use std::io::Write;
     let env = env();
-    {
-        let f = std::fs::File::create(env.ctx.join("a.tar.gz")).unwrap();
-        let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
-        let mut t = tar::Builder::new(gz);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(5);
-        h.set_mode(0o755);
-        h.set_uid(7);
-        h.set_gid(8);
-        h.set_cksum();
-        t.append_data(&mut h, "pkg/run.sh", &b"echo\n"[..]).unwrap();
-        t.into_inner().unwrap().finish().unwrap();
-    }
-    std::fs::write(env.ctx.join("plain.gz"), b"\x1f\x8bnot really").unwrap();
+    let tar = tar_bytes();
+    std::fs::write(env.ctx.join("a.tar"), &tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    std::fs::write(env.ctx.join("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&tar).unwrap();
+    std::fs::write(env.ctx.join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut std::io::Cursor::new(&tar), &mut xz).unwrap();
+    std::fs::write(env.ctx.join("a.tar.xz"), xz).unwrap();
+    // gzip magic but not a tar inside: copied as is
+    let mut notar = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    notar.write_all(b"just text").unwrap();
+    std::fs::write(env.ctx.join("plain.gz"), notar.finish().unwrap()).unwrap();
+
     let mut g = BuildGraph::new();
     let b = base(&mut g);
     let c = context(&mut g);
-    let mut add = copy_action(1, "a.tar.gz", "/opt/");
-    add.unpack_archive = true;
-    let mut add_plain = copy_action(1, "plain.gz", "/opt/");
-    add_plain.unpack_archive = true;
-    let cp = copy(&mut g, b, c, vec![add, add_plain]);
+    let mut actions = Vec::new();
+    for (src, dest) in [
+        ("a.tar", "/t/"),
+        ("a.tar.gz", "/g/"),
+        ("a.tar.bz2", "/b/"),
+        ("a.tar.xz", "/x/"),
+        ("plain.gz", "/p/"),
+    ] {
+        let mut a = copy_action(1, src, dest);
+        a.unpack_archive = true;
+        actions.push(a);
+    }
+    let mut chowned = copy_action(1, "a.tar.gz", "/owned");
+    chowned.unpack_archive = true;
+    chowned.owner = Some(owner("app", None));
+    actions.push(chowned);
+    // COPY never unpacks
+    actions.push(copy_action(1, "a.tar.gz", "/copied/"));
+    let cp = copy(&mut g, b, c, actions);
     let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
     let top = env.top(&out[&cp]);
-    let m = std::fs::metadata(top.join("opt/pkg/run.sh")).unwrap();
-    assert_eq!(m.mode() & 0o777, 0o755);
-    assert_eq!((m.uid(), m.gid()), (7, 8));
-    assert!(top.join("opt/plain.gz").is_file());
-    assert!(!top.join("opt/a.tar.gz").exists());
+    for d in ["t", "g", "b", "x"] {
+        let m = std::fs::metadata(top.join(d).join("pkg/run.sh")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o755, "{d}");
+        assert_eq!((m.uid(), m.gid()), (7, 8), "{d}");
+        assert_eq!(
+            std::fs::read(top.join(d).join("pkg/run.sh")).unwrap(),
+            b"echo\n"
+        );
+    }
+    let m = std::fs::metadata(top.join("owned/pkg/run.sh")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    assert!(top.join("p/plain.gz").is_file());
+    assert!(top.join("copied/a.tar.gz").is_file());
 }

@@ -357,10 +357,10 @@ fn copy_one(
 
     if c.unpack_archive
         && top.meta.is_file()
-        && let Some(kind) = archive_kind(&top.path)
+        && let Some(reader) = open_archive(&top.path)
     {
         let dir = mkdir_all_in_root(root, &dest_clean, 0o755, parent_owner)?;
-        return unpack(&top.path, kind, &dir, opts);
+        return unpack(reader, &dir, opts);
     }
 
     let dest_exists_dir = in_root(root, &dest_clean)
@@ -470,6 +470,8 @@ fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
 pub enum ArchiveKind {
     Tar,
     Gzip,
+    Bzip2,
+    Xz,
 }
 
 /// Detects a (possibly compressed) tar archive by magic bytes.
@@ -477,57 +479,67 @@ pub fn detect_archive(head: &[u8]) -> Option<ArchiveKind> {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Some(ArchiveKind::Gzip);
     }
-    if head.len() >= 262 && &head[257..262] == b"ustar" {
+    if head.starts_with(b"BZh") {
+        return Some(ArchiveKind::Bzip2);
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Some(ArchiveKind::Xz);
+    }
+    if is_tar_header(head) {
         return Some(ArchiveKind::Tar);
     }
     None
 }
 
-fn archive_kind(path: &Path) -> Option<ArchiveKind> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut head = vec![0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    head.truncate(n);
-    let kind = detect_archive(&head)?;
-    if kind == ArchiveKind::Gzip {
-        // Only a gzip that holds a tar is unpacked; other .gz files are copied as they are.
-        let f = std::fs::File::open(path).ok()?;
-        let mut inner = vec![0u8; 512];
-        let mut d = flate2::read::GzDecoder::new(f);
-        let mut m = 0;
-        while m < inner.len() {
-            match d.read(&mut inner[m..]) {
-                Ok(0) => break,
-                Ok(k) => m += k,
-                Err(_) => return None,
-            }
-        }
-        inner.truncate(m);
-        return (detect_archive(&inner) == Some(ArchiveKind::Tar)).then_some(kind);
-    }
-    Some(kind)
+/// A ustar/GNU tar header block.
+fn is_tar_header(head: &[u8]) -> bool {
+    head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
-/// Extracts an archive into `dir` (a host path inside the mounted rootfs). The tar crate
-/// refuses entries that would land outside `dir`.
-fn unpack(
-    archive: &Path,
-    kind: ArchiveKind,
-    dir: &Path,
-    opts: &CopyOpts,
-) -> Result<(), ActionError> {
-    let f = std::fs::File::open(archive).map_err(|e| other(archive.display(), e))?;
-    let reader: Box<dyn Read> = match kind {
+/// Reads up to `n` bytes (fewer only at end of stream).
+fn read_head(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// The tar stream inside `path` when it is a plain or compressed tar archive; None for any
+/// other file (ADD then copies it as it is, as docker does for e.g. a lone .gz).
+fn open_archive(path: &Path) -> Option<Box<dyn Read>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let magic = read_head(&mut f, 512).ok()?;
+    let kind = detect_archive(&magic)?;
+    let f = std::fs::File::open(path).ok()?;
+    let mut decoded: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(io::BufReader::new(f)),
-        ArchiveKind::Gzip => Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f))),
+        ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(io::BufReader::new(f))),
+        ArchiveKind::Xz => {
+            // lzma-rs decodes into a writer: spool to an anonymous temp file.
+            let mut out = tempfile::tempfile().ok()?;
+            lzma_rs::xz_decompress(&mut io::BufReader::new(f), &mut out).ok()?;
+            io::Seek::seek(&mut out, io::SeekFrom::Start(0)).ok()?;
+            Box::new(io::BufReader::new(out))
+        }
     };
+    let head = read_head(&mut decoded, 512).ok()?;
+    if !is_tar_header(&head) {
+        return None;
+    }
+    Some(Box::new(io::Cursor::new(head).chain(decoded)))
+}
+
+/// Extracts a tar stream into `dir` (a host path inside the mounted rootfs). The tar crate
+/// refuses entries that would land outside `dir`. Owners come from the archive unless
+/// `--chown` was given.
+fn unpack(reader: Box<dyn Read>, dir: &Path, opts: &CopyOpts) -> Result<(), ActionError> {
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
@@ -597,5 +609,10 @@ mod tests {
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect_archive(&tar), Some(ArchiveKind::Tar));
         assert_eq!(detect_archive(b"hello world"), None);
+        assert_eq!(detect_archive(b"BZh91AY"), Some(ArchiveKind::Bzip2));
+        assert_eq!(
+            detect_archive(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Some(ArchiveKind::Xz)
+        );
     }
 }
