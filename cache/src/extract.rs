@@ -73,6 +73,7 @@ pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, 
         dest,
         dirs: Vec::new(),
         buf: vec![0u8; 256 << 10],
+        last_dir: None,
     };
     {
         let entries = ar.entries().ctx("read layer", blob)?;
@@ -95,6 +96,9 @@ struct Extractor<'a> {
     dirs: Vec<(PathBuf, u32, i64)>,
     /// Copy buffer reused across files.
     buf: Vec<u8>,
+    /// The last directory resolved (components → path): tar entries come grouped by
+    /// directory, so this saves an lstat per path component for most entries.
+    last_dir: Option<(Vec<Vec<u8>>, PathBuf)>,
 }
 
 /// Splits a tar path into normal components; `Err(reason)` if it could escape.
@@ -127,7 +131,19 @@ impl Extractor<'_> {
     /// Resolves `comps` (a directory path) inside dest, following symlinks that stay
     /// inside and creating missing directories. A symlink that points outside (absolute,
     /// or too many `..`) is refused.
-    fn resolve_dir(&self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
+    fn resolve_dir(&mut self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
+        if let Some((c, p)) = &self.last_dir
+            && c.len() == comps.len()
+            && c.iter().zip(comps).all(|(a, b)| a.as_slice() == *b)
+        {
+            return Ok(p.clone());
+        }
+        let p = self.resolve_dir_uncached(entry, comps)?;
+        self.last_dir = Some((comps.iter().map(|c| c.to_vec()).collect(), p.clone()));
+        Ok(p)
+    }
+
+    fn resolve_dir_uncached(&self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
         let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.to_vec()).collect();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut links = 0;
@@ -205,6 +221,13 @@ impl Extractor<'_> {
         ) {
             return Ok(());
         }
+        // This entry may replace a directory on the cached path (say, by a symlink).
+        if let Some((c, _)) = &self.last_dir
+            && c.len() >= comps.len()
+            && c.iter().zip(&comps).all(|(a, b)| a.as_slice() == *b)
+        {
+            self.last_dir = None;
+        }
         let Some((name, parents)) = comps.split_last() else {
             return Ok(()); // the root itself
         };
@@ -224,6 +247,7 @@ impl Extractor<'_> {
                 return Err(self.refuse(&raw, "is a whiteout of an invalid name"));
             }
             let p = parent.join(OsStr::from_bytes(hidden));
+            self.last_dir = None;
             remove_existing(&p)?;
             fsutil::mknod(&p, libc::S_IFCHR, 0, 0).ctx("create whiteout", &p)?;
             return Ok(());

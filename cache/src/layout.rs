@@ -41,6 +41,12 @@ pub fn familiar_name(name: &str) -> &str {
     name
 }
 
+/// The identity of a tag for matching: `docker.io/library/x` and `x` are the same image
+/// name, as in docker.
+pub(crate) fn tag_key(name: &str) -> String {
+    normalize_tag(familiar_name(name))
+}
+
 /// Normalises and checks a tag; OCI ref names must be printable without spaces.
 pub(crate) fn check_tag(tag: &str) -> Result<String, CacheError> {
     let bad = |reason: &str| CacheError::InvalidTag {
@@ -172,10 +178,11 @@ impl Store {
                 }
                 return;
             }
+            let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
             idx.manifests.retain(|d| {
                 let named = d.annotations.get(REF_NAME);
                 // Drop entries of the same tags, and the unnamed entry of this manifest.
-                !(named.is_some_and(|n| tags.contains(n))
+                !(named.is_some_and(|n| keys.contains(&tag_key(n)))
                     || (named.is_none() && d.digest == desc.digest))
             });
             for t in &tags {
@@ -316,11 +323,14 @@ impl Store {
     pub fn image(&self, name_or_digest: &str) -> Result<Option<StoredImage>, CacheError> {
         let all = self.index_images()?;
         let tag = normalize_tag(name_or_digest);
-        let short = normalize_tag(familiar_name(name_or_digest));
-        if let Some((d, tags)) = all
-            .iter()
-            .find(|(_, t)| t.contains(&tag) || t.contains(&short))
-        {
+        let key = tag_key(name_or_digest);
+        // Exact name first, then docker's equivalences (docker.io/library/x = x).
+        let exact = all.iter().find(|(_, t)| t.contains(&tag));
+        let equiv = || {
+            all.iter()
+                .find(|(_, t)| t.iter().any(|n| tag_key(n) == key))
+        };
+        if let Some((d, tags)) = exact.or_else(equiv) {
             return self.load_image(d, tags.clone()).map(Some);
         }
         let prefix = name_or_digest
@@ -370,10 +380,18 @@ impl Store {
     /// Removes a tag; returns whether it existed. Blobs stay until `prune`.
     pub fn remove_tag(&self, name: &str) -> Result<bool, CacheError> {
         let tag = normalize_tag(name);
+        let key = tag_key(name);
         self.update_index(|idx| {
             let before = idx.manifests.len();
-            idx.manifests
-                .retain(|d| d.annotations.get(REF_NAME) != Some(&tag));
+            let exact = idx
+                .manifests
+                .iter()
+                .any(|d| d.annotations.get(REF_NAME) == Some(&tag));
+            idx.manifests.retain(|d| match d.annotations.get(REF_NAME) {
+                Some(n) if exact => *n != tag,
+                Some(n) => tag_key(n) != key,
+                None => true,
+            });
             idx.manifests.len() != before
         })
     }
@@ -412,6 +430,14 @@ mod tests {
         );
         let d = format!("app@sha256:{}", "0".repeat(64));
         assert_eq!(normalize_tag(&d), d);
+    }
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(familiar_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(familiar_name("docker.io/user/app"), "user/app");
+        assert_eq!(familiar_name("ghcr.io/x/y"), "ghcr.io/x/y");
+        assert_eq!(tag_key("docker.io/library/busybox"), "busybox:latest");
     }
 
     #[test]

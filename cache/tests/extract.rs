@@ -100,6 +100,19 @@ fn refuses_write_through_escaping_symlink() {
 }
 
 #[test]
+fn refuses_dir_replaced_by_escaping_symlink() {
+    assert_refused(
+        &[
+            ("d/x", F, "", b"x"),
+            ("d", L, "/etc", b""),
+            ("d/passwd", F, "", b"owned"),
+        ],
+        "d/passwd",
+        "symlink d -> /etc",
+    );
+}
+
+#[test]
 fn refuses_hardlink_outside() {
     assert_refused(
         &[("h", H, "../../etc/passwd", b"")],
