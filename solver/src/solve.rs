@@ -3,7 +3,7 @@
 
 use crate::context::{ContextError, ContextHasher, Filter};
 use crate::dockerignore::Patterns;
-use crate::graph::{BuildGraph, CacheKey, CopySource, FileAction, Op, VertexId};
+use crate::graph::{BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, VertexId};
 use crate::image::ImageConfig;
 use crate::ops;
 use crate::progress::Event;
@@ -497,6 +497,34 @@ impl Inner {
                         .hasher
                         .digest(&dir, path, copy.allow_wildcard, &filter)
                         .map_err(|e| context_error(graph, v, e))?;
+                    h.update(&(i as u64).to_le_bytes());
+                    h.update(&d);
+                }
+            }
+            Op::Exec(exec) => {
+                // A bind of the context: what it shows is part of the step's inputs.
+                for (i, m) in exec.mounts.iter().enumerate() {
+                    let MountKind::Bind { input, source, .. } = &m.kind else {
+                        continue;
+                    };
+                    let Some(src) = vertex.inputs.get(*input) else {
+                        continue;
+                    };
+                    let Op::Local { name, exclude } = &graph.vertex(*src).op else {
+                        continue;
+                    };
+                    let dir = self.local_dir(name, opts)?;
+                    let ignore = local_patterns(exclude);
+                    let none = Patterns::default();
+                    let filter = Filter {
+                        ignore: &ignore,
+                        copy_exclude: &none,
+                    };
+                    let d = self
+                        .hasher
+                        .digest(&dir, source, false, &filter)
+                        .map_err(|e| context_error(graph, v, e))?;
+                    h.update(b"bind\0");
                     h.update(&(i as u64).to_le_bytes());
                     h.update(&d);
                 }

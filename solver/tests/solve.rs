@@ -274,3 +274,59 @@ fn exec_uid_and_env_reach_the_process() {
 fn settle() {
     std::thread::sleep(std::time::Duration::from_millis(200));
 }
+
+#[test]
+fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
+    use rbuild_solver::graph::{ExecMount, ExecOp, MountKind, NetworkMode, Op};
+    let env = env();
+    std::fs::create_dir_all(env.ctx.join("src")).unwrap();
+    std::fs::write(env.ctx.join("src/a.txt"), "v1").unwrap();
+    std::fs::write(env.ctx.join("other.txt"), "o1").unwrap();
+    settle();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let r = g.add(
+        Op::Exec(ExecOp {
+            args: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat /mnt/a.txt > /out".into(),
+            ],
+            env: [("PATH".to_string(), "/bin".to_string())].into(),
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Host,
+            mounts: vec![ExecMount {
+                target: "/mnt".into(),
+                kind: MountKind::Bind {
+                    input: 1,
+                    source: "src".into(),
+                    readonly: true,
+                },
+            }],
+        }),
+        vec![b, c],
+        meta("RUN --mount=type=bind"),
+    );
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&r]).join("out")).unwrap(),
+        "v1"
+    );
+    // the mount target is not part of the layer
+    assert!(!env.top(&out[&r]).join("mnt").exists());
+    // a file outside the mounted subpath changes: still cached
+    std::fs::write(env.ctx.join("other.txt"), "o2").unwrap();
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    res.unwrap();
+    assert!(started(&events).is_empty());
+    std::fs::write(env.ctx.join("src/a.txt"), "v2").unwrap();
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    let out = res.unwrap();
+    assert_eq!(started(&events), vec![r]);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&r]).join("out")).unwrap(),
+        "v2"
+    );
+}
