@@ -987,3 +987,25 @@ fn unknown_base_image_gets_an_empty_config_for_the_platform() {
         Some("RUN /bin/sh -c true # buildkit")
     );
 }
+
+#[test]
+fn healthcheck_none_and_copy_exclude() {
+    let l = build("FROM alpine\nHEALTHCHECK NONE\nCOPY --exclude=*.log --exclude=tmp/ . /app/\n");
+    let hc = l.target.config.config.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, ["NONE"]);
+    assert_eq!((hc.interval, hc.retries), (0, 0));
+    match file_actions(&l.graph, "COPY --exclude").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(c.exclude, ["*.log", "tmp/"]);
+            assert_eq!(
+                c.source,
+                CopySource::Input {
+                    input: 1,
+                    path: "/".into()
+                }
+            );
+            assert_eq!(c.dest, "/app/");
+        }
+        other => panic!("{other:?}"),
+    }
+}
