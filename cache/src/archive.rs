@@ -328,8 +328,9 @@ struct Importer<'a> {
     store: &'a Store,
     dir: &'a Path,
     movable: bool,
-    /// Files already imported (a layer file shared by two images of one archive).
-    done: HashMap<PathBuf, (String, u64)>,
+    /// Files already imported (a layer file shared by two images of one archive), by
+    /// canonical path: (digest, size, compression).
+    done: HashMap<PathBuf, (String, u64, Compression)>,
 }
 
 impl Importer<'_> {
@@ -344,6 +345,18 @@ impl Importer<'_> {
         for c in comps {
             p.push(OsStr::from_bytes(c));
         }
+        // Old docker save archives link duplicate layers to one file: name it once.
+        if let Ok(canon) = std::fs::canonicalize(&p) {
+            let root = std::fs::canonicalize(self.dir).ctx("resolve", self.dir)?;
+            if !canon.starts_with(&root) {
+                return Err(CacheError::UnsafeEntry {
+                    blob: self.dir.to_path_buf(),
+                    entry: rel.to_string(),
+                    reason: "resolves outside the archive".into(),
+                });
+            }
+            return Ok(canon);
+        }
         Ok(p)
     }
 
@@ -353,10 +366,15 @@ impl Importer<'_> {
 
     /// Puts the file at `p` in the store (renamed when it may be moved, copied otherwise),
     /// checking `expect` if given. Returns (digest, size).
-    fn import_file(&mut self, p: &Path, expect: Option<&str>) -> Result<(String, u64), CacheError> {
+    fn import_file(
+        &mut self,
+        p: &Path,
+        expect: Option<&str>,
+    ) -> Result<(String, u64, Compression), CacheError> {
         if let Some(d) = self.done.get(p) {
             return Ok(d.clone());
         }
+        let kind = sniff(p)?;
         let mut f = std::fs::File::open(p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 CacheError::Corrupt {
@@ -405,6 +423,7 @@ impl Importer<'_> {
                 e => e,
             })?
         };
+        let res = (res.0, res.1, kind);
         self.done.insert(p.to_path_buf(), res.clone());
         Ok(res)
     }
@@ -417,9 +436,19 @@ impl Importer<'_> {
                 path: mp.clone(),
                 reason: format!("invalid docker save manifest: {e}"),
             })?;
-        let mut out = Vec::new();
+        // Resolve every path before any file is moved into the store.
+        let mut plan = Vec::new();
         for ent in entries {
             let cp = self.inner_path(&ent.config)?;
+            let lps = ent
+                .layers
+                .iter()
+                .map(|l| self.inner_path(l))
+                .collect::<Result<Vec<_>, _>>()?;
+            plan.push((ent, cp, lps));
+        }
+        let mut out = Vec::new();
+        for (ent, cp, lps) in plan {
             let config = std::fs::read(&cp).ctx("read image config", &cp)?;
             let diff_ids = config_diff_ids(&config).map_err(|reason| CacheError::Corrupt {
                 path: cp.clone(),
@@ -437,13 +466,12 @@ impl Importer<'_> {
                 });
             }
             let mut layers = Vec::new();
-            for (lp, diff_id) in ent.layers.iter().zip(diff_ids) {
-                let p = self.inner_path(lp)?;
-                let media_type = match sniff(&p)? {
+            for (p, diff_id) in lps.iter().zip(diff_ids) {
+                let (digest, size, kind) = self.import_file(p, None)?;
+                let media_type = match kind {
                     Compression::Gzip => MEDIA_TYPE_LAYER_GZIP,
                     _ => MEDIA_TYPE_LAYER_TAR,
                 };
-                let (digest, size) = self.import_file(&p, None)?;
                 let layer = Layer {
                     digest,
                     diff_id,
@@ -569,7 +597,7 @@ impl Importer<'_> {
         self.import_file(&cp, Some(&m.config.digest))?;
         for (l, diff_id) in m.layers.iter().zip(diff_ids) {
             let lp = self.oci_blob_path(&l.digest)?;
-            let (digest, size) = self.import_file(&lp, Some(&l.digest))?;
+            let (digest, size, _) = self.import_file(&lp, Some(&l.digest))?;
             self.store.snapshot(&Layer {
                 digest,
                 diff_id,

@@ -212,6 +212,24 @@ impl Store {
                 });
             }
         }
+        // A config that disagrees with its layers makes an image no tool can use.
+        let ids = config_diff_ids(config_json).map_err(|reason| CacheError::Corrupt {
+            path: self.oci_dir(),
+            reason: format!("put_image: {reason}"),
+        })?;
+        if ids
+            .iter()
+            .map(String::as_str)
+            .ne(layers.iter().map(|l| l.diff_id.as_str()))
+        {
+            return Err(CacheError::Corrupt {
+                path: self.oci_dir(),
+                reason: format!(
+                    "put_image: config rootfs.diff_ids {ids:?} do not match the layers' diff_ids {:?}",
+                    layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()
+                ),
+            });
+        }
         let config_digest = self.put_blob(config_json)?;
         let manifest = Manifest {
             schema_version: 2,

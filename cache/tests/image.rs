@@ -269,3 +269,188 @@ fn concurrent_put_image_and_commit_layer_on_one_root() {
     assert!(tags.contains(&"t0:0".to_string()) && tags.contains(&"t3:4".to_string()));
     assert!(list(&root.path().join("tmp")).is_empty());
 }
+
+/// A tar file from (name, symlink target or contents).
+fn tar_file(path: &Path, entries: &[(&str, Result<&str, &[u8]>)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, what) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        match what {
+            Ok(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, name, target).unwrap();
+            }
+            Err(data) => {
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, name, *data).unwrap();
+            }
+        }
+    }
+    b.finish().unwrap();
+}
+
+#[test]
+fn load_old_docker_save_with_linked_duplicate_layers() {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(3);
+    h.set_mode(0o755);
+    layer.append_data(&mut h, "bin/app", &b"abc"[..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let diff_id = sha256(&layer);
+    let cfg = |label: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {"Labels": {"l": label}},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }))
+        .unwrap()
+    };
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": "c1.json", "RepoTags": ["one:1"], "Layers": ["aaa/layer.tar"]},
+        {"Config": "c2.json", "RepoTags": ["docker.io/library/two:1"], "Layers": ["bbb/layer.tar"]},
+    ]))
+    .unwrap();
+    let ext = tempfile::tempdir().unwrap();
+    let file = ext.path().join("old.tar");
+    tar_file(
+        &file,
+        &[
+            ("aaa/layer.tar", Err(&layer)),
+            ("bbb/layer.tar", Ok("../aaa/layer.tar")),
+            ("c1.json", Err(&cfg("1"))),
+            ("c2.json", Err(&cfg("2"))),
+            ("manifest.json", Err(&manifest)),
+        ],
+    );
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    assert_eq!(store.load(&file).unwrap(), ["one:1", "two:1"]);
+    let one = store.image("one:1").unwrap().unwrap();
+    let two = store.image("docker.io/library/two:1").unwrap().unwrap();
+    assert_eq!(one.layers, two.layers);
+    assert_eq!(
+        one.layers[0].digest, diff_id,
+        "an uncompressed layer is stored as is"
+    );
+    assert_eq!(
+        one.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    assert_ne!(one.config_digest, two.config_digest);
+    let snap = store.snapshot(&one.layers[0]).unwrap();
+    assert_eq!(std::fs::read(snap.join("bin/app")).unwrap(), b"abc");
+    assert!(list(&root.path().join("tmp")).is_empty());
+}
+
+#[test]
+fn load_refuses_archive_paths_that_escape() {
+    let ext = tempfile::tempdir().unwrap();
+    let file = ext.path().join("bad.tar");
+    let manifest = br#"[{"Config":"../../etc/passwd","RepoTags":["x:1"],"Layers":[]}]"#;
+    tar_file(&file, &[("manifest.json", Err(&manifest[..]))]);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let err = store.load(&file).unwrap_err().to_string();
+    assert!(
+        err.contains("\"../../etc/passwd\"") && err.contains("'..'"),
+        "{err}"
+    );
+    assert!(store.images().unwrap().is_empty());
+}
+
+#[test]
+fn put_image_refuses_config_that_disagrees_with_layers() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let l = layer_with(&store, &[("a", b"a")]);
+    let err = store
+        .put_image(&config_for(&[]), std::slice::from_ref(&l), &["x".into()])
+        .unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
+    assert!(store.images().unwrap().is_empty());
+}
+
+#[test]
+fn concurrent_snapshot_of_one_layer_extracts_once() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let l = layer_with(&store, &[("a/b", b"content")]);
+    let snap = store.snapshot(&l).unwrap();
+    std::fs::remove_dir_all(&snap).unwrap();
+    let paths: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, l) = (store.clone(), l.clone());
+            std::thread::spawn(move || s.snapshot(&l).unwrap())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(paths.iter().all(|p| *p == snap));
+    assert_eq!(std::fs::read(snap.join("a/b")).unwrap(), b"content");
+    assert_eq!(list(&root.path().join("snapshots")).len(), 1);
+    assert!(list(&root.path().join("tmp")).is_empty());
+}
+
+/// Run by `two_processes_share_a_root` in a child process.
+#[test]
+#[ignore]
+fn child_process_helper() {
+    let Ok(root) = std::env::var("RBUILD_CACHE_TEST_ROOT") else {
+        return;
+    };
+    let who = std::env::var("RBUILD_CACHE_TEST_WHO").unwrap();
+    let store = Store::open(Path::new(&root)).unwrap();
+    for j in 0..5 {
+        let body = format!("{who}-{j}");
+        let l = layer_with(&store, &[("f", body.as_bytes())]);
+        store
+            .put_image(
+                &config_for(std::slice::from_ref(&l)),
+                &[l],
+                &[format!("{who}:{j}")],
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn two_processes_share_a_root() {
+    let root = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = ["p1", "p2"]
+        .iter()
+        .map(|who| {
+            Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "child_process_helper",
+                    "--test-threads=1",
+                ])
+                .env("RBUILD_CACHE_TEST_ROOT", root.path())
+                .env("RBUILD_CACHE_TEST_WHO", who)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let store = Store::open(root.path()).unwrap();
+    let mut tags: Vec<String> = store
+        .images()
+        .unwrap()
+        .into_iter()
+        .flat_map(|i| i.tags)
+        .collect();
+    tags.sort();
+    let want: Vec<String> = ["p1", "p2"]
+        .iter()
+        .flat_map(|w| (0..5).map(move |j| format!("{w}:{j}")))
+        .collect();
+    assert_eq!(tags, want);
+}
