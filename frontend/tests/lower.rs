@@ -26,6 +26,7 @@ fn opts() -> LowerOptions {
         build_args: BTreeMap::new(),
         platform: amd64(),
         ignore_patterns: vec![],
+        ..Default::default()
     }
 }
 
@@ -1008,4 +1009,27 @@ fn healthcheck_none_and_copy_exclude() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn build_network_default_applies_to_runs_without_their_own() {
+    let src = "FROM scratch\nRUN a\nRUN --network=host b\n";
+    let mut o = opts();
+    o.default_network = rbuild_solver::graph::NetworkMode::None;
+    let l = build_with(src, &o, &NoImages).unwrap();
+    let nets: Vec<_> = l
+        .graph
+        .iter()
+        .filter_map(|(_, v)| match &v.op {
+            rbuild_solver::graph::Op::Exec(e) => Some(e.network),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        nets,
+        [
+            rbuild_solver::graph::NetworkMode::None,
+            rbuild_solver::graph::NetworkMode::Host
+        ]
+    );
 }

@@ -66,6 +66,8 @@ pub struct LowerOptions {
     pub platform: Platform,
     /// `.dockerignore` lines; they go into `Op::Local { name: "context", exclude }`.
     pub ignore_patterns: Vec<String>,
+    /// Network of RUN steps that say none or `default` (`rbuild build --network`).
+    pub default_network: NetworkMode,
 }
 
 impl Default for LowerOptions {
@@ -76,6 +78,7 @@ impl Default for LowerOptions {
             build_args: BTreeMap::new(),
             platform: Platform::host(),
             ignore_patterns: Vec::new(),
+            default_network: NetworkMode::Host,
         }
     }
 }
@@ -1177,7 +1180,8 @@ impl<'a> Lowerer<'a> {
                 security,
             } => {
                 let network = match network.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                    None | Some("default") | Some("host") => NetworkMode::Host,
+                    None | Some("default") => self.opts.default_network,
+                    Some("host") => NetworkMode::Host,
                     Some("none") => NetworkMode::None,
                     Some(other) => {
                         return Err(self
