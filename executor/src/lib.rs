@@ -1,9 +1,26 @@
 //! Runs RUN steps in Linux namespaces over an overlay rootfs.
 //!
-//! [`run`] mounts the layer chain as an overlay *inside* a fresh mount
-//! namespace, so nothing it mounts can outlive the container; the process runs
-//! as pid 1 of its own pid namespace, so when it exits the kernel kills and
-//! reaps everything it started. After the run `upperdir` holds exactly the diff.
+//! How [`run`] works, in order:
+//! 1. The parent resolves USER against the layer stack without mounting it
+//!    (overlay lookup emulated: whiteouts, opaque dirs, symlinks inside the
+//!    root), writes hosts/resolv.conf/hostname into a private temp dir and
+//!    builds every string, path and fd number the child will need.
+//! 2. A raw `clone` (fork-like) creates the child in new mount, pid, ipc, uts
+//!    (and net for [`Network::None`]) namespaces. Until `execve` the child runs
+//!    only raw syscalls, so forking from a multi-threaded tokio process is safe.
+//! 3. The child makes `/` private, mounts the overlay *inside its own mount
+//!    namespace* (layers passed as `/proc/self/fd/N`, so 200+ layers fit in
+//!    the one-page option limit), chroots into it to create missing
+//!    mountpoints and mount /proc, /dev, /sys (ro), the /etc files and the
+//!    caller's mounts with image symlinks contained, masks kernel paths as
+//!    Docker does, then pivot_roots and drops the host's mounts.
+//! 4. Capabilities are cut to Docker's default set, groups/gid/uid set, and
+//!    the command becomes pid 1. When it exits the kernel kills everything
+//!    else in its pid namespace and the mount namespace (overlay included)
+//!    goes with it; nothing needs unmounting on the host.
+//! 5. The parent streams stdout/stderr, SIGKILLs pid 1 on cancel, reaps it,
+//!    and removes from the upper dir the empty mountpoints it had to create
+//!    (and parents copied up only for them), so the upper dir is the diff.
 
 use std::path::PathBuf;
 use std::sync::Arc;

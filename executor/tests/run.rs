@@ -735,3 +735,25 @@ fn readonly_bind_covers_submounts() {
     assert_eq!(exec(&spec).unwrap().stdout, "");
     assert!(src.join("sub/b").exists());
 }
+
+#[test]
+fn too_many_layers_is_a_clear_error() {
+    let f = Fixture::new();
+    let mut spec = f.spec("true");
+    spec.lowerdirs = (0..400)
+        .map(|i| f.dir.path().join(format!("l{i}")))
+        .collect();
+    let e = exec(&spec).err().expect("must fail");
+    assert!(matches!(e, ExecError::InvalidSpec(_)), "{e:?}");
+    assert!(e.to_string().contains("too many layers (400)"), "{e}");
+}
+
+#[test]
+fn missing_layer_dir_is_a_setup_error_naming_it() {
+    let f = Fixture::new();
+    let mut spec = f.spec("true");
+    spec.lowerdirs.push(f.dir.path().join("no-such-layer"));
+    let e = exec(&spec).err().expect("must fail");
+    assert!(e.to_string().contains("no-such-layer"), "{e}");
+    assert_eq!(upper_entries(&f), Vec::<String>::new());
+}
