@@ -265,9 +265,15 @@ impl Extractor<'_> {
             tar::EntryType::Directory => {
                 match std::fs::symlink_metadata(&path) {
                     Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
+                    Ok(m) => {
                         remove_existing(&path)?;
                         std::fs::create_dir(&path).ctx("create directory", &path)?;
+                        // `.wh.d` then `d/` in one layer: a new directory replacing the
+                        // lower one, which overlay expresses as an opaque directory.
+                        if is_whiteout(&m) {
+                            fsutil::set_xattr(&path, "trusted.overlay.opaque", b"y")
+                                .ctx("set opaque xattr on", &path)?;
+                        }
                     }
                     Err(_) => std::fs::create_dir(&path).ctx("create directory", &path)?,
                 }
@@ -362,6 +368,11 @@ impl Extractor<'_> {
         }
         Ok(())
     }
+}
+
+fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 fn dev_num(r: io::Result<Option<u32>>) -> u32 {

@@ -159,6 +159,28 @@ fn follows_symlinks_that_stay_inside_and_converts_whiteouts() {
 }
 
 #[test]
+fn whiteout_then_directory_in_one_layer_becomes_opaque() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let entries: &[(&str, tar::EntryType, &str, &[u8])] = &[
+        (".wh.d", F, "", b""),
+        ("d/", tar::EntryType::Directory, "", b""),
+        ("d/new", F, "", b"n"),
+        (".wh.f", F, "", b""),
+        ("f", F, "", b"file"),
+    ];
+    let snap = store
+        .snapshot(&layer_of(&store, &raw_tar(entries), true))
+        .unwrap();
+    assert_eq!(
+        get_xattr(&snap.join("d"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(std::fs::read(snap.join("d/new")).unwrap(), b"n");
+    assert_eq!(std::fs::read(snap.join("f")).unwrap(), b"file");
+}
+
+#[test]
 fn wrong_diff_id_is_refused_and_leaves_nothing() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
