@@ -39,9 +39,11 @@ pub fn history_flags(steps: &[(History, Option<usize>)], base_layers: usize) -> 
         .collect()
 }
 
-/// Now as RFC 3339 with seconds, as docker writes `created`.
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+/// Unix seconds as RFC 3339 UTC, as docker writes `created`.
+fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Solver {
@@ -57,6 +59,7 @@ impl Solver {
         history: &[(History, Option<VertexId>)],
         tags: &[String],
     ) -> Result<String, SolveError> {
+        let history_in = history;
         let final_outcome = outcomes.get(&root).ok_or_else(|| {
             SolveError::Internal(format!("export: vertex {} was not solved", root.0))
         })?;
@@ -82,26 +85,33 @@ impl Solver {
             steps.push((h.clone(), n));
         }
         let base_layers = layers.len().saturating_sub(stage_layers);
-        let created = now_rfc3339();
         let mut history = history_flags(&steps, base_layers);
-        // Entries of this build get the build time; inherited ones keep theirs.
-        for (h, (_, v)) in history.iter_mut().zip(&steps) {
-            if v.is_some() && h.created.is_none() {
-                h.created = Some(created.clone());
+        // Times come from the cache records of the steps, so rebuilding from cache
+        // reproduces the same config (and image ID), as BuildKit does. A metadata step
+        // takes the time of the step before it.
+        let mut last = final_outcome.created;
+        let mut seen_own = false;
+        for (h, (_, v)) in history.iter_mut().zip(history_in) {
+            if let Some(v) = *v {
+                seen_own = true;
+                last = outcomes.get(&v).map(|o| o.created).unwrap_or(last);
+            }
+            if h.created.is_none() {
+                h.created = Some(rfc3339(last));
             }
         }
+        let created = if seen_own {
+            last
+        } else {
+            final_outcome.created
+        };
         let mut cfg = config.clone();
         cfg.rootfs = RootFs {
             kind: "layers".into(),
             diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
         };
         cfg.history = history;
-        for h in cfg.history.iter_mut() {
-            if h.created.is_none() {
-                h.created = Some(created.clone());
-            }
-        }
-        cfg.created = Some(created);
+        cfg.created = Some(rfc3339(created));
         let json = serde_json::to_vec(&cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
         Ok(self.store().put_image(&json, layers, tags)?)
     }

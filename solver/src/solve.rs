@@ -34,6 +34,9 @@ pub struct Outcome {
     pub layers: Vec<Layer>,
     /// The image config, for image sources.
     pub config: Option<ImageConfig>,
+    /// When this result was first produced (unix seconds, from its cache record), so a
+    /// fully cached rebuild exports the very same image.
+    pub created: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +328,7 @@ impl Solver {
                 Outcome {
                     layers: rec.layers,
                     config,
+                    created: rec.created,
                 },
             ));
         }
@@ -334,7 +338,7 @@ impl Solver {
             at: Instant::now(),
         });
         let outcomes: Vec<Outcome> = inputs.into_iter().map(|(_, o)| o).collect();
-        let outcome = match &graph.vertex(v).op {
+        let mut outcome = match &graph.vertex(v).op {
             Op::Scratch | Op::Local { .. } => Outcome::default(),
             Op::Image { .. } => {
                 let img = image.ok_or_else(|| SolveError::Internal("image not resolved".into()))?;
@@ -364,6 +368,10 @@ impl Solver {
                 .map_err(|e| SolveError::Internal(e.to_string()))??
             }
         };
+        outcome.created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let record = CacheRecord {
             layers: outcome.layers.clone(),
             config: outcome
@@ -372,10 +380,7 @@ impl Solver {
                 .map(serde_json::to_value)
                 .transpose()
                 .map_err(|e| SolveError::Internal(e.to_string()))?,
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created: outcome.created,
         };
         self.inner.store.record_put(&key_hex, &record)?;
         let _ = events.send(Event::Done {

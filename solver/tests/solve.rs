@@ -6,7 +6,6 @@ use common::*;
 use rbuild_solver::graph::{BuildGraph, VertexId};
 use rbuild_solver::image::{History, ImageConfig};
 use rbuild_solver::{Event, SolveError};
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 
 #[test]
@@ -253,7 +252,17 @@ fn export_writes_diff_ids_and_empty_layer_flags() {
     assert!(written.created.is_some());
     assert!(written.history.iter().all(|h| h.created.is_some()));
     assert_eq!(written.config.env_get("A"), Some("1"));
-    let _: HashMap<VertexId, bool> = HashMap::new();
+
+    // A rebuild answered by the cache exports the very same image.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (res, events) = solve(&env.solver(), &g, &[noop], &env.opts());
+    let out2 = res.unwrap();
+    assert!(started(&events).is_empty());
+    let digest2 = env
+        .solver()
+        .export(&g, &out2, noop, &cfg, &history, &["result:2".to_string()])
+        .unwrap();
+    assert_eq!(digest, digest2);
 }
 
 #[test]

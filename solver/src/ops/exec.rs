@@ -156,6 +156,7 @@ pub(crate) fn run(
     Ok(Outcome {
         layers,
         config: None,
+        created: 0,
     })
 }
 

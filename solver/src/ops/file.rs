@@ -133,6 +133,7 @@ pub(crate) fn run(
     Ok(Outcome {
         layers,
         config: None,
+        created: 0,
     })
 }
 

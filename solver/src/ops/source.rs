@@ -15,5 +15,6 @@ pub(crate) fn image_outcome(img: &StoredImage) -> Result<Outcome, SolveError> {
     Ok(Outcome {
         layers: img.layers.clone(),
         config: Some(config),
+        created: 0,
     })
 }
