@@ -339,3 +339,23 @@ fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
         "v2"
     );
 }
+
+#[test]
+fn cancel_kills_running_steps_and_cleans_up() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let slow = run(&mut g, b, "sleep 30");
+    let opts = env.opts();
+    let cancel = opts.cancel.clone();
+    let t = std::time::Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        cancel.cancel();
+    });
+    let (res, events) = solve(&env.solver(), &g, &[slow], &opts);
+    assert!(matches!(res, Err(SolveError::Cancelled)), "{res:?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert!(started(&events).contains(&slow));
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
