@@ -554,7 +554,7 @@ unsafe fn mnt(
 }
 
 unsafe fn do_mount(p: &Plan, sfd: i32, mi: usize, m: &MountStep, have: &[bool; 64]) {
-    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT};
+    use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC};
     unsafe {
         let t = m.target.as_c_str();
         match &m.kind {
@@ -583,13 +583,16 @@ unsafe fn do_mount(p: &Plan, sfd: i32, mi: usize, m: &MountStep, have: &[bool; 6
             }
             MountKind::Sys { host } => {
                 let flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-                // sysfs needs a network namespace we own; with the host's,
-                // fall back to a read-only bind of the host /sys.
-                if !mnt(c"sysfs", t, Some(c"sysfs"), flags, None)
-                    && have[*host]
+                if mnt(c"sysfs", t, Some(c"sysfs"), flags, None) {
+                    // Our own cgroup as the root of a read-only cgroup2 tree,
+                    // as docker's private cgroupns does; absent on v1-only hosts.
+                    mnt(c"cgroup2", c"/sys/fs/cgroup", Some(c"cgroup2"), flags, None);
+                } else if have[*host]
                     && mnt(&p.sources[*host].proc_path, t, None, MS_BIND | MS_REC, None)
                 {
-                    mnt(c"", t, None, MS_BIND | MS_REMOUNT | flags, None);
+                    // sysfs needs a network namespace we own; with the host's
+                    // in a restricted container, bind the host /sys read-only.
+                    make_readonly_recursive(t);
                 }
             }
             MountKind::EtcFile { src } => {
@@ -1371,8 +1374,11 @@ fn run_impl(
         exec_paths,
     };
 
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let mut flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
     if spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }

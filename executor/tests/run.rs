@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "ls", "cat", "id", "sleep", "ps", "true", "false", "env", "pwd", "rm", "touch",
-    "mkdir", "grep", "wc", "test", "kill", "stat", "hostname", "head",
+    "mkdir", "grep", "wc", "test", "kill", "stat", "hostname", "head", "ping", "nc", "mount",
 ];
 
 struct Fixture {
@@ -756,4 +756,29 @@ fn missing_layer_dir_is_a_setup_error_naming_it() {
     let e = exec(&spec).err().expect("must fail");
     assert!(e.to_string().contains("no-such-layer"), "{e}");
     assert_eq!(upper_entries(&f), Vec::<String>::new());
+}
+
+#[test]
+fn loopback_answers_under_network_none() {
+    let f = Fixture::new();
+    let o = sh(&f, "ping -c 1 -W 2 127.0.0.1 >/dev/null && echo up");
+    assert_eq!(o.stdout, "up\n", "{}", o.stderr);
+}
+
+#[test]
+fn cgroup_fs_is_read_only_and_namespaced() {
+    let f = Fixture::new();
+    let o = sh(
+        &f,
+        "cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>/dev/null || echo ro",
+    );
+    // Every hierarchy (v1 or v2) shows the container's cgroup as its root.
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines.len() >= 2, "{}", o.stdout);
+    assert!(
+        lines[..lines.len() - 1].iter().all(|l| l.ends_with(":/")),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(lines.last(), Some(&"ro"));
 }
