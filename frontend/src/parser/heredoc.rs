@@ -27,39 +27,40 @@ pub(crate) struct Marker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LexError(pub String);
 
-/// Words being built, with the shell's "only whitespace outside quotes splits" rule.
+/// Finished words and whether a word is in progress. The partial word
+/// itself lives in [`Lexer::buf`], shared by nested `${...}` scans exactly as
+/// BuildKit shares it: a nested scan drops the partial word before it.
 #[derive(Default)]
 struct Words {
-    buf: String,
     words: Vec<String>,
     in_word: bool,
 }
 
 impl Words {
-    fn add_char(&mut self, c: char) {
+    fn add_char(&mut self, buf: &mut String, c: char) {
         if is_space(c) {
-            if self.in_word && !self.buf.is_empty() {
-                self.words.push(std::mem::take(&mut self.buf));
+            if self.in_word && !buf.is_empty() {
+                self.words.push(std::mem::take(buf));
                 self.in_word = false;
             }
         } else {
-            self.add_raw_char(c);
+            self.add_raw_char(buf, c);
         }
     }
-    fn add_raw_char(&mut self, c: char) {
-        self.buf.push(c);
+    fn add_raw_char(&mut self, buf: &mut String, c: char) {
+        buf.push(c);
         self.in_word = true;
     }
-    fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
+    fn add_string(&mut self, buf: &mut String, s: &str) {
+        s.chars().for_each(|c| self.add_char(buf, c));
     }
-    fn add_raw_string(&mut self, s: &str) {
-        self.buf.push_str(s);
+    fn add_raw_string(&mut self, buf: &mut String, s: &str) {
+        buf.push_str(s);
         self.in_word = true;
     }
-    fn finish(mut self) -> Vec<String> {
-        if !self.buf.is_empty() {
-            self.words.push(self.buf);
+    fn finish(mut self, buf: &mut String) -> Vec<String> {
+        if !buf.is_empty() {
+            self.words.push(std::mem::take(buf));
         }
         self.words
     }
@@ -73,6 +74,8 @@ struct Lexer {
     raw_quotes: bool,
     raw_escapes: bool,
     depth: usize,
+    /// The word being built (see [`Words`]).
+    buf: String,
 }
 
 impl Lexer {
@@ -106,48 +109,49 @@ impl Lexer {
     fn stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), LexError> {
         let mut result = String::new();
         let mut words = Words::default();
+        self.buf.clear();
         while let Some(c) = self.peek() {
             if stop == Some(c) {
                 self.next();
-                return Ok((result, words.finish()));
+                return Ok((result, words.finish(&mut self.buf)));
             }
             match c {
                 '$' => {
                     let tmp = self.process_dollar()?;
                     result.push_str(&tmp);
-                    words.add_string(&tmp);
+                    words.add_string(&mut self.buf, &tmp);
                 }
                 '<' => {
                     let tmp = self.process_possible_heredoc();
                     result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
+                    words.add_raw_string(&mut self.buf, &tmp);
                 }
                 '\'' => {
                     let tmp = self.process_single_quote()?;
                     result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
+                    words.add_raw_string(&mut self.buf, &tmp);
                 }
                 '"' => {
                     let tmp = self.process_double_quote()?;
                     result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
+                    words.add_raw_string(&mut self.buf, &tmp);
                 }
                 _ => {
                     let mut c = self.next().unwrap_or(c);
                     if c == ESC {
                         if self.raw_escapes {
-                            words.add_raw_char(c);
+                            words.add_raw_char(&mut self.buf, c);
                             result.push(c);
                         }
                         match self.next() {
                             None => break,
                             Some(n) => {
-                                words.add_raw_char(n);
+                                words.add_raw_char(&mut self.buf, n);
                                 c = n;
                             }
                         }
                     } else {
-                        words.add_char(c);
+                        words.add_char(&mut self.buf, c);
                     }
                     result.push(c);
                 }
@@ -158,7 +162,7 @@ impl Lexer {
                 "unexpected end of statement while looking for matching {stop}"
             )));
         }
-        Ok((result, words.finish()))
+        Ok((result, words.finish(&mut self.buf)))
     }
 
     fn process_single_quote(&mut self) -> Result<String, LexError> {
@@ -329,6 +333,7 @@ fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<St
         raw_quotes,
         raw_escapes,
         depth: 0,
+        buf: String::new(),
     };
     lx.process_stop_on(None, raw_escapes).map(|(_, w)| w)
 }
@@ -419,6 +424,12 @@ mod tests {
         assert!(names("RUN echo \"unterminated <<EOF").is_empty());
         assert!(names("RUN a <<- EOF").is_empty());
         assert!(names("RUN echo $((1<<2))").is_empty());
+        // A nested ${...} scan drops the partial word before it (BuildKit quirk).
+        assert!(names("COPY <<EOF${y:-z}k=v /x").is_empty());
+        assert_eq!(
+            names("COPY <<EOF${y} /x"),
+            vec![("EOF${y}".into(), true, false)]
+        );
     }
 
     #[test]

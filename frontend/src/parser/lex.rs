@@ -16,6 +16,12 @@ pub(crate) fn is_space(c: char) -> bool {
     c.is_whitespace()
 }
 
+/// Go's `unicode.IsSpace` on a single byte as BuildKit's byte-wise flag
+/// scanner applies it: only ASCII whitespace counts.
+pub(crate) fn is_go_ascii_space(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ')
+}
+
 /// The characters of BuildKit's `[\t\v\f\r ]+` splitter.
 pub(crate) fn is_ascii_blank(c: char) -> bool {
     matches!(c, '\t' | '\u{b}' | '\u{c}' | '\r' | ' ')
@@ -79,7 +85,7 @@ fn flag_piece(esc: char) -> impl FnMut(&str) -> PResult<'_, String> {
             quoted('\''),
             escaped,
             map(
-                take_while1(|c: char| !is_space(c) && c != '"' && c != '\'' && c != esc),
+                take_while1(|c: char| !is_go_ascii_space(c) && c != '"' && c != '\'' && c != esc),
                 str::to_string,
             ),
         ))
@@ -100,7 +106,7 @@ pub(crate) fn extract_flags(line: &str, esc: char) -> (Vec<String>, &str) {
     let mut flags = Vec::new();
     let mut input = line;
     loop {
-        let after_ws = input.trim_start_matches(is_space);
+        let after_ws = input.trim_start_matches(is_go_ascii_space);
         if !after_ws.starts_with("--") {
             return (flags, after_ws);
         }

@@ -396,9 +396,10 @@ impl<'a> Parser<'a> {
             "env" | "label" => node.args = name_vals(&keyword, args, esc, args_offset)?,
             "expose" | "from" => node.args = split_blanks(args),
             "healthcheck" => {
-                let sep = args.find(lex::is_space).unwrap_or(args.len());
+                // BuildKit scans bytes here, so only ASCII whitespace separates.
+                let sep = args.find(lex::is_go_ascii_space).unwrap_or(args.len());
                 if sep > 0 {
-                    let rest = args[sep..].trim_start_matches(lex::is_space);
+                    let rest = args[sep..].trim_start_matches(lex::is_go_ascii_space);
                     let (cmd_args, json) = maybe_json(rest, args_offset + offset_in(args, rest))?;
                     node.args.push(args[..sep].to_string());
                     node.args.extend(cmd_args);
