@@ -295,12 +295,20 @@ unsafe fn child_main(p: &Plan) -> ! {
     unsafe {
         // Signal state inherited from the runtime (e.g. SIGPIPE ignored) would
         // survive execve; the container starts with defaults and nothing blocked.
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..=libc::SIGRTMAX() {
+        // Raw syscalls: glibc's wrappers refuse its reserved signals (32, 33),
+        // which can arrive here ignored. An all-zero kernel sigaction is
+        // SIG_DFL whatever the architecture's struct layout.
+        let zero = [0u64; 4];
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            zero.as_ptr(),
+            0usize,
+            8usize,
+        );
+        for sig in 1..=64 {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+                libc::syscall(libc::SYS_rt_sigaction, sig, zero.as_ptr(), 0usize, 8usize);
             }
         }
         libc::prctl(

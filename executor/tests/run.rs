@@ -782,3 +782,21 @@ fn cgroup_fs_is_read_only_and_namespaced() {
     );
     assert_eq!(lines.last(), Some(&"ro"));
 }
+
+#[test]
+fn signals_start_at_defaults() {
+    // The Rust runtime ignores SIGPIPE; the container must not inherit that.
+    let f = Fixture::new();
+    let mut spec = f.spec("");
+    spec.args = vec![
+        "grep".into(),
+        "-E".into(),
+        "^Sig(Blk|Ign)".into(),
+        "/proc/self/status".into(),
+    ];
+    let o = exec(&spec).unwrap();
+    assert_eq!(
+        o.stdout,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
