@@ -139,6 +139,40 @@ fn commit_layer_writes_exact_tar_and_moves_upper() {
 }
 
 #[test]
+fn long_names_big_ids_and_multi_block_files_round_trip() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let work = store.tmp_dir("test").unwrap();
+    let upper = work.path().join("upper");
+    let deep = upper
+        .join("d".repeat(60))
+        .join("e".repeat(60))
+        .join("f".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    let big: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(deep.join("big"), &big).unwrap();
+    std::os::unix::fs::chown(deep.join("big"), Some(3_000_000), Some(4_000_000)).unwrap();
+    let long_target = format!("../{}/x", "t".repeat(120));
+    std::os::unix::fs::symlink(&long_target, upper.join("ln")).unwrap();
+    let layer = store.commit_layer(&upper).unwrap().unwrap();
+    assert_eq!(
+        sha256(&gunzip(&store.blob_path(&layer.digest))),
+        layer.diff_id
+    );
+    let dest = work.path().join("x");
+    rbuild_cache::extract_layer(&store.blob_path(&layer.digest), &dest).unwrap();
+    let rel = deep.strip_prefix(&upper).unwrap();
+    let got = dest.join(rel).join("big");
+    assert_eq!(std::fs::read(&got).unwrap(), big);
+    let m = std::fs::metadata(&got).unwrap();
+    assert_eq!((m.uid(), m.gid()), (3_000_000, 4_000_000));
+    assert_eq!(
+        std::fs::read_link(dest.join("ln")).unwrap().to_str(),
+        Some(long_target.as_str())
+    );
+}
+
+#[test]
 fn empty_upper_is_no_layer() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();

@@ -231,3 +231,64 @@ fn records_round_trip_and_stale_records_miss() {
     std::fs::remove_file(store.blob_path(&layer.digest)).unwrap();
     assert_eq!(store.record_get("abc123").unwrap(), None);
 }
+
+#[test]
+fn prune_keeps_what_records_reference_and_refuses_while_in_use() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let kept = layer_of(&store, &raw_tar(&[("k", F, "", b"keep")]), true);
+    let old = layer_of(&store, &raw_tar(&[("o", F, "", b"old")]), true);
+    let loose = layer_of(&store, &raw_tar(&[("l", F, "", b"loose")]), true);
+    for l in [&kept, &old, &loose] {
+        store.snapshot(l).unwrap();
+    }
+    let rec = |l: &Layer| rbuild_cache::CacheRecord {
+        layers: vec![l.clone()],
+        config: None,
+        created: 1,
+    };
+    store.record_put("kept", &rec(&kept)).unwrap();
+    store.record_put("old", &rec(&old)).unwrap();
+    let old_file = root.path().join("records/old.json");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&old_file)
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    drop(f);
+
+    // Another open store (another build) blocks pruning.
+    let other = Store::open(root.path()).unwrap();
+    assert!(matches!(store.prune(false), Err(CacheError::Busy { .. })));
+    drop(other);
+
+    let freed = store
+        .prune_with(rbuild_cache::PruneOptions {
+            all_records: false,
+            keep_records_secs: Some(600),
+        })
+        .unwrap();
+    assert!(freed > 0);
+    assert!(store.has_blob(&kept.digest));
+    assert!(!store.has_blob(&old.digest) && !store.has_blob(&loose.digest));
+    assert!(store.snapshot_path(&kept.diff_id).unwrap().is_dir());
+    assert!(!store.snapshot_path(&old.diff_id).unwrap().exists());
+    assert!(!store.snapshot_path(&loose.diff_id).unwrap().exists());
+    assert!(store.record_get("kept").unwrap().is_some());
+    assert!(!old_file.exists());
+    store.prune(true).unwrap();
+    assert!(list(&root.path().join("oci/blobs/sha256")).is_empty());
+    assert!(list(&root.path().join("records")).is_empty());
+    // The store stays usable after prune (its shared lock is back).
+    assert!(matches!(
+        Store::open(root.path()).unwrap().prune(false),
+        Err(CacheError::Busy { .. })
+    ));
+}
+
+#[test]
+fn store_is_send_sync_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Store>();
+}
