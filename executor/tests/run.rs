@@ -800,3 +800,37 @@ fn signals_start_at_defaults() {
         "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     );
 }
+
+/// Not a test on its own: the body of `killing_the_builder_kills_the_container`,
+/// run in a child process of the test binary.
+#[test]
+fn helper_long_run() {
+    if std::env::var_os("RBUILD_EXECUTOR_HELPER").is_none() {
+        return;
+    }
+    let f = Fixture::new();
+    let _ = sh(&f, "sleep 987999 & sleep 987999");
+}
+
+#[test]
+fn killing_the_builder_kills_the_container() {
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["helper_long_run", "--exact", "--nocapture"])
+        .env("RBUILD_EXECUTOR_HELPER", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while host_processes("sleep 987999").len() < 2 {
+        assert!(Instant::now() < deadline, "container never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host_processes("sleep 987999").is_empty() {
+        assert!(Instant::now() < deadline, "container outlived the builder");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
