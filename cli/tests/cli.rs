@@ -32,8 +32,18 @@ fn err(o: &Output) -> String {
 
 #[test]
 fn debug_parse_prints_buildkit_dump() {
-    let (dir, root) = ctx(&[("Dockerfile", "from busybox AS b\nENV a=1 b=\"2 3\"\nRUN [\"echo\", \"hi\"]\n")]);
-    let o = rbuild(&root, &["debug", "parse", dir.path().join("Dockerfile").to_str().unwrap()]);
+    let (dir, root) = ctx(&[(
+        "Dockerfile",
+        "from busybox AS b\nENV a=1 b=\"2 3\"\nRUN [\"echo\", \"hi\"]\n",
+    )]);
+    let o = rbuild(
+        &root,
+        &[
+            "debug",
+            "parse",
+            dir.path().join("Dockerfile").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(
         out(&o),
@@ -53,11 +63,17 @@ fn dry_run_lists_only_needed_vertices_in_every_format() {
     assert!(!out(&text).contains("echo unused"), "{}", out(&text));
     assert!(!root.exists(), "a dry run must not create a store");
 
-    let json = rbuild(&root, &["build", "--dry-run", "--format", "json", "--target", "a", c]);
+    let json = rbuild(
+        &root,
+        &["build", "--dry-run", "--format", "json", "--target", "a", c],
+    );
     assert!(json.status.success(), "{}", err(&json));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let vs = v.as_array().expect("a list of vertices");
-    assert!(vs.iter().all(|x| x["cache_key"].as_str().is_some_and(|k| k.len() == 64)));
+    assert!(
+        vs.iter()
+            .all(|x| x["cache_key"].as_str().is_some_and(|k| k.len() == 64))
+    );
     let cmds = serde_json::to_string(vs).unwrap();
     assert!(cmds.contains("echo a") && !cmds.contains("COPY") && !cmds.contains("echo unused"));
 
@@ -68,9 +84,17 @@ fn dry_run_lists_only_needed_vertices_in_every_format() {
 #[test]
 fn bad_dockerfiles_name_file_line_and_fix() {
     let cases: &[(&str, &str, &[&str])] = &[
-        ("FROM busybox\nRUNN echo\n", "Dockerfile:2", &["RUNN", "RUN"]),
+        (
+            "FROM busybox\nRUNN echo\n",
+            "Dockerfile:2",
+            &["RUNN", "RUN"],
+        ),
         ("RUN echo\n", "Dockerfile", &["FROM"]),
-        ("FROM busybox\nCOPY --from=nosuchstage! /a /b\n", "Dockerfile:2", &["nosuchstage"]),
+        (
+            "FROM busybox\nCOPY --from=nosuchstage! /a /b\n",
+            "Dockerfile:2",
+            &["nosuchstage"],
+        ),
         ("FROM busybox\nRUN <<EOF\necho\n", "Dockerfile:2", &["EOF"]),
     ];
     for (df, place, words) in cases {
@@ -85,9 +109,22 @@ fn bad_dockerfiles_name_file_line_and_fix() {
         assert!(!e.contains("panicked"), "{e}");
     }
     let (dir, root) = ctx(&[("Dockerfile", FOUR)]);
-    let o = rbuild(&root, &["build", "--dry-run", "--target", "nope", dir.path().to_str().unwrap()]);
+    let o = rbuild(
+        &root,
+        &[
+            "build",
+            "--dry-run",
+            "--target",
+            "nope",
+            dir.path().to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
-    assert!(err(&o).contains("nope") && err(&o).contains("final"), "{}", err(&o));
+    assert!(
+        err(&o).contains("nope") && err(&o).contains("final"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
