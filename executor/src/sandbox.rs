@@ -467,6 +467,14 @@ unsafe fn child_main(p: &Plan) -> ! {
         if libc::syscall(libc::SYS_setresuid, p.uid, p.uid, p.uid) != 0 {
             fail(sfd, Step::SetUser, 2, errno());
         }
+        // A uid/gid change clears the parent-death signal; set it again.
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
 
         // Whatever the runtime left open without close-on-exec stays out.
         libc::syscall(

@@ -802,35 +802,52 @@ fn signals_start_at_defaults() {
 }
 
 /// Not a test on its own: the body of `killing_the_builder_kills_the_container`,
-/// run in a child process of the test binary.
+/// run in a child process of the test binary as the user it names.
 #[test]
 fn helper_long_run() {
-    if std::env::var_os("RBUILD_EXECUTOR_HELPER").is_none() {
+    let Some(user) = std::env::var_os("RBUILD_EXECUTOR_HELPER") else {
         return;
-    }
+    };
     let f = Fixture::new();
-    let _ = sh(&f, "sleep 987999 & sleep 987999");
+    let user = user.to_string_lossy().into_owned();
+    let mut spec = f.spec(&format!(
+        "sleep 98799{} & sleep 98799{}",
+        user.len(),
+        user.len()
+    ));
+    spec.user = user;
+    let _ = exec(&spec);
 }
 
 #[test]
 fn killing_the_builder_kills_the_container() {
-    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["helper_long_run", "--exact", "--nocapture"])
-        .env("RBUILD_EXECUTOR_HELPER", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while host_processes("sleep 987999").len() < 2 {
-        assert!(Instant::now() < deadline, "container never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    helper.kill().unwrap();
-    helper.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !host_processes("sleep 987999").is_empty() {
-        assert!(Instant::now() < deadline, "container outlived the builder");
-        std::thread::sleep(Duration::from_millis(50));
+    // A uid change clears the parent-death signal: check root and a user.
+    for user in ["root", "app"] {
+        let marker = format!("sleep 98799{}", user.len());
+        let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["helper_long_run", "--exact", "--nocapture"])
+            .env("RBUILD_EXECUTOR_HELPER", user)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while host_processes(&marker).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "container never started ({user})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !host_processes(&marker).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "container outlived the builder ({user})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
