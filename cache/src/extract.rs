@@ -41,7 +41,7 @@ pub(crate) fn detect(head: &[u8]) -> Compression {
 }
 
 /// Opens a possibly compressed tar stream.
-pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read>, CacheError> {
+pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read + Send>, CacheError> {
     let f = std::fs::File::open(path).ctx("open", path)?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().ctx("read", path)?.to_vec();
@@ -66,7 +66,8 @@ pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read>, CacheError
 /// Extracts like [`extract_layer`]; returns the sha256 of the uncompressed tar (diff_id).
 pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, CacheError> {
     std::fs::create_dir_all(dest).ctx("create directory", dest)?;
-    let reader = HashReader::new(open_decompressed(blob)?);
+    // Decompression and hashing run on their own thread, file writing on this one.
+    let (reader, hashing) = spawn_decoder(open_decompressed(blob)?);
     let mut ar = tar::Archive::new(reader);
     let mut x = Extractor {
         blob,
@@ -86,7 +87,85 @@ pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, 
     let mut reader = ar.into_inner();
     // Tar readers stop at the end-of-archive blocks; the diff_id covers every byte.
     io::copy(&mut reader, &mut io::sink()).ctx("read layer", blob)?;
-    Ok(reader.finish().0)
+    drop(reader);
+    hashing
+        .join()
+        .map_err(|_| CacheError::Io {
+            op: "decompress",
+            path: blob.to_path_buf(),
+            source: io::Error::other("decompression thread panicked"),
+        })
+        .map(|(digest, _)| digest)
+}
+
+/// Reads `r` to the end on a new thread, in 1 MiB chunks, hashing as it goes; the chunks
+/// come out of the returned reader. The thread's result is (sha256 digest, byte count).
+fn spawn_decoder(r: Box<dyn Read + Send>) -> (ChunkReader, std::thread::JoinHandle<(String, u64)>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    let h = std::thread::spawn(move || {
+        let mut hr = HashReader::new(r);
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut n = 0;
+            let mut failed = None;
+            while n < chunk.len() {
+                match hr.read(&mut chunk[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            chunk.truncate(n);
+            if n > 0 && tx.send(Ok(chunk)).is_err() {
+                break; // the extractor gave up
+            }
+            if let Some(e) = failed {
+                let _ = tx.send(Err(e));
+                break;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        hr.finish()
+    });
+    (
+        ChunkReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        },
+        h,
+    )
+}
+
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // sender done: end of stream
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 struct Extractor<'a> {

@@ -292,3 +292,25 @@ fn store_is_send_sync_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Store>();
 }
+
+#[test]
+fn truncated_blob_is_an_error_and_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let tar_bytes = raw_tar(&[("a", F, "", &big[..]), ("b", F, "", b"b")]);
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, &tar_bytes).unwrap();
+    let gz = e.finish().unwrap();
+    let cut = &gz[..gz.len() / 2];
+    let layer = Layer {
+        digest: store.put_blob(cut).unwrap(),
+        diff_id: sha256(&tar_bytes),
+        size: cut.len() as u64,
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+    };
+    let err = store.snapshot(&layer).unwrap_err();
+    assert!(matches!(err, CacheError::Io { .. }), "{err:?}");
+    assert!(list(&root.path().join("snapshots")).is_empty());
+    assert!(list(&root.path().join("tmp")).is_empty());
+}
