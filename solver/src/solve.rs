@@ -117,6 +117,8 @@ pub struct Solver {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) hasher: ContextHasher,
+    /// Copy rootfs trees instead of mounting overlays (overlayfs unusable here).
+    pub(crate) copying: bool,
 }
 
 /// Domain separation of runtime keys; bump when their derivation changes.
@@ -129,11 +131,32 @@ pub(crate) fn local_patterns(exclude: &[String]) -> Patterns {
 }
 
 impl Solver {
+    /// A solver over `store`. Probes once whether overlayfs works under the store root and
+    /// falls back to the copying snapshotter when it does not (see
+    /// [`Solver::uses_copying_snapshotter`]).
     pub fn new(store: Store) -> Self {
+        let tmp = store.root().join("tmp");
+        let _ = std::fs::create_dir_all(&tmp);
+        let copying = !rbuild_executor::overlay_supported(&tmp);
+        Self::with_snapshotter(store, copying)
+    }
+
+    /// A solver with the snapshotter chosen by the caller: `copying` = plain directory
+    /// copies and tree diffs instead of overlay mounts (slower; works on any filesystem).
+    pub fn with_snapshotter(store: Store, copying: bool) -> Self {
         let hasher = ContextHasher::new(store.root());
         Solver {
-            inner: Arc::new(Inner { store, hasher }),
+            inner: Arc::new(Inner {
+                store,
+                hasher,
+                copying,
+            }),
         }
+    }
+
+    /// Whether steps run on copies instead of overlays (the CLI prints a one-line notice).
+    pub fn uses_copying_snapshotter(&self) -> bool {
+        self.inner.copying
     }
 
     pub fn store(&self) -> &Store {

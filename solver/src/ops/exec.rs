@@ -1,6 +1,6 @@
 //! RUN: the executor over input 0's layer chain; the upper dir becomes the new layer.
 
-use super::{mkdir, snapshots, view_chain};
+use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, view_chain};
 use crate::graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
 use crate::ops::paths::clean_rel;
 use crate::progress::{Event, LastLines};
@@ -39,7 +39,14 @@ pub(crate) fn run(
     let work = tmp.path().join("work");
     mkdir(&upper)?;
     mkdir(&work)?;
-    let lowerdirs = snapshots(store, &base.layers)?;
+    // Copying snapshotter: the step runs on a copy of the rootfs, diffed afterwards.
+    let (copy_base, copy_root) = (tmp.path().join("base"), tmp.path().join("rootfs"));
+    let lowerdirs = if inner.copying {
+        copy_rootfs(store, &base.layers, &copy_base, &copy_root)?;
+        Vec::new()
+    } else {
+        snapshots(store, &base.layers)?
+    };
 
     // Host-side views for binds from other vertices; dropped (unmounted) after the run.
     let mut views = Vec::new();
@@ -60,7 +67,8 @@ pub(crate) fn run(
                     _ => {
                         let chain = &inputs.get(*input).cloned().unwrap_or_default().layers;
                         let scratch = tmp.path().join(format!("bind-{i}"));
-                        let (mnt, guard) = view_chain(store, chain, &scratch)?;
+                        let (mnt, guard) =
+                            view_chain(store, chain, &scratch, inner.copying, !*readonly)?;
                         views.push(guard);
                         mnt
                     }
@@ -122,14 +130,19 @@ pub(crate) fn run(
 
     let spec = run_spec(op, lowerdirs, upper.clone(), work, mounts);
     let mut tail = LastLines::new(TAIL_LINES);
-    let result = rbuild_executor::run(&spec, cancel, &mut |stream, data: &[u8]| {
+    let mut output = |stream, data: &[u8]| {
         tail.push(data);
         let _ = events.send(Event::Log {
             vertex: v,
             stream,
             data: data.to_vec(),
         });
-    });
+    };
+    let result = if inner.copying {
+        rbuild_executor::run_in_dir(&copy_root, &spec, cancel, &mut output)
+    } else {
+        rbuild_executor::run(&spec, cancel, &mut output)
+    };
     drop(views);
     drop(locks);
     let code = match result {
@@ -148,6 +161,9 @@ pub(crate) fn run(
             exit_code: code,
             last_output: tail.finish(),
         });
+    }
+    if inner.copying {
+        diff_rootfs(&copy_base, &copy_root, &upper)?;
     }
     let mut layers = base.layers;
     if let Some(layer) = store.commit_layer(&upper)? {

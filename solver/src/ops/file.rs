@@ -5,7 +5,7 @@
 use super::paths::{
     base_name, clean_abs, clean_rel, copy_target, dest_is_dir, expand_wildcard, has_wildcard,
 };
-use super::{mkdir, snapshots, view_chain};
+use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, view_chain};
 use crate::context::{self, Filter};
 use crate::dockerignore::Patterns;
 use crate::graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
@@ -48,14 +48,22 @@ pub(crate) fn run(
     for d in [&upper, &work, &mnt] {
         mkdir(d)?;
     }
-    let mut lowers = snapshots(store, &base.layers)?;
-    if lowers.is_empty() {
-        let empty = tmp.path().join("empty");
-        mkdir(&empty)?;
-        lowers.push(empty);
-    }
-    let root_mount = rbuild_executor::OverlayMount::mount(&lowers, &upper, &work, &mnt)
-        .map_err(|e| SolveError::step(graph, v, format!("mounting the rootfs: {e}")))?;
+    let copy_base = tmp.path().join("base");
+    let root_mount = if inner.copying {
+        copy_rootfs(store, &base.layers, &copy_base, &mnt)?;
+        None
+    } else {
+        let mut lowers = snapshots(store, &base.layers)?;
+        if lowers.is_empty() {
+            let empty = tmp.path().join("empty");
+            mkdir(&empty)?;
+            lowers.push(empty);
+        }
+        Some(
+            rbuild_executor::OverlayMount::mount(&lowers, &upper, &work, &mnt)
+                .map_err(|e| SolveError::step(graph, v, format!("mounting the rootfs: {e}")))?,
+        )
+    };
 
     // Read-only views of the other inputs that actions copy from.
     let mut views = Vec::new();
@@ -87,7 +95,7 @@ pub(crate) fn run(
             _ => {
                 let chain = &inputs.get(*input).cloned().unwrap_or_default().layers;
                 let scratch = tmp.path().join(format!("src-{input}"));
-                let (dir, guard) = view_chain(store, chain, &scratch)?;
+                let (dir, guard) = view_chain(store, chain, &scratch, inner.copying, false)?;
                 views.push(guard);
                 SourceRoot {
                     dir,
@@ -126,6 +134,9 @@ pub(crate) fn run(
     }
     drop(views);
     drop(root_mount);
+    if inner.copying {
+        diff_rootfs(&copy_base, &mnt, &upper)?;
+    }
     let mut layers = base.layers;
     if let Some(layer) = store.commit_layer(&upper)? {
         layers.push(layer);
