@@ -197,6 +197,8 @@ struct Device {
 }
 
 struct Plan {
+    /// A pidfd of this process (-1 if unavailable): readable once it exits.
+    parent_pidfd: i32,
     stdout_w: i32,
     stderr_w: i32,
     status_w: i32,
@@ -318,6 +320,17 @@ unsafe fn child_main(p: &Plan) -> ! {
             0,
             0,
         );
+        // The builder may have died before the line above armed the signal.
+        if p.parent_pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: p.parent_pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, 0) > 0 {
+                libc::_exit(127);
+            }
+        }
 
         // Stdio: move the pipe ends out of the way first, then onto 1, 2, 3.
         let out = libc::fcntl(p.stdout_w, libc::F_DUPFD_CLOEXEC, 10);
@@ -1363,7 +1376,12 @@ fn run_impl(
     let (err_r, err_w) = pipe()?;
     let (st_r, st_w) = pipe()?;
 
+    // SAFETY: pidfd_open on ourselves; -1 on kernels without it.
+    let self_pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) } as i32;
+    // SAFETY: a fresh fd we own when non-negative.
+    let self_pidfd = (self_pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(self_pidfd) });
     let plan = Plan {
+        parent_pidfd: self_pidfd.as_ref().map_or(-1, AsRawFd::as_raw_fd),
         stdout_w: out_w.as_raw_fd(),
         stderr_w: err_w.as_raw_fd(),
         status_w: st_w.as_raw_fd(),
