@@ -50,7 +50,19 @@ impl Store {
             return self.load_dir(path, false);
         }
         let tmp = self.tmp_dir("load")?;
-        unpack_archive(path, tmp.path())?;
+        unpack_archive(extract::open_decompressed(path)?, path, tmp.path())?;
+        self.load_dir(tmp.path(), true)
+    }
+
+    /// Like [`Store::load`], from a stream (`docker save x | rbuild load`): a docker save
+    /// or OCI archive tar, gzip allowed.
+    pub fn load_reader(&self, r: &mut (dyn Read + Send)) -> Result<Vec<String>, CacheError> {
+        let tmp = self.tmp_dir("load")?;
+        unpack_archive(
+            extract::decompressed(Box::new(r), Path::new("<stdin>"))?,
+            Path::new("<stdin>"),
+            tmp.path(),
+        )?;
         self.load_dir(tmp.path(), true)
     }
 
@@ -264,8 +276,8 @@ impl<'a> TarOut<'a> {
 
 /// Unpacks an image archive (regular files, dirs, relative in-archive symlinks) into
 /// `dest`, refusing paths that leave it.
-fn unpack_archive(path: &Path, dest: &Path) -> Result<(), CacheError> {
-    let mut ar = tar::Archive::new(extract::open_decompressed(path)?);
+fn unpack_archive(input: impl Read, path: &Path, dest: &Path) -> Result<(), CacheError> {
+    let mut ar = tar::Archive::new(input);
     let mut buf = vec![0u8; 1 << 20];
     for e in ar.entries().ctx("read archive", path)? {
         let mut e = e.ctx("read archive", path)?;

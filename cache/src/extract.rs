@@ -43,7 +43,15 @@ pub(crate) fn detect(head: &[u8]) -> Compression {
 /// Opens a possibly compressed tar stream.
 pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read + Send>, CacheError> {
     let f = std::fs::File::open(path).ctx("open", path)?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
+    decompressed(Box::new(f), path)
+}
+
+/// A possibly compressed stream `r` (named `path` in errors), decompressed.
+pub(crate) fn decompressed<'a>(
+    r: Box<dyn Read + Send + 'a>,
+    path: &Path,
+) -> Result<Box<dyn Read + Send + 'a>, CacheError> {
+    let mut r = BufReader::with_capacity(1 << 20, r);
     let head = r.fill_buf().ctx("read", path)?.to_vec();
     Ok(match detect(&head) {
         Compression::None => Box::new(r),

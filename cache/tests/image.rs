@@ -225,6 +225,11 @@ fn archives_written_are_read_by_skopeo_and_load_back() {
     }
     let root2 = tempfile::tempdir().unwrap();
     let store2 = Store::open(root2.path()).unwrap();
+    // From a gzip-compressed stream, as `docker save | gzip | rbuild load` gives.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &std::fs::read(&dock_tar).unwrap()).unwrap();
+    let gz = gz.finish().unwrap();
+    assert_eq!(store2.load_reader(&mut &gz[..]).unwrap(), ["exp:2"]);
     assert_eq!(store2.load(&oci_tar).unwrap(), ["exp:1"]);
     assert_eq!(store2.image("exp:1").unwrap().unwrap().manifest_digest, d);
     assert_eq!(store2.load(&dock_tar).unwrap(), ["exp:2"]);
