@@ -359,3 +359,69 @@ fn cancel_kills_running_steps_and_cleans_up() {
     assert!(started(&events).contains(&slow));
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
 }
+
+fn exec_with_mounts(
+    cmd: &str,
+    mounts: Vec<rbuild_solver::graph::ExecMount>,
+) -> rbuild_solver::graph::Op {
+    use rbuild_solver::graph::{ExecOp, NetworkMode, Op};
+    Op::Exec(ExecOp {
+        args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
+        env: [("PATH".to_string(), "/bin".to_string())].into(),
+        cwd: "/".into(),
+        user: String::new(),
+        network: NetworkMode::Host,
+        mounts,
+    })
+}
+
+#[test]
+fn cache_mounts_persist_across_steps_and_stay_out_of_layers() {
+    use rbuild_solver::graph::{ExecMount, MountKind};
+    let env = env();
+    std::fs::create_dir_all(env.ctx.join("seed")).unwrap();
+    std::fs::write(env.ctx.join("seed/s.txt"), "seeded").unwrap();
+    let cache = |from: Option<usize>| ExecMount {
+        target: "/cache".into(),
+        kind: MountKind::Cache {
+            id: "c1".into(),
+            sharing: "locked".into(),
+            from,
+            source: "seed".into(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    };
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let first = g.add(
+        exec_with_mounts("echo one >> /cache/log", vec![cache(None)]),
+        vec![b],
+        meta("RUN 1"),
+    );
+    let second = g.add(
+        exec_with_mounts("cat /cache/log > /seen", vec![cache(None)]),
+        vec![first],
+        meta("RUN 2"),
+    );
+    let seeded = g.add(
+        exec_with_mounts("cat /cache/s.txt > /seed-seen", vec![cache(Some(1))]),
+        vec![b, c],
+        meta("RUN 3"),
+    );
+    let out = solve(&env.solver(), &g, &[second, seeded], &env.opts())
+        .0
+        .unwrap();
+    // the first step changed nothing in its rootfs: the cache is not part of the layer
+    assert_eq!(out[&first].layers, out[&b].layers);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&second]).join("seen")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&seeded]).join("seed-seen")).unwrap(),
+        "seeded"
+    );
+}

@@ -87,22 +87,64 @@ pub(crate) fn run(
             MountKind::Cache {
                 id,
                 sharing,
+                from,
+                source,
                 mode,
                 uid,
                 gid,
-                ..
             } => {
-                let dir = cache_mount_dir(store.root(), id);
-                prepare_cache_dir(&dir, *mode, *uid, *gid)
-                    .map_err(|e| SolveError::step(graph, v, format!("cache mount {id:?}: {e}")))?;
-                if sharing == "locked" {
-                    // One user at a time across threads and processes sharing this root.
-                    let lock = std::fs::File::create(dir.with_extension("lock"))
-                        .and_then(|f| f.lock().map(|_| f))
-                        .map_err(|e| {
-                            SolveError::step(graph, v, format!("locking cache mount {id:?}: {e}"))
-                        })?;
-                    locks.push(lock);
+                let step_err = |e: std::io::Error| {
+                    SolveError::step(graph, v, format!("cache mount {id:?}: {e}"))
+                };
+                // A cache seeded from another vertex is a different cache than a plain one.
+                let seed_vertex = from.and_then(|i| vertex.inputs.get(i).copied());
+                let key = match seed_vertex {
+                    Some(s) => format!("{id}\0{}", graph.key(s)),
+                    None => id.clone(),
+                };
+                let mut dir = cache_mount_dir(store.root(), &key);
+                if !dir.is_dir() {
+                    let seed = match (*from, seed_vertex) {
+                        (Some(i), Some(s)) => {
+                            let root = match &graph.vertex(s).op {
+                                Op::Local { name, .. } => inner.local_dir(name, opts)?,
+                                _ => {
+                                    let chain = &inputs.get(i).cloned().unwrap_or_default().layers;
+                                    let scratch = tmp.path().join(format!("seed-{i}"));
+                                    let (mnt, guard) =
+                                        view_chain(store, chain, &scratch, inner.copying, false)?;
+                                    views.push(guard);
+                                    mnt
+                                }
+                            };
+                            Some(resolve(&root, &clean_rel(source)).map_err(step_err)?)
+                        }
+                        _ => None,
+                    };
+                    prepare_cache_dir(&dir, *mode, *uid, *gid, seed.as_deref())
+                        .map_err(step_err)?;
+                }
+                let lock_file = || std::fs::File::create(dir.with_extension("lock"));
+                match sharing.as_str() {
+                    "locked" => {
+                        // One user at a time across threads and processes sharing this root.
+                        let lock = lock_file()
+                            .and_then(|f| f.lock().map(|_| f))
+                            .map_err(step_err)?;
+                        locks.push(lock);
+                    }
+                    "private" => {
+                        // In use by another step: this one gets a fresh, throwaway cache.
+                        let f = lock_file().map_err(step_err)?;
+                        if f.try_lock().is_ok() {
+                            locks.push(f);
+                        } else {
+                            let fresh = tmp.path().join(format!("cache-{i}"));
+                            prepare_cache_dir(&fresh, *mode, *uid, *gid, None).map_err(step_err)?;
+                            dir = fresh;
+                        }
+                    }
+                    _ => {}
                 }
                 mounts.push(Mount {
                     target: m.target.clone(),
@@ -227,8 +269,15 @@ pub fn cache_mount_dir(store_root: &Path, id: &str) -> PathBuf {
         .join(format!("{}-{}", readable.trim_matches('_'), &hash[..16]))
 }
 
-/// Creates a cache mount dir with its mode and owner the first time it is used.
-fn prepare_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+/// Creates a cache mount dir with its mode and owner the first time it is used, seeded
+/// with a copy of `seed` (`--mount=type=cache,from=…,source=…`) when given.
+fn prepare_cache_dir(
+    dir: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    seed: Option<&Path>,
+) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -238,6 +287,9 @@ fn prepare_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Resu
     let tmp = dir.with_extension(format!("new-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
+    if let Some(seed) = seed.filter(|s| s.is_dir()) {
+        super::copysnap::materialize(&[seed], &tmp, false)?;
+    }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
     std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
     match std::fs::rename(&tmp, dir) {
