@@ -165,10 +165,12 @@ impl Store {
     /// Points each tag (normalised) at the manifest `desc`; untagged manifests get one
     /// entry without a name so they stay listed.
     pub(crate) fn tag_manifest(&self, desc: Descriptor, tags: &[String]) -> Result<(), CacheError> {
-        let tags: Vec<String> = tags
+        let mut tags: Vec<String> = tags
             .iter()
             .map(|t| check_tag(t))
             .collect::<Result<_, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        tags.retain(|t| seen.insert(tag_key(t)));
         self.update_index(|idx| {
             if tags.is_empty() {
                 if !idx.manifests.iter().any(|d| d.digest == desc.digest) {
@@ -411,6 +413,30 @@ impl Store {
                 None => true,
             });
             idx.manifests.len() != before
+        })
+    }
+}
+
+impl Store {
+    /// `rbuild rmi`: a tag is untagged (like [`Store::remove_tag`]); a digest (prefix)
+    /// removes every entry of that image. Returns the names removed (tags, or the manifest
+    /// digest of an untagged image); empty if nothing matched. Blobs stay until `prune`.
+    pub fn remove_image(&self, name_or_digest: &str) -> Result<Vec<String>, CacheError> {
+        let Some(img) = self.image(name_or_digest)? else {
+            return Ok(vec![]);
+        };
+        let key = tag_key(name_or_digest);
+        if let Some(t) = img.tags.iter().find(|t| tag_key(t) == key) {
+            let t = t.clone();
+            self.remove_tag(&t)?;
+            return Ok(vec![t]);
+        }
+        let digest = img.manifest_digest.clone();
+        self.update_index(|idx| idx.manifests.retain(|d| d.digest != digest))?;
+        Ok(if img.tags.is_empty() {
+            vec![digest]
+        } else {
+            img.tags
         })
     }
 }

@@ -83,6 +83,28 @@ fn put_image_then_lookup_and_tags() {
     assert!(store.remove_tag("myapp").unwrap());
     assert!(!store.remove_tag("myapp").unwrap());
     assert_eq!(store.image("myapp:v1").unwrap().unwrap().tags, ["myapp:v1"]);
+    // rmi by digest removes the image with all its tags; by tag only untags.
+    store
+        .put_image(
+            &img.config,
+            &layers,
+            &["again:1".into(), "again:1".into(), "myapp:v2".into()],
+        )
+        .unwrap();
+    assert_eq!(
+        store.image("again:1").unwrap().unwrap().tags,
+        ["myapp:v1", "again:1", "myapp:v2"]
+    );
+    assert_eq!(store.remove_image("again:1").unwrap(), ["again:1"]);
+    assert_eq!(
+        store.remove_image(&d[..15]).unwrap(),
+        ["myapp:v1", "myapp:v2"]
+    );
+    assert!(store.images().unwrap().is_empty());
+    assert!(store.remove_image(&d[..15]).unwrap().is_empty());
+    store
+        .put_image(&img.config, &layers, &["myapp:v1".into()])
+        .unwrap();
     // prune keeps everything the remaining tag references.
     assert_eq!(store.prune(false).unwrap(), 0);
     assert!(store.remove_tag("myapp:v1").unwrap());
