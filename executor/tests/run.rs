@@ -851,3 +851,42 @@ fn killing_the_builder_kills_the_container() {
         }
     }
 }
+
+#[test]
+fn run_in_dir_works_on_an_overlayfs_root() {
+    // CI runners whose own filesystem is overlayfs: no overlay upper there,
+    // but a plain directory on it can still be the container's root.
+    let f = Fixture::new();
+    let d = f.dir.path();
+    let (u, w, m) = (d.join("ou"), d.join("ow"), d.join("om"));
+    for p in [&u, &w, &m] {
+        std::fs::create_dir(p).unwrap();
+    }
+    let outer = rbuild_executor::OverlayMount::mount(&[f.base()], &u, &w, &m).unwrap();
+    assert!(!rbuild_executor::overlay_supported(outer.path()));
+    let mut spec = f.spec("id -u; echo hi 2>/dev/null >/tmp-new || echo denied");
+    spec.user = "app".into();
+    let mut out = Vec::new();
+    let code =
+        rbuild_executor::run_in_dir(outer.path(), &spec, &CancelToken::new(), &mut |_, b| {
+            out.extend_from_slice(b)
+        })
+        .unwrap();
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "1000\ndenied\n")
+    );
+    spec.user = String::new();
+    spec.args[2] = "echo hi > /new".into();
+    let code =
+        rbuild_executor::run_in_dir(outer.path(), &spec, &CancelToken::new(), &mut |_, _| {})
+            .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read(outer.path().join("new")).unwrap(), b"hi\n");
+    for stub in ["proc", "dev", "sys", "etc/hosts"] {
+        assert!(
+            std::fs::symlink_metadata(outer.path().join(stub)).is_err(),
+            "{stub} left behind"
+        );
+    }
+}
