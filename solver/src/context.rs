@@ -62,7 +62,14 @@ fn ns(secs: i64, nsec: i64) -> i64 {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StatCacheFile {
     entries: HashMap<String, StatEntry>,
+    /// Entries used by this process (not saved): when the file grows past
+    /// [`STAT_CACHE_MAX`], only these are kept.
+    #[serde(skip)]
+    used: std::collections::HashSet<String>,
 }
+
+/// Entries the stat cache holds before it forgets the ones the current build did not use.
+const STAT_CACHE_MAX: usize = 200_000;
 
 /// Which files of a source are part of a selection: `.dockerignore` patterns (matched on
 /// context-relative paths) and `COPY --exclude` patterns (matched relative to the source).
@@ -230,6 +237,11 @@ impl ContextHasher {
         if !*dirty {
             return Ok(());
         }
+        if cache.entries.len() > STAT_CACHE_MAX {
+            let used = std::mem::take(&mut cache.used);
+            cache.entries.retain(|k, _| used.contains(k));
+            cache.used = used;
+        }
         let dir = self.file.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         {
@@ -304,11 +316,15 @@ impl ContextHasher {
                 if !e.meta.is_file() {
                     continue;
                 }
+                let key = e.path.to_string_lossy();
                 let hit = cache
                     .entries
-                    .get(e.path.to_string_lossy().as_ref())
+                    .get(key.as_ref())
                     .filter(|s| s.matches(&e.meta))
                     .and_then(|s| blake3::Hash::from_hex(&s.digest).ok());
+                if hit.is_some() && cache.entries.len() > STAT_CACHE_MAX {
+                    cache.used.insert(key.into_owned());
+                }
                 match hit {
                     Some(d) => out[i] = Some(*d.as_bytes()),
                     None => todo.push(i),
@@ -350,6 +366,7 @@ impl ContextHasher {
         }
         self.with_cache(|cache, dirty| {
             for (k, v) in fresh {
+                cache.used.insert(k.clone());
                 cache.entries.insert(k, v);
                 *dirty = true;
             }

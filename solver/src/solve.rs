@@ -450,18 +450,19 @@ impl Inner {
         }
     }
 
-    /// Looks an image up in the local store by reference, then by pinned digest.
+    /// Looks an image up in the local store: the pinned manifest digest when there is one
+    /// (what lowering resolved), else the reference.
     pub(crate) fn find_image(
         &self,
         reference: &str,
         digest: Option<&str>,
     ) -> Result<rbuild_cache::StoredImage, SolveError> {
-        if let Some(img) = self.store.image(reference)? {
-            return Ok(img);
-        }
         if let Some(d) = digest
             && let Some(img) = self.store.image(d)?
         {
+            return Ok(img);
+        }
+        if let Some(img) = self.store.image(reference)? {
             return Ok(img);
         }
         Err(SolveError::ImageNotFound {
