@@ -824,9 +824,12 @@ fn killing_the_builder_kills_the_container() {
     // A uid change clears the parent-death signal: check root and a user.
     for user in ["root", "app"] {
         let marker = format!("sleep 98799{}", user.len());
+        // The killed helper cannot clean up: its temp dirs go in ours.
+        let tmp = tempfile::tempdir().unwrap();
         let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["helper_long_run", "--exact", "--nocapture"])
             .env("RBUILD_EXECUTOR_HELPER", user)
+            .env("TMPDIR", tmp.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
