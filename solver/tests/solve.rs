@@ -425,3 +425,44 @@ fn cache_mounts_persist_across_steps_and_stay_out_of_layers() {
         "seeded"
     );
 }
+
+#[test]
+fn context_bind_hides_ignored_files_and_never_writes_to_the_context() {
+    use rbuild_solver::graph::{ExecMount, MountKind, Op};
+    let env = env();
+    std::fs::write(env.ctx.join("a.txt"), "original").unwrap();
+    std::fs::write(env.ctx.join("secret.txt"), "s3cret").unwrap();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = g.add(
+        Op::Local {
+            name: "context".into(),
+            exclude: vec!["secret.txt".into()],
+        },
+        vec![],
+        meta("context"),
+    );
+    let r = g.add(
+        exec_with_mounts(
+            "ls /src > /listing; echo changed > /src/a.txt",
+            vec![ExecMount {
+                target: "/src".into(),
+                kind: MountKind::Bind {
+                    input: 1,
+                    source: "/".into(),
+                    readonly: false,
+                },
+            }],
+        ),
+        vec![b, c],
+        meta("RUN --mount=type=bind,rw"),
+    );
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    let listing = std::fs::read_to_string(env.top(&out[&r]).join("listing")).unwrap();
+    assert_eq!(listing, "a.txt\n");
+    assert_eq!(
+        std::fs::read_to_string(env.ctx.join("a.txt")).unwrap(),
+        "original"
+    );
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}

@@ -63,7 +63,30 @@ pub(crate) fn run(
                     SolveError::step(graph, v, format!("mount input {input} does not exist"))
                 })?;
                 let root = match &graph.vertex(*src_vertex).op {
-                    Op::Local { name, .. } => inner.local_dir(name, opts)?,
+                    Op::Local { name, exclude } => {
+                        let ctx = inner.local_dir(name, opts)?;
+                        if *readonly && exclude.is_empty() {
+                            ctx
+                        } else {
+                            // What the step sees is the context as sent: without the
+                            // .dockerignored files, and never written through to the host.
+                            let view = tmp.path().join(format!("bind-{i}"));
+                            local_view(&ctx, &clean_rel(source), exclude, &view, *readonly)
+                                .map_err(|e| {
+                                    SolveError::step(graph, v, format!("mount of {source:?}: {e}"))
+                                })?;
+                            let mounts_root = view.clone();
+                            // `view` holds just the source subtree.
+                            mounts.push(Mount {
+                                target: m.target.clone(),
+                                source: MountSource::Bind {
+                                    source: mounts_root,
+                                    readonly: *readonly,
+                                },
+                            });
+                            continue;
+                        }
+                    }
                     _ => {
                         let chain = &inputs.get(*input).cloned().unwrap_or_default().layers;
                         let scratch = tmp.path().join(format!("bind-{i}"));
@@ -245,6 +268,54 @@ fn run_spec(
         hostname: HOSTNAME.into(),
         mounts,
     }
+}
+
+/// Builds at `dest` the context subtree `rel` as a step may see it: `.dockerignore`d entries
+/// left out; files hard-linked when the mount is read-only (copied when the context is on
+/// another filesystem or the mount is writable, so writes never reach the user's files).
+fn local_view(
+    ctx: &Path,
+    rel: &str,
+    exclude: &[String],
+    dest: &Path,
+    readonly: bool,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let ignore = crate::solve::local_patterns(exclude);
+    let none = crate::dockerignore::Patterns::default();
+    let filter = crate::context::Filter {
+        ignore: &ignore,
+        copy_exclude: &none,
+    };
+    let entries = crate::context::walk_source(ctx, rel, &filter).map_err(|e| e.to_string())?;
+    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    for e in entries {
+        let below = e
+            .rel
+            .strip_prefix(rel)
+            .unwrap_or(&e.rel)
+            .trim_start_matches('/');
+        let to = if below.is_empty() {
+            dest.to_path_buf()
+        } else {
+            dest.join(below)
+        };
+        let ft = e.meta.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&to).map_err(|x| err(&to, x))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(e.meta.mode() & 0o7777))
+                .map_err(|x| err(&to, x))?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&e.path).map_err(|x| err(&e.path, x))?;
+            std::os::unix::fs::symlink(target, &to).map_err(|x| err(&to, x))?;
+        } else if ft.is_file() && (!readonly || std::fs::hard_link(&e.path, &to).is_err()) {
+            std::fs::copy(&e.path, &to).map_err(|x| err(&to, x))?;
+        }
+    }
+    if !dest.exists() {
+        std::fs::create_dir_all(dest).map_err(|x| err(dest, x))?;
+    }
+    Ok(())
 }
 
 /// `path` inside `root` with symlinks resolved within it (the root itself for "").
