@@ -230,3 +230,43 @@ fn add_unpacks_local_archives() {
     assert!(top.join("p/plain.gz").is_file());
     assert!(top.join("copied/a.tar.gz").is_file());
 }
+
+#[test]
+fn dockerignore_exception_below_an_ignored_dir_is_copied() {
+    let env = env();
+    setup_ctx(&env);
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = g.add(
+        Op::Local {
+            name: "context".into(),
+            exclude: vec!["dir".into(), "!dir/sub/file".into(), "*.md".into()],
+        },
+        vec![],
+        meta("context"),
+    );
+    let mut ex = copy_action(1, ".", "/all/");
+    ex.exclude = vec!["y.txt".into()];
+    let cp = copy(&mut g, b, c, vec![ex]);
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    assert_eq!(
+        std::fs::read_to_string(top.join("all/dir/sub/file")).unwrap(),
+        "in sub"
+    );
+    assert!(!top.join("all/dir/top").exists());
+    assert!(!top.join("all/z.md").exists());
+    assert!(!top.join("all/y.txt").exists(), "--exclude");
+    assert!(top.join("all/x.txt").exists());
+    // an ignored file cannot be copied by name
+    let mut g2 = g.clone();
+    let cp2 = copy(&mut g2, b, c, vec![copy_action(1, "z.md", "/z.md")]);
+    let (res, _) = solve(&env.solver(), &g2, &[cp2], &env.opts());
+    assert!(
+        matches!(
+            res,
+            Err(rbuild_solver::SolveError::MissingContextFile { .. })
+        ),
+        "{res:?}"
+    );
+}

@@ -301,6 +301,9 @@ fn local_view(
             dest.join(below)
         };
         let ft = e.meta.file_type();
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|x| err(parent, x))?;
+        }
         if ft.is_dir() {
             std::fs::create_dir_all(&to).map_err(|x| err(&to, x))?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(e.meta.mode() & 0o7777))

@@ -426,6 +426,7 @@ fn copy_one(
                 continue;
             }
             let host = in_root_nofollow(root, &dest_path)?;
+            ensure_parent(root, &host, &dest_path, parent_owner)?;
             clear_non_dir(&host)?;
             std::fs::create_dir(&host)
                 .map_err(|err| other(format!("creating {dest_path}"), err))?;
@@ -435,6 +436,7 @@ fn copy_one(
             continue;
         }
         let host = in_root_nofollow(root, &dest_path)?;
+        ensure_parent(root, &host, &dest_path, parent_owner)?;
         clear_non_dir(&host)?;
         if ft.is_symlink() {
             let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
@@ -463,6 +465,27 @@ fn copy_one(
     for (host, meta) in dir_times.iter().rev() {
         set_times(host, meta);
     }
+    Ok(())
+}
+
+/// Creates the missing parents of `dest_path` (e.g. under a `.dockerignore`d directory
+/// whose files an exception re-includes).
+fn ensure_parent(
+    root: &Path,
+    host: &Path,
+    dest_path: &str,
+    owner: (u32, u32),
+) -> Result<(), ActionError> {
+    if host.parent().is_some_and(|p| p.is_dir()) {
+        return Ok(());
+    }
+    let parent = dest_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    mkdir_all_in_root(
+        root,
+        if parent.is_empty() { "/" } else { parent },
+        0o755,
+        owner,
+    )?;
     Ok(())
 }
 
