@@ -16,6 +16,7 @@ fn setup_ctx(env: &Env) {
     std::fs::write(c.join("y.txt"), "y").unwrap();
     std::fs::write(c.join("z.md"), "z").unwrap();
     std::fs::set_permissions(c.join("x.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(c.join("dir"), std::fs::Permissions::from_mode(0o750)).unwrap();
     // Context files owned by someone else still land as root.
     std::os::unix::fs::chown(c.join("y.txt"), Some(4321), Some(4321)).unwrap();
 }
@@ -47,6 +48,7 @@ fn copy_rules() {
             numeric,
             copy_action(1, "x.txt", "/lnk/"),
             copy_action(1, "y.txt", "/esc/"),
+            copy_action(1, "dir", "/plain"),
         ],
     );
     let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
@@ -58,6 +60,15 @@ fn copy_rules() {
     );
     assert_eq!(std::fs::read_to_string(top.join("d/top")).unwrap(), "top");
     assert!(!top.join("d/dir").exists());
+    // `dir/` gets 0755; `dir` copied to a path without a slash keeps the source dir's mode
+    let d = std::fs::metadata(top.join("d")).unwrap();
+    assert_eq!(d.mode() & 0o7777, 0o755);
+    let p = std::fs::metadata(top.join("plain")).unwrap();
+    assert_eq!(p.mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read_to_string(top.join("plain/sub/file")).unwrap(),
+        "in sub"
+    );
     // symlinks are copied as symlinks
     let l = std::fs::symlink_metadata(top.join("d/link")).unwrap();
     assert!(l.file_type().is_symlink());

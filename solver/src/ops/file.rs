@@ -385,8 +385,10 @@ fn copy_one(
         base_name(matched),
         top.meta.is_dir(),
     );
-    // The directory that receives the entry (the target itself for dir contents).
-    let parent = if top.meta.is_dir() {
+    // The directory that receives the entry: `dest/` itself is created up front (0755, as
+    // BuildKit's MkdirAll); a directory copied to `dest` without a slash creates `dest`
+    // with the source directory's own mode.
+    let parent = if top.meta.is_dir() && dest_dir {
         target.clone()
     } else {
         target
