@@ -307,7 +307,16 @@ impl Solver {
             let input_keys: Vec<CacheKey> =
                 graph.vertex(v).inputs.iter().map(|i| keys[i]).collect();
             let (key, _) = self.inner.runtime_key(graph, v, &input_keys, opts)?;
-            let cached = !opts.no_cache && self.inner.store.record_get(&key.to_hex())?.is_some();
+            let cached = !opts.no_cache
+                && self
+                    .inner
+                    .store
+                    .record_get(&key.to_hex())?
+                    .is_some_and(|r| {
+                        r.layers
+                            .iter()
+                            .all(|l| self.inner.store.has_blob(&l.digest))
+                    });
             keys.insert(v, key);
             out.insert(v, cached);
         }
@@ -337,8 +346,13 @@ impl Solver {
                 .map_err(|e| SolveError::Internal(e.to_string()))??;
         let key_hex = key.to_hex();
 
+        // A record whose blobs were pruned away is a miss: the step runs again.
         if !opts.no_cache
             && let Some(rec) = self.inner.store.record_get(&key_hex)?
+            && rec
+                .layers
+                .iter()
+                .all(|l| self.inner.store.has_blob(&l.digest))
         {
             let _ = events.send(Event::Cached { vertex: v });
             let config = rec

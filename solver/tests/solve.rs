@@ -466,3 +466,20 @@ fn context_bind_hides_ignored_files_and_never_writes_to_the_context() {
     );
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
 }
+
+#[test]
+fn a_record_whose_blob_is_gone_is_a_miss() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let r = run(&mut g, b, "echo x > /x");
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    let layer = out[&r].layers.last().unwrap().clone();
+    std::fs::remove_file(env.store.blob_path(&layer.digest)).unwrap();
+    let plan = env.solver().plan(&g, &[r], &env.opts()).unwrap();
+    assert!(plan[&b] && !plan[&r]);
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    let out = res.unwrap();
+    assert_eq!(started(&events), vec![r]);
+    assert!(env.store.has_blob(&out[&r].layers.last().unwrap().digest));
+}
