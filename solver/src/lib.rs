@@ -2,6 +2,14 @@
 //!
 //! - [`graph`]: ops, vertices and static cache keys (what the frontend produces).
 //! - [`image`]: the image config JSON carried along a stage and exported.
+//! - [`solve`]: the scheduler ([`Solver`]): runtime cache keys, cache lookups, concurrent
+//!   execution of what the cache cannot answer, cancellation.
+//! - [`ops`]: one module per op (exec, file, source), the COPY path rules, and the copying
+//!   snapshotter used where overlayfs cannot be.
+//! - [`context`]: content hashing of what a COPY selects from the build context, with a
+//!   persistent stat cache.
+//! - [`export`]: writing the final image (config, history, manifest, tags).
+//! - [`progress`]: the events a solve emits.
 
 pub mod graph;
 pub mod image;
