@@ -483,3 +483,27 @@ fn a_record_whose_blob_is_gone_is_a_miss() {
     assert_eq!(started(&events), vec![r]);
     assert!(env.store.has_blob(&out[&r].layers.last().unwrap().digest));
 }
+
+#[test]
+fn a_shared_input_runs_once() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let shared = run(&mut g, b, "echo s > /s");
+    let left = run(&mut g, shared, "cat /s > /l");
+    let right = run(&mut g, shared, "cat /s > /r");
+    let (res, events) = solve(&env.solver(), &g, &[left, right, shared], &env.opts());
+    let out = res.unwrap();
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, Event::Started { vertex, .. } if *vertex == shared))
+        .count();
+    assert_eq!(starts, 1);
+    // both branches build on the shared step's layer
+    assert_eq!(out[&left].layers[..2], out[&shared].layers[..]);
+    assert_eq!(out[&right].layers[..2], out[&shared].layers[..]);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&right]).join("r")).unwrap(),
+        "s\n"
+    );
+}
