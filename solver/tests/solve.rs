@@ -185,6 +185,9 @@ fn missing_context_file_and_missing_image_are_reported() {
         vec![],
         meta("FROM nosuch:1"),
     );
+    let after = run(&mut g, img, "true");
+    let plan = env.solver().plan(&g, &[after], &env.opts()).unwrap();
+    assert!(!plan[&img] && !plan[&after]);
     let (res, _) = solve(&env.solver(), &g, &[img], &env.opts());
     let err = res.unwrap_err();
     assert!(matches!(&err, SolveError::ImageNotFound { reference } if reference == "nosuch:1"));
