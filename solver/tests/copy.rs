@@ -17,6 +17,7 @@ fn setup_ctx(env: &Env) {
     std::fs::write(c.join("z.md"), "z").unwrap();
     std::fs::set_permissions(c.join("x.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::fs::set_permissions(c.join("dir"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    set_xattr(&c.join("x.txt"), "user.rbuild", b"kept");
     // Context files owned by someone else still land as root.
     std::os::unix::fs::chown(c.join("y.txt"), Some(4321), Some(4321)).unwrap();
 }
@@ -86,6 +87,10 @@ fn copy_rules() {
     // no trailing slash: the file becomes dest; trailing slash: into the dir
     assert!(top.join("single").is_file());
     assert_eq!(std::fs::read_to_string(top.join("single")).unwrap(), "x");
+    assert_eq!(
+        get_xattr(&top.join("single"), "user.rbuild"),
+        Some(b"kept".to_vec())
+    );
     assert_eq!(
         std::fs::read_to_string(top.join("into/y.txt")).unwrap(),
         "y"
@@ -280,4 +285,41 @@ fn dockerignore_exception_below_an_ignored_dir_is_copied() {
         ),
         "{res:?}"
     );
+}
+
+fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr {}", std::io::Error::last_os_error());
+}
+
+fn get_xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
 }

@@ -434,6 +434,7 @@ fn copy_one(
                 .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
             set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
+            copy_xattrs(&e.path, &host);
             dir_times.push((host, e.meta.clone()));
             continue;
         }
@@ -461,6 +462,7 @@ fn copy_one(
             .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
         }
+        copy_xattrs(&e.path, &host);
         set_times(&host, &e.meta);
     }
     // Directory times last: creating children changed them.
@@ -489,6 +491,58 @@ fn ensure_parent(
         owner,
     )?;
     Ok(())
+}
+
+/// Copies extended attributes (e.g. `security.capability` of a binary from another stage),
+/// after chown, which clears capabilities. Overlay-internal ones are never copied. Best
+/// effort: a filesystem without xattr support still gets the file.
+fn copy_xattrs(src: &Path, dst: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(s), Ok(d)) = (
+        CString::new(src.as_os_str().as_bytes()),
+        CString::new(dst.as_os_str().as_bytes()),
+    ) else {
+        return;
+    };
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated path; buffer pointer and length match.
+    let n = unsafe { libc::llistxattr(s.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return;
+    }
+    names.truncate(n as usize);
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let Ok(cname) = CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above; value buffer pointer and length match.
+        let len = unsafe {
+            libc::lgetxattr(
+                s.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if len < 0 {
+            continue;
+        }
+        // SAFETY: as above; `len` bytes of `value` are initialised.
+        unsafe {
+            libc::lsetxattr(
+                d.as_ptr(),
+                cname.as_ptr(),
+                value.as_ptr().cast(),
+                len as usize,
+                0,
+            );
+        }
+    }
 }
 
 /// Copies file content (the kernel's copy_file_range where possible).
