@@ -18,6 +18,7 @@ fn setup_ctx(env: &Env) {
     std::fs::set_permissions(c.join("x.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::fs::set_permissions(c.join("dir"), std::fs::Permissions::from_mode(0o750)).unwrap();
     set_xattr(&c.join("x.txt"), "user.rbuild", b"kept");
+    std::fs::hard_link(c.join("dir/top"), c.join("dir/top-link")).unwrap();
     // Context files owned by someone else still land as root.
     std::os::unix::fs::chown(c.join("y.txt"), Some(4321), Some(4321)).unwrap();
 }
@@ -60,6 +61,12 @@ fn copy_rules() {
         "in sub"
     );
     assert_eq!(std::fs::read_to_string(top.join("d/top")).unwrap(), "top");
+    // hard links inside one copy stay linked
+    let (t1, t2) = (
+        std::fs::metadata(top.join("d/top")).unwrap(),
+        std::fs::metadata(top.join("d/top-link")).unwrap(),
+    );
+    assert_eq!(t1.ino(), t2.ino());
     assert!(!top.join("d/dir").exists());
     // `dir/` gets 0755; `dir` copied to a path without a slash keeps the source dir's mode
     let d = std::fs::metadata(top.join("d")).unwrap();

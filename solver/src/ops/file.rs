@@ -406,6 +406,7 @@ fn copy_one(
     }
 
     let mut dir_times = Vec::new();
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for e in &entries {
         let below = e
             .rel
@@ -446,9 +447,21 @@ fn copy_one(
             std::os::unix::fs::symlink(&link, &host)
                 .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
+        } else if ft.is_file()
+            && e.meta.nlink() > 1
+            && linked.contains_key(&(e.meta.dev(), e.meta.ino()))
+        {
+            // Hard links within one copy stay hard links (as BuildKit's copier keeps them).
+            let first = &linked[&(e.meta.dev(), e.meta.ino())];
+            std::fs::hard_link(first, &host)
+                .map_err(|err| other(format!("linking {dest_path}"), err))?;
+            continue;
         } else if ft.is_file() {
             copy_file(&e.path, &host)
                 .map_err(|err| other(format!("copying to {dest_path}"), err))?;
+            if e.meta.nlink() > 1 {
+                linked.insert((e.meta.dev(), e.meta.ino()), host.clone());
+            }
             // chown before chmod: chown clears set-id bits.
             lchown(&host, owner)?;
             set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
