@@ -10,16 +10,16 @@
 //!   persistent stat cache.
 //! - [`export`]: writing the final image (config, history, manifest, tags).
 //! - [`progress`]: the events a solve emits.
+//! - [`render`]: `--dry-run` output (text, dot, json); [`dockerignore`]: Docker's ignore patterns.
 
+pub mod context;
+pub mod dockerignore;
+pub mod export;
 pub mod graph;
 pub mod image;
-pub mod dockerignore;
-pub mod render;
-pub mod context;
-pub mod export;
 pub mod ops;
 pub mod progress;
+pub mod render;
 pub mod solve;
-
 pub use progress::Event;
 pub use solve::{Outcome, SolveError, SolveOptions, Solver};
