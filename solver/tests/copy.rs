@@ -160,6 +160,21 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
                     make_parents: true,
                     owner: None,
                 },
+                FileAction::Mkdir {
+                    path: "/home/app/w".into(),
+                    mode: 0o750,
+                    make_parents: true,
+                    owner: Some(owner("app", None)),
+                },
+                FileAction::Copy(copy_action(1, "/out/*", "/wild/")),
+                FileAction::Rm {
+                    path: "/etc/group".into(),
+                    allow_not_found: false,
+                },
+                FileAction::Rm {
+                    path: "/nope".into(),
+                    allow_not_found: true,
+                },
             ],
         }),
         vec![b, stage],
@@ -178,6 +193,14 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
         "hello\n"
     );
     assert!(top.join("work/deep").is_dir());
+    let w = std::fs::metadata(top.join("home/app/w")).unwrap();
+    assert_eq!((w.uid(), w.gid(), w.mode() & 0o7777), (1000, 1000, 0o750));
+    assert!(top.join("wild/bin").is_file());
+    // the removal is a whiteout in the layer
+    let wh = std::fs::symlink_metadata(top.join("etc/group")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &wh.file_type()
+    ));
     // the stage's own files are not in this layer
     assert!(!top.join("out").exists());
 }
