@@ -1,0 +1,126 @@
+//! OCI distribution (registry) client: reference parsing, credentials,
+//! anonymous/basic/bearer auth, pull and push of manifests and blobs, retries.
+//!
+//! Self-contained: depends on nothing else in this crate.
+
+mod auth;
+mod client;
+pub mod credentials;
+pub mod reference;
+mod retry;
+
+pub use client::{
+    ClientOptions, Descriptor, Platform, PushStatus, RegistryClient, Resolved, media_types,
+};
+pub use credentials::{Credential, CredentialSource};
+pub use reference::Reference;
+pub use retry::RetryPolicy;
+
+/// Everything that can go wrong talking to a registry. Messages name the
+/// registry, repository and digest involved and, where possible, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+    #[error("{registry}: authentication failed ({scope}): {message}")]
+    Unauthorized {
+        registry: String,
+        scope: String,
+        message: String,
+    },
+    #[error(
+        "{registry}/{repository}: {what}: access denied ({message}); check that your account may access this repository"
+    )]
+    Denied {
+        registry: String,
+        repository: String,
+        what: String,
+        message: String,
+    },
+    #[error("{registry}/{repository}: {what} not found{message}")]
+    NotFound {
+        registry: String,
+        repository: String,
+        what: String,
+        message: String,
+    },
+    #[error(
+        "{registry}/{repository}: {what}: content digest mismatch: expected {expected}, got {actual}; the data was refused and nothing was stored"
+    )]
+    DigestMismatch {
+        registry: String,
+        repository: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{registry}/{repository}: {what}: HTTP {status}: {message}{}", attempts_note(*attempts))]
+    Status {
+        registry: String,
+        repository: String,
+        what: String,
+        status: u16,
+        message: String,
+        attempts: u32,
+    },
+    #[error(
+        "{registry}: {what}: {message}{}; check that the registry is reachable (plain-HTTP registries other than loopback must be listed as insecure)",
+        attempts_note(*attempts)
+    )]
+    Network {
+        registry: String,
+        what: String,
+        message: String,
+        /// Timeouts, resets and refused connections are worth retrying.
+        transient: bool,
+        attempts: u32,
+    },
+    #[error("{registry}/{repository}: {message}")]
+    Protocol {
+        registry: String,
+        repository: String,
+        message: String,
+    },
+    #[error("{reference}: no image for platform {platform} in the index (it has: {available})")]
+    NoMatchingPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credentials: {0}")]
+    Credentials(String),
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (gave up after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+impl RegistryError {
+    /// Worth another attempt: server errors and transient network failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => *status >= 500,
+            RegistryError::Network { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn set_attempts(&mut self, n: u32) {
+        match self {
+            RegistryError::Status { attempts, .. } | RegistryError::Network { attempts, .. } => {
+                *attempts = n
+            }
+            _ => {}
+        }
+    }
+}
