@@ -454,7 +454,10 @@ fn manifest_media_type(content_type: Option<&str>, body: &[u8]) -> Result<String
         .filter(|c| !c.is_empty() && c != "application/json" && c != "text/plain");
     let parsed: MediaTypeOnly =
         serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
-    if parsed.schema_version == Some(1) || ct.as_deref().is_some_and(|c| c.contains("manifest.v1"))
+    if parsed.schema_version == Some(1)
+        || ct
+            .as_deref()
+            .is_some_and(|c| c.contains("distribution.manifest.v1"))
     {
         return Err("schema 1 manifests are not supported; the image must be pushed again by a current client".into());
     }
