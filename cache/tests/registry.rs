@@ -494,13 +494,16 @@ async fn htpasswd_registry_basic_auth() {
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 }
 
+/// Scopes asked for, and whether the credentials were right.
+type TokenRequest = (Vec<String>, bool);
+
 /// A token service for the registry: checks basic credentials and issues RS256
 /// JWTs signed by a key whose self-signed certificate is the registry's
 /// rootcertbundle. Repositories under `readonly/` are granted pull only.
 struct TokenService {
     url: String,
     /// (scopes requested, authenticated) per request.
-    requests: Arc<Mutex<Vec<(Vec<String>, bool)>>>,
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
