@@ -658,40 +658,63 @@ struct Request {
     target: String,
     authorization: Option<String>,
     range: Option<String>,
+    /// Header lines except `Connection`.
+    headers: Vec<String>,
+    body: Vec<u8>,
 }
 
 /// Read one HTTP/1.1 request head (bodies are not needed by these servers).
 async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
         let n = sock.read(&mut tmp).await.ok()?;
         if n == 0 {
             return None;
         }
         buf.extend_from_slice(&tmp[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    };
+    let text = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.to_string();
     let target = first.next()?.to_string();
     let mut authorization = None;
     let mut range = None;
+    let mut length = 0usize;
+    let mut headers = Vec::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             if k.eq_ignore_ascii_case("authorization") {
                 authorization = Some(v.trim().to_string());
             } else if k.eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_string());
+            } else if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().ok()?;
+            }
+            if !k.eq_ignore_ascii_case("connection") {
+                headers.push(l.to_string());
             }
         }
+    }
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = sock.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&tmp[..n]);
     }
     Some(Request {
         method,
         target,
         authorization,
         range,
+        headers,
+        body,
     })
 }
 
@@ -1022,4 +1045,126 @@ async fn timeouts_are_retried_then_reported() {
         "{err}"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+/// A loopback proxy in front of the real registry that answers 503 instead of
+/// forwarding the requests `fail(method, nth_of_that_method)` picks.
+struct FaultProxy {
+    host: String,
+    log: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fault_proxy(
+    upstream: String,
+    fail: impl Fn(&str, usize) -> bool + Send + Sync + 'static,
+) -> FaultProxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let counts = Arc::new(Mutex::new(std::collections::HashMap::<String, usize>::new()));
+    let fail = Arc::new(fail);
+    let l2 = log.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (upstream, log, counts, fail) =
+                (upstream.clone(), l2.clone(), counts.clone(), fail.clone());
+            tokio::spawn(async move {
+                let Some(req) = read_request(&mut sock).await else {
+                    return;
+                };
+                let n = {
+                    let mut c = counts.lock().unwrap();
+                    let e = c.entry(req.method.clone()).or_insert(0);
+                    *e += 1;
+                    *e - 1
+                };
+                let failed = fail(&req.method, n);
+                log.lock().unwrap().push(format!(
+                    "{} {}{}",
+                    req.method,
+                    req.target.split('?').next().unwrap_or(""),
+                    if failed { " -> 503" } else { "" }
+                ));
+                if failed {
+                    let _ = respond(&mut sock, 503, &[], b"injected").await;
+                    return;
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+                for h in &req.headers {
+                    head.push_str(h);
+                    head.push_str("\r\n");
+                }
+                head.push_str("Connection: close\r\n\r\n");
+                if up.write_all(head.as_bytes()).await.is_err()
+                    || up.write_all(&req.body).await.is_err()
+                {
+                    return;
+                }
+                let mut resp = Vec::new();
+                let _ = up.read_to_end(&mut resp).await;
+                let _ = sock.write_all(&resp).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    FaultProxy { host, log, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_chunk_resumes_from_registry_offset() {
+    let reg = Registry::start("", &[]);
+    // The second PATCH fails: the client must ask the registry where the
+    // upload stands and go on from there, not start over.
+    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PATCH" && n == 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let c = RegistryClient::new(ClientOptions {
+        credentials: CredentialSource::Anonymous,
+        retry: fast_retry(),
+        chunk_size: 1000,
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let r = Reference::parse(&format!("{}/resume/app:1", proxy.host)).unwrap();
+    let data: Vec<u8> = (0..3500u32).map(|i| (i * 13 % 256) as u8).collect();
+    let path = write_blob(work.path(), &data);
+    let st = c
+        .push_blob(&r, &sha(&data), data.len() as u64, &path)
+        .await
+        .unwrap();
+    assert_eq!(st, PushStatus::Uploaded);
+    let log = proxy.log.lock().unwrap().clone();
+    let methods: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        methods,
+        [
+            "HEAD", "POST", "PATCH", "PATCH", "GET", "PATCH", "PATCH", "PATCH", "PUT"
+        ],
+        "{log:?}"
+    );
+    let dest = work.path().join("back");
+    c.fetch_blob(&r, &sha(&data), &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+
+    // A failed monolithic PUT starts a new upload session.
+    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PUT" && n == 0).await;
+    let r = Reference::parse(&format!("{}/resume/small:1", proxy.host)).unwrap();
+    let small = b"small blob".to_vec();
+    let path = write_blob(work.path(), &small);
+    c.push_blob(&r, &sha(&small), small.len() as u64, &path)
+        .await
+        .unwrap();
+    let log = proxy.log.lock().unwrap().clone();
+    let methods: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(methods, ["HEAD", "POST", "PUT", "POST", "PUT"], "{log:?}");
+    assert!(c.blob_exists(&r, &sha(&small)).await.unwrap());
 }
