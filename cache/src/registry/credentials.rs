@@ -1,7 +1,7 @@
 //! Credentials from Docker's `config.json`: `auths`, `credsStore`, `credHelpers`;
 //! `login`/`logout` storage with atomic writes.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,6 +60,15 @@ impl CredentialSource {
 
     /// Credential for `registry` (a normalised name like `docker.io` or `host:5000`).
     pub fn lookup(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        self.lookup_with(registry, None)
+    }
+
+    /// `lookup`, finding credential helpers in `helper_path` instead of `$PATH`.
+    fn lookup_with(
+        &self,
+        registry: &str,
+        helper_path: Option<&OsStr>,
+    ) -> Result<Option<Credential>, RegistryError> {
         match self {
             CredentialSource::Anonymous => Ok(None),
             CredentialSource::Static(list) => Ok(list
@@ -75,7 +84,7 @@ impl CredentialSource {
                 };
                 if let Some(helper) = helper_for(&cfg, registry) {
                     // Not in the store: fall back to `auths`.
-                    if let Some(c) = helper_get(&helper, &server_url(registry))? {
+                    if let Some(c) = helper_get(&helper, &server_url(registry), helper_path)? {
                         return Ok(Some(c));
                     }
                 }
@@ -201,9 +210,19 @@ fn parse_auth_entry(entry: &Value, registry: &str) -> Result<Option<Credential>,
 }
 
 /// Run `docker-credential-<helper> <verb>` with `input` on stdin.
-fn run_helper(helper: &str, verb: &str, input: &str) -> Result<(bool, String), RegistryError> {
+fn run_helper(
+    helper: &str,
+    verb: &str,
+    input: &str,
+    path: Option<&OsStr>,
+) -> Result<(bool, String), RegistryError> {
     let prog = format!("docker-credential-{helper}");
-    let mut child = Command::new(&prog)
+    let mut cmd = Command::new(&prog);
+    if let Some(p) = path {
+        // On Unix a PATH set for the child is also where the program is looked up.
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
         .arg(verb)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -228,8 +247,12 @@ fn run_helper(helper: &str, verb: &str, input: &str) -> Result<(bool, String), R
     Ok((out.status.success(), text))
 }
 
-fn helper_get(helper: &str, server: &str) -> Result<Option<Credential>, RegistryError> {
-    let (ok, out) = run_helper(helper, "get", server)?;
+fn helper_get(
+    helper: &str,
+    server: &str,
+    path: Option<&OsStr>,
+) -> Result<Option<Credential>, RegistryError> {
+    let (ok, out) = run_helper(helper, "get", server, path)?;
     if !ok {
         if out.to_lowercase().contains("credentials not found") {
             return Ok(None);
@@ -265,6 +288,16 @@ pub fn store_credentials(
     username: &str,
     password: &str,
 ) -> Result<(), RegistryError> {
+    store_credentials_with(dir, registry, username, password, None)
+}
+
+fn store_credentials_with(
+    dir: &Path,
+    registry: &str,
+    username: &str,
+    password: &str,
+    helper_path: Option<&OsStr>,
+) -> Result<(), RegistryError> {
     let path = dir.join("config.json");
     let mut cfg = read_config(&path)?.unwrap_or_else(|| Value::Object(Map::new()));
     let key = server_url(registry);
@@ -283,7 +316,7 @@ pub fn store_credentials(
     auths.retain(|k, _| k == &key || normalize_registry(k) != registry);
     if let Some(h) = helper {
         let input = serde_json::json!({"ServerURL": key, "Username": username, "Secret": password});
-        let (ok, out) = run_helper(&h, "store", &input.to_string())?;
+        let (ok, out) = run_helper(&h, "store", &input.to_string(), helper_path)?;
         if !ok {
             return Err(RegistryError::Credentials(format!(
                 "credential helper docker-credential-{h} could not store credentials: {}",
@@ -304,13 +337,21 @@ pub fn store_credentials(
 
 /// Remove stored credentials for `registry`; `Ok(false)` when there were none.
 pub fn erase_credentials(dir: &Path, registry: &str) -> Result<bool, RegistryError> {
+    erase_credentials_with(dir, registry, None)
+}
+
+fn erase_credentials_with(
+    dir: &Path,
+    registry: &str,
+    helper_path: Option<&OsStr>,
+) -> Result<bool, RegistryError> {
     let path = dir.join("config.json");
     let Some(mut cfg) = read_config(&path)? else {
         return Ok(false);
     };
     if let Some(h) = helper_for(&cfg, registry) {
         // Erasing a missing entry is not an error for us.
-        let _ = run_helper(&h, "erase", &server_url(registry))?;
+        let _ = run_helper(&h, "erase", &server_url(registry), helper_path)?;
     }
     let mut removed = false;
     if let Some(auths) = cfg.get_mut("auths").and_then(Value::as_object_mut) {
@@ -471,5 +512,86 @@ mod tests {
             None
         );
         assert!(!format!("{src:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn credential_helpers() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let script = r#"#!/bin/sh
+d=$(dirname "$0")
+case "$1" in
+get)
+  read url
+  case "$url" in
+  reg.example:5000) echo '{"ServerURL":"reg.example:5000","Username":"hu","Secret":"hs"}' ;;
+  https://index.docker.io/v1/) echo '{"ServerURL":"x","Username":"<token>","Secret":"rt"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+  esac ;;
+store) cat > "$d/stored" ;;
+erase) read url; echo "$url" > "$d/erased" ;;
+esac
+"#;
+        let helper = bin.path().join("docker-credential-fake");
+        std::fs::write(&helper, script).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sys_path = std::env::var_os("PATH").unwrap_or_default();
+        let mut path = OsString::from(bin.path());
+        path.push(":");
+        path.push(&sys_path);
+        let path = Some(path.as_os_str());
+
+        let cfg = tempfile::tempdir().unwrap();
+        std::fs::write(
+            cfg.path().join("config.json"),
+            json!({"credsStore": "fake", "credHelpers": {"special.io": "missing"},
+                   "auths": {"fallback.io": {"auth": B64.encode("fu:fp")}}})
+            .to_string(),
+        )
+        .unwrap();
+        let src = CredentialSource::DockerConfig(Some(cfg.path().to_path_buf()));
+        assert_eq!(
+            src.lookup_with("reg.example:5000", path).unwrap(),
+            Some(Credential::Basic {
+                username: "hu".into(),
+                password: "hs".into()
+            })
+        );
+        assert_eq!(
+            src.lookup_with("docker.io", path).unwrap(),
+            Some(Credential::IdentityToken("rt".into()))
+        );
+        // Not in the store: the `auths` entry is used.
+        assert_eq!(
+            src.lookup_with("fallback.io", path).unwrap(),
+            Some(Credential::Basic {
+                username: "fu".into(),
+                password: "fp".into()
+            })
+        );
+        assert_eq!(src.lookup_with("nowhere.io", path).unwrap(), None);
+        // credHelpers wins over credsStore; a missing helper is named.
+        let err = src.lookup_with("special.io", path).unwrap_err().to_string();
+        assert!(err.contains("docker-credential-missing"), "{err}");
+
+        store_credentials_with(cfg.path(), "new.io:5000", "nu", "np", path).unwrap();
+        let stored: Value =
+            serde_json::from_slice(&std::fs::read(bin.path().join("stored")).unwrap()).unwrap();
+        assert_eq!(
+            stored,
+            json!({"ServerURL": "new.io:5000", "Username": "nu", "Secret": "np"})
+        );
+        let cfgv: Value =
+            serde_json::from_slice(&std::fs::read(cfg.path().join("config.json")).unwrap())
+                .unwrap();
+        // The secret stays in the helper; config.json only lists the registry.
+        assert_eq!(cfgv["auths"]["new.io:5000"], json!({}));
+        assert_eq!(cfgv["credsStore"], "fake");
+
+        assert!(erase_credentials_with(cfg.path(), "new.io:5000", path).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(bin.path().join("erased")).unwrap(),
+            "new.io:5000\n"
+        );
     }
 }
