@@ -494,6 +494,9 @@ async fn htpasswd_registry_basic_auth() {
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 }
 
+/// The identity token (OAuth2 refresh token) the token service accepts.
+const REFRESH_TOKEN: &str = "refresh-abc";
+
 /// Scopes asked for, and whether the credentials were right.
 type TokenRequest = (Vec<String>, bool);
 
@@ -573,7 +576,15 @@ async fn start_token_service(dir: &Path, user: &'static str, pass: &'static str)
                 let Some(req) = read_request(&mut sock).await else {
                     return;
                 };
-                let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                // GET with query (basic auth) or POST form (refresh-token grant).
+                let query = if req.method == "POST" {
+                    String::from_utf8_lossy(&req.body).into_owned()
+                } else {
+                    req.target
+                        .split_once('?')
+                        .map(|(_, q)| q.to_string())
+                        .unwrap_or_default()
+                };
                 let pairs: Vec<(String, String)> =
                     reqwest::Url::parse(&format!("http://x/?{query}"))
                         .unwrap()
@@ -586,9 +597,17 @@ async fn start_token_service(dir: &Path, user: &'static str, pass: &'static str)
                     .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
                     .collect();
                 let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
-                let authed = req.authorization.as_deref() == Some(expected.as_str());
+                let refresh = pairs
+                    .iter()
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v.as_str());
+                let grant_ok = pairs
+                    .iter()
+                    .any(|(k, v)| k == "grant_type" && v == "refresh_token");
+                let authed = req.authorization.as_deref() == Some(expected.as_str())
+                    || (grant_ok && refresh == Some(REFRESH_TOKEN));
                 rec.lock().unwrap().push((scopes.clone(), authed));
-                if req.authorization.is_some() && !authed {
+                if (req.authorization.is_some() || refresh.is_some()) && !authed {
                     let _ = respond(
                         &mut sock,
                         401,
@@ -826,6 +845,36 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
     let anon = client(CredentialSource::Anonymous);
     let err = anon.resolve(&r, &Platform::host()).await.unwrap_err();
     assert!(err.to_string().contains("rbuild login"), "{err}");
+
+    // An `identitytoken` in config.json is exchanged with a refresh-token grant.
+    let idcfg = tempfile::tempdir().unwrap();
+    std::fs::write(
+        idcfg.path().join("config.json"),
+        serde_json::json!({"auths": {reg.host.clone(): {"identitytoken": REFRESH_TOKEN}}})
+            .to_string(),
+    )
+    .unwrap();
+    tokens.requests.lock().unwrap().clear();
+    let idc = client(CredentialSource::DockerConfig(Some(
+        idcfg.path().to_path_buf(),
+    )));
+    pull_and_check(&idc, &r, &img, work.path()).await;
+    let seen = tokens.requests.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|(s, a)| *a && s == &["repository:proj/app:pull".to_string()]),
+        "{seen:?}"
+    );
+    std::fs::write(
+        idcfg.path().join("config.json"),
+        serde_json::json!({"auths": {reg.host.clone(): {"identitytoken": "revoked"}}}).to_string(),
+    )
+    .unwrap();
+    let idc = client(CredentialSource::DockerConfig(Some(
+        idcfg.path().to_path_buf(),
+    )));
+    let err = idc.resolve(&r, &Platform::host()).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 
     // login against a token registry checks with the token service.
     let cfg = tempfile::tempdir().unwrap();
