@@ -218,6 +218,28 @@ async fn open_registry_push_resolve_fetch_mount() {
     assert!(c.blob_exists(&r, &sha(&img.layer)).await.unwrap());
     pull_and_check(&c, &r, &img, work.path()).await;
 
+    // HEAD gives the same digest without the body.
+    let head = c.head_manifest(&r).await.unwrap().expect("tag exists");
+    assert_eq!(head.digest, digest);
+    assert_eq!(head.size, img.manifest.len() as u64);
+    assert_eq!(head.media_type, media_types::OCI_MANIFEST);
+    assert_eq!(
+        c.head_manifest(&reg.reference("team/app:none"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Progress reports reach the blob's size.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s2 = seen.clone();
+    c.fetch_blob_with_progress(&r, &sha(&img.layer), &work.path().join("p"), &move |n| {
+        s2.store(n as usize, Ordering::SeqCst)
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), img.layer.len());
+
     // By digest, too.
     let by_digest = r.with_digest(&digest);
     let res = c.resolve(&by_digest, &Platform::host()).await.unwrap();

@@ -881,6 +881,67 @@ impl RegistryClient {
         Ok((body, media_type, digest))
     }
 
+    /// The descriptor a tag or digest points at, by HEAD (no body, so it does
+    /// not count against pull rate limits); `None` if there is no such manifest.
+    pub async fn head_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        let mref = reference.manifest_ref();
+        let ctx = Ctx {
+            registry: &reference.registry,
+            repository: &reference.repository,
+            what: format!("manifest {mref}"),
+        };
+        let url = self.url(reference, &format!("manifests/{mref}"))?;
+        let scopes = [repo_scope(&reference.repository, "pull")];
+        let accept = [
+            OCI_INDEX,
+            DOCKER_MANIFEST_LIST,
+            OCI_MANIFEST,
+            DOCKER_MANIFEST,
+        ]
+        .join(", ");
+        let build = || {
+            self.inner
+                .http
+                .head(url.clone())
+                .header(ACCEPT, accept.as_str())
+        };
+        let resp = self
+            .opts()
+            .retry
+            .run(|_| async { self.send(&ctx, &scopes, &build).await })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::fail(&ctx, resp).await);
+        }
+        let h = resp.headers();
+        let digest = header_str(h, "docker-content-digest".parse().expect("static"))
+            .or_else(|| reference.digest.clone())
+            .ok_or_else(|| ctx.protocol("HEAD answer has no Docker-Content-Digest".into()))?;
+        validate_digest(&digest).map_err(|m| ctx.protocol(m))?;
+        if let Some(d) = &reference.digest
+            && *d != digest
+        {
+            return Err(ctx.mismatch(d, &digest));
+        }
+        let media_type = header_str(h, CONTENT_TYPE)
+            .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let size = header_str(h, CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Some(Descriptor {
+            media_type,
+            digest,
+            size,
+        }))
+    }
+
     /// Resolve a tag or digest to the image manifest for `platform`, through an
     /// index or manifest list; every manifest's digest is verified.
     pub async fn resolve(
@@ -995,6 +1056,19 @@ impl RegistryClient {
         digest: &str,
         dest: &Path,
     ) -> Result<u64, RegistryError> {
+        self.fetch_blob_with_progress(reference, digest, dest, &|_| {})
+            .await
+    }
+
+    /// [`fetch_blob`](Self::fetch_blob), calling `progress` with the bytes
+    /// received so far (it can go back to 0 when a transfer restarts).
+    pub async fn fetch_blob_with_progress(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        dest: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, RegistryError> {
         let ctx = self.blob_ctx(reference, digest, "blob")?;
         let url = self.url(reference, &format!("blobs/{digest}"))?;
         let dir = match dest.parent() {
@@ -1012,6 +1086,7 @@ impl RegistryClient {
         let mut state = Download {
             hasher: Sha256::new(),
             written: 0,
+            progress,
         };
         let policy = self.opts().retry;
         let mut attempt = 1;
@@ -1056,7 +1131,7 @@ impl RegistryClient {
         url: &Url,
         r: &Reference,
         file: &mut tokio::fs::File,
-        st: &mut Download,
+        st: &mut Download<'_>,
         tmp_path: &Path,
     ) -> Result<(), RegistryError> {
         let scopes = [repo_scope(&r.repository, "pull")];
@@ -1088,6 +1163,7 @@ impl RegistryClient {
             file.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
             st.hasher = Sha256::new();
             st.written = 0;
+            (st.progress)(0);
         }
         loop {
             let chunk = match resp.chunk().await {
@@ -1104,6 +1180,7 @@ impl RegistryClient {
             file.write_all(&chunk).await.map_err(io)?;
             st.hasher.update(&chunk);
             st.written += chunk.len() as u64;
+            (st.progress)(st.written);
         }
         Ok(())
     }
@@ -1570,9 +1647,10 @@ async fn read_at(
     Ok(buf)
 }
 
-struct Download {
+struct Download<'a> {
     hasher: Sha256,
     written: u64,
+    progress: &'a (dyn Fn(u64) + Send + Sync),
 }
 
 fn next_location(ctx: &Ctx<'_>, resp: &Response, base: &Url) -> Result<Url, RegistryError> {
