@@ -1259,7 +1259,14 @@ impl RegistryClient {
                 .await;
             match step {
                 Ok(None) => return Ok(PushStatus::Uploaded),
-                Ok(Some(next)) => session = Some(next),
+                Ok(Some(next)) => {
+                    // Progress earns the failure budget back: a long upload
+                    // may meet more than `attempts` unrelated hiccups.
+                    if before.as_ref().is_some_and(|(_, off)| next.1 > *off) {
+                        failures = 0;
+                    }
+                    session = Some(next);
+                }
                 Err(e) if e.is_retryable() && failures + 1 < policy.attempts => {
                     failures += 1;
                     tokio::time::sleep(policy.delay(failures)).await;

@@ -106,11 +106,18 @@ fn attempts_note(attempts: u32) -> String {
 }
 
 impl RegistryError {
-    /// Worth another attempt: server errors and transient network failures.
+    /// Worth another attempt: server errors and transient network failures
+    /// that were not already retried (so nested retry loops do not multiply).
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::Status { status, .. } => *status >= 500,
-            RegistryError::Network { transient, .. } => *transient,
+            RegistryError::Status {
+                status, attempts, ..
+            } => *status >= 500 && *attempts <= 1,
+            RegistryError::Network {
+                transient,
+                attempts,
+                ..
+            } => *transient && *attempts <= 1,
             _ => false,
         }
     }
@@ -118,7 +125,8 @@ impl RegistryError {
     pub(crate) fn set_attempts(&mut self, n: u32) {
         match self {
             RegistryError::Status { attempts, .. } | RegistryError::Network { attempts, .. } => {
-                *attempts = n
+                // Keep the count of an inner retry loop that gave up first.
+                *attempts = (*attempts).max(n)
             }
             _ => {}
         }

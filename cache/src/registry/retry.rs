@@ -121,6 +121,20 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(matches!(err, RegistryError::Credentials(_)));
 
+        // An error that used up an inner loop's attempts is not retried outside.
+        calls.store(0, Ordering::SeqCst);
+        let err = p
+            .run(|_| {
+                p.run(|_| async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>(server_error())
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(!err.is_retryable());
+
         let v = p
             .run(|n| async move { if n < 2 { Err(server_error()) } else { Ok(n) } })
             .await
