@@ -852,7 +852,12 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("readonly/app"), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("does not grant repository:readonly/app:pull,push")
+            && msg.contains("permissions on readonly/app"),
+        "{msg}"
+    );
 
     // Wrong password: the token service refuses, and the error says so.
     let wrong = client(CredentialSource::Static(vec![(

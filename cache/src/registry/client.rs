@@ -520,6 +520,15 @@ fn select_platform(body: &[u8], want: &Platform) -> Result<(Descriptor, String),
     }
 }
 
+/// "manifest sha256:…" or "manifest for tag \"v1\"" for error messages.
+fn manifest_what(mref: &str) -> String {
+    if mref.contains(':') {
+        format!("manifest {mref}")
+    } else {
+        format!("manifest for tag {mref:?}")
+    }
+}
+
 fn basic_header(username: &str, password: &str) -> String {
     format!("Basic {}", B64.encode(format!("{username}:{password}")))
 }
@@ -742,10 +751,20 @@ impl RegistryClient {
 
     async fn unauthorized(&self, ctx: &Ctx<'_>, scopes: &[String], msg: String) -> RegistryError {
         let cred = self.credential(ctx.registry).await.ok().flatten();
+        let bearer = self.with_cache(ctx.registry, |c| {
+            matches!(c.challenge, Some(Challenge::Bearer { .. }))
+        });
         let hint = match cred {
             None => format!(
                 "no credentials for {reg}; run `rbuild login {reg}`",
                 reg = ctx.registry
+            ),
+            // The token service accepted the credentials but the token it
+            // issued does not cover this request: a permission problem.
+            Some(Credential::Basic { username, .. }) if bearer => format!(
+                "the token issued to user {username:?} does not grant {}; check the account's permissions on {}",
+                merge_scopes(scopes).join(" "),
+                ctx.repository
             ),
             Some(Credential::Basic { username, .. }) => format!(
                 "the registry rejected the credentials of user {username:?}; check them or run `rbuild login {}` again",
@@ -832,7 +851,7 @@ impl RegistryClient {
         let ctx = Ctx {
             registry: &r.registry,
             repository: &r.repository,
-            what: format!("manifest {mref}"),
+            what: manifest_what(mref),
         };
         let url = self.url(r, &format!("manifests/{mref}"))?;
         let scopes = [repo_scope(&r.repository, "pull")];
@@ -891,7 +910,7 @@ impl RegistryClient {
         let ctx = Ctx {
             registry: &reference.registry,
             repository: &reference.repository,
-            what: format!("manifest {mref}"),
+            what: manifest_what(mref),
         };
         let url = self.url(reference, &format!("manifests/{mref}"))?;
         let scopes = [repo_scope(&reference.repository, "pull")];
