@@ -52,8 +52,26 @@ impl Registry {
         for (name, data) in files {
             std::fs::write(dir.path().join(name), data).expect("write file");
         }
-        let port = free_port();
         let auth = auth.replace("{dir}", &dir.path().display().to_string());
+        let mut dir = Some(dir);
+        // The free port can be taken by someone else before the registry binds
+        // it: then the registry exits and we try another port.
+        for _ in 0..5 {
+            let d = dir.take().expect("dir");
+            match Self::try_start(&auth, d) {
+                Ok(reg) => return reg,
+                Err(d) => dir = Some(d),
+            }
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            std::fs::read_to_string(dir.expect("dir").path().join("registry.log"))
+                .unwrap_or_default()
+        );
+    }
+
+    fn try_start(auth: &str, dir: tempfile::TempDir) -> Result<Registry, tempfile::TempDir> {
+        let port = free_port();
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n{auth}",
             dir.path().display()
@@ -68,28 +86,36 @@ impl Registry {
             .stderr(log)
             .env_clear()
             .spawn()
-            .expect("start docker-registry (apt-get install docker-registry)");
-        let reg = Registry {
+            .expect("start docker-registry (scripts/install-deps.sh installs it)");
+        let mut reg = Registry {
             child,
             host: format!("127.0.0.1:{port}"),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        while Instant::now() < deadline {
+            if reg.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
             if let Ok(mut s) = TcpStream::connect(&reg.host) {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
                 let mut buf = [0u8; 12];
                 if s.read(&mut buf).is_ok_and(|n| n >= 5) && buf.starts_with(b"HTTP/") {
-                    return reg;
+                    // Make sure it was our registry that answered.
+                    std::thread::sleep(Duration::from_millis(200));
+                    if reg.child.try_wait().ok().flatten().is_none() {
+                        return Ok(reg);
+                    }
+                    break;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start: {}",
-                std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
-            );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = reg.child.kill();
+        let _ = reg.child.wait();
+        // Hand the directory back without running Drop's kill twice.
+        let dir = std::mem::replace(&mut reg.dir, tempfile::tempdir().expect("tempdir"));
+        Err(dir)
     }
 
     fn reference(&self, repo_tag: &str) -> Reference {
