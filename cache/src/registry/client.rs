@@ -173,6 +173,8 @@ struct AuthCache {
 
 struct Inner {
     http: reqwest::Client,
+    /// Without proxies, for loopback hosts (as Go's ProxyFromEnvironment does).
+    direct: reqwest::Client,
     opts: ClientOptions,
     auth: Mutex<HashMap<String, AuthCache>>,
 }
@@ -296,18 +298,22 @@ fn digest_of(hasher: Sha256) -> String {
 /// Plain HTTP for loopback hosts and hosts listed as insecure.
 pub(crate) fn use_plain_http(registry: &str, insecure: &[String]) -> bool {
     let host = host_without_port(registry);
-    if host == "localhost" {
-        return true;
-    }
-    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
-        && ip.is_loopback()
-    {
+    if is_loopback_host(host) {
         return true;
     }
     insecure.iter().any(|i| {
         let i = normalize_registry(i);
         i == registry || i == host
     })
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1 (brackets allowed).
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn host_without_port(registry: &str) -> &str {
@@ -537,25 +543,41 @@ impl RegistryClient {
     pub fn new(opts: ClientOptions) -> Result<Self, RegistryError> {
         // reqwest is built without a default crypto provider; ring is ours.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.connect_timeout)
-            .read_timeout(opts.read_timeout)
-            .build()
-            .map_err(|e| RegistryError::Network {
+        let build = |direct: bool| {
+            let mut b = reqwest::Client::builder()
+                .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(opts.connect_timeout)
+                .read_timeout(opts.read_timeout);
+            if direct {
+                b = b.no_proxy();
+            }
+            b.build().map_err(|e| RegistryError::Network {
                 registry: String::new(),
                 what: "creating the HTTP client".into(),
                 message: error_chain(&e),
                 transient: false,
                 attempts: 1,
-            })?;
+            })
+        };
+        let http = build(false)?;
+        let direct = build(true)?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
+                direct,
                 opts,
                 auth: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// The HTTP client for `url`: loopback hosts bypass any proxy.
+    fn http_for(&self, url: &Url) -> &reqwest::Client {
+        if url.host_str().is_some_and(is_loopback_host) {
+            &self.inner.direct
+        } else {
+            &self.inner.http
+        }
     }
 
     fn opts(&self) -> &ClientOptions {
@@ -692,9 +714,7 @@ impl RegistryClient {
                                     q.append_pair("scope", scope_joined);
                                 }
                             }
-                            self.inner
-                                .http
-                                .post(url.clone())
+                            self.http_for(url).post(url.clone())
                                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                                 .body(form.query().unwrap_or("").to_string())
                         }
@@ -712,7 +732,7 @@ impl RegistryClient {
                                     q.append_pair("account", username);
                                 }
                             }
-                            let mut rb = self.inner.http.get(u);
+                            let mut rb = self.http_for(&u).get(u);
                             if let Some(Credential::Basic { username, password }) = cred {
                                 rb = rb.basic_auth(username, Some(password));
                             }
@@ -863,8 +883,7 @@ impl RegistryClient {
         ]
         .join(", ");
         let build = || {
-            self.inner
-                .http
+            self.http_for(&url)
                 .get(url.clone())
                 .header(ACCEPT, accept.as_str())
         };
@@ -922,8 +941,7 @@ impl RegistryClient {
         ]
         .join(", ");
         let build = || {
-            self.inner
-                .http
+            self.http_for(&url)
                 .head(url.clone())
                 .header(ACCEPT, accept.as_str())
         };
@@ -1030,7 +1048,7 @@ impl RegistryClient {
         let ctx = self.blob_ctx(reference, digest, "config blob")?;
         let url = self.url(reference, &format!("blobs/{digest}"))?;
         let scopes = [repo_scope(&reference.repository, "pull")];
-        let build = || self.inner.http.get(url.clone());
+        let build = || self.http_for(&url).get(url.clone());
         let body = self
             .opts()
             .retry
@@ -1156,7 +1174,7 @@ impl RegistryClient {
         let scopes = [repo_scope(&r.repository, "pull")];
         let offset = st.written;
         let build = || {
-            let rb = self.inner.http.get(url.clone());
+            let rb = self.http_for(url).get(url.clone());
             if offset > 0 {
                 rb.header(RANGE, format!("bytes={offset}-"))
             } else {
@@ -1222,7 +1240,7 @@ impl RegistryClient {
         let ctx = self.blob_ctx(reference, digest, "blob")?;
         let url = self.url(reference, &format!("blobs/{digest}"))?;
         let scopes = [repo_scope(&reference.repository, actions)];
-        let build = || self.inner.http.head(url.clone());
+        let build = || self.http_for(&url).head(url.clone());
         self.opts()
             .retry
             .run(|_| async {
@@ -1326,8 +1344,7 @@ impl RegistryClient {
         if offset == 0 && size <= chunk {
             let body = read_at(file, path, 0, size).await?;
             let build = || {
-                self.inner
-                    .http
+                self.http_for(&put_url)
                     .put(put_url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, size)
@@ -1343,8 +1360,7 @@ impl RegistryClient {
             let n = chunk.min(size - offset);
             let body = read_at(file, path, offset, n).await?;
             let build = || {
-                self.inner
-                    .http
+                self.http_for(&loc)
                     .patch(loc.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_RANGE, format!("{}-{}", offset, offset + n - 1))
@@ -1362,8 +1378,7 @@ impl RegistryClient {
             return Ok(Some((next, end)));
         }
         let build = || {
-            self.inner
-                .http
+            self.http_for(&put_url)
                 .put(put_url.clone())
                 .header(CONTENT_LENGTH, 0)
         };
@@ -1381,7 +1396,11 @@ impl RegistryClient {
         scopes: &[String],
     ) -> Result<Url, RegistryError> {
         let url = self.url(r, "blobs/uploads/")?;
-        let build = || self.inner.http.post(url.clone()).header(CONTENT_LENGTH, 0);
+        let build = || {
+            self.http_for(&url)
+                .post(url.clone())
+                .header(CONTENT_LENGTH, 0)
+        };
         let resp = self.send(ctx, scopes, &build).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Self::fail(ctx, resp).await);
@@ -1392,7 +1411,7 @@ impl RegistryClient {
     /// Where an upload session stands; `None` if it is gone.
     async fn upload_status(&self, ctx: &Ctx<'_>, r: &Reference, loc: &Url) -> Option<(Url, u64)> {
         let scopes = Self::push_scopes(r);
-        let build = || self.inner.http.get(loc.clone());
+        let build = || self.http_for(loc).get(loc.clone());
         let resp = self.send(ctx, &scopes, &build).await.ok()?;
         if resp.status() != StatusCode::NO_CONTENT {
             return None;
@@ -1426,7 +1445,11 @@ impl RegistryClient {
             repo_scope(&reference.repository, "pull,push"),
             repo_scope(from_repo, "pull"),
         ];
-        let build = || self.inner.http.post(url.clone()).header(CONTENT_LENGTH, 0);
+        let build = || {
+            self.http_for(&url)
+                .post(url.clone())
+                .header(CONTENT_LENGTH, 0)
+        };
         let resp = self
             .opts()
             .retry
@@ -1437,7 +1460,7 @@ impl RegistryClient {
             StatusCode::ACCEPTED => {
                 // Declined: the registry opened an upload session; close it.
                 if let Ok(loc) = next_location(&ctx, &resp, &url) {
-                    let del = || self.inner.http.delete(loc.clone());
+                    let del = || self.http_for(&loc).delete(loc.clone());
                     let _ = self.send(&ctx, &scopes, &del).await;
                 }
                 Ok(false)
@@ -1491,8 +1514,7 @@ impl RegistryClient {
         let scopes = Self::push_scopes(reference);
         let body = bytes.to_vec();
         let build = || {
-            self.inner
-                .http
+            self.http_for(&url)
                 .put(url.clone())
                 .header(CONTENT_TYPE, media_type)
                 .body(body.clone())
@@ -1596,7 +1618,7 @@ impl RegistryClient {
                         let url = url.clone();
                         let auth = auth.clone();
                         async move {
-                            let mut rb = self.inner.http.get(url);
+                            let mut rb = self.http_for(&url).get(url);
                             if let Some(a) = auth {
                                 rb = rb.header(AUTHORIZATION, a);
                             }
@@ -1745,6 +1767,12 @@ mod tests {
         assert!(use_plain_http("myreg:5000", &insecure));
         assert!(!use_plain_http("myreg:6000", &insecure));
         assert!(use_plain_http("other.io:443", &insecure));
+        for h in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["localhost.example", "10.0.0.1", "[::2]", "example.com"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 
     #[test]
