@@ -380,6 +380,10 @@ async fn open_registry_index_selects_platform() {
         .push_manifest(&r, media_types::OCI_INDEX, &index)
         .await
         .unwrap();
+    let raw = c.fetch_manifest(&r).await.unwrap();
+    assert_eq!(raw.bytes, index);
+    assert_eq!(raw.digest, index_digest);
+    assert_eq!(raw.media_type, media_types::OCI_INDEX);
     let res = c
         .resolve(&r, &Platform::new("linux", "amd64", None))
         .await

@@ -153,6 +153,15 @@ pub struct Resolved {
     pub layers: Vec<Descriptor>,
 }
 
+/// A manifest or index as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestBytes {
+    /// sha256 of `bytes` (verified).
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
 /// What a blob push did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushStatus {
@@ -917,6 +926,22 @@ impl RegistryClient {
         }
         let media_type = manifest_media_type(ct.as_deref(), &body).map_err(|m| ctx.protocol(m))?;
         Ok((body, media_type, digest))
+    }
+
+    /// The manifest or index a tag or digest points at, exactly as stored
+    /// (digest verified), without choosing a platform.
+    pub async fn fetch_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<ManifestBytes, RegistryError> {
+        let (bytes, media_type, digest) = self
+            .get_manifest(reference, reference.manifest_ref())
+            .await?;
+        Ok(ManifestBytes {
+            digest,
+            media_type,
+            bytes,
+        })
     }
 
     /// The descriptor a tag or digest points at, by HEAD (no body, so it does

@@ -10,7 +10,8 @@ pub mod reference;
 mod retry;
 
 pub use client::{
-    ClientOptions, Descriptor, Platform, PushStatus, RegistryClient, Resolved, media_types,
+    ClientOptions, Descriptor, ManifestBytes, Platform, PushStatus, RegistryClient, Resolved,
+    media_types,
 };
 pub use credentials::{Credential, CredentialSource};
 pub use reference::Reference;
