@@ -537,6 +537,29 @@ async fn htpasswd_registry_basic_auth() {
     )));
     pull_and_check(&c2, &r, &img, work.path()).await;
 
+    // The default source honours $DOCKER_CONFIG: checked in a child process
+    // (this test binary) so no environment of this process is changed.
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "docker_config_env_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DOCKER_CONFIG", hand.path())
+        .env("HOME", "/nonexistent")
+        .env("RBUILD_TEST_REGISTRY", &reg.host)
+        .env("RBUILD_TEST_DIGEST", sha(&img.manifest))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     assert!(from_cfg.logout(&reg.host).await.unwrap());
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cfg_dir.path().join("config.json")).unwrap())
@@ -551,6 +574,21 @@ const REFRESH_TOKEN: &str = "refresh-abc";
 
 /// Scopes asked for, and whether the credentials were right.
 type TokenRequest = (Vec<String>, bool);
+
+/// Run by `htpasswd_registry_basic_auth` with DOCKER_CONFIG pointing at a
+/// config.json that holds the registry's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run in a child process by htpasswd_registry_basic_auth"]
+async fn docker_config_env_child() {
+    let host = std::env::var("RBUILD_TEST_REGISTRY").expect("RBUILD_TEST_REGISTRY");
+    let c = client(CredentialSource::Default);
+    let r = Reference::parse(&format!("{host}/secure/app:1")).unwrap();
+    let res = c.resolve(&r, &Platform::host()).await.unwrap();
+    assert_eq!(
+        res.manifest_digest,
+        std::env::var("RBUILD_TEST_DIGEST").unwrap()
+    );
+}
 
 /// A token service for the registry: checks basic credentials and issues RS256
 /// JWTs signed by a key whose self-signed certificate is the registry's
