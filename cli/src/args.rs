@@ -13,7 +13,12 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Where images, layers and the build cache live.
-    #[arg(long, global = true, env = "RBUILD_ROOT", default_value = "/var/lib/rbuild")]
+    #[arg(
+        long,
+        global = true,
+        env = "RBUILD_ROOT",
+        default_value = "/var/lib/rbuild"
+    )]
     pub root: PathBuf,
 
     #[command(subcommand)]

@@ -19,7 +19,11 @@ use std::sync::Arc;
 pub struct StoreResolver<'a>(pub &'a Store);
 
 impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _platform: &Platform,
+    ) -> Result<Option<ResolvedImage>, String> {
         let Some(img) = self.0.image(reference).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
@@ -40,7 +44,9 @@ pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
             Some((k, v)) if !k.is_empty() => {
                 out.insert(k.to_string(), v.to_string());
             }
-            Some(_) => bail!("--build-arg {arg:?}: the name is empty; write --build-arg NAME=VALUE"),
+            Some(_) => {
+                bail!("--build-arg {arg:?}: the name is empty; write --build-arg NAME=VALUE")
+            }
             None => {
                 if let Ok(v) = std::env::var(arg) {
                     out.insert(arg.clone(), v);
@@ -106,31 +112,34 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
     let inputs = read_inputs(&args)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();
+    let default_network = match args.network.as_deref() {
+        None | Some("default") | Some("host") => rbuild_solver::graph::NetworkMode::Host,
+        Some("none") => rbuild_solver::graph::NetworkMode::None,
+        Some(other) => bail!("--network={other}: rbuild supports host and none"),
+    };
     let opts = LowerOptions {
         dockerfile_name: inputs.dockerfile_name.clone(),
         target: args.target.clone(),
         build_args,
         platform,
         ignore_patterns: inputs.ignore.clone(),
-    };
-    let network_default = match args.network.as_deref() {
-        None | Some("default") | Some("host") => None,
-        Some("none") => Some(rbuild_solver::graph::NetworkMode::None),
-        Some(other) => bail!("--network={other}: rbuild supports host and none"),
+        default_network,
     };
 
     // A dry run of a root that does not exist yet must not create one.
     let store = if args.dry_run && !root.exists() {
         None
     } else {
-        Some(Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))?)
+        Some(
+            Store::open(root)
+                .with_context(|| format!("cannot open the store at {}", root.display()))?,
+        )
     };
     let lowered: Lowered = match &store {
         Some(s) => lower::lower(&inputs.source, &opts, &StoreResolver(s)),
         None => lower::lower(&inputs.source, &opts, &lower::NoImages),
     }
     .map_err(|d| anyhow!("{d}"))?;
-    let _ = network_default; // wired into LowerOptions once lowering takes it
     let target = &lowered.target;
     let roots = [target.root];
     let solve_opts = SolveOptions {
@@ -141,17 +150,33 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
 
     if args.dry_run {
         let plan = match &store {
-            Some(s) if !args.no_cache => Some(Solver::new(s.clone()).plan(&lowered.graph, &roots, &solve_opts)?),
+            Some(s) if !args.no_cache => {
+                Some(Solver::new(s.clone()).plan(&lowered.graph, &roots, &solve_opts)?)
+            }
             _ => None,
         };
-        let cached = |v| plan.as_ref().and_then(|p| p.get(&v).copied()).unwrap_or(false);
+        let cached = |v| {
+            plan.as_ref()
+                .and_then(|p| p.get(&v).copied())
+                .unwrap_or(false)
+        };
         let cached: &dyn Fn(rbuild_solver::graph::VertexId) -> bool = &cached;
         match args.format {
-            GraphFormat::Text => print!("{}", render::render_text(&lowered.graph, &roots, Some(cached))),
-            GraphFormat::Dot => print!("{}", render::render_dot(&lowered.graph, &roots, Some(cached))),
+            GraphFormat::Text => print!(
+                "{}",
+                render::render_text(&lowered.graph, &roots, Some(cached))
+            ),
+            GraphFormat::Dot => print!(
+                "{}",
+                render::render_dot(&lowered.graph, &roots, Some(cached))
+            ),
             GraphFormat::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(&render::render_json(&lowered.graph, &roots, Some(cached)))?
+                serde_json::to_string_pretty(&render::render_json(
+                    &lowered.graph,
+                    &roots,
+                    Some(cached)
+                ))?
             ),
         }
         return Ok(ExitCode::SUCCESS);
@@ -159,7 +184,11 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
 
     let store = store.expect("opened above unless dry-run");
     let tags: Vec<String> = args.tags.clone();
-    let progress = if args.quiet { Progress::Quiet } else { args.progress };
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        args.progress
+    };
     let graph = Arc::new(lowered.graph);
     let solver = Solver::new(store.clone());
 
@@ -184,7 +213,10 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
     });
     let outcomes = match result {
         Ok(o) => o,
-        Err(e) => bail!("{e}"),
+        Err(e) => bail!(
+            "{}",
+            explain_failure(&e, &inputs.dockerfile_name, &inputs.source)
+        ),
     };
 
     let history: Vec<_> = lowered
@@ -193,7 +225,14 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
         .iter()
         .map(|h| (h.entry.clone(), h.vertex))
         .collect();
-    let manifest = solver.export(&graph, &outcomes, lowered.target.root, &lowered.target.config, &history, &tags)?;
+    let manifest = solver.export(
+        &graph,
+        &outcomes,
+        lowered.target.root,
+        &lowered.target.config,
+        &history,
+        &tags,
+    )?;
     let image = store
         .image(&manifest)?
         .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
@@ -215,6 +254,39 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A failed step as BuildKit shows it: its last output, then the Dockerfile
+/// lines it came from (marked `>>>`), then the error naming file and line.
+pub fn explain_failure(err: &rbuild_solver::SolveError, dockerfile: &str, source: &str) -> String {
+    use rbuild_solver::SolveError as E;
+    let (lines, output): (Option<(usize, usize)>, &[String]) = match err {
+        E::RunFailed {
+            lines, last_output, ..
+        } => (*lines, last_output),
+        E::MissingContextFile { lines, .. } | E::Step { lines, .. } => (*lines, &[]),
+        _ => (None, &[]),
+    };
+    let mut out = String::new();
+    if !output.is_empty() {
+        out.push_str("------ last output:\n");
+        for l in output {
+            out.push_str(&format!("  {l}\n"));
+        }
+        out.push_str("------\n");
+    }
+    let Some((start, end)) = lines else {
+        return format!("{out}{err}");
+    };
+    out.push_str(&format!("{dockerfile}:{start}\n"));
+    let text: Vec<&str> = source.lines().collect();
+    let from = start.saturating_sub(3).max(1);
+    for n in from..=end.min(text.len()) {
+        let mark = if n >= start { ">>>" } else { "   " };
+        out.push_str(&format!("  {n:>4} | {mark} {}\n", text[n - 1]));
+    }
+    out.push_str(&format!("{dockerfile}:{start}: {err}"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,11 +295,35 @@ mod tests {
     fn build_args_take_values_or_the_environment() {
         // SAFETY: single-threaded test setting a variable only it reads.
         unsafe { std::env::set_var("RBUILD_TEST_ARG", "from-env") };
-        let got = parse_build_args(&["A=1".into(), "B=".into(), "RBUILD_TEST_ARG".into(), "UNSET_X_Y".into()]).unwrap();
+        let got = parse_build_args(&[
+            "A=1".into(),
+            "B=".into(),
+            "RBUILD_TEST_ARG".into(),
+            "UNSET_X_Y".into(),
+        ])
+        .unwrap();
         assert_eq!(got.get("A").map(String::as_str), Some("1"));
         assert_eq!(got.get("B").map(String::as_str), Some(""));
-        assert_eq!(got.get("RBUILD_TEST_ARG").map(String::as_str), Some("from-env"));
+        assert_eq!(
+            got.get("RBUILD_TEST_ARG").map(String::as_str),
+            Some("from-env")
+        );
         assert!(!got.contains_key("UNSET_X_Y"));
         assert!(parse_build_args(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn failures_show_output_and_the_dockerfile_lines() {
+        let err = rbuild_solver::SolveError::RunFailed {
+            vertex: rbuild_solver::graph::VertexId(3),
+            description: "[2/2] RUN false".into(),
+            lines: Some((2, 2)),
+            exit_code: 1,
+            last_output: vec!["oops".into()],
+        };
+        let text = explain_failure(&err, "ctx/Dockerfile", "FROM scratch\nRUN false\n");
+        assert!(text.contains("  oops\n"), "{text}");
+        assert!(text.contains("     2 | >>> RUN false"), "{text}");
+        assert!(text.ends_with("ctx/Dockerfile:2: [2/2] RUN false: process did not complete successfully: exit code: 1"), "{text}");
     }
 }

@@ -33,7 +33,11 @@ pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for img in store.images()? {
         let size: u64 = img.layers.iter().map(|l| l.size).sum();
-        let tags = if img.tags.is_empty() { vec!["<none>:<none>".to_string()] } else { img.tags.clone() };
+        let tags = if img.tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            img.tags.clone()
+        };
         for t in tags {
             let (repo, tag) = match t.rsplit_once(':') {
                 Some((r, tg)) if !tg.contains('/') => (r.to_string(), tg.to_string()),
@@ -49,7 +53,10 @@ pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<40} {:<16} {:<14} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "SIZE");
+    println!(
+        "{:<40} {:<16} {:<14} {:>10}",
+        "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
+    );
     for (repo, tag, id, size) in rows {
         println!("{repo:<40} {tag:<16} {id:<14} {:>10}", human_size(size));
     }
@@ -64,14 +71,21 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{bytes}B") } else { format!("{v:.1}{}", UNITS[u]) }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
 }
 
 pub fn inspect(root: &Path, name: &str) -> Result<ExitCode> {
     let store = open(root)?;
-    let img = store
-        .image(name)?
-        .ok_or_else(|| anyhow!("no image {name:?} in {}; `rbuild images` lists them", root.display()))?;
+    let img = store.image(name)?.ok_or_else(|| {
+        anyhow!(
+            "no image {name:?} in {}; `rbuild images` lists them",
+            root.display()
+        )
+    })?;
     let config: serde_json::Value =
         serde_json::from_slice(&img.config).context("the stored config is not valid JSON")?;
     let out = serde_json::json!({

@@ -77,7 +77,10 @@ fn write_rootfs_tar(rootfs: &Path, dest: &Path) -> Result<()> {
     let mut b = tar::Builder::new(BufWriter::new(file));
     b.follow_symlinks(false);
     b.append_dir_all(".", rootfs)?;
-    b.into_inner()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    b.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     Ok(())
 }
 

@@ -140,7 +140,9 @@ impl Printer {
     }
 
     fn handle_tty(&mut self, ev: Event) {
-        let Some(multi) = self.multi.clone() else { return };
+        let Some(multi) = self.multi.clone() else {
+            return;
+        };
         match ev {
             Event::Started { vertex, at } => {
                 let n = self.number(vertex);

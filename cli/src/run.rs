@@ -39,7 +39,8 @@ pub fn container_env(config: &ImageConfig, overrides: &[String]) -> Vec<String> 
 }
 
 pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
-    let store = Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let image = store.image(&args.image)?.ok_or_else(|| {
         anyhow!(
             "no image {:?} in {}; build it with `rbuild build -t` or import it with `rbuild load -i`",
@@ -47,10 +48,14 @@ pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
             root.display()
         )
     })?;
-    let config: ImageConfig = serde_json::from_slice(&image.config).context("the image config is not valid JSON")?;
+    let config: ImageConfig =
+        serde_json::from_slice(&image.config).context("the image config is not valid JSON")?;
     let argv = container_args(&config, &args.command);
     if argv.is_empty() {
-        bail!("image {} has no ENTRYPOINT or CMD; give a command after the image name", args.image);
+        bail!(
+            "image {} has no ENTRYPOINT or CMD; give a command after the image name",
+            args.image
+        );
     }
     let network = match args.network.as_str() {
         "host" | "default" => Network::Host,
@@ -78,7 +83,10 @@ pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
                 "" => "/".to_string(),
                 w => w.to_string(),
             }),
-        user: args.user.clone().unwrap_or_else(|| config.config.user.clone()),
+        user: args
+            .user
+            .clone()
+            .unwrap_or_else(|| config.config.user.clone()),
         network,
         hostname: "rbuild".into(),
         mounts: vec![],
@@ -123,8 +131,14 @@ mod tests {
         c.config.entrypoint = Some(vec!["/bin/app".into()]);
         c.config.cmd = Some(vec!["serve".into()]);
         assert_eq!(container_args(&c, &[]), ["/bin/app", "serve"]);
-        assert_eq!(container_args(&c, &["health".into()]), ["/bin/app", "health"]);
+        assert_eq!(
+            container_args(&c, &["health".into()]),
+            ["/bin/app", "health"]
+        );
         c.config.env = vec!["A=1".into()];
-        assert_eq!(container_env(&c, &["A=2".into(), "B=3".into()]), ["A=2", "B=3"]);
+        assert_eq!(
+            container_env(&c, &["A=2".into(), "B=3".into()]),
+            ["A=2", "B=3"]
+        );
     }
 }

@@ -4,6 +4,7 @@ pub mod ast;
 pub mod diagnostic;
 pub mod dump;
 pub mod instructions;
+pub mod lower;
 pub mod parser;
 pub mod shell;
 

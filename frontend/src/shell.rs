@@ -8,6 +8,7 @@
 //! Patterns support `*`, `?` and `\` escapes (no bracket expressions, like BuildKit).
 
 use regex::{NoExpand, Regex};
+use std::collections::BTreeSet;
 
 /// An expansion failure. `offset` is the 0-based byte offset in the word where it went wrong:
 /// the opening quote of an unterminated quoted string, or the `$` that starts a failing
@@ -81,6 +82,37 @@ impl Lexer {
         let (_, words) = ex.process_until(None, false)?;
         Ok(words.finish())
     }
+
+    /// Expands like [`Lexer::expand_word`] and [`Lexer::expand_words`] at once, also reporting
+    /// which variable names were looked up (for "undefined variable" or "unused build-arg"
+    /// warnings).
+    pub fn expand(
+        &self,
+        word: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Expansion, ShellError> {
+        let mut ex = Expander::new(word, self.escape, env);
+        let (value, words) = ex.process_until(None, false)?;
+        Ok(Expansion {
+            value,
+            words: words.finish(),
+            matched: ex.matched,
+            unmatched: ex.unmatched,
+        })
+    }
+}
+
+/// The full result of [`Lexer::expand`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expansion {
+    /// The expanded word, as [`Lexer::expand_word`] returns it.
+    pub value: String,
+    /// The split words, as [`Lexer::expand_words`] returns them.
+    pub words: Vec<String>,
+    /// Names that were looked up and set (possibly empty).
+    pub matched: BTreeSet<String>,
+    /// Names that were looked up and unset.
+    pub unmatched: BTreeSet<String>,
 }
 
 /// Accumulates split words. `in_word` tracks whether something (possibly an empty quoted
@@ -134,6 +166,8 @@ struct Expander<'a> {
     pos: usize,
     escape: char,
     env: &'a dyn Fn(&str) -> Option<String>,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
 }
 
 impl<'a> Expander<'a> {
@@ -143,6 +177,8 @@ impl<'a> Expander<'a> {
             pos: 0,
             escape,
             env,
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
         }
     }
 
@@ -282,8 +318,15 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn lookup(&self, name: &str) -> Option<String> {
-        (self.env)(name)
+    fn lookup(&mut self, name: &str) -> Option<String> {
+        let value = (self.env)(name);
+        let seen = if value.is_some() {
+            &mut self.matched
+        } else {
+            &mut self.unmatched
+        };
+        seen.insert(name.to_string());
+        value
     }
 
     /// `$name`, `${name}` and `${name<modifier>...}`; the scanner is on the `$`.
@@ -757,6 +800,38 @@ mod tests {
     }
 
     #[test]
+    fn forms_seen_in_real_dockerfiles() {
+        let env = [("TP", "linux/amd64"), ("LD", "/opt/lib"), ("ARCH", "arm64")];
+        for (input, want) in [
+            ("${TP#linux/amd64}", ""),
+            ("${TP#linux/arm64}", "linux/amd64"),
+            ("${TP##*/}", "amd64"),
+            ("${TP%/*}", "linux"),
+            ("${LD:+$LD:}/usr/lib", "/opt/lib:/usr/lib"),
+            ("${NOLD:+$NOLD:}/usr/lib", "/usr/lib"),
+            ("${D:-\"supported\"}", "supported"),
+            ("${TP:+\"all=-N -l\"}", "all=-N -l"),
+            ("go${ARCH:+-$ARCH}.tgz", "go-arm64.tgz"),
+            ("${P:-/usr/local/sbin:/usr/bin}", "/usr/local/sbin:/usr/bin"),
+        ] {
+            assert_eq!(word_with(input, &env).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn reports_looked_up_names() {
+        let env = env_of(&[("A", "1"), ("E", "")]);
+        let got = Lexer::default()
+            .expand("$A ${B:-$E} '$C' ${D:+x}", &|k| env.get(k).cloned())
+            .unwrap();
+        assert_eq!(got.value, "1  $C ");
+        assert_eq!(got.words, ["1", "$C"]);
+        let names = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&got.matched), ["A", "E"]);
+        assert_eq!(names(&got.unmatched), ["B", "D"]);
+    }
+
+    #[test]
     fn word_splitting() {
         let env = [("SP", "  a  b "), ("E", "")];
         assert_eq!(words_with("x y  z", &env).unwrap(), ["x", "y", "z"]);
@@ -768,6 +843,27 @@ mod tests {
         assert_eq!(words_with("${U:-p q}", &env).unwrap(), ["p", "q"]);
         assert!(words_with("", &env).unwrap().is_empty());
         assert!(words_with("a \"b", &env).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_offsets_are_in_bounds(s in "[a-z${}:#%/?*\\\\'\" \t!-]{0,24}|\\PC{0,24}") {
+            let env = |k: &str| (k == "a").then(|| "x y".to_string());
+            for lexer in [Lexer::new('\\'), Lexer::new('`')] {
+                if let Err(e) = lexer.expand_word(&s, &env) {
+                    proptest::prop_assert!(e.offset < s.len() && s.is_char_boundary(e.offset), "{e:?} for {s:?}");
+                }
+                let _ = lexer.expand_words(&s, &env);
+            }
+        }
+
+        #[test]
+        fn plain_text_is_unchanged(s in "[a-zA-Z0-9_./:=@+,-]{0,30}") {
+            let env = |_: &str| None;
+            proptest::prop_assert_eq!(Lexer::default().expand_word(&s, &env).unwrap(), s.clone());
+            let words = Lexer::default().expand_words(&s, &env).unwrap();
+            proptest::prop_assert_eq!(words, if s.is_empty() { vec![] } else { vec![s] });
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use rbuild_frontend::shell::Lexer;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> String {
@@ -129,9 +130,16 @@ fn run_words_test() -> Outcome {
 fn buildkit_shell_conformance() {
     let ev = run_env_var_test();
     let wt = run_words_test();
-    println!(
+    // Written to the stderr handle, not with eprintln!, so that libtest's
+    // capture does not hide the counts from CI's log.
+    let _ = writeln!(
+        std::io::stderr(),
         "shell conformance: envVarTest {}/{} (W skipped: {}), wordsTest {}/{}",
-        ev.passed, ev.total, ev.skipped, wt.passed, wt.total
+        ev.passed,
+        ev.total,
+        ev.skipped,
+        wt.passed,
+        wt.total
     );
     // Guard against a fixture that silently stopped being read.
     assert!(ev.total > 200 && wt.total > 20, "fixtures look truncated");

@@ -6,3 +6,12 @@
 pub mod graph;
 pub mod image;
 pub mod dockerignore;
+pub mod render;
+pub mod context;
+pub mod export;
+pub mod ops;
+pub mod progress;
+pub mod solve;
+
+pub use progress::Event;
+pub use solve::{Outcome, SolveError, SolveOptions, Solver};

@@ -1,0 +1,548 @@
+//! Layer blob → directory in overlay form, refusing anything that would land outside it.
+
+use crate::commit::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::error::{CacheError, IoContext};
+use crate::fsutil::{self, HashReader};
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Extracts the layer `blob` (gzip or plain tar, detected by magic bytes) into `dest`,
+/// converting OCI whiteouts into overlay whiteouts. Refuses (with an error naming the
+/// entry) anything that would land outside `dest`; the caller extracts into a scratch dir
+/// and only keeps it on success.
+pub fn extract_layer(blob: &Path, dest: &Path) -> Result<(), CacheError> {
+    extract_layer_diff_id(blob, dest).map(|_| ())
+}
+
+/// Compression of a blob, by magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    Other(&'static str),
+}
+
+pub(crate) fn detect(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else if head.starts_with(b"BZh") {
+        Compression::Other("bzip2")
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Compression::Other("xz")
+    } else {
+        Compression::None
+    }
+}
+
+/// Opens a possibly compressed tar stream.
+pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read + Send>, CacheError> {
+    let f = std::fs::File::open(path).ctx("open", path)?;
+    decompressed(Box::new(f), path)
+}
+
+/// A possibly compressed stream `r` (named `path` in errors), decompressed.
+pub(crate) fn decompressed<'a>(
+    r: Box<dyn Read + Send + 'a>,
+    path: &Path,
+) -> Result<Box<dyn Read + Send + 'a>, CacheError> {
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let head = r.fill_buf().ctx("read", path)?.to_vec();
+    Ok(match detect(&head) {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => {
+            return Err(CacheError::Unsupported {
+                path: path.to_path_buf(),
+                reason: "zstd-compressed layers are not supported yet; use gzip layers".into(),
+            });
+        }
+        Compression::Other(kind) => {
+            return Err(CacheError::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!("{kind}-compressed layers are not supported; use gzip layers"),
+            });
+        }
+    })
+}
+
+/// Extracts like [`extract_layer`]; returns the sha256 of the uncompressed tar (diff_id).
+pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, CacheError> {
+    std::fs::create_dir_all(dest).ctx("create directory", dest)?;
+    // Decompression and hashing run on their own thread, file writing on this one.
+    let (reader, hashing) = spawn_decoder(open_decompressed(blob)?);
+    let mut ar = tar::Archive::new(reader);
+    let mut x = Extractor {
+        blob,
+        dest,
+        dirs: Vec::new(),
+        buf: vec![0u8; 256 << 10],
+        last_dir: None,
+    };
+    {
+        let entries = ar.entries().ctx("read layer", blob)?;
+        for entry in entries {
+            let mut entry = entry.ctx("read layer", blob)?;
+            x.entry(&mut entry)?;
+        }
+    }
+    x.finish_dirs()?;
+    let mut reader = ar.into_inner();
+    // Tar readers stop at the end-of-archive blocks; the diff_id covers every byte.
+    io::copy(&mut reader, &mut io::sink()).ctx("read layer", blob)?;
+    drop(reader);
+    hashing
+        .join()
+        .map_err(|_| CacheError::Io {
+            op: "decompress",
+            path: blob.to_path_buf(),
+            source: io::Error::other("decompression thread panicked"),
+        })
+        .map(|(digest, _)| digest)
+}
+
+/// Reads `r` to the end on a new thread, in 1 MiB chunks, hashing as it goes; the chunks
+/// come out of the returned reader. The thread's result is (sha256 digest, byte count).
+fn spawn_decoder(r: Box<dyn Read + Send>) -> (ChunkReader, std::thread::JoinHandle<(String, u64)>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+    let h = std::thread::spawn(move || {
+        let mut hr = HashReader::new(r);
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut n = 0;
+            let mut failed = None;
+            while n < chunk.len() {
+                match hr.read(&mut chunk[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            chunk.truncate(n);
+            if n > 0 && tx.send(Ok(chunk)).is_err() {
+                break; // the extractor gave up
+            }
+            if let Some(e) = failed {
+                let _ = tx.send(Err(e));
+                break;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        hr.finish()
+    });
+    (
+        ChunkReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        },
+        h,
+    )
+}
+
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // sender done: end of stream
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+struct Extractor<'a> {
+    blob: &'a Path,
+    dest: &'a Path,
+    /// Directories and their (mode, mtime), applied last so children do not disturb them.
+    dirs: Vec<(PathBuf, u32, i64)>,
+    /// Copy buffer reused across files.
+    buf: Vec<u8>,
+    /// The last directory resolved (components → path): tar entries come grouped by
+    /// directory, so this saves an lstat per path component for most entries.
+    last_dir: Option<(Vec<Vec<u8>>, PathBuf)>,
+}
+
+/// Splits a tar path into normal components; `Err(reason)` if it could escape.
+pub(crate) fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if path.starts_with(b"/") {
+        return Err("is an absolute path");
+    }
+    let mut out = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("has a '..' component that would land outside the destination"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+const MAX_SYMLINKS: usize = 40;
+
+impl Extractor<'_> {
+    fn refuse(&self, entry: &[u8], reason: impl Into<String>) -> CacheError {
+        CacheError::UnsafeEntry {
+            blob: self.blob.to_path_buf(),
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Resolves `comps` (a directory path) inside dest, following symlinks that stay
+    /// inside and creating missing directories. A symlink that points outside (absolute,
+    /// or too many `..`) is refused.
+    fn resolve_dir(&mut self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
+        if let Some((c, p)) = &self.last_dir
+            && c.len() == comps.len()
+            && c.iter().zip(comps).all(|(a, b)| a.as_slice() == *b)
+        {
+            return Ok(p.clone());
+        }
+        let p = self.resolve_dir_uncached(entry, comps)?;
+        self.last_dir = Some((comps.iter().map(|c| c.to_vec()).collect(), p.clone()));
+        Ok(p)
+    }
+
+    fn resolve_dir_uncached(&self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
+        let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.to_vec()).collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == b".." {
+                if done.pop().is_none() {
+                    return Err(self.refuse(
+                        entry,
+                        "goes through a symlink that points outside the destination",
+                    ));
+                }
+                continue;
+            }
+            if c.is_empty() || c == b"." {
+                continue;
+            }
+            let mut p = self.dest.to_path_buf();
+            for d in &done {
+                p.push(OsStr::from_bytes(d));
+            }
+            p.push(OsStr::from_bytes(&c));
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => done.push(c),
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(self.refuse(entry, "goes through too many symlinks"));
+                    }
+                    let target = std::fs::read_link(&p).ctx("read symlink", &p)?;
+                    let t = target.as_os_str().as_bytes();
+                    if t.starts_with(b"/") {
+                        return Err(self.refuse(
+                            entry,
+                            format!(
+                                "goes through symlink {} -> {}, which points outside the destination",
+                                String::from_utf8_lossy(&done.iter().chain([&c]).cloned().collect::<Vec<_>>().join(&b'/')),
+                                target.display()
+                            ),
+                        ));
+                    }
+                    for tc in t.split(|&b| b == b'/').rev() {
+                        todo.push(tc.to_vec());
+                    }
+                }
+                Ok(_) => {
+                    return Err(self.refuse(
+                        entry,
+                        format!("has a parent {} that is not a directory", p.display()),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Implicit parents get docker's 0755, whatever the umask.
+                    std::fs::create_dir(&p).ctx("create directory", &p)?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                        .ctx("set permissions of", &p)?;
+                    done.push(c);
+                }
+                Err(e) => return Err(e).ctx("stat", p),
+            }
+        }
+        let mut p = self.dest.to_path_buf();
+        for d in &done {
+            p.push(OsStr::from_bytes(d));
+        }
+        Ok(p)
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), CacheError> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = safe_components(&raw).map_err(|r| self.refuse(&raw, r))?;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
+        ) {
+            return Ok(());
+        }
+        // This entry may replace a directory on the cached path (say, by a symlink).
+        if let Some((c, _)) = &self.last_dir
+            && c.len() >= comps.len()
+            && c.iter().zip(&comps).all(|(a, b)| a.as_slice() == *b)
+        {
+            self.last_dir = None;
+        }
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(()); // the root itself
+        };
+        let name = name.to_vec();
+        let parent = self.resolve_dir(&raw, parents)?;
+
+        if name == OPAQUE_WHITEOUT.as_bytes() {
+            fsutil::set_xattr(&parent, "trusted.overlay.opaque", b"y")
+                .ctx("set opaque xattr on", &parent)?;
+            return Ok(());
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                return Ok(()); // other AUFS metadata (.wh..wh.plnk etc.)
+            }
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(self.refuse(&raw, "is a whiteout of an invalid name"));
+            }
+            let p = parent.join(OsStr::from_bytes(hidden));
+            self.last_dir = None;
+            remove_existing(&p)?;
+            fsutil::mknod(&p, libc::S_IFCHR, 0, 0).ctx("create whiteout", &p)?;
+            return Ok(());
+        }
+
+        let path = parent.join(OsStr::from_bytes(&name));
+        let h = entry.header().clone();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let uid = h.uid().unwrap_or(0);
+        let gid = h.gid().unwrap_or(0);
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let xattrs = pax_xattrs(entry).ctx("read layer", self.blob)?;
+
+        match kind {
+            tar::EntryType::Directory => {
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(m) => {
+                        remove_existing(&path)?;
+                        std::fs::create_dir(&path).ctx("create directory", &path)?;
+                        // `.wh.d` then `d/` in one layer: a new directory replacing the
+                        // lower one, which overlay expresses as an opaque directory.
+                        if is_whiteout(&m) {
+                            fsutil::set_xattr(&path, "trusted.overlay.opaque", b"y")
+                                .ctx("set opaque xattr on", &path)?;
+                        }
+                    }
+                    Err(_) => std::fs::create_dir(&path).ctx("create directory", &path)?,
+                }
+                lchown(&path, uid, gid)?;
+                apply_xattrs(&path, &xattrs)?;
+                self.dirs.push((path, mode, mtime));
+                return Ok(());
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                remove_existing(&path)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .ctx("create file", &path)?;
+                copy_big(entry, &mut f, &mut self.buf).ctx("write file", &path)?;
+                drop(f);
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                remove_existing(&path)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .ctx("create symlink", &path)?;
+                lchown(&path, uid, gid)?;
+                apply_xattrs(&path, &xattrs)?;
+                fsutil::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
+                return Ok(());
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let tcomps = safe_components(&target)
+                    .map_err(|r| self.refuse(&raw, format!("is a hardlink whose target {r}")))?;
+                let Some((tname, tparents)) = tcomps.split_last() else {
+                    return Err(self.refuse(&raw, "is a hardlink to the root directory"));
+                };
+                let tparent = self.resolve_dir(&raw, tparents)?;
+                let tpath = tparent.join(OsStr::from_bytes(tname));
+                match std::fs::symlink_metadata(&tpath) {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(self.refuse(
+                            &raw,
+                            format!(
+                                "is a hardlink to {}, which is not a file earlier in the layer",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        ));
+                    }
+                }
+                if tpath == path {
+                    return Ok(());
+                }
+                remove_existing(&path)?;
+                std::fs::hard_link(&tpath, &path).ctx("create hardlink", &path)?;
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let (fmt, major, minor) = match kind {
+                    tar::EntryType::Char => (
+                        libc::S_IFCHR,
+                        dev_num(h.device_major()),
+                        dev_num(h.device_minor()),
+                    ),
+                    tar::EntryType::Block => (
+                        libc::S_IFBLK,
+                        dev_num(h.device_major()),
+                        dev_num(h.device_minor()),
+                    ),
+                    _ => (libc::S_IFIFO, 0, 0),
+                };
+                remove_existing(&path)?;
+                fsutil::mknod(&path, fmt | (mode & 0o777), major, minor)
+                    .ctx("create device node", &path)?;
+            }
+            _ => return Ok(()), // unknown or metadata-only types carry nothing to extract
+        }
+        lchown(&path, uid, gid)?;
+        // chmod after chown: chown clears setuid/setgid bits.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .ctx("set permissions of", &path)?;
+        apply_xattrs(&path, &xattrs)?;
+        fsutil::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), CacheError> {
+        // Deepest last-created first, so setting a parent's mtime comes after its children.
+        for (p, mode, mtime) in self.dirs.drain(..).rev() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+                .ctx("set permissions of", &p)?;
+            fsutil::set_mtime_nofollow(&p, mtime).ctx("set mtime of", &p)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn dev_num(r: io::Result<Option<u32>>) -> u32 {
+    r.ok().flatten().unwrap_or(0)
+}
+
+fn lchown(p: &Path, uid: u64, gid: u64) -> Result<(), CacheError> {
+    let uid = u32::try_from(uid).unwrap_or(u32::MAX - 1);
+    let gid = u32::try_from(gid).unwrap_or(u32::MAX - 1);
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).ctx("change owner of", p)
+}
+
+fn apply_xattrs(p: &Path, xattrs: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
+    for (k, v) in xattrs {
+        // Overlay-private attributes would change how the snapshot is interpreted.
+        if k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
+            continue;
+        }
+        match fsutil::set_xattr(p, k, v) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+            Err(e) => return Err(e).ctx("set xattr on", p),
+        }
+    }
+    Ok(())
+}
+
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Ok(k) = ext.key()
+                && let Some(name) = k.strip_prefix("SCHILY.xattr.")
+            {
+                out.push((name.to_string(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes whatever is at `p` (never following a symlink).
+fn remove_existing(p: &Path) -> Result<(), CacheError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fsutil::remove_dir_all_force(p).ctx("remove", p),
+        Ok(_) => std::fs::remove_file(p).ctx("remove", p),
+        Err(_) => Ok(()),
+    }
+}
+
+fn copy_big<R: Read, W: io::Write>(r: &mut R, w: &mut W, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components() {
+        assert_eq!(safe_components(b"./a//b/").unwrap(), vec![&b"a"[..], b"b"]);
+        assert!(safe_components(b"/etc/passwd").is_err());
+        assert!(safe_components(b"a/../../x").is_err());
+        assert!(safe_components(b"..").is_err());
+        assert!(safe_components(b"./").unwrap().is_empty());
+    }
+
+    #[test]
+    fn magic() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(detect(b"usr/"), Compression::None);
+        assert_eq!(detect(b""), Compression::None);
+    }
+}

@@ -1,0 +1,311 @@
+//! Small filesystem helpers: atomic writes, temp names owned by a pid, xattrs, hashing I/O.
+
+use crate::error::{CacheError, IoContext};
+use sha2::{Digest, Sha256};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Prefix of every temporary entry this process creates inside the root, so that a later
+/// `Store::open` can tell whose it is (and remove it once that process is gone).
+pub(crate) fn temp_prefix() -> String {
+    format!(".rb{}-", std::process::id())
+}
+
+/// The pid encoded in a temp name made with [`temp_prefix`], if it is one.
+pub(crate) fn temp_owner(name: &OsStr) -> Option<u32> {
+    let rest = name.as_bytes().strip_prefix(b".rb")?;
+    let end = rest.iter().position(|&b| b == b'-')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// Removes temp entries in `dir` whose owning process no longer exists.
+pub(crate) fn remove_stale_temps(dir: &Path) -> Result<(), CacheError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("read directory", dir),
+    };
+    for ent in rd {
+        let ent = ent.ctx("read directory", dir)?;
+        let Some(pid) = temp_owner(&ent.file_name()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let p = ent.path();
+        let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let r = if is_dir {
+            remove_dir_all_force(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("remove stale temporary", p),
+        }
+    }
+    Ok(())
+}
+
+/// `remove_dir_all` that also copes with directories whose mode forbids writing (a layer
+/// may contain `chmod 0555` dirs).
+pub(crate) fn remove_dir_all_force(p: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(first) => {
+            use std::os::unix::fs::PermissionsExt;
+            for ent in walkdir::WalkDir::new(p).into_iter().flatten() {
+                if ent.file_type().is_dir() {
+                    let _ = std::fs::set_permissions(
+                        ent.path(),
+                        std::fs::Permissions::from_mode(0o700),
+                    );
+                }
+            }
+            std::fs::remove_dir_all(p).map_err(|_| first)
+        }
+    }
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), CacheError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .ctx("sync directory", dir)
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename, fsync dir.
+pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix())
+        .tempfile_in(dir)
+        .ctx("create temporary file in", dir)?;
+    tmp.write_all(bytes)
+        .ctx("write", tmp.path().to_path_buf())?;
+    tmp.as_file()
+        .sync_all()
+        .ctx("sync", tmp.path().to_path_buf())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .ctx("rename into place", path)?;
+    fsync_dir(dir)
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A writer that hashes (sha256) and counts everything written through it.
+pub(crate) struct HashWriter<W> {
+    pub inner: W,
+    hasher: Sha256,
+    pub count: u64,
+}
+
+impl<W> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    pub fn finish(self) -> (W, String, u64) {
+        let d = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (self.inner, d, self.count)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes (sha256) and counts everything read through it.
+pub(crate) struct HashReader<R> {
+    pub inner: R,
+    hasher: Sha256,
+    pub count: u64,
+}
+
+impl<R> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    pub fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.count,
+        )
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn cname(n: &str) -> io::Result<CString> {
+    CString::new(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// The xattr names of `p` (not following symlinks).
+pub(crate) fn list_xattrs(p: &Path) -> io::Result<Vec<String>> {
+    let c = cpath(p)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes; c is NUL-terminated.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(vec![]),
+            _ => return Err(e),
+        }
+    }
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| std::str::from_utf8(s).ok().map(str::to_owned))
+        .collect())
+}
+
+pub(crate) fn get_xattr(p: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let c = cpath(p)?;
+    let n = cname(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: buffers valid for their lengths; strings NUL-terminated.
+        let r =
+            unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+pub(crate) fn set_xattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let c = cpath(p)?;
+    let n = cname(name)?;
+    // SAFETY: buffers valid for their lengths; strings NUL-terminated.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub(crate) fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
+    let c = cpath(p)?;
+    let n = cname(name)?;
+    // SAFETY: strings NUL-terminated.
+    let r = unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub(crate) fn mknod(p: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    let c = cpath(p)?;
+    let dev = libc::makedev(major, minor);
+    // SAFETY: c is NUL-terminated.
+    let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, dev) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets atime and mtime (seconds) without following a symlink.
+pub(crate) fn set_mtime_nofollow(p: &Path, secs: i64) -> io::Result<()> {
+    let c = cpath(p)?;
+    let ts = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [ts, ts];
+    // SAFETY: c NUL-terminated, times points at two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Total bytes of regular files under `p` (for reporting what prune frees).
+pub(crate) fn du(p: &Path) -> u64 {
+    if let Ok(m) = std::fs::symlink_metadata(p)
+        && !m.is_dir()
+    {
+        return m.len();
+    }
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

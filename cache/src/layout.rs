@@ -1,0 +1,502 @@
+//! The OCI image layout under `root/oci`: index.json, manifests, tags.
+
+use crate::error::{CacheError, IoContext};
+use crate::{
+    Layer, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
+    MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST, Store, StoredImage, digest_hex, fsutil,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// `name` with `:latest` appended when it has neither a tag nor a digest.
+pub fn normalize_tag(name: &str) -> String {
+    if name.contains('@') {
+        return name.to_string();
+    }
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// Docker's short form of a name: `docker.io/library/x` → `x`, `docker.io/u/x` → `u/x`
+/// (what `docker load` and `docker images` show).
+pub fn familiar_name(name: &str) -> &str {
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
+        if let Some(rest) = name.strip_prefix(p) {
+            return rest;
+        }
+    }
+    name
+}
+
+/// The identity of a tag for matching: `docker.io/library/x` and `x` are the same image
+/// name, as in docker.
+pub(crate) fn tag_key(name: &str) -> String {
+    normalize_tag(familiar_name(name))
+}
+
+/// Normalises and checks a tag; OCI ref names must be printable without spaces.
+pub(crate) fn check_tag(tag: &str) -> Result<String, CacheError> {
+    let bad = |reason: &str| CacheError::InvalidTag {
+        tag: tag.to_string(),
+        reason: reason.to_string(),
+    };
+    if tag.is_empty() {
+        return Err(bad("empty name"));
+    }
+    if tag.len() > 255 {
+        return Err(bad("longer than 255 characters"));
+    }
+    if !tag.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("only printable ASCII without spaces is allowed"));
+    }
+    if tag.starts_with([':', '/', '@', '.', '-']) || tag.ends_with([':', '/', '@']) {
+        return Err(bad(
+            "must start with a letter or digit and name a repository",
+        ));
+    }
+    Ok(normalize_tag(tag))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct ConfigRootfs {
+    #[serde(default)]
+    rootfs: Option<RootfsIds>,
+}
+#[derive(Deserialize)]
+struct RootfsIds {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// The diff_ids listed in an image config.
+pub(crate) fn config_diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
+    let c: ConfigRootfs =
+        serde_json::from_slice(config).map_err(|e| format!("invalid image config: {e}"))?;
+    Ok(c.rootfs.map(|r| r.diff_ids).unwrap_or_default())
+}
+
+/// The OCI media type for a layer of `media_type` (docker's names mapped to OCI's).
+pub(crate) fn oci_layer_media_type(media_type: &str) -> &str {
+    match media_type {
+        "" | "application/vnd.docker.image.rootfs.diff.tar.gzip" => MEDIA_TYPE_LAYER_GZIP,
+        "application/vnd.docker.image.rootfs.diff.tar" => MEDIA_TYPE_LAYER_TAR,
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => MEDIA_TYPE_LAYER_ZSTD,
+        m => m,
+    }
+}
+
+impl Store {
+    fn index_path(&self) -> std::path::PathBuf {
+        self.oci_dir().join("index.json")
+    }
+
+    pub(crate) fn read_index(&self) -> Result<Index, CacheError> {
+        let p = self.index_path();
+        let bytes = std::fs::read(&p).ctx("read", &p)?;
+        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+            path: p,
+            reason: format!("invalid OCI index: {e}; fix or remove the file"),
+        })
+    }
+
+    fn write_index(&self, idx: &Index) -> Result<(), CacheError> {
+        let p = self.index_path();
+        let bytes = serde_json::to_vec(idx).map_err(|e| CacheError::Corrupt {
+            path: p.clone(),
+            reason: format!("cannot encode index: {e}"),
+        })?;
+        fsutil::atomic_write(&p, &bytes)
+    }
+
+    /// Read-modify-write of index.json under the cross-process index lock.
+    pub(crate) fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> Result<T, CacheError> {
+        let _g = self.lock_index()?;
+        let mut idx = self.read_index()?;
+        let out = f(&mut idx);
+        self.write_index(&idx)?;
+        Ok(out)
+    }
+
+    /// Points each tag (normalised) at the manifest `desc`; untagged manifests get one
+    /// entry without a name so they stay listed.
+    pub(crate) fn tag_manifest(&self, desc: Descriptor, tags: &[String]) -> Result<(), CacheError> {
+        let mut tags: Vec<String> = tags
+            .iter()
+            .map(|t| check_tag(t))
+            .collect::<Result<_, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        tags.retain(|t| seen.insert(tag_key(t)));
+        self.update_index(|idx| {
+            if tags.is_empty() {
+                if !idx.manifests.iter().any(|d| d.digest == desc.digest) {
+                    let mut d = desc.clone();
+                    d.annotations.clear();
+                    idx.manifests.push(d);
+                }
+                return;
+            }
+            let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
+            idx.manifests.retain(|d| {
+                let named = d.annotations.get(REF_NAME);
+                // Drop entries of the same tags, and the unnamed entry of this manifest.
+                !(named.is_some_and(|n| keys.contains(&tag_key(n)))
+                    || (named.is_none() && d.digest == desc.digest))
+            });
+            for t in &tags {
+                let mut d = desc.clone();
+                d.annotations = BTreeMap::from([(REF_NAME.to_string(), t.clone())]);
+                idx.manifests.push(d);
+            }
+        })
+    }
+
+    /// Writes config blob + OCI manifest and points each tag at it. Returns the manifest
+    /// digest.
+    pub fn put_image(
+        &self,
+        config_json: &[u8],
+        layers: &[Layer],
+        tags: &[String],
+    ) -> Result<String, CacheError> {
+        for t in tags {
+            check_tag(t)?;
+        }
+        for l in layers {
+            if !self.has_blob(&l.digest) {
+                return Err(CacheError::MissingBlob {
+                    digest: l.digest.clone(),
+                    path: self.blob_path(&l.digest),
+                });
+            }
+        }
+        // A config that disagrees with its layers makes an image no tool can use.
+        let ids = config_diff_ids(config_json).map_err(|reason| CacheError::Corrupt {
+            path: self.oci_dir(),
+            reason: format!("put_image: {reason}"),
+        })?;
+        if ids
+            .iter()
+            .map(String::as_str)
+            .ne(layers.iter().map(|l| l.diff_id.as_str()))
+        {
+            return Err(CacheError::Corrupt {
+                path: self.oci_dir(),
+                reason: format!(
+                    "put_image: config rootfs.diff_ids {ids:?} do not match the layers' diff_ids {:?}",
+                    layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()
+                ),
+            });
+        }
+        let config_digest = self.put_blob(config_json)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: MEDIA_TYPE_CONFIG.to_string(),
+                digest: config_digest,
+                size: config_json.len() as u64,
+                annotations: BTreeMap::new(),
+                platform: None,
+            },
+            layers: layers
+                .iter()
+                .map(|l| Descriptor {
+                    media_type: oci_layer_media_type(&l.media_type).to_string(),
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    annotations: BTreeMap::new(),
+                    platform: None,
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| CacheError::Corrupt {
+            path: self.oci_dir(),
+            reason: format!("cannot encode manifest: {e}"),
+        })?;
+        let digest = self.put_blob(&bytes)?;
+        let desc = Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST.to_string(),
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            annotations: BTreeMap::new(),
+            platform: platform_of(config_json),
+        };
+        self.tag_manifest(desc, tags)?;
+        Ok(digest)
+    }
+
+    /// Loads the image whose manifest is `digest`.
+    pub(crate) fn load_image(
+        &self,
+        digest: &str,
+        tags: Vec<String>,
+    ) -> Result<StoredImage, CacheError> {
+        let mbytes = self.read_blob(digest)?;
+        let m: Manifest = serde_json::from_slice(&mbytes).map_err(|e| CacheError::Corrupt {
+            path: self.blob_path(digest),
+            reason: format!("invalid image manifest: {e}"),
+        })?;
+        let config = self.read_blob(&m.config.digest)?;
+        let diff_ids = config_diff_ids(&config).map_err(|reason| CacheError::Corrupt {
+            path: self.blob_path(&m.config.digest),
+            reason,
+        })?;
+        if diff_ids.len() != m.layers.len() {
+            return Err(CacheError::Corrupt {
+                path: self.blob_path(digest),
+                reason: format!(
+                    "manifest lists {} layers but its config lists {} diff_ids",
+                    m.layers.len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let layers = m
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(d, diff_id)| Layer {
+                digest: d.digest.clone(),
+                diff_id,
+                size: d.size,
+                media_type: d.media_type.clone(),
+            })
+            .collect();
+        Ok(StoredImage {
+            manifest_digest: digest.to_string(),
+            config_digest: m.config.digest,
+            config,
+            layers,
+            tags,
+        })
+    }
+
+    /// (manifest digest, tags) of every image manifest in the index, in index order.
+    pub(crate) fn index_images(&self) -> Result<Vec<(String, Vec<String>)>, CacheError> {
+        let idx = self.read_index()?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for d in idx.manifests {
+            if d.media_type == MEDIA_TYPE_INDEX || d.media_type == DOCKER_LIST {
+                continue;
+            }
+            let pos = match out.iter().position(|(dg, _)| *dg == d.digest) {
+                Some(p) => p,
+                None => {
+                    out.push((d.digest.clone(), vec![]));
+                    out.len() - 1
+                }
+            };
+            if let Some(n) = d.annotations.get(REF_NAME) {
+                out[pos].1.push(n.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The image tagged `name` (normalised), or whose manifest or config digest starts
+    /// with `name` (with or without `sha256:`).
+    pub fn image(&self, name_or_digest: &str) -> Result<Option<StoredImage>, CacheError> {
+        let all = self.index_images()?;
+        let tag = normalize_tag(name_or_digest);
+        let key = tag_key(name_or_digest);
+        // Exact name first, then docker's equivalences (docker.io/library/x = x).
+        let exact = all.iter().find(|(_, t)| t.contains(&tag));
+        let equiv = || {
+            all.iter()
+                .find(|(_, t)| t.iter().any(|n| tag_key(n) == key))
+        };
+        if let Some((d, tags)) = exact.or_else(equiv) {
+            return self.load_image(d, tags.clone()).map(Some);
+        }
+        let prefix = name_or_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(name_or_digest);
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Ok(None);
+        }
+        let mut found: Vec<StoredImage> = Vec::new();
+        for (d, tags) in &all {
+            let img = match self.load_image(d, tags.clone()) {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            let hit = digest_hex(&img.manifest_digest).is_ok_and(|h| h.starts_with(prefix))
+                || digest_hex(&img.config_digest).is_ok_and(|h| h.starts_with(prefix));
+            if hit {
+                found.push(img);
+            }
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ => Err(CacheError::Ambiguous {
+                name: name_or_digest.to_string(),
+                candidates: found
+                    .iter()
+                    .map(|i| i.manifest_digest.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Every image of the store, one per manifest, with all its tags.
+    pub fn images(&self) -> Result<Vec<StoredImage>, CacheError> {
+        self.index_images()?
+            .into_iter()
+            .map(|(d, tags)| self.load_image(&d, tags))
+            .collect()
+    }
+
+    /// Removes a tag; returns whether it existed. Blobs stay until `prune`.
+    pub fn remove_tag(&self, name: &str) -> Result<bool, CacheError> {
+        let tag = normalize_tag(name);
+        let key = tag_key(name);
+        self.update_index(|idx| {
+            let before = idx.manifests.len();
+            let exact = idx
+                .manifests
+                .iter()
+                .any(|d| d.annotations.get(REF_NAME) == Some(&tag));
+            idx.manifests.retain(|d| match d.annotations.get(REF_NAME) {
+                Some(n) if exact => *n != tag,
+                Some(n) => tag_key(n) != key,
+                None => true,
+            });
+            idx.manifests.len() != before
+        })
+    }
+}
+
+impl Store {
+    /// `rbuild rmi`: a tag is untagged (like [`Store::remove_tag`]); a digest (prefix)
+    /// removes every entry of that image. Returns the names removed (tags, or the manifest
+    /// digest of an untagged image); empty if nothing matched. Blobs stay until `prune`.
+    pub fn remove_image(&self, name_or_digest: &str) -> Result<Vec<String>, CacheError> {
+        let Some(img) = self.image(name_or_digest)? else {
+            return Ok(vec![]);
+        };
+        let key = tag_key(name_or_digest);
+        if let Some(t) = img.tags.iter().find(|t| tag_key(t) == key) {
+            let t = t.clone();
+            self.remove_tag(&t)?;
+            return Ok(vec![t]);
+        }
+        let digest = img.manifest_digest.clone();
+        self.update_index(|idx| idx.manifests.retain(|d| d.digest != digest))?;
+        Ok(if img.tags.is_empty() {
+            vec![digest]
+        } else {
+            img.tags
+        })
+    }
+}
+
+/// `{architecture, os, variant}` of a config, for the index descriptor.
+fn platform_of(config: &[u8]) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let arch = v.get("architecture")?.as_str()?;
+    let os = v.get("os")?.as_str()?;
+    if arch.is_empty() || os.is_empty() {
+        return None;
+    }
+    let mut p = serde_json::json!({"architecture": arch, "os": os});
+    if let Some(var) = v.get("variant").and_then(|x| x.as_str()) {
+        p["variant"] = serde_json::Value::String(var.to_string());
+    }
+    Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize() {
+        assert_eq!(normalize_tag("myapp"), "myapp:latest");
+        assert_eq!(normalize_tag("myapp:v1"), "myapp:v1");
+        assert_eq!(
+            normalize_tag("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert_eq!(
+            normalize_tag("localhost:5000/app:2"),
+            "localhost:5000/app:2"
+        );
+        let d = format!("app@sha256:{}", "0".repeat(64));
+        assert_eq!(normalize_tag(&d), d);
+    }
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(familiar_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(familiar_name("docker.io/user/app"), "user/app");
+        assert_eq!(familiar_name("ghcr.io/x/y"), "ghcr.io/x/y");
+        assert_eq!(tag_key("docker.io/library/busybox"), "busybox:latest");
+    }
+
+    #[test]
+    fn tags_checked() {
+        assert!(check_tag("a b").is_err());
+        assert!(check_tag("").is_err());
+        assert!(check_tag(":x").is_err());
+        assert_eq!(check_tag("x").unwrap(), "x:latest");
+    }
+
+    #[test]
+    fn diff_ids_from_config() {
+        let c = br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aa"]}}"#;
+        assert_eq!(config_diff_ids(c).unwrap(), vec!["sha256:aa".to_string()]);
+        assert!(config_diff_ids(b"nope").is_err());
+        assert_eq!(config_diff_ids(b"{}").unwrap(), Vec::<String>::new());
+    }
+}

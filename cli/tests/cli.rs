@@ -1,0 +1,136 @@
+//! The `rbuild` binary's surface: debug parse, --dry-run and bad-input errors.
+//! Nothing here needs root or a store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rbuild(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .env("RBUILD_ROOT", root)
+        .args(args)
+        .output()
+        .expect("run rbuild")
+}
+
+fn ctx(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, c) in files {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, c).unwrap();
+    }
+    let root = dir.path().join("no-root-yet");
+    (dir, root)
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn debug_parse_prints_buildkit_dump() {
+    let (dir, root) = ctx(&[(
+        "Dockerfile",
+        "from busybox AS b\nENV a=1 b=\"2 3\"\nRUN [\"echo\", \"hi\"]\n",
+    )]);
+    let o = rbuild(
+        &root,
+        &[
+            "debug",
+            "parse",
+            dir.path().join("Dockerfile").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "(from \"busybox\" \"AS\" \"b\")\n(env \"a\" \"1\" \"=\" \"b\" \"\\\"2 3\\\"\" \"=\")\n(run \"echo\" \"hi\")\n"
+    );
+}
+
+const FOUR: &str = "FROM busybox AS base\nRUN echo base > /base\nFROM base AS a\nRUN echo a > /a\nFROM busybox AS unused\nRUN echo unused\nFROM a AS final\nCOPY f /f\n";
+
+#[test]
+fn dry_run_lists_only_needed_vertices_in_every_format() {
+    let (dir, root) = ctx(&[("Dockerfile", FOUR), ("f", "x")]);
+    let c = dir.path().to_str().unwrap();
+    let text = rbuild(&root, &["build", "--dry-run", c]);
+    assert!(text.status.success(), "{}", err(&text));
+    assert!(out(&text).contains("echo a"), "{}", out(&text));
+    assert!(!out(&text).contains("echo unused"), "{}", out(&text));
+    assert!(!root.exists(), "a dry run must not create a store");
+
+    let json = rbuild(
+        &root,
+        &["build", "--dry-run", "--format", "json", "--target", "a", c],
+    );
+    assert!(json.status.success(), "{}", err(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let vs = v.as_array().expect("a list of vertices");
+    assert!(
+        vs.iter()
+            .all(|x| x["cache_key"].as_str().is_some_and(|k| k.len() == 64))
+    );
+    let cmds = serde_json::to_string(vs).unwrap();
+    assert!(cmds.contains("echo a") && !cmds.contains("COPY") && !cmds.contains("echo unused"));
+
+    let dot = rbuild(&root, &["build", "--dry-run", "--format", "dot", c]);
+    assert!(out(&dot).starts_with("digraph"), "{}", out(&dot));
+}
+
+#[test]
+fn bad_dockerfiles_name_file_line_and_fix() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "FROM busybox\nRUNN echo\n",
+            "Dockerfile:2",
+            &["RUNN", "RUN"],
+        ),
+        ("RUN echo\n", "Dockerfile", &["FROM"]),
+        (
+            "FROM busybox\nCOPY --from=nosuchstage! /a /b\n",
+            "Dockerfile:2",
+            &["nosuchstage"],
+        ),
+        ("FROM busybox\nRUN <<EOF\necho\n", "Dockerfile:2", &["EOF"]),
+    ];
+    for (df, place, words) in cases {
+        let (dir, root) = ctx(&[("Dockerfile", df)]);
+        let o = rbuild(&root, &["build", "--dry-run", dir.path().to_str().unwrap()]);
+        assert!(!o.status.success(), "{df:?} was accepted");
+        let e = err(&o);
+        assert!(e.contains(place), "{df:?}: {e}");
+        for w in *words {
+            assert!(e.contains(w), "{df:?}: {w:?} missing from {e}");
+        }
+        assert!(!e.contains("panicked"), "{e}");
+    }
+    let (dir, root) = ctx(&[("Dockerfile", FOUR)]);
+    let o = rbuild(
+        &root,
+        &[
+            "build",
+            "--dry-run",
+            "--target",
+            "nope",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("nope") && err(&o).contains("final"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn missing_context_is_a_clear_error() {
+    let (dir, root) = ctx(&[]);
+    let o = rbuild(&root, &["build", dir.path().join("nope").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("not a directory"), "{}", err(&o));
+}

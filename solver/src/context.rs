@@ -1,0 +1,554 @@
+//! Content hashing of what a COPY selects from the build context, with a persistent stat
+//! cache so a rebuild re-reads only files whose (size, mtime, ctime, inode) changed.
+
+use crate::dockerignore::Patterns;
+use crate::ops::paths::{base_name, clean_rel, expand_wildcard, has_wildcard, join_rel};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// File name of the stat cache in the store root.
+const STAT_CACHE_FILE: &str = "context-stat-cache.json";
+
+/// Files changed this recently (ns) are hashed but not remembered: a second write within
+/// the same timestamp tick would otherwise go unnoticed ("racy clean" as git calls it).
+const RACY_WINDOW_NS: i64 = 100_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{path}: not found in the build context (or excluded by .dockerignore)")]
+    NotFound { path: String },
+    #[error("reading {path} in the build context: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What the stat cache remembers for one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StatEntry {
+    size: u64,
+    mtime: i64,
+    ctime: i64,
+    ino: u64,
+    /// blake3 of the content, hex.
+    digest: String,
+}
+
+impl StatEntry {
+    fn matches(&self, m: &std::fs::Metadata) -> bool {
+        self.size == m.size()
+            && self.mtime == ns(m.mtime(), m.mtime_nsec())
+            && self.ctime == ns(m.ctime(), m.ctime_nsec())
+            && self.ino == m.ino()
+    }
+}
+
+fn ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StatCacheFile {
+    entries: HashMap<String, StatEntry>,
+    /// Entries used by this process (not saved): when the file grows past
+    /// [`STAT_CACHE_MAX`], only these are kept.
+    #[serde(skip)]
+    used: std::collections::HashSet<String>,
+}
+
+/// Entries the stat cache holds before it forgets the ones the current build did not use.
+const STAT_CACHE_MAX: usize = 200_000;
+
+/// Which files of a source are part of a selection: `.dockerignore` patterns (matched on
+/// context-relative paths) and `COPY --exclude` patterns (matched relative to the source).
+pub struct Filter<'a> {
+    pub ignore: &'a Patterns,
+    pub copy_exclude: &'a Patterns,
+}
+
+impl Filter<'_> {
+    /// Whether an entry is left out. `rel_ctx`: path in the context; `rel_src`: path below the
+    /// matched source (its base name for the source itself).
+    pub fn excluded(&self, rel_ctx: &str, rel_src: &str) -> bool {
+        (!rel_ctx.is_empty() && self.ignore.excluded(rel_ctx))
+            || (!rel_src.is_empty() && self.copy_exclude.excluded(rel_src))
+    }
+
+    /// Whether nothing below this excluded directory can be included again.
+    pub fn can_skip_dir(&self, rel_ctx: &str, rel_src: &str) -> bool {
+        let ignored = !rel_ctx.is_empty() && self.ignore.excluded(rel_ctx);
+        let copy_ex = !rel_src.is_empty() && self.copy_exclude.excluded(rel_src);
+        (ignored && self.ignore.can_skip_dir(rel_ctx))
+            || (copy_ex && self.copy_exclude.can_skip_dir(rel_src))
+    }
+}
+
+/// One entry of a selection, relative to the context root.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub rel: String,
+    pub path: PathBuf,
+    pub meta: std::fs::Metadata,
+}
+
+/// The matched sources of one COPY source pattern (context-relative, sorted).
+pub fn match_sources(
+    ctx: &Path,
+    source: &str,
+    allow_wildcard: bool,
+    filter: &Filter,
+) -> Result<Vec<String>, ContextError> {
+    let rel = clean_rel(source);
+    let hidden = |p: &str| filter.ignore.excluded(p);
+    let matches = if allow_wildcard && has_wildcard(&rel) {
+        expand_wildcard(ctx, &rel, &hidden).map_err(io_err(ctx))?
+    } else if rel.is_empty() || (std::fs::symlink_metadata(ctx.join(&rel)).is_ok() && !hidden(&rel))
+    {
+        vec![rel.clone()]
+    } else {
+        vec![]
+    };
+    if matches.is_empty() {
+        return Err(ContextError::NotFound {
+            path: source.to_string(),
+        });
+    }
+    Ok(matches)
+}
+
+/// Every entry a matched source contributes (the source itself first, then its tree in
+/// file-name order), honouring the filter. A top-level symlink is followed inside the context.
+pub fn walk_source(ctx: &Path, matched: &str, filter: &Filter) -> Result<Vec<Entry>, ContextError> {
+    let top = resolve_source(ctx, matched)?;
+    let meta = std::fs::symlink_metadata(&top).map_err(io_err(&top))?;
+    let mut out = vec![Entry {
+        rel: matched.to_string(),
+        path: top.clone(),
+        meta: meta.clone(),
+    }];
+    if !meta.is_dir() {
+        return Ok(out);
+    }
+    let mut it = walkdir::WalkDir::new(&top)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter();
+    while let Some(entry) = it.next() {
+        let entry = entry.map_err(|e| ContextError::Io {
+            path: top.display().to_string(),
+            source: e.into(),
+        })?;
+        let below = entry
+            .path()
+            .strip_prefix(&top)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        let rel = join_rel(matched, &below);
+        let is_dir = entry.file_type().is_dir();
+        if filter.excluded(&rel, &below) {
+            if is_dir && filter.can_skip_dir(&rel, &below) {
+                it.skip_current_dir();
+            }
+            if !is_dir {
+                continue;
+            }
+            // An excluded directory that may hold re-included files: walk it without
+            // listing it; its included children create it when copied.
+            continue;
+        }
+        let meta = entry.metadata().map_err(|e| ContextError::Io {
+            path: entry.path().display().to_string(),
+            source: e.into(),
+        })?;
+        out.push(Entry {
+            rel,
+            path: entry.path().to_path_buf(),
+            meta,
+        });
+    }
+    Ok(out)
+}
+
+/// The host path of a matched source, a top-level symlink resolved inside the context.
+pub fn resolve_source(ctx: &Path, matched: &str) -> Result<PathBuf, ContextError> {
+    if matched.is_empty() {
+        return Ok(ctx.to_path_buf());
+    }
+    rbuild_executor::resolve_in_root(ctx, matched).map_err(|_| ContextError::NotFound {
+        path: matched.to_string(),
+    })
+}
+
+/// Hashes context selections; owns the persistent stat cache of one store root.
+pub struct ContextHasher {
+    file: PathBuf,
+    state: Mutex<Option<(StatCacheFile, bool)>>,
+    /// Files whose content was read, for tests and progress.
+    files_read: AtomicU64,
+}
+
+impl ContextHasher {
+    pub fn new(store_root: &Path) -> Self {
+        ContextHasher {
+            file: store_root.join(STAT_CACHE_FILE),
+            state: Mutex::new(None),
+            files_read: AtomicU64::new(0),
+        }
+    }
+
+    /// How many files had their content read (stat cache misses) so far.
+    pub fn files_read(&self) -> u64 {
+        self.files_read.load(Ordering::Relaxed)
+    }
+
+    fn with_cache<R>(&self, f: impl FnOnce(&mut StatCacheFile, &mut bool) -> R) -> R {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (cache, dirty) = guard.get_or_insert_with(|| {
+            // A missing or unreadable cache only costs a re-read of the files.
+            let loaded = std::fs::read(&self.file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            (loaded, false)
+        });
+        f(cache, dirty)
+    }
+
+    /// Writes the stat cache if it changed (temp file + fsync + rename).
+    pub fn save(&self) -> io::Result<()> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((cache, dirty)) = guard.as_mut() else {
+            return Ok(());
+        };
+        if !*dirty {
+            return Ok(());
+        }
+        if cache.entries.len() > STAT_CACHE_MAX {
+            let used = std::mem::take(&mut cache.used);
+            cache.entries.retain(|k, _| used.contains(k));
+            cache.used = used;
+        }
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = io::BufWriter::new(tmp.as_file_mut());
+            serde_json::to_writer(&mut w, cache)?;
+            w.flush()?;
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.file).map_err(|e| e.error)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        *dirty = false;
+        Ok(())
+    }
+
+    /// Digest of exactly what one COPY source selects: for each entry its context path,
+    /// type, permission bits, and content (files) or target (symlinks).
+    pub fn digest(
+        &self,
+        ctx: &Path,
+        source: &str,
+        allow_wildcard: bool,
+        filter: &Filter,
+    ) -> Result<[u8; 32], ContextError> {
+        let matches = match_sources(ctx, source, allow_wildcard, filter)?;
+        let mut entries = Vec::new();
+        for m in &matches {
+            entries.extend(walk_source(ctx, m, filter)?);
+        }
+        let digests = self.file_digests(&entries)?;
+        let mut h = blake3::Hasher::new();
+        h.update(b"rbuild context selection v1\0");
+        for m in &matches {
+            h.update(m.as_bytes());
+            h.update(b"\0");
+        }
+        for (e, d) in entries.iter().zip(&digests) {
+            h.update(e.rel.as_bytes());
+            h.update(b"\0");
+            let ft = e.meta.file_type();
+            let kind: u8 = if ft.is_dir() {
+                b'd'
+            } else if ft.is_symlink() {
+                b'l'
+            } else if ft.is_file() {
+                b'f'
+            } else {
+                b'o'
+            };
+            h.update(&[kind]);
+            h.update(&(e.meta.mode() & 0o7777).to_le_bytes());
+            if ft.is_symlink() {
+                let target = std::fs::read_link(&e.path).map_err(io_err(&e.path))?;
+                h.update(target.as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+            }
+            if let Some(d) = d {
+                h.update(d);
+            }
+        }
+        Ok(*h.finalize().as_bytes())
+    }
+
+    /// Content digests of the regular files among `entries` (None for other kinds): from the
+    /// stat cache when size/mtime/ctime/inode match, else read (in parallel).
+    fn file_digests(&self, entries: &[Entry]) -> Result<Vec<Option<[u8; 32]>>, ContextError> {
+        let mut out: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
+        let mut todo: Vec<usize> = Vec::new();
+        self.with_cache(|cache, _| {
+            for (i, e) in entries.iter().enumerate() {
+                if !e.meta.is_file() {
+                    continue;
+                }
+                let key = e.path.to_string_lossy();
+                let hit = cache
+                    .entries
+                    .get(key.as_ref())
+                    .filter(|s| s.matches(&e.meta))
+                    .and_then(|s| blake3::Hash::from_hex(&s.digest).ok());
+                if hit.is_some() && cache.entries.len() > STAT_CACHE_MAX {
+                    cache.used.insert(key.into_owned());
+                }
+                match hit {
+                    Some(d) => out[i] = Some(*d.as_bytes()),
+                    None => todo.push(i),
+                }
+            }
+        });
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        self.files_read
+            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+        let hashed: Vec<(usize, Result<[u8; 32], ContextError>)> = todo
+            .par_iter()
+            .map(|&i| (i, hash_file(&entries[i].path)))
+            .collect();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let mut fresh = Vec::new();
+        for (i, r) in hashed {
+            let d = r?;
+            out[i] = Some(d);
+            let m = &entries[i].meta;
+            let mtime = ns(m.mtime(), m.mtime_nsec());
+            let ctime = ns(m.ctime(), m.ctime_nsec());
+            if now - mtime.max(ctime) > RACY_WINDOW_NS {
+                fresh.push((
+                    entries[i].path.to_string_lossy().into_owned(),
+                    StatEntry {
+                        size: m.size(),
+                        mtime,
+                        ctime,
+                        ino: m.ino(),
+                        digest: blake3::Hash::from_bytes(d).to_hex().to_string(),
+                    },
+                ));
+            }
+        }
+        self.with_cache(|cache, dirty| {
+            for (k, v) in fresh {
+                cache.used.insert(k.clone());
+                cache.entries.insert(k, v);
+                *dirty = true;
+            }
+        });
+        Ok(out)
+    }
+}
+
+fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// The base name a matched source is copied under.
+pub fn source_name(matched: &str) -> &str {
+    base_name(matched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn pats(p: &[&str]) -> Patterns {
+        Patterns::from_list(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/sub")).unwrap();
+        std::fs::write(d.path().join("a.txt"), "a").unwrap();
+        std::fs::write(d.path().join("src/x.rs"), "x").unwrap();
+        std::fs::write(d.path().join("src/sub/y.rs"), "y").unwrap();
+        std::os::unix::fs::symlink("x.rs", d.path().join("src/link")).unwrap();
+        d
+    }
+
+    #[test]
+    fn digest_depends_on_selected_content_only() {
+        let ctx = setup();
+        let store = tempfile::tempdir().unwrap();
+        let h = ContextHasher::new(store.path());
+        let empty = pats(&[]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &empty,
+        };
+        let src1 = h.digest(ctx.path(), "src", false, &f).unwrap();
+        let a1 = h.digest(ctx.path(), "a.txt", false, &f).unwrap();
+        std::fs::write(ctx.path().join("src/sub/y.rs"), "Y").unwrap();
+        let src2 = h.digest(ctx.path(), "src", false, &f).unwrap();
+        let a2 = h.digest(ctx.path(), "a.txt", false, &f).unwrap();
+        assert_ne!(src1, src2);
+        assert_eq!(a1, a2);
+        // mode is part of it
+        std::fs::set_permissions(
+            ctx.path().join("a.txt"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert_ne!(a1, h.digest(ctx.path(), "a.txt", false, &f).unwrap());
+        // symlink target is part of it
+        std::fs::remove_file(ctx.path().join("src/link")).unwrap();
+        std::os::unix::fs::symlink("sub/y.rs", ctx.path().join("src/link")).unwrap();
+        assert_ne!(src2, h.digest(ctx.path(), "src", false, &f).unwrap());
+    }
+
+    #[test]
+    fn missing_source_is_not_found() {
+        let ctx = setup();
+        let store = tempfile::tempdir().unwrap();
+        let h = ContextHasher::new(store.path());
+        let empty = pats(&[]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &empty,
+        };
+        let err = h.digest(ctx.path(), "nope.txt", false, &f).unwrap_err();
+        assert!(matches!(err, ContextError::NotFound { ref path } if path == "nope.txt"));
+        assert!(h.digest(ctx.path(), "*.none", true, &f).is_err());
+        assert!(h.digest(ctx.path(), "*.txt", true, &f).is_ok());
+    }
+
+    #[test]
+    fn stat_cache_persists_and_mtime_only_change_keeps_digest() {
+        let ctx = setup();
+        let store = tempfile::tempdir().unwrap();
+        let empty = pats(&[]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &empty,
+        };
+        // Age the files past the racy window so they are remembered.
+        let old = SystemTime::now() - std::time::Duration::from_secs(10);
+        for p in ["a.txt", "src/x.rs", "src/sub/y.rs"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(ctx.path().join(p))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let h = ContextHasher::new(store.path());
+        let d1 = h.digest(ctx.path(), ".", false, &f).unwrap();
+        assert_eq!(h.files_read(), 3);
+        assert_eq!(d1, h.digest(ctx.path(), ".", false, &f).unwrap());
+        assert_eq!(h.files_read(), 3, "a no-op re-hash reads nothing");
+        h.save().unwrap();
+        let saved: StatCacheFile =
+            serde_json::from_slice(&std::fs::read(store.path().join(STAT_CACHE_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(saved.entries.len(), 3);
+        // A fresh hasher reads the saved cache: poison the digest of a.txt in it to prove
+        // the content is not re-read when the stat matches.
+        let mut poisoned = saved;
+        let key = ctx.path().join("a.txt").to_string_lossy().into_owned();
+        poisoned.entries.get_mut(&key).unwrap().digest = blake3::hash(b"zzz").to_hex().to_string();
+        std::fs::write(
+            store.path().join(STAT_CACHE_FILE),
+            serde_json::to_vec(&poisoned).unwrap(),
+        )
+        .unwrap();
+        let h2 = ContextHasher::new(store.path());
+        assert_ne!(d1, h2.digest(ctx.path(), ".", false, &f).unwrap());
+        // touching the file invalidates the entry; the content is the same, so the digest is too
+        let file = std::fs::File::options()
+            .write(true)
+            .open(ctx.path().join("a.txt"))
+            .unwrap();
+        file.set_modified(SystemTime::now()).unwrap();
+        let h3 = ContextHasher::new(store.path());
+        assert_eq!(d1, h3.digest(ctx.path(), ".", false, &f).unwrap());
+        assert_eq!(h3.files_read(), 1, "only the touched file is re-read");
+    }
+
+    #[test]
+    fn dockerignore_and_copy_exclude_shape_the_selection() {
+        let ctx = setup();
+        let store = tempfile::tempdir().unwrap();
+        let h = ContextHasher::new(store.path());
+        let empty = pats(&[]);
+        let ign = pats(&["src/sub"]);
+        let plain = Filter {
+            ignore: &empty,
+            copy_exclude: &empty,
+        };
+        let ignoring = Filter {
+            ignore: &ign,
+            copy_exclude: &empty,
+        };
+        let rels: Vec<String> = walk_source(ctx.path(), "src", &ignoring)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        if !ign.is_empty() && ign.excluded("src/sub") {
+            assert_eq!(rels, ["src", "src/link", "src/x.rs"]);
+            // a change under an ignored dir does not change the digest
+            let before = h.digest(ctx.path(), "src", false, &ignoring).unwrap();
+            std::fs::write(ctx.path().join("src/sub/y.rs"), "changed").unwrap();
+            assert_eq!(
+                before,
+                h.digest(ctx.path(), "src", false, &ignoring).unwrap()
+            );
+        }
+        let all: Vec<String> = walk_source(ctx.path(), "src", &plain)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert_eq!(
+            all,
+            ["src", "src/link", "src/sub", "src/sub/y.rs", "src/x.rs"]
+        );
+    }
+}

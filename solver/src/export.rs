@@ -1,0 +1,156 @@
+//! Writing the final image: config (history, rootfs, created), manifest and tags.
+
+use crate::graph::{BuildGraph, VertexId};
+use crate::image::{History, ImageConfig, RootFs};
+use crate::solve::{Outcome, SolveError, Solver};
+use std::collections::HashMap;
+
+/// Whether each history step produced a layer, given how many layers its vertex added
+/// over its input 0 (`None` entries are metadata-only steps or inherited base entries).
+///
+/// Base image entries come first and keep their flags; a metadata step (no vertex) after
+/// them is always empty; an fs step is empty when its diff was empty. `base_layers` is how
+/// many leading layers the base image contributes.
+pub fn history_flags(steps: &[(History, Option<usize>)], base_layers: usize) -> Vec<History> {
+    let mut base_seen = 0usize;
+    let mut in_base = true;
+    steps
+        .iter()
+        .map(|(h, added)| {
+            let mut h = h.clone();
+            match added {
+                Some(n) => {
+                    in_base = false;
+                    h.empty_layer = *n == 0;
+                }
+                None => {
+                    if in_base && !h.empty_layer && base_seen < base_layers {
+                        base_seen += 1;
+                    } else {
+                        if !h.empty_layer {
+                            in_base = false;
+                        }
+                        h.empty_layer = true;
+                    }
+                }
+            }
+            h
+        })
+        .collect()
+}
+
+/// Unix seconds as RFC 3339 UTC, as docker writes `created`.
+fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Solver {
+    /// Writes the image of `root` to the store: config with history (empty_layer for
+    /// metadata steps and for steps whose diff was empty), rootfs.diff_ids and created;
+    /// then the manifest and tags. Returns the manifest digest.
+    pub fn export(
+        &self,
+        graph: &BuildGraph,
+        outcomes: &HashMap<VertexId, Outcome>,
+        root: VertexId,
+        config: &ImageConfig,
+        history: &[(History, Option<VertexId>)],
+        tags: &[String],
+    ) -> Result<String, SolveError> {
+        let history_in = history;
+        let final_outcome = outcomes.get(&root).ok_or_else(|| {
+            SolveError::Internal(format!("export: vertex {} was not solved", root.0))
+        })?;
+        let layers = &final_outcome.layers;
+        let added = |v: VertexId| -> Result<usize, SolveError> {
+            let own = outcomes.get(&v).ok_or_else(|| {
+                SolveError::Internal(format!("export: vertex {} was not solved", v.0))
+            })?;
+            let base = graph
+                .vertex(v)
+                .inputs
+                .first()
+                .and_then(|i| outcomes.get(i))
+                .map(|o| o.layers.len())
+                .unwrap_or(0);
+            Ok(own.layers.len().saturating_sub(base))
+        };
+        let mut steps = Vec::with_capacity(history.len());
+        let mut stage_layers = 0usize;
+        for (h, v) in history {
+            let n = v.map(added).transpose()?;
+            stage_layers += n.unwrap_or(0);
+            steps.push((h.clone(), n));
+        }
+        let base_layers = layers.len().saturating_sub(stage_layers);
+        let mut history = history_flags(&steps, base_layers);
+        // Times come from the cache records of the steps, so rebuilding from cache
+        // reproduces the same config (and image ID), as BuildKit does. A metadata step
+        // takes the time of the step before it.
+        let mut last = final_outcome.created;
+        let mut seen_own = false;
+        for (h, (_, v)) in history.iter_mut().zip(history_in) {
+            if let Some(v) = *v {
+                seen_own = true;
+                last = outcomes.get(&v).map(|o| o.created).unwrap_or(last);
+            }
+            if h.created.is_none() {
+                h.created = Some(rfc3339(last));
+            }
+        }
+        let created = if seen_own {
+            last
+        } else {
+            final_outcome.created
+        };
+        let mut cfg = config.clone();
+        cfg.rootfs = RootFs {
+            kind: "layers".into(),
+            diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        };
+        cfg.history = history;
+        cfg.created = Some(rfc3339(created));
+        let json = serde_json::to_vec(&cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
+        Ok(self.store().put_image(&json, layers, tags)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(by: &str, empty: bool) -> History {
+        History {
+            created_by: Some(by.into()),
+            empty_layer: empty,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flags_follow_layers() {
+        let steps = vec![
+            (h("base add", false), None),
+            (h("base cmd", true), None),
+            (h("ENV", false), None),
+            (h("RUN true", false), Some(0)),
+            (h("RUN touch", false), Some(1)),
+            (h("CMD", false), None),
+        ];
+        let out = history_flags(&steps, 1);
+        let flags: Vec<bool> = out.iter().map(|h| h.empty_layer).collect();
+        assert_eq!(flags, [false, true, true, true, false, true]);
+    }
+
+    #[test]
+    fn scratch_base_has_no_base_layers() {
+        let steps = vec![(h("COPY", false), Some(1)), (h("LABEL", false), None)];
+        let flags: Vec<bool> = history_flags(&steps, 0)
+            .iter()
+            .map(|h| h.empty_layer)
+            .collect();
+        assert_eq!(flags, [false, true]);
+    }
+}

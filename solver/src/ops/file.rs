@@ -1,0 +1,630 @@
+//! COPY / ADD / WORKDIR: actions performed on an overlay of input 0's chain; the upper dir
+//! becomes the new layer. Every destination path is resolved inside the rootfs, never on
+//! the host.
+
+use super::paths::{
+    base_name, clean_abs, clean_rel, copy_target, dest_is_dir, expand_wildcard, has_wildcard,
+};
+use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, view_chain};
+use crate::context::{self, Filter};
+use crate::dockerignore::Patterns;
+use crate::graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
+use crate::solve::{Inner, Outcome, SolveError, SolveOptions, context_error, local_patterns};
+use rbuild_executor::CancelToken;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where a copy reads from.
+struct SourceRoot {
+    dir: PathBuf,
+    ignore: Patterns,
+    /// Context files belong to root in the image (as with docker); stage files keep owners.
+    from_context: bool,
+}
+
+/// Runs one File vertex (blocking) and returns its outcome.
+pub(crate) fn run(
+    inner: &Inner,
+    graph: &BuildGraph,
+    v: VertexId,
+    inputs: &[Outcome],
+    opts: &SolveOptions,
+    cancel: &CancelToken,
+) -> Result<Outcome, SolveError> {
+    let vertex = graph.vertex(v);
+    let Op::File(op) = &vertex.op else {
+        return Err(SolveError::Internal(
+            "file::run on a non-file vertex".into(),
+        ));
+    };
+    let store = &inner.store;
+    let base = inputs.first().cloned().unwrap_or_default();
+    let tmp = store.tmp_dir("file-")?;
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    let mnt = tmp.path().join("root");
+    for d in [&upper, &work, &mnt] {
+        mkdir(d)?;
+    }
+    let copy_base = tmp.path().join("base");
+    let root_mount = if inner.copying {
+        copy_rootfs(store, &base.layers, &copy_base, &mnt)?;
+        None
+    } else {
+        let mut lowers = snapshots(store, &base.layers)?;
+        if lowers.is_empty() {
+            let empty = tmp.path().join("empty");
+            mkdir(&empty)?;
+            lowers.push(empty);
+        }
+        Some(
+            rbuild_executor::OverlayMount::mount(&lowers, &upper, &work, &mnt)
+                .map_err(|e| SolveError::step(graph, v, format!("mounting the rootfs: {e}")))?,
+        )
+    };
+
+    // Read-only views of the other inputs that actions copy from.
+    let mut views = Vec::new();
+    let mut sources: HashMap<usize, SourceRoot> = HashMap::new();
+    for action in &op.actions {
+        let FileAction::Copy(CopyAction {
+            source: CopySource::Input { input, .. },
+            ..
+        }) = action
+        else {
+            continue;
+        };
+        if sources.contains_key(input) {
+            continue;
+        }
+        let src_v = *vertex.inputs.get(*input).ok_or_else(|| {
+            SolveError::step(
+                graph,
+                v,
+                format!("copy source input {input} does not exist"),
+            )
+        })?;
+        let root = match &graph.vertex(src_v).op {
+            Op::Local { name, exclude } => SourceRoot {
+                dir: inner.local_dir(name, opts)?,
+                ignore: local_patterns(exclude),
+                from_context: true,
+            },
+            _ => {
+                let chain = &inputs.get(*input).cloned().unwrap_or_default().layers;
+                let scratch = tmp.path().join(format!("src-{input}"));
+                let (dir, guard) = view_chain(store, chain, &scratch, inner.copying, false)?;
+                views.push(guard);
+                SourceRoot {
+                    dir,
+                    ignore: Patterns::default(),
+                    from_context: false,
+                }
+            }
+        };
+        sources.insert(*input, root);
+    }
+
+    for action in &op.actions {
+        if cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
+        let r = match action {
+            FileAction::Copy(c) => copy(&mnt, c, &sources),
+            FileAction::Mkdir {
+                path,
+                mode,
+                make_parents,
+                owner,
+            } => make_dir(&mnt, path, *mode, *make_parents, owner.as_ref()),
+            FileAction::Rm {
+                path,
+                allow_not_found,
+            } => remove(&mnt, path, *allow_not_found),
+        };
+        r.map_err(|e| match e {
+            ActionError::NotFound(p) => {
+                context_error(graph, v, context::ContextError::NotFound { path: p })
+            }
+            ActionError::Context(c) => context_error(graph, v, c),
+            ActionError::Other(m) => SolveError::step(graph, v, m),
+        })?;
+    }
+    drop(views);
+    drop(root_mount);
+    if inner.copying {
+        diff_rootfs(&copy_base, &mnt, &upper)?;
+    }
+    let mut layers = base.layers;
+    if let Some(layer) = store.commit_layer(&upper)? {
+        layers.push(layer);
+    }
+    Ok(Outcome {
+        layers,
+        config: None,
+        created: 0,
+    })
+}
+
+/// Why an action failed.
+#[derive(Debug)]
+pub(crate) enum ActionError {
+    NotFound(String),
+    Context(context::ContextError),
+    Other(String),
+}
+
+impl From<context::ContextError> for ActionError {
+    fn from(e: context::ContextError) -> Self {
+        ActionError::Context(e)
+    }
+}
+
+fn other(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ActionError {
+    ActionError::Other(format!("{what}: {e}"))
+}
+
+/// `path` (absolute in the rootfs) resolved inside `root`, symlinks followed within it.
+fn in_root(root: &Path, path: &str) -> Result<PathBuf, ActionError> {
+    let clean = clean_abs(path);
+    if clean == "/" {
+        return Ok(root.to_path_buf());
+    }
+    rbuild_executor::resolve_in_root(root, &clean)
+        .map_err(|e| other(format!("resolving {clean}"), e))
+}
+
+/// The host path for `path` whose parent is resolved inside `root` but whose last component
+/// is not followed (it is about to be replaced or created).
+fn in_root_nofollow(root: &Path, path: &str) -> Result<PathBuf, ActionError> {
+    let clean = clean_abs(path);
+    if clean == "/" {
+        return Ok(root.to_path_buf());
+    }
+    let (parent, name) = clean.rsplit_once('/').unwrap_or(("", &clean));
+    Ok(in_root(root, if parent.is_empty() { "/" } else { parent })?.join(name))
+}
+
+/// uid/gid of an `--chown` owner, looked up in the target rootfs.
+fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, u32), ActionError> {
+    let spec = match &owner.group {
+        Some(g) => format!("{}:{g}", owner.user),
+        None => owner.user.clone(),
+    };
+    let u = rbuild_executor::users::resolve_in_rootfs(&spec, root)
+        .map_err(|e| other(format!("--chown={spec}"), e))?;
+    Ok((u.uid, u.gid))
+}
+
+/// Creates the directory `path` (absolute in the rootfs) and its missing parents, each
+/// resolved inside the root, with `mode` and `owner`. Existing directories are left alone.
+fn mkdir_all_in_root(
+    root: &Path,
+    path: &str,
+    mode: u32,
+    owner: (u32, u32),
+) -> Result<PathBuf, ActionError> {
+    let clean = clean_abs(path);
+    let mut prefix = String::new();
+    let mut host = root.to_path_buf();
+    for comp in clean.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(comp);
+        host = in_root(root, &prefix)?;
+        match std::fs::metadata(&host) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => {
+                return Err(ActionError::Other(format!(
+                    "cannot create directory {prefix}: a file of that name exists"
+                )));
+            }
+            Err(_) => {
+                std::fs::create_dir(&host).map_err(|e| other(format!("creating {prefix}"), e))?;
+                set_mode(&host, mode)?;
+                lchown(&host, owner)?;
+            }
+        }
+    }
+    Ok(host)
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<(), ActionError> {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| other(format!("chmod {}", p.display()), e))
+}
+
+fn lchown(p: &Path, (uid, gid): (u32, u32)) -> Result<(), ActionError> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .map_err(|e| other(format!("chown {}", p.display()), e))
+}
+
+/// Sets atime/mtime of `p` (not following a symlink).
+fn set_times(p: &Path, meta: &std::fs::Metadata) {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let at = TimeSpec::new(meta.atime(), meta.atime_nsec());
+    let mt = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
+    // Times are best effort: a failure here does not change what the layer holds.
+    let _ = utimensat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        &at,
+        &mt,
+        UtimensatFlags::NoFollowSymlink,
+    );
+}
+
+/// Removes whatever non-directory is at `p` so a new entry can take its place.
+fn clear_non_dir(p: &Path) -> Result<(), ActionError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(p).map_err(|e| other(format!("replacing {}", p.display()), e))
+        }
+        Ok(_) => {
+            std::fs::remove_file(p).map_err(|e| other(format!("replacing {}", p.display()), e))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Copy options for one action.
+struct CopyOpts {
+    /// `--chown`, or root for context files; None keeps the source's owner.
+    owner: Option<(u32, u32)>,
+    /// `--chmod`.
+    mode: Option<u32>,
+    /// `--chown` as given (archives keep their owners without it).
+    explicit_owner: Option<(u32, u32)>,
+}
+
+fn copy(
+    root: &Path,
+    c: &CopyAction,
+    sources: &HashMap<usize, SourceRoot>,
+) -> Result<(), ActionError> {
+    let owner = c
+        .owner
+        .as_ref()
+        .map(|o| resolve_owner(root, o))
+        .transpose()?;
+    match &c.source {
+        CopySource::Inline { data, mode } => {
+            let dest = clean_abs(&c.dest);
+            let parent = dest.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            mkdir_all_in_root(
+                root,
+                if parent.is_empty() { "/" } else { parent },
+                0o755,
+                owner.unwrap_or((0, 0)),
+            )?;
+            let host = in_root_nofollow(root, &dest)?;
+            clear_non_dir(&host)?;
+            std::fs::write(&host, data.as_bytes())
+                .map_err(|e| other(format!("writing {dest}"), e))?;
+            lchown(&host, owner.unwrap_or((0, 0)))?;
+            set_mode(&host, c.mode.unwrap_or(*mode))?;
+            Ok(())
+        }
+        CopySource::Input { input, path } => {
+            let src = sources
+                .get(input)
+                .ok_or_else(|| ActionError::Other(format!("copy source input {input} missing")))?;
+            let copy_exclude = Patterns::from_list(&c.exclude).unwrap_or_default();
+            let filter = Filter {
+                ignore: &src.ignore,
+                copy_exclude: &copy_exclude,
+            };
+            let matches = if src.from_context {
+                context::match_sources(&src.dir, path, c.allow_wildcard, &filter)?
+            } else {
+                let rel = clean_rel(path);
+                let m = if c.allow_wildcard && has_wildcard(&rel) {
+                    expand_wildcard(&src.dir, &rel, &|_| false).map_err(|e| other(path, e))?
+                } else if rel.is_empty()
+                    || rbuild_executor::resolve_in_root(&src.dir, &rel)
+                        .map(|p| p.symlink_metadata().is_ok())
+                        .unwrap_or(false)
+                {
+                    vec![rel]
+                } else {
+                    vec![]
+                };
+                if m.is_empty() {
+                    return Err(ActionError::NotFound(path.clone()));
+                }
+                m
+            };
+            let opts = CopyOpts {
+                owner: owner.or(if src.from_context { Some((0, 0)) } else { None }),
+                mode: c.mode,
+                explicit_owner: owner,
+            };
+            let dest_dir = dest_is_dir(&c.dest, matches.len());
+            for m in &matches {
+                copy_one(root, src, m, c, dest_dir, &filter, &opts)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Copies one matched source (file, dir contents, or symlink) to its place under `root`.
+fn copy_one(
+    root: &Path,
+    src: &SourceRoot,
+    matched: &str,
+    c: &CopyAction,
+    dest_dir: bool,
+    filter: &Filter,
+    opts: &CopyOpts,
+) -> Result<(), ActionError> {
+    let entries = context::walk_source(&src.dir, matched, filter)?;
+    let Some(top) = entries.first() else {
+        return Err(ActionError::NotFound(matched.to_string()));
+    };
+    let dest_clean = clean_abs(&c.dest);
+    let parent_owner = opts.owner.unwrap_or((0, 0));
+
+    if c.unpack_archive
+        && top.meta.is_file()
+        && let Some(reader) = open_archive(&top.path)
+    {
+        let dir = mkdir_all_in_root(root, &dest_clean, 0o755, parent_owner)?;
+        return unpack(reader, &dir, opts);
+    }
+
+    let dest_exists_dir = in_root(root, &dest_clean)
+        .map(|p| p.is_dir())
+        .unwrap_or(false);
+    let target = copy_target(
+        &c.dest,
+        dest_dir,
+        dest_exists_dir,
+        base_name(matched),
+        top.meta.is_dir(),
+    );
+    // The directory that receives the entry (the target itself for dir contents).
+    let parent = if top.meta.is_dir() {
+        target.clone()
+    } else {
+        target
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default()
+    };
+    if dest_dir || top.meta.is_dir() || !parent.is_empty() {
+        mkdir_all_in_root(
+            root,
+            if parent.is_empty() { "/" } else { &parent },
+            0o755,
+            parent_owner,
+        )?;
+    }
+
+    let mut dir_times = Vec::new();
+    for e in &entries {
+        let below = e
+            .rel
+            .strip_prefix(matched)
+            .unwrap_or(&e.rel)
+            .trim_start_matches('/');
+        let dest_path = if below.is_empty() {
+            target.clone()
+        } else if target == "/" {
+            format!("/{below}")
+        } else {
+            format!("{target}/{below}")
+        };
+        let ft = e.meta.file_type();
+        let owner = opts.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
+        if ft.is_dir() {
+            // An existing directory (or symlink to one, inside the root) keeps its metadata.
+            let host = in_root(root, &dest_path)?;
+            if host.is_dir() {
+                continue;
+            }
+            let host = in_root_nofollow(root, &dest_path)?;
+            clear_non_dir(&host)?;
+            std::fs::create_dir(&host)
+                .map_err(|err| other(format!("creating {dest_path}"), err))?;
+            lchown(&host, owner)?;
+            set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
+            dir_times.push((host, e.meta.clone()));
+            continue;
+        }
+        let host = in_root_nofollow(root, &dest_path)?;
+        clear_non_dir(&host)?;
+        if ft.is_symlink() {
+            let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
+            std::os::unix::fs::symlink(&link, &host)
+                .map_err(|err| other(format!("creating {dest_path}"), err))?;
+            lchown(&host, owner)?;
+        } else if ft.is_file() {
+            copy_file(&e.path, &host)
+                .map_err(|err| other(format!("copying to {dest_path}"), err))?;
+            // chown before chmod: chown clears set-id bits.
+            lchown(&host, owner)?;
+            set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
+        } else {
+            nix::sys::stat::mknod(
+                &host,
+                nix::sys::stat::SFlag::from_bits_truncate(e.meta.mode() & libc::S_IFMT),
+                nix::sys::stat::Mode::from_bits_truncate(e.meta.mode() & 0o7777),
+                e.meta.rdev(),
+            )
+            .map_err(|err| other(format!("creating {dest_path}"), err))?;
+            lchown(&host, owner)?;
+        }
+        set_times(&host, &e.meta);
+    }
+    // Directory times last: creating children changed them.
+    for (host, meta) in dir_times.iter().rev() {
+        set_times(host, meta);
+    }
+    Ok(())
+}
+
+/// Copies file content (the kernel's copy_file_range where possible).
+fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    io::copy(&mut src, &mut dst)?;
+    Ok(())
+}
+
+/// Archive formats ADD extracts, detected by magic bytes as docker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar,
+    Gzip,
+    Bzip2,
+    Xz,
+}
+
+/// Detects a (possibly compressed) tar archive by magic bytes.
+pub fn detect_archive(head: &[u8]) -> Option<ArchiveKind> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Some(ArchiveKind::Gzip);
+    }
+    if head.starts_with(b"BZh") {
+        return Some(ArchiveKind::Bzip2);
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Some(ArchiveKind::Xz);
+    }
+    if is_tar_header(head) {
+        return Some(ArchiveKind::Tar);
+    }
+    None
+}
+
+/// A ustar/GNU tar header block.
+fn is_tar_header(head: &[u8]) -> bool {
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Reads up to `n` bytes (fewer only at end of stream).
+fn read_head(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// The tar stream inside `path` when it is a plain or compressed tar archive; None for any
+/// other file (ADD then copies it as it is, as docker does for e.g. a lone .gz).
+fn open_archive(path: &Path) -> Option<Box<dyn Read>> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let magic = read_head(&mut f, 512).ok()?;
+    let kind = detect_archive(&magic)?;
+    let f = std::fs::File::open(path).ok()?;
+    let mut decoded: Box<dyn Read> = match kind {
+        ArchiveKind::Tar => Box::new(io::BufReader::new(f)),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f))),
+        ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(io::BufReader::new(f))),
+        ArchiveKind::Xz => {
+            // lzma-rs decodes into a writer: spool to an anonymous temp file.
+            let mut out = tempfile::tempfile().ok()?;
+            lzma_rs::xz_decompress(&mut io::BufReader::new(f), &mut out).ok()?;
+            io::Seek::seek(&mut out, io::SeekFrom::Start(0)).ok()?;
+            Box::new(io::BufReader::new(out))
+        }
+    };
+    let head = read_head(&mut decoded, 512).ok()?;
+    if !is_tar_header(&head) {
+        return None;
+    }
+    Some(Box::new(io::Cursor::new(head).chain(decoded)))
+}
+
+/// Extracts a tar stream into `dir` (a host path inside the mounted rootfs). The tar crate
+/// refuses entries that would land outside `dir`. Owners come from the archive unless
+/// `--chown` was given.
+fn unpack(reader: Box<dyn Read>, dir: &Path, opts: &CopyOpts) -> Result<(), ActionError> {
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_overwrite(true);
+    let entries = ar.entries().map_err(|e| other("reading archive", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| other("reading archive", e))?;
+        let name = entry.path().map(|p| p.to_path_buf()).unwrap_or_default();
+        entry
+            .unpack_in(dir)
+            .map_err(|e| other(format!("extracting {}", name.display()), e))?;
+        if let Some(owner) = opts.explicit_owner {
+            lchown(&dir.join(&name), owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// WORKDIR: creates `path` (and parents when asked) inside the rootfs.
+fn make_dir(
+    root: &Path,
+    path: &str,
+    mode: u32,
+    make_parents: bool,
+    owner: Option<&Owner>,
+) -> Result<(), ActionError> {
+    let owner = owner
+        .map(|o| resolve_owner(root, o))
+        .transpose()?
+        .unwrap_or((0, 0));
+    let clean = clean_abs(path);
+    if !make_parents {
+        let host = in_root_nofollow(root, &clean)?;
+        if host.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir(&host).map_err(|e| other(format!("creating {clean}"), e))?;
+        set_mode(&host, mode)?;
+        return lchown(&host, owner);
+    }
+    mkdir_all_in_root(root, &clean, mode, owner).map(|_| ())
+}
+
+/// Removes `path` inside the rootfs (a directory with its contents).
+fn remove(root: &Path, path: &str, allow_not_found: bool) -> Result<(), ActionError> {
+    let clean = clean_abs(path);
+    let host = in_root_nofollow(root, &clean)?;
+    match std::fs::symlink_metadata(&host) {
+        Err(_) if allow_not_found => Ok(()),
+        Err(_) => Err(ActionError::NotFound(clean)),
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(&host).map_err(|e| other(format!("removing {clean}"), e))
+        }
+        Ok(_) => std::fs::remove_file(&host).map_err(|e| other(format!("removing {clean}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_magic() {
+        assert_eq!(detect_archive(&[0x1f, 0x8b, 8, 0]), Some(ArchiveKind::Gzip));
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(detect_archive(&tar), Some(ArchiveKind::Tar));
+        assert_eq!(detect_archive(b"hello world"), None);
+        assert_eq!(detect_archive(b"BZh91AY"), Some(ArchiveKind::Bzip2));
+        assert_eq!(
+            detect_archive(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Some(ArchiveKind::Xz)
+        );
+    }
+}

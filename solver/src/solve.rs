@@ -1,0 +1,577 @@
+//! The scheduler: runtime cache keys, cache lookups, and concurrent execution of what the
+//! cache cannot answer.
+
+use crate::context::{ContextError, ContextHasher, Filter};
+use crate::dockerignore::Patterns;
+use crate::graph::{BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, VertexId};
+use crate::image::ImageConfig;
+use crate::ops;
+use crate::progress::Event;
+use petgraph::graph::{DiGraph, NodeIndex};
+use rbuild_cache::{CacheRecord, Layer, Store};
+use rbuild_executor::CancelToken;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How one solve runs.
+#[derive(Debug, Clone, Default)]
+pub struct SolveOptions {
+    /// Execute every vertex even when the cache could answer it (results are still recorded).
+    pub no_cache: bool,
+    /// The directory of the `Op::Local` named "context".
+    pub context_dir: Option<PathBuf>,
+    /// Cancelled by the caller (e.g. on Ctrl-C): running steps are killed.
+    pub cancel: CancelToken,
+}
+
+/// The result of one vertex.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The filesystem as a layer chain, bottom first.
+    pub layers: Vec<Layer>,
+    /// The image config, for image sources.
+    pub config: Option<ImageConfig>,
+    /// When this result was first produced (unix seconds, from its cache record), so a
+    /// fully cached rebuild exports the very same image.
+    pub created: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error("{description}: process did not complete successfully: exit code: {exit_code}")]
+    RunFailed {
+        vertex: VertexId,
+        description: String,
+        lines: Option<(usize, usize)>,
+        exit_code: i32,
+        /// The last lines the step printed (stdout and stderr interleaved).
+        last_output: Vec<String>,
+    },
+    #[error(
+        "{description}: {path:?}: not found (not in the build context, excluded by .dockerignore, or missing in the source stage)"
+    )]
+    MissingContextFile {
+        path: String,
+        description: String,
+        lines: Option<(usize, usize)>,
+    },
+    #[error(
+        "image {reference:?} is not in the local store: import it with `rbuild load -i FILE` or fetch it with `rbuild pull {reference}`"
+    )]
+    ImageNotFound { reference: String },
+    #[error("build cancelled")]
+    Cancelled,
+    /// Any other failure of a step (I/O, mounts, users, archives), naming the step.
+    #[error("{description}: {message}")]
+    Step {
+        vertex: VertexId,
+        description: String,
+        lines: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error("no directory was given for the local source {name:?}")]
+    NoLocalDir { name: String },
+    #[error(transparent)]
+    Cache(#[from] rbuild_cache::CacheError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SolveError {
+    /// A step failure for `vertex` with its description and lines.
+    pub(crate) fn step(graph: &BuildGraph, vertex: VertexId, message: impl Into<String>) -> Self {
+        let meta = &graph.vertex(vertex).meta;
+        SolveError::Step {
+            vertex,
+            description: describe(graph, vertex),
+            lines: meta.lines,
+            message: message.into(),
+        }
+    }
+}
+
+/// What to call a vertex in messages.
+pub(crate) fn describe(graph: &BuildGraph, v: VertexId) -> String {
+    let meta = &graph.vertex(v).meta;
+    if meta.description.is_empty() {
+        format!("{} #{}", graph.vertex(v).op.kind(), v.0)
+    } else {
+        meta.description.clone()
+    }
+}
+
+/// Runs build graphs against one store.
+#[derive(Clone)]
+pub struct Solver {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) hasher: ContextHasher,
+    /// Copy rootfs trees instead of mounting overlays (overlayfs unusable here).
+    pub(crate) copying: bool,
+}
+
+/// Domain separation of runtime keys; bump when their derivation changes.
+const RUNTIME_DOMAIN: &[u8] = b"rbuild runtime key v1\0";
+
+/// Parsed `.dockerignore` patterns of a Local op.
+pub(crate) fn local_patterns(exclude: &[String]) -> Patterns {
+    // An unparsable pattern list would have failed in the frontend; treat it as empty here.
+    Patterns::from_list(exclude).unwrap_or_default()
+}
+
+impl Solver {
+    /// A solver over `store`. Probes once whether overlayfs works under the store root and
+    /// falls back to the copying snapshotter when it does not (see
+    /// [`Solver::uses_copying_snapshotter`]).
+    pub fn new(store: Store) -> Self {
+        let tmp = store.root().join("tmp");
+        let _ = std::fs::create_dir_all(&tmp);
+        let copying = !rbuild_executor::overlay_supported(&tmp);
+        Self::with_snapshotter(store, copying)
+    }
+
+    /// A solver with the snapshotter chosen by the caller: `copying` = plain directory
+    /// copies and tree diffs instead of overlay mounts (slower; works on any filesystem).
+    pub fn with_snapshotter(store: Store, copying: bool) -> Self {
+        let hasher = ContextHasher::new(store.root());
+        Solver {
+            inner: Arc::new(Inner {
+                store,
+                hasher,
+                copying,
+            }),
+        }
+    }
+
+    /// Whether steps run on copies instead of overlays (the CLI prints a one-line notice).
+    pub fn uses_copying_snapshotter(&self) -> bool {
+        self.inner.copying
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// How many context files this solver has read (stat cache misses), for tests/stats.
+    pub fn context_files_read(&self) -> u64 {
+        self.inner.hasher.files_read()
+    }
+
+    /// Runs what the cache cannot answer; independent vertices run concurrently, each at
+    /// most once. The first failure cancels the rest; temp dirs are removed either way.
+    pub async fn solve(
+        &self,
+        graph: Arc<BuildGraph>,
+        roots: &[VertexId],
+        opts: &SolveOptions,
+        events: UnboundedSender<Event>,
+    ) -> Result<HashMap<VertexId, Outcome>, SolveError> {
+        let order = graph.reachable(roots);
+        let (dag, index) = build_dag(&graph, &order);
+        let mut pending: HashMap<NodeIndex, usize> = dag
+            .node_indices()
+            .map(|n| {
+                let count = dag
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                    .count();
+                (n, count)
+            })
+            .collect();
+
+        // Our own token: a failure cancels the other steps without touching the caller's.
+        let cancel = CancelToken::new();
+        let watcher = {
+            let outer = opts.cancel.clone();
+            let inner = cancel.clone();
+            tokio::spawn(async move {
+                loop {
+                    if outer.is_cancelled() {
+                        inner.cancel();
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            })
+        };
+
+        let mut results: HashMap<VertexId, (CacheKey, Outcome)> = HashMap::new();
+        let mut tasks: tokio::task::JoinSet<(VertexId, VertexResult)> = tokio::task::JoinSet::new();
+        let mut ready: Vec<NodeIndex> = pending
+            .iter()
+            .filter(|(_, c)| **c == 0)
+            .map(|(n, _)| *n)
+            .collect();
+        ready.sort_by_key(|n| dag[*n]);
+        let mut first_error: Option<SolveError> = None;
+
+        loop {
+            if first_error.is_none() {
+                for n in ready.drain(..) {
+                    let v = dag[n];
+                    let inputs: Vec<(CacheKey, Outcome)> = graph
+                        .vertex(v)
+                        .inputs
+                        .iter()
+                        .map(|i| results[i].clone())
+                        .collect();
+                    let this = self.clone();
+                    let graph = graph.clone();
+                    let opts = opts.clone();
+                    let cancel = cancel.clone();
+                    let events = events.clone();
+                    tasks.spawn(async move {
+                        let r = this
+                            .run_vertex(&graph, v, inputs, &opts, &cancel, &events)
+                            .await;
+                        if let Err(e) = &r {
+                            let _ = events.send(Event::Failed {
+                                vertex: v,
+                                error: e.to_string(),
+                            });
+                        }
+                        (v, r)
+                    });
+                }
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok((v, Ok(res))) => {
+                    results.insert(v, res);
+                    let n = index[&v];
+                    for d in dag.neighbors_directed(n, petgraph::Direction::Outgoing) {
+                        if let Some(c) = pending.get_mut(&d) {
+                            *c -= 1;
+                            if *c == 0 {
+                                ready.push(d);
+                            }
+                        }
+                    }
+                }
+                Ok((_, Err(e))) => {
+                    cancel.cancel();
+                    // A step killed because another one failed reports Cancelled: keep the cause.
+                    let replace = match (&first_error, &e) {
+                        (None, _) => true,
+                        (Some(SolveError::Cancelled), e) => !matches!(e, SolveError::Cancelled),
+                        _ => false,
+                    };
+                    if replace {
+                        first_error = Some(e);
+                    }
+                }
+                Err(join) => {
+                    cancel.cancel();
+                    if first_error.is_none() {
+                        first_error =
+                            Some(SolveError::Internal(format!("a step panicked: {join}")));
+                    }
+                }
+            }
+        }
+        watcher.abort();
+        // Whatever was hashed is worth remembering, even when the build failed.
+        let _ = self.inner.hasher.save();
+        if opts.cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(results.into_iter().map(|(v, (_, o))| (v, o)).collect())
+    }
+
+    /// For --dry-run: per reachable vertex, whether the cache answers it. Computes the
+    /// runtime keys (hashing context files) without running anything.
+    pub fn plan(
+        &self,
+        graph: &BuildGraph,
+        roots: &[VertexId],
+        opts: &SolveOptions,
+    ) -> Result<HashMap<VertexId, bool>, SolveError> {
+        let mut keys: HashMap<VertexId, CacheKey> = HashMap::new();
+        let mut out = HashMap::new();
+        for v in graph.reachable(roots) {
+            let input_keys: Vec<CacheKey> =
+                graph.vertex(v).inputs.iter().map(|i| keys[i]).collect();
+            let (key, _) = self.inner.runtime_key(graph, v, &input_keys, opts)?;
+            let cached = !opts.no_cache && self.inner.store.record_get(&key.to_hex())?.is_some();
+            keys.insert(v, key);
+            out.insert(v, cached);
+        }
+        let _ = self.inner.hasher.save();
+        Ok(out)
+    }
+
+    async fn run_vertex(
+        &self,
+        graph: &Arc<BuildGraph>,
+        v: VertexId,
+        inputs: Vec<(CacheKey, Outcome)>,
+        opts: &SolveOptions,
+        cancel: &CancelToken,
+        events: &UnboundedSender<Event>,
+    ) -> Result<(CacheKey, Outcome), SolveError> {
+        if cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
+        let this = self.clone();
+        let g = graph.clone();
+        let o = opts.clone();
+        let input_keys: Vec<CacheKey> = inputs.iter().map(|(k, _)| *k).collect();
+        let (key, image) =
+            tokio::task::spawn_blocking(move || this.inner.runtime_key(&g, v, &input_keys, &o))
+                .await
+                .map_err(|e| SolveError::Internal(e.to_string()))??;
+        let key_hex = key.to_hex();
+
+        if !opts.no_cache
+            && let Some(rec) = self.inner.store.record_get(&key_hex)?
+        {
+            let _ = events.send(Event::Cached { vertex: v });
+            let config = rec
+                .config
+                .map(serde_json::from_value::<ImageConfig>)
+                .transpose()
+                .map_err(|e| SolveError::Internal(format!("cache record {key_hex}: {e}")))?;
+            return Ok((
+                key,
+                Outcome {
+                    layers: rec.layers,
+                    config,
+                    created: rec.created,
+                },
+            ));
+        }
+
+        let _ = events.send(Event::Started {
+            vertex: v,
+            at: Instant::now(),
+        });
+        let outcomes: Vec<Outcome> = inputs.into_iter().map(|(_, o)| o).collect();
+        let mut outcome = match &graph.vertex(v).op {
+            Op::Scratch | Op::Local { .. } => Outcome::default(),
+            Op::Image { .. } => {
+                let img = image.ok_or_else(|| SolveError::Internal("image not resolved".into()))?;
+                ops::source::image_outcome(&img)?
+            }
+            Op::Exec(_) => {
+                let this = self.clone();
+                let g = graph.clone();
+                let o = opts.clone();
+                let c = cancel.clone();
+                let ev = events.clone();
+                tokio::task::spawn_blocking(move || {
+                    ops::exec::run(&this.inner, &g, v, &outcomes, &o, &c, &ev)
+                })
+                .await
+                .map_err(|e| SolveError::Internal(e.to_string()))??
+            }
+            Op::File(_) => {
+                let this = self.clone();
+                let g = graph.clone();
+                let o = opts.clone();
+                let c = cancel.clone();
+                tokio::task::spawn_blocking(move || {
+                    ops::file::run(&this.inner, &g, v, &outcomes, &o, &c)
+                })
+                .await
+                .map_err(|e| SolveError::Internal(e.to_string()))??
+            }
+        };
+        outcome.created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let record = CacheRecord {
+            layers: outcome.layers.clone(),
+            config: outcome
+                .config
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| SolveError::Internal(e.to_string()))?,
+            created: outcome.created,
+        };
+        self.inner.store.record_put(&key_hex, &record)?;
+        let _ = events.send(Event::Done {
+            vertex: v,
+            at: Instant::now(),
+        });
+        Ok((key, outcome))
+    }
+}
+
+/// What one vertex task returns: its runtime key and outcome.
+type VertexResult = Result<(CacheKey, Outcome), SolveError>;
+
+/// The DAG of the reachable vertices, edges from input to consumer (one per distinct input).
+fn build_dag(
+    graph: &BuildGraph,
+    order: &[VertexId],
+) -> (DiGraph<VertexId, ()>, HashMap<VertexId, NodeIndex>) {
+    let mut dag = DiGraph::new();
+    let mut index = HashMap::new();
+    for v in order {
+        index.insert(*v, dag.add_node(*v));
+    }
+    for v in order {
+        let mut seen = Vec::new();
+        for i in &graph.vertex(*v).inputs {
+            if !seen.contains(i) {
+                seen.push(*i);
+                dag.add_edge(index[i], index[v], ());
+            }
+        }
+    }
+    (dag, index)
+}
+
+impl Inner {
+    /// The directory of a Local source.
+    pub(crate) fn local_dir(&self, name: &str, opts: &SolveOptions) -> Result<PathBuf, SolveError> {
+        match (name, &opts.context_dir) {
+            ("context", Some(d)) => Ok(d.clone()),
+            _ => Err(SolveError::NoLocalDir {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Looks an image up in the local store: the pinned manifest digest when there is one
+    /// (what lowering resolved), else the reference.
+    pub(crate) fn find_image(
+        &self,
+        reference: &str,
+        digest: Option<&str>,
+    ) -> Result<rbuild_cache::StoredImage, SolveError> {
+        if let Some(d) = digest
+            && let Some(img) = self.store.image(d)?
+        {
+            return Ok(img);
+        }
+        if let Some(img) = self.store.image(reference)? {
+            return Ok(img);
+        }
+        Err(SolveError::ImageNotFound {
+            reference: reference.to_string(),
+        })
+    }
+
+    /// blake3(static key, input runtime keys, facts known only now): the manifest digest of
+    /// an image source, the content digest of each context selection of a COPY.
+    pub(crate) fn runtime_key(
+        &self,
+        graph: &BuildGraph,
+        v: VertexId,
+        input_keys: &[CacheKey],
+        opts: &SolveOptions,
+    ) -> Result<(CacheKey, Option<rbuild_cache::StoredImage>), SolveError> {
+        let vertex = graph.vertex(v);
+        let mut h = blake3::Hasher::new();
+        h.update(RUNTIME_DOMAIN);
+        h.update(&graph.key(v).0);
+        h.update(&(input_keys.len() as u64).to_le_bytes());
+        for k in input_keys {
+            h.update(&k.0);
+        }
+        let mut image = None;
+        match &vertex.op {
+            Op::Image {
+                reference, digest, ..
+            } => {
+                let img = self.find_image(reference, digest.as_deref())?;
+                h.update(b"image\0");
+                h.update(img.manifest_digest.as_bytes());
+                image = Some(img);
+            }
+            Op::File(file) => {
+                for (i, action) in file.actions.iter().enumerate() {
+                    let FileAction::Copy(copy) = action else {
+                        continue;
+                    };
+                    let CopySource::Input { input, path } = &copy.source else {
+                        continue;
+                    };
+                    let Some(src) = vertex.inputs.get(*input) else {
+                        return Err(SolveError::step(
+                            graph,
+                            v,
+                            format!("copy source input {input} does not exist"),
+                        ));
+                    };
+                    let Op::Local { name, exclude } = &graph.vertex(*src).op else {
+                        continue;
+                    };
+                    let dir = self.local_dir(name, opts)?;
+                    let ignore = local_patterns(exclude);
+                    let copy_exclude = local_patterns(&copy.exclude);
+                    let filter = Filter {
+                        ignore: &ignore,
+                        copy_exclude: &copy_exclude,
+                    };
+                    let d = self
+                        .hasher
+                        .digest(&dir, path, copy.allow_wildcard, &filter)
+                        .map_err(|e| context_error(graph, v, e))?;
+                    h.update(&(i as u64).to_le_bytes());
+                    h.update(&d);
+                }
+            }
+            Op::Exec(exec) => {
+                // A bind of the context: what it shows is part of the step's inputs.
+                for (i, m) in exec.mounts.iter().enumerate() {
+                    let MountKind::Bind { input, source, .. } = &m.kind else {
+                        continue;
+                    };
+                    let Some(src) = vertex.inputs.get(*input) else {
+                        continue;
+                    };
+                    let Op::Local { name, exclude } = &graph.vertex(*src).op else {
+                        continue;
+                    };
+                    let dir = self.local_dir(name, opts)?;
+                    let ignore = local_patterns(exclude);
+                    let none = Patterns::default();
+                    let filter = Filter {
+                        ignore: &ignore,
+                        copy_exclude: &none,
+                    };
+                    let d = self
+                        .hasher
+                        .digest(&dir, source, false, &filter)
+                        .map_err(|e| context_error(graph, v, e))?;
+                    h.update(b"bind\0");
+                    h.update(&(i as u64).to_le_bytes());
+                    h.update(&d);
+                }
+            }
+            _ => {}
+        }
+        Ok((CacheKey(*h.finalize().as_bytes()), image))
+    }
+}
+
+/// A context error as the step's error.
+pub(crate) fn context_error(graph: &BuildGraph, v: VertexId, e: ContextError) -> SolveError {
+    match e {
+        ContextError::NotFound { path } => SolveError::MissingContextFile {
+            path,
+            description: describe(graph, v),
+            lines: graph.vertex(v).meta.lines,
+        },
+        other => SolveError::step(graph, v, other.to_string()),
+    }
+}

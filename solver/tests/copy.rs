@@ -1,0 +1,232 @@
+//! COPY rules over a real overlay (needs root).
+
+mod common;
+
+use common::*;
+use rbuild_solver::graph::{BuildGraph, CopyAction, CopySource, FileAction, FileOp, Op};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+fn setup_ctx(env: &Env) {
+    let c = &env.ctx;
+    std::fs::create_dir_all(c.join("dir/sub")).unwrap();
+    std::fs::write(c.join("dir/sub/file"), "in sub").unwrap();
+    std::fs::write(c.join("dir/top"), "top").unwrap();
+    std::os::unix::fs::symlink("sub/file", c.join("dir/link")).unwrap();
+    std::fs::write(c.join("x.txt"), "x").unwrap();
+    std::fs::write(c.join("y.txt"), "y").unwrap();
+    std::fs::write(c.join("z.md"), "z").unwrap();
+    std::fs::set_permissions(c.join("x.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    // Context files owned by someone else still land as root.
+    std::os::unix::fs::chown(c.join("y.txt"), Some(4321), Some(4321)).unwrap();
+}
+
+#[test]
+fn copy_rules() {
+    let env = env();
+    setup_ctx(&env);
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let mut chown = copy_action(1, "x.txt", "/owned.txt");
+    chown.owner = Some(owner("app", Some("app")));
+    let mut chmod = copy_action(1, "y.txt", "/mode.txt");
+    chmod.mode = Some(0o600);
+    let mut numeric = copy_action(1, "y.txt", "/numeric.txt");
+    numeric.owner = Some(owner("1234", Some("55")));
+    let cp = copy(
+        &mut g,
+        b,
+        c,
+        vec![
+            copy_action(1, "dir", "/d/"),
+            copy_action(1, "*.txt", "/w/"),
+            copy_action(1, "x.txt", "/single"),
+            copy_action(1, "y.txt", "/into/"),
+            chown,
+            chmod,
+            numeric,
+            copy_action(1, "x.txt", "/lnk/"),
+            copy_action(1, "y.txt", "/esc/"),
+        ],
+    );
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    // a directory source copies its contents
+    assert_eq!(
+        std::fs::read_to_string(top.join("d/sub/file")).unwrap(),
+        "in sub"
+    );
+    assert_eq!(std::fs::read_to_string(top.join("d/top")).unwrap(), "top");
+    assert!(!top.join("d/dir").exists());
+    // symlinks are copied as symlinks
+    let l = std::fs::symlink_metadata(top.join("d/link")).unwrap();
+    assert!(l.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(top.join("d/link")).unwrap().to_str(),
+        Some("sub/file")
+    );
+    // wildcard
+    let mut w: Vec<String> = std::fs::read_dir(top.join("w"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    w.sort();
+    assert_eq!(w, ["x.txt", "y.txt"]);
+    // no trailing slash: the file becomes dest; trailing slash: into the dir
+    assert!(top.join("single").is_file());
+    assert_eq!(std::fs::read_to_string(top.join("single")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(top.join("into/y.txt")).unwrap(),
+        "y"
+    );
+    // modes kept, context owners reset to root
+    let x = std::fs::metadata(top.join("single")).unwrap();
+    assert_eq!(x.mode() & 0o7777, 0o640);
+    let y = std::fs::metadata(top.join("into/y.txt")).unwrap();
+    assert_eq!((y.uid(), y.gid()), (0, 0));
+    // --chown by name, resolved in the image's /etc/passwd
+    let o = std::fs::metadata(top.join("owned.txt")).unwrap();
+    assert_eq!((o.uid(), o.gid()), (1000, 1000));
+    let n = std::fs::metadata(top.join("numeric.txt")).unwrap();
+    assert_eq!((n.uid(), n.gid()), (1234, 55));
+    // --chmod
+    let m = std::fs::metadata(top.join("mode.txt")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o600);
+    // a symlink in the dest path is resolved inside the rootfs
+    assert_eq!(
+        std::fs::read_to_string(top.join("realdir/x.txt")).unwrap(),
+        "x"
+    );
+    assert_eq!(
+        std::fs::read_to_string(top.join("rbuild-host-escape-check/y.txt")).unwrap(),
+        "y"
+    );
+    assert!(!std::path::Path::new("/rbuild-host-escape-check").exists());
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
+
+#[test]
+fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let stage = run(
+        &mut g,
+        b,
+        "mkdir -p /out && echo built > /out/bin && chown 1000:1000 /out/bin",
+    );
+    let cp = g.add(
+        Op::File(FileOp {
+            actions: vec![
+                FileAction::Copy(copy_action(1, "/out/bin", "/app/")),
+                FileAction::Copy(CopyAction {
+                    source: CopySource::Inline {
+                        data: "hello\n".into(),
+                        mode: 0o644,
+                    },
+                    dest: "/etc/greeting".into(),
+                    owner: None,
+                    mode: None,
+                    allow_wildcard: false,
+                    unpack_archive: false,
+                    exclude: vec![],
+                }),
+                FileAction::Mkdir {
+                    path: "/work/deep".into(),
+                    mode: 0o755,
+                    make_parents: true,
+                    owner: None,
+                },
+            ],
+        }),
+        vec![b, stage],
+        meta("COPY --from=stage"),
+    );
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    let m = std::fs::metadata(top.join("app/bin")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    assert_eq!(
+        std::fs::read_to_string(top.join("app/bin")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(top.join("etc/greeting")).unwrap(),
+        "hello\n"
+    );
+    assert!(top.join("work/deep").is_dir());
+    // the stage's own files are not in this layer
+    assert!(!top.join("out").exists());
+}
+
+/// A tar with `pkg/run.sh` (0755, owned 7:8).
+fn tar_bytes() -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o755);
+    h.set_uid(7);
+    h.set_gid(8);
+    h.set_cksum();
+    t.append_data(&mut h, "pkg/run.sh", &b"echo\n"[..]).unwrap();
+    t.into_inner().unwrap()
+}
+
+#[test]
+fn add_unpacks_local_archives() {
+    use std::io::Write;
+    let env = env();
+    let tar = tar_bytes();
+    std::fs::write(env.ctx.join("a.tar"), &tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    std::fs::write(env.ctx.join("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&tar).unwrap();
+    std::fs::write(env.ctx.join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut std::io::Cursor::new(&tar), &mut xz).unwrap();
+    std::fs::write(env.ctx.join("a.tar.xz"), xz).unwrap();
+    // gzip magic but not a tar inside: copied as is
+    let mut notar = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    notar.write_all(b"just text").unwrap();
+    std::fs::write(env.ctx.join("plain.gz"), notar.finish().unwrap()).unwrap();
+
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let mut actions = Vec::new();
+    for (src, dest) in [
+        ("a.tar", "/t/"),
+        ("a.tar.gz", "/g/"),
+        ("a.tar.bz2", "/b/"),
+        ("a.tar.xz", "/x/"),
+        ("plain.gz", "/p/"),
+    ] {
+        let mut a = copy_action(1, src, dest);
+        a.unpack_archive = true;
+        actions.push(a);
+    }
+    let mut chowned = copy_action(1, "a.tar.gz", "/owned");
+    chowned.unpack_archive = true;
+    chowned.owner = Some(owner("app", None));
+    actions.push(chowned);
+    // COPY never unpacks
+    actions.push(copy_action(1, "a.tar.gz", "/copied/"));
+    let cp = copy(&mut g, b, c, actions);
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    for d in ["t", "g", "b", "x"] {
+        let m = std::fs::metadata(top.join(d).join("pkg/run.sh")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o755, "{d}");
+        assert_eq!((m.uid(), m.gid()), (7, 8), "{d}");
+        assert_eq!(
+            std::fs::read(top.join(d).join("pkg/run.sh")).unwrap(),
+            b"echo\n"
+        );
+    }
+    let m = std::fs::metadata(top.join("owned/pkg/run.sh")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+    assert!(top.join("p/plain.gz").is_file());
+    assert!(top.join("copied/a.tar.gz").is_file());
+}

@@ -1,0 +1,468 @@
+//! The solver over a real store and executor (needs root and overlayfs).
+
+mod common;
+
+use common::*;
+use rbuild_solver::graph::{BuildGraph, VertexId};
+use rbuild_solver::image::{History, ImageConfig};
+use rbuild_solver::{Event, SolveError};
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn run_writes_a_layer_and_second_solve_is_all_cached() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let r = run(&mut g, b, "echo hello > /out.txt");
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    let out = res.unwrap();
+    assert_eq!(out[&r].layers.len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&r]).join("out.txt")).unwrap(),
+        "hello\n"
+    );
+    assert!(started(&events).contains(&r));
+
+    // A new solver on the same store: everything answered by the cache.
+    let (res2, events2) = solve(&env.solver(), &g, &[r], &env.opts());
+    assert_eq!(res2.unwrap()[&r], out[&r]);
+    assert!(started(&events2).is_empty(), "{events2:?}");
+    assert_eq!(cached(&events2), vec![b, r]);
+
+    // no_cache runs it again
+    let mut opts = env.opts();
+    opts.no_cache = true;
+    let (res3, events3) = solve(&env.solver(), &g, &[r], &opts);
+    res3.unwrap();
+    assert!(started(&events3).contains(&r));
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
+
+#[test]
+fn context_change_reruns_only_downstream_and_mtime_change_nothing() {
+    let env = env();
+    std::fs::write(env.ctx.join("a.txt"), "A1").unwrap();
+    std::fs::write(env.ctx.join("b.txt"), "B1").unwrap();
+    age(&env.ctx.join("a.txt"), 100);
+    age(&env.ctx.join("b.txt"), 100);
+    settle();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let ca = copy(&mut g, b, c, vec![copy_action(1, "a.txt", "/a.txt")]);
+    let ra = run(&mut g, ca, "cat /a.txt > /a.out");
+    let cb = copy(&mut g, b, c, vec![copy_action(1, "b.txt", "/b.txt")]);
+    let rb = run(&mut g, cb, "cat /b.txt > /b.out");
+    let roots = [ra, rb];
+    let (res, _) = solve(&env.solver(), &g, &roots, &env.opts());
+    let out = res.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&ra]).join("a.out")).unwrap(),
+        "A1"
+    );
+
+    std::fs::write(env.ctx.join("a.txt"), "A2").unwrap();
+    age(&env.ctx.join("a.txt"), 10);
+    settle();
+    let solver = env.solver();
+    let (res, events) = solve(&solver, &g, &roots, &env.opts());
+    assert_eq!(
+        solver.context_files_read(),
+        1,
+        "only the changed file is read"
+    );
+    let out = res.unwrap();
+    assert_eq!(started(&events), vec![ca, ra]);
+    assert!(cached(&events).contains(&cb) && cached(&events).contains(&rb));
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&ra]).join("a.out")).unwrap(),
+        "A2"
+    );
+
+    // Only the mtime of b.txt changes: nothing runs.
+    age(&env.ctx.join("b.txt"), 50);
+    settle();
+    let solver = env.solver();
+    let (res, events) = solve(&solver, &g, &roots, &env.opts());
+    res.unwrap();
+    assert_eq!(solver.context_files_read(), 1);
+    // And with nothing changed, no file content is read at all.
+    let solver = env.solver();
+    let (res, events2) = solve(&solver, &g, &roots, &env.opts());
+    res.unwrap();
+    assert!(started(&events2).is_empty());
+    assert_eq!(solver.context_files_read(), 0);
+    assert!(started(&events).is_empty(), "{events:?}");
+}
+
+#[test]
+fn independent_runs_overlap() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let r1 = run(&mut g, b, "sleep 1; echo 1 > /one");
+    let r2 = run(&mut g, b, "sleep 1; echo 2 > /two");
+    let (res, events) = solve(&env.solver(), &g, &[r1, r2], &env.opts());
+    res.unwrap();
+    let when = |v: VertexId, start: bool| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Started { vertex, at } if start && *vertex == v => Some(*at),
+                Event::Done { vertex, at } if !start && *vertex == v => Some(*at),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // Each started before the other finished.
+    assert!(when(r1, true) < when(r2, false));
+    assert!(when(r2, true) < when(r1, false));
+}
+
+#[test]
+fn failing_run_reports_exit_code_and_output_and_cleans_up() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let bad = run(&mut g, b, "echo first; echo oops >&2; exit 3");
+    let slow = run(&mut g, b, "sleep 30");
+    let (res, events) = solve(&env.solver(), &g, &[bad, slow], &env.opts());
+    match res {
+        Err(SolveError::RunFailed {
+            vertex,
+            exit_code,
+            last_output,
+            lines,
+            ..
+        }) => {
+            assert_eq!(vertex, bad);
+            assert_eq!(exit_code, 3);
+            assert_eq!(lines, Some((1, 1)));
+            assert!(last_output.contains(&"oops".to_string()), "{last_output:?}");
+            assert!(
+                last_output.contains(&"first".to_string()),
+                "{last_output:?}"
+            );
+        }
+        other => panic!("expected RunFailed, got {other:?}"),
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Failed { vertex, .. } if *vertex == bad))
+    );
+    // The sleeping step was killed, not waited for: it never completed.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Done { vertex, .. } if *vertex == slow))
+    );
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
+
+#[test]
+fn missing_context_file_and_missing_image_are_reported() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let cp = copy(&mut g, b, c, vec![copy_action(1, "nope.txt", "/x")]);
+    let (res, _) = solve(&env.solver(), &g, &[cp], &env.opts());
+    match res {
+        Err(SolveError::MissingContextFile { path, lines, .. }) => {
+            assert_eq!(path, "nope.txt");
+            assert_eq!(lines, Some((1, 1)));
+        }
+        other => panic!("expected MissingContextFile, got {other:?}"),
+    }
+    let mut g = BuildGraph::new();
+    let img = g.add(
+        rbuild_solver::graph::Op::Image {
+            reference: "nosuch:1".into(),
+            digest: None,
+            platform: rbuild_solver::graph::Platform::host(),
+        },
+        vec![],
+        meta("FROM nosuch:1"),
+    );
+    let (res, _) = solve(&env.solver(), &g, &[img], &env.opts());
+    let err = res.unwrap_err();
+    assert!(matches!(&err, SolveError::ImageNotFound { reference } if reference == "nosuch:1"));
+    assert!(err.to_string().contains("rbuild load -i"), "{err}");
+}
+
+#[test]
+fn plan_reports_what_the_cache_answers() {
+    let env = env();
+    std::fs::write(env.ctx.join("a.txt"), "A").unwrap();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let cp = copy(&mut g, b, c, vec![copy_action(1, "a.txt", "/a.txt")]);
+    let r = run(&mut g, cp, "true");
+    let solver = env.solver();
+    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    assert!(!plan[&cp] && !plan[&r]);
+    solve(&solver, &g, &[r], &env.opts()).0.unwrap();
+    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    assert!(plan.values().all(|c| *c), "{plan:?}");
+    std::fs::write(env.ctx.join("a.txt"), "B").unwrap();
+    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    assert!(plan[&b] && !plan[&cp] && !plan[&r]);
+}
+
+#[test]
+fn export_writes_diff_ids_and_empty_layer_flags() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let touch = run(&mut g, b, "touch /made");
+    let noop = run(&mut g, touch, "true");
+    let (res, _) = solve(&env.solver(), &g, &[noop], &env.opts());
+    let out = res.unwrap();
+    let base_cfg = out[&b].config.clone().unwrap();
+    let h = |s: &str| History {
+        created_by: Some(s.into()),
+        ..Default::default()
+    };
+    let history = vec![
+        (h("busybox base"), None),
+        (h("RUN touch /made"), Some(touch)),
+        (h("ENV A=1"), None),
+        (h("RUN true"), Some(noop)),
+    ];
+    let mut cfg: ImageConfig = base_cfg.clone();
+    cfg.config.env_set("A", "1");
+    let digest = env
+        .solver()
+        .export(&g, &out, noop, &cfg, &history, &["result:1".to_string()])
+        .unwrap();
+    let img = env.store.image("result:1").unwrap().unwrap();
+    assert_eq!(img.manifest_digest, digest);
+    let written: ImageConfig = serde_json::from_slice(&img.config).unwrap();
+    let want: Vec<String> = out[&noop]
+        .layers
+        .iter()
+        .map(|l| l.diff_id.clone())
+        .collect();
+    assert_eq!(want.len(), 2);
+    assert_eq!(written.rootfs.diff_ids, want);
+    let flags: Vec<bool> = written.history.iter().map(|h| h.empty_layer).collect();
+    assert_eq!(flags, [false, false, true, true]);
+    assert!(written.created.is_some());
+    assert!(written.history.iter().all(|h| h.created.is_some()));
+    assert_eq!(written.config.env_get("A"), Some("1"));
+
+    // A rebuild answered by the cache exports the very same image.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (res, events) = solve(&env.solver(), &g, &[noop], &env.opts());
+    let out2 = res.unwrap();
+    assert!(started(&events).is_empty());
+    let digest2 = env
+        .solver()
+        .export(&g, &out2, noop, &cfg, &history, &["result:2".to_string()])
+        .unwrap();
+    assert_eq!(digest, digest2);
+}
+
+#[test]
+fn exec_uid_and_env_reach_the_process() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let r = run(&mut g, b, "id -u > /uid; echo $PATH > /path");
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    let top = env.top(&out[&r]);
+    assert_eq!(std::fs::read_to_string(top.join("uid")).unwrap(), "0\n");
+    assert_eq!(std::fs::read_to_string(top.join("path")).unwrap(), "/bin\n");
+    let m = std::fs::metadata(top.join("uid")).unwrap();
+    assert_eq!(m.uid(), 0);
+}
+
+/// Lets just-changed files leave the stat cache's racy window (their ctime is "now").
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
+    use rbuild_solver::graph::{ExecMount, ExecOp, MountKind, NetworkMode, Op};
+    let env = env();
+    std::fs::create_dir_all(env.ctx.join("src")).unwrap();
+    std::fs::write(env.ctx.join("src/a.txt"), "v1").unwrap();
+    std::fs::write(env.ctx.join("other.txt"), "o1").unwrap();
+    settle();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let r = g.add(
+        Op::Exec(ExecOp {
+            args: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat /mnt/a.txt > /out".into(),
+            ],
+            env: [("PATH".to_string(), "/bin".to_string())].into(),
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Host,
+            mounts: vec![ExecMount {
+                target: "/mnt".into(),
+                kind: MountKind::Bind {
+                    input: 1,
+                    source: "src".into(),
+                    readonly: true,
+                },
+            }],
+        }),
+        vec![b, c],
+        meta("RUN --mount=type=bind"),
+    );
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&r]).join("out")).unwrap(),
+        "v1"
+    );
+    // the mount target is not part of the layer
+    assert!(!env.top(&out[&r]).join("mnt").exists());
+    // a file outside the mounted subpath changes: still cached
+    std::fs::write(env.ctx.join("other.txt"), "o2").unwrap();
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    res.unwrap();
+    assert!(started(&events).is_empty());
+    std::fs::write(env.ctx.join("src/a.txt"), "v2").unwrap();
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    let out = res.unwrap();
+    assert_eq!(started(&events), vec![r]);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&r]).join("out")).unwrap(),
+        "v2"
+    );
+}
+
+#[test]
+fn cancel_kills_running_steps_and_cleans_up() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let slow = run(&mut g, b, "sleep 30");
+    let opts = env.opts();
+    let cancel = opts.cancel.clone();
+    let t = std::time::Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        cancel.cancel();
+    });
+    let (res, events) = solve(&env.solver(), &g, &[slow], &opts);
+    assert!(matches!(res, Err(SolveError::Cancelled)), "{res:?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert!(started(&events).contains(&slow));
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
+
+fn exec_with_mounts(
+    cmd: &str,
+    mounts: Vec<rbuild_solver::graph::ExecMount>,
+) -> rbuild_solver::graph::Op {
+    use rbuild_solver::graph::{ExecOp, NetworkMode, Op};
+    Op::Exec(ExecOp {
+        args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
+        env: [("PATH".to_string(), "/bin".to_string())].into(),
+        cwd: "/".into(),
+        user: String::new(),
+        network: NetworkMode::Host,
+        mounts,
+    })
+}
+
+#[test]
+fn cache_mounts_persist_across_steps_and_stay_out_of_layers() {
+    use rbuild_solver::graph::{ExecMount, MountKind};
+    let env = env();
+    std::fs::create_dir_all(env.ctx.join("seed")).unwrap();
+    std::fs::write(env.ctx.join("seed/s.txt"), "seeded").unwrap();
+    let cache = |from: Option<usize>| ExecMount {
+        target: "/cache".into(),
+        kind: MountKind::Cache {
+            id: "c1".into(),
+            sharing: "locked".into(),
+            from,
+            source: "seed".into(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    };
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let first = g.add(
+        exec_with_mounts("echo one >> /cache/log", vec![cache(None)]),
+        vec![b],
+        meta("RUN 1"),
+    );
+    let second = g.add(
+        exec_with_mounts("cat /cache/log > /seen", vec![cache(None)]),
+        vec![first],
+        meta("RUN 2"),
+    );
+    let seeded = g.add(
+        exec_with_mounts("cat /cache/s.txt > /seed-seen", vec![cache(Some(1))]),
+        vec![b, c],
+        meta("RUN 3"),
+    );
+    let out = solve(&env.solver(), &g, &[second, seeded], &env.opts())
+        .0
+        .unwrap();
+    // the first step changed nothing in its rootfs: the cache is not part of the layer
+    assert_eq!(out[&first].layers, out[&b].layers);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&second]).join("seen")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&seeded]).join("seed-seen")).unwrap(),
+        "seeded"
+    );
+}
+
+#[test]
+fn context_bind_hides_ignored_files_and_never_writes_to_the_context() {
+    use rbuild_solver::graph::{ExecMount, MountKind, Op};
+    let env = env();
+    std::fs::write(env.ctx.join("a.txt"), "original").unwrap();
+    std::fs::write(env.ctx.join("secret.txt"), "s3cret").unwrap();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = g.add(
+        Op::Local {
+            name: "context".into(),
+            exclude: vec!["secret.txt".into()],
+        },
+        vec![],
+        meta("context"),
+    );
+    let r = g.add(
+        exec_with_mounts(
+            "ls /src > /listing; echo changed > /src/a.txt",
+            vec![ExecMount {
+                target: "/src".into(),
+                kind: MountKind::Bind {
+                    input: 1,
+                    source: "/".into(),
+                    readonly: false,
+                },
+            }],
+        ),
+        vec![b, c],
+        meta("RUN --mount=type=bind,rw"),
+    );
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    let listing = std::fs::read_to_string(env.top(&out[&r]).join("listing")).unwrap();
+    assert_eq!(listing, "a.txt\n");
+    assert_eq!(
+        std::fs::read_to_string(env.ctx.join("a.txt")).unwrap(),
+        "original"
+    );
+    assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
