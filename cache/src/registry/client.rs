@@ -83,7 +83,7 @@ pub struct Descriptor {
 }
 
 /// An image platform, as in an index's `platform` field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
