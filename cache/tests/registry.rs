@@ -414,7 +414,7 @@ async fn chunked_upload_and_interrupted_push() {
     let c = RegistryClient::new(ClientOptions {
         credentials: CredentialSource::Anonymous,
         retry: fast_retry(),
-        chunk_size: 1000,
+        chunk_size: Some(1000),
         ..ClientOptions::default()
     })
     .unwrap();
@@ -1274,7 +1274,7 @@ async fn failed_chunk_resumes_from_registry_offset() {
     let c = RegistryClient::new(ClientOptions {
         credentials: CredentialSource::Anonymous,
         retry: fast_retry(),
-        chunk_size: 1000,
+        chunk_size: Some(1000),
         ..ClientOptions::default()
     })
     .unwrap();
@@ -1299,7 +1299,28 @@ async fn failed_chunk_resumes_from_registry_offset() {
     c.fetch_blob(&r, &sha(&data), &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), data);
 
-    // A failed monolithic PUT starts a new upload session.
+    // Default options: a large blob is streamed in one PATCH; when that
+    // fails before any byte arrived, the upload starts over.
+    let dflt = client(CredentialSource::Anonymous);
+    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PATCH" && n == 0).await;
+    let r = Reference::parse(&format!("{}/resume/big:1", proxy.host)).unwrap();
+    let big: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let path = write_blob(work.path(), &big);
+    dflt.push_blob(&r, &sha(&big), big.len() as u64, &path)
+        .await
+        .unwrap();
+    let log = proxy.log.lock().unwrap().clone();
+    let methods: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "POST", "PATCH", "GET", "POST", "PATCH", "PUT"],
+        "{log:?}"
+    );
+    let dest = work.path().join("big");
+    dflt.fetch_blob(&r, &sha(&big), &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), big);
+
+    // A failed monolithic PUT: the session is empty ("0-0"), so a new one is used.
     let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PUT" && n == 0).await;
     let r = Reference::parse(&format!("{}/resume/small:1", proxy.host)).unwrap();
     let small = b"small blob".to_vec();
@@ -1309,6 +1330,10 @@ async fn failed_chunk_resumes_from_registry_offset() {
         .unwrap();
     let log = proxy.log.lock().unwrap().clone();
     let methods: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(methods, ["HEAD", "POST", "PUT", "POST", "PUT"], "{log:?}");
+    assert_eq!(
+        methods,
+        ["HEAD", "POST", "PUT", "GET", "POST", "PUT"],
+        "{log:?}"
+    );
     assert!(c.blob_exists(&r, &sha(&small)).await.unwrap());
 }

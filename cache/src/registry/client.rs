@@ -45,6 +45,8 @@ use media_types::*;
 const MAX_MANIFEST: usize = 8 << 20;
 const MAX_CONFIG: usize = 64 << 20;
 const MAX_SMALL_BODY: usize = 1 << 20;
+/// Blobs up to this size are uploaded from memory in one PUT.
+const MONOLITHIC_MAX: u64 = 4 << 20;
 
 /// Client configuration.
 #[derive(Debug, Clone)]
@@ -57,8 +59,11 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Longest silence while reading a response.
     pub read_timeout: Duration,
-    /// Blobs larger than this are uploaded in PATCH chunks of this size.
-    pub chunk_size: usize,
+    /// `None` (default): blobs up to 4 MiB go in one PUT, larger ones are
+    /// streamed from the file in one PATCH, as docker does. `Some(n)`: blobs
+    /// larger than `n` go in PATCH chunks of `n` bytes (for registries with
+    /// request-size limits).
+    pub chunk_size: Option<u64>,
 }
 
 impl Default for ClientOptions {
@@ -69,7 +74,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
-            chunk_size: 16 << 20,
+            chunk_size: None,
         }
     }
 }
@@ -1302,23 +1307,32 @@ impl RegistryClient {
             .await
             .map_err(io_err(format!("opening {}", path.display())))?;
         let policy = self.opts().retry;
-        let chunk = self.opts().chunk_size.max(1) as u64;
+        let (mono, chunk) = match self.opts().chunk_size {
+            Some(c) => (c.max(1), c.max(1)),
+            None => (MONOLITHIC_MAX, u64::MAX),
+        };
         let mut failures = 0;
         let mut session: Option<(Url, u64)> = None;
         loop {
             let before = session.clone();
-            let step = self
-                .upload_step(
-                    &ctx,
-                    reference,
-                    digest,
-                    size,
-                    chunk,
-                    &mut file,
-                    path,
-                    before.clone(),
-                )
-                .await;
+            let step = match before.clone() {
+                None => self
+                    .start_upload(&ctx, reference, &Self::push_scopes(reference))
+                    .await
+                    .map(|loc| Some((loc, 0))),
+                Some(current) => {
+                    self.upload_step(
+                        &ctx,
+                        reference,
+                        digest,
+                        (size, mono, chunk),
+                        &mut file,
+                        path,
+                        current,
+                    )
+                    .await
+                }
+            };
             match step {
                 Ok(None) => return Ok(PushStatus::Uploaded),
                 Ok(Some(next)) => {
@@ -1353,20 +1367,15 @@ impl RegistryClient {
         ctx: &Ctx<'_>,
         r: &Reference,
         digest: &str,
-        size: u64,
-        chunk: u64,
+        (size, mono, chunk): (u64, u64, u64),
         file: &mut tokio::fs::File,
         path: &Path,
-        session: Option<(Url, u64)>,
+        (loc, offset): (Url, u64),
     ) -> Result<Option<(Url, u64)>, RegistryError> {
         let scopes = Self::push_scopes(r);
-        let (loc, offset) = match session {
-            Some(s) => s,
-            None => (self.start_upload(ctx, r, &scopes).await?, 0),
-        };
         let mut put_url = loc.clone();
         put_url.query_pairs_mut().append_pair("digest", digest);
-        if offset == 0 && size <= chunk {
+        if offset == 0 && size <= mono {
             let body = read_at(file, path, 0, size).await?;
             let build = || {
                 self.http_for(&put_url)
@@ -1383,14 +1392,13 @@ impl RegistryClient {
         }
         if offset < size {
             let n = chunk.min(size - offset);
-            let body = read_at(file, path, offset, n).await?;
             let build = || {
                 self.http_for(&loc)
                     .patch(loc.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_RANGE, format!("{}-{}", offset, offset + n - 1))
                     .header(CONTENT_LENGTH, n)
-                    .body(body.clone())
+                    .body(file_body(path, offset, n))
             };
             let resp = self.send(ctx, &scopes, &build).await?;
             if resp.status() != StatusCode::ACCEPTED {
@@ -1442,9 +1450,14 @@ impl RegistryClient {
             return None;
         }
         let next = next_location(ctx, &resp, loc).ok()?;
-        let end = header_str(resp.headers(), RANGE)
-            .and_then(|v| parse_upload_range(&v))
-            .unwrap_or(0);
+        let range = header_str(resp.headers(), RANGE)?;
+        // Distribution answers "0-0" both for an empty upload and for one
+        // byte; it does not check where a PATCH starts, so guessing wrong
+        // corrupts the blob. Start a new session instead.
+        if range.trim().trim_start_matches("bytes=") == "0-0" {
+            return None;
+        }
+        let end = parse_upload_range(&range)?;
         Some((next, end))
     }
 
@@ -1701,6 +1714,28 @@ impl RegistryClient {
             return Err(rejected(msg));
         }
         Err(ctx.status(status, msg))
+    }
+}
+
+/// `n` bytes of `path` from `offset`, streamed. Each call opens the file
+/// afresh so a request can be rebuilt (after a 401) with its whole body.
+fn file_body(path: &Path, offset: u64, n: u64) -> reqwest::Body {
+    use std::io::Seek;
+    let opened = std::fs::File::open(path).and_then(|mut f| {
+        f.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(f)
+    });
+    match opened {
+        Ok(f) => {
+            let reader = tokio::fs::File::from_std(f).take(n);
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                256 << 10,
+            ))
+        }
+        // The file vanished after it was hashed: send nothing, so the length
+        // check fails the request and the error surfaces.
+        Err(_) => reqwest::Body::from(Vec::new()),
     }
 }
 
