@@ -1191,6 +1191,15 @@ async fn timeouts_are_retried_then_reported() {
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
 
+#[derive(Clone, Copy)]
+enum Fault {
+    Pass,
+    /// Answer 503 without forwarding.
+    Reject,
+    /// Forward only this many body bytes, cut the connection, answer 503.
+    CutAfter(usize),
+}
+
 /// A loopback proxy in front of the real registry that answers 503 instead of
 /// forwarding the requests `fail(method, nth_of_that_method)` picks.
 struct FaultProxy {
@@ -1207,7 +1216,7 @@ impl Drop for FaultProxy {
 
 async fn fault_proxy(
     upstream: String,
-    fail: impl Fn(&str, usize) -> bool + Send + Sync + 'static,
+    fail: impl Fn(&str, usize) -> Fault + Send + Sync + 'static,
 ) -> FaultProxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = listener.local_addr().unwrap().to_string();
@@ -1229,17 +1238,30 @@ async fn fault_proxy(
                     *e += 1;
                     *e - 1
                 };
-                let failed = fail(&req.method, n);
+                let fault = fail(&req.method, n);
+                let range = req
+                    .headers
+                    .iter()
+                    .find(|h| h.to_ascii_lowercase().starts_with("content-range:"))
+                    .map(|h| format!(" [{}]", h[14..].trim()))
+                    .unwrap_or_default();
                 log.lock().unwrap().push(format!(
-                    "{} {}{}",
+                    "{} {}{range}{}",
                     req.method,
                     req.target.split('?').next().unwrap_or(""),
-                    if failed { " -> 503" } else { "" }
+                    match fault {
+                        Fault::Pass => "",
+                        _ => " -> 503",
+                    }
                 ));
-                if failed {
-                    let _ = respond(&mut sock, 503, &[], b"injected").await;
-                    return;
-                }
+                let keep = match fault {
+                    Fault::Pass => req.body.len(),
+                    Fault::Reject => {
+                        let _ = respond(&mut sock, 503, &[], b"injected").await;
+                        return;
+                    }
+                    Fault::CutAfter(k) => k,
+                };
                 let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
@@ -1250,8 +1272,18 @@ async fn fault_proxy(
                 }
                 head.push_str("Connection: close\r\n\r\n");
                 if up.write_all(head.as_bytes()).await.is_err()
-                    || up.write_all(&req.body).await.is_err()
+                    || up.write_all(&req.body[..keep]).await.is_err()
                 {
+                    return;
+                }
+                if keep < req.body.len() {
+                    // The connection breaks mid-body: the registry keeps
+                    // what arrived; the client hears of a gateway failure.
+                    let _ = up.flush().await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    drop(up);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = respond(&mut sock, 503, &[], b"upstream broke").await;
                     return;
                 }
                 let mut resp = Vec::new();
@@ -1269,7 +1301,14 @@ async fn failed_chunk_resumes_from_registry_offset() {
     let reg = Registry::start("", &[]);
     // The second PATCH fails: the client must ask the registry where the
     // upload stands and go on from there, not start over.
-    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PATCH" && n == 1).await;
+    let proxy = fault_proxy(reg.host.clone(), |m, n| {
+        if m == "PATCH" && n == 1 {
+            Fault::Reject
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
     let work = tempfile::tempdir().unwrap();
     let c = RegistryClient::new(ClientOptions {
         credentials: CredentialSource::Anonymous,
@@ -1302,7 +1341,14 @@ async fn failed_chunk_resumes_from_registry_offset() {
     // Default options: a large blob is streamed in one PATCH; when that
     // fails before any byte arrived, the upload starts over.
     let dflt = client(CredentialSource::Anonymous);
-    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PATCH" && n == 0).await;
+    let proxy = fault_proxy(reg.host.clone(), |m, n| {
+        if m == "PATCH" && n == 0 {
+            Fault::Reject
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
     let r = Reference::parse(&format!("{}/resume/big:1", proxy.host)).unwrap();
     let big: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 253) as u8).collect();
     let path = write_blob(work.path(), &big);
@@ -1320,8 +1366,43 @@ async fn failed_chunk_resumes_from_registry_offset() {
     dflt.fetch_blob(&r, &sha(&big), &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), big);
 
+    // The streamed PATCH breaks after 1 MiB.
+    let proxy = fault_proxy(reg.host.clone(), |m, n| {
+        if m == "PATCH" && n == 0 {
+            Fault::CutAfter(1 << 20)
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
+    let r = Reference::parse(&format!("{}/resume/cut:1", proxy.host)).unwrap();
+    let cut: Vec<u8> = big.iter().map(|b| b ^ 0x5a).collect();
+    let path = write_blob(work.path(), &cut);
+    dflt.push_blob(&r, &sha(&cut), cut.len() as u64, &path)
+        .await
+        .unwrap();
+    let log = proxy.log.lock().unwrap().clone();
+    // docker-registry drops a broken PATCH's bytes ("0-0"), so the client
+    // starts a new session rather than guess an offset.
+    let methods: Vec<&str> = log.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "POST", "PATCH", "GET", "POST", "PATCH", "PUT"],
+        "{log:?}"
+    );
+    let dest = work.path().join("cut");
+    dflt.fetch_blob(&r, &sha(&cut), &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), cut);
+
     // A failed monolithic PUT: the session is empty ("0-0"), so a new one is used.
-    let proxy = fault_proxy(reg.host.clone(), |m, n| m == "PUT" && n == 0).await;
+    let proxy = fault_proxy(reg.host.clone(), |m, n| {
+        if m == "PUT" && n == 0 {
+            Fault::Reject
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
     let r = Reference::parse(&format!("{}/resume/small:1", proxy.host)).unwrap();
     let small = b"small blob".to_vec();
     let path = write_blob(work.path(), &small);
