@@ -1933,6 +1933,31 @@ mod tests {
         assert!(select_platform(b"[]", &Platform::host()).is_err());
     }
 
+    /// The solver spawns these futures on a multi-threaded runtime.
+    #[test]
+    fn client_and_futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn send_sync<T: Send + Sync + Clone + 'static>() {}
+        send_sync::<RegistryClient>();
+        let c = RegistryClient::new(ClientOptions::default()).unwrap();
+        let r = Reference::parse("127.0.0.1:1/x:y").unwrap();
+        let d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let p = Path::new("/nonexistent");
+        let plat = Platform::host();
+        send(&c.resolve(&r, &plat));
+        send(&c.fetch_manifest(&r));
+        send(&c.head_manifest(&r));
+        send(&c.fetch_blob(&r, d, p));
+        send(&c.fetch_config(&r, d));
+        send(&c.blob_exists(&r, d));
+        send(&c.push_blob(&r, d, 0, p));
+        send(&c.mount_blob(&r, "a", d));
+        send(&c.mount_or_push_blob(&r, None, d, 0, p));
+        send(&c.push_manifest(&r, OCI_MANIFEST, b"{}"));
+        send(&c.login("x", "u", "p"));
+        send(&c.logout("x"));
+    }
+
     #[test]
     fn host_platform_is_linux() {
         let p = Platform::host();
