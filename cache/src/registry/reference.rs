@@ -1,0 +1,378 @@
+//! Image reference parsing with Docker's normalisation rules
+//! (`busybox` → `docker.io/library/busybox:latest`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::RegistryError;
+
+/// Registry name Docker uses for images without an explicit registry.
+pub const DOCKER_HUB: &str = "docker.io";
+/// Host that actually serves Docker Hub's distribution API.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// Key Docker uses for Docker Hub in `config.json`.
+pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+
+const MAX_NAME_LEN: usize = 255;
+
+/// A fully qualified image reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    /// Registry host with optional port, e.g. `docker.io`, `127.0.0.1:5000`.
+    pub registry: String,
+    /// Repository path, e.g. `library/busybox`.
+    pub repository: String,
+    /// Tag; `latest` when neither tag nor digest was given.
+    pub tag: Option<String>,
+    /// `sha256:<hex>` when given with `@`.
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    /// Parse and normalise a reference the way `docker pull` does.
+    pub fn parse(input: &str) -> Result<Self, RegistryError> {
+        let bad = |reason: &str| RegistryError::InvalidReference {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
+        if input.is_empty() {
+            return Err(bad("empty reference"));
+        }
+        if input.trim() != input {
+            return Err(bad("leading or trailing whitespace"));
+        }
+        let (rest, digest) = match input.split_once('@') {
+            Some((r, d)) => {
+                validate_digest(d).map_err(|e| bad(&e))?;
+                (r, Some(d.to_string()))
+            }
+            None => (input, None),
+        };
+        // A tag is a ':' after the last '/', so "host:5000/repo" keeps its port.
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => {
+                let at = last_slash + i;
+                (&rest[..at], Some(rest[at + 1..].to_string()))
+            }
+            None => (rest, None),
+        };
+        if let Some(t) = &tag {
+            validate_tag(t).map_err(|e| bad(&e))?;
+        }
+        let (registry, repository) = split_domain(name);
+        if registry.is_empty() {
+            return Err(bad("empty registry host"));
+        }
+        validate_host(&registry).map_err(|e| bad(&e))?;
+        validate_repository(&repository).map_err(|e| bad(&e))?;
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(bad("repository name longer than 255 characters"));
+        }
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_string())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// Same registry and repository, addressed by `digest`.
+    pub fn with_digest(&self, digest: &str) -> Self {
+        Reference {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(digest.to_string()),
+        }
+    }
+
+    /// Same registry, another repository (e.g. the source of a cross-repo mount).
+    pub fn with_repository(&self, repository: &str) -> Self {
+        Reference {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+
+    /// What to put after `/manifests/`: the digest if present, else the tag.
+    pub fn manifest_ref(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    /// Host to talk to for the distribution API (Docker Hub's differs from its name).
+    pub fn api_host(&self) -> &str {
+        api_host(&self.registry)
+    }
+}
+
+/// The host serving the API for a registry name.
+pub fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        registry
+    }
+}
+
+/// Normalise a registry name given on a command line (`docker login HOST`):
+/// strips a scheme and path, maps Docker Hub aliases to `docker.io`.
+pub fn normalize_registry(input: &str) -> String {
+    let s = input
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or("");
+    match host {
+        "" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => DOCKER_HUB.to_string(),
+        h => h.to_string(),
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Reference {
+    type Err = RegistryError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reference::parse(s)
+    }
+}
+
+/// Split `name` into (registry, repository) with Docker's rule: the first
+/// component is a host only if it has a '.' or ':', is `localhost`, or has
+/// upper-case letters (repositories cannot).
+fn split_domain(name: &str) -> (String, String) {
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            let registry = match first {
+                "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+                h => h.to_string(),
+            };
+            let repository = if registry == DOCKER_HUB && !rest.contains('/') {
+                format!("library/{rest}")
+            } else {
+                rest.to_string()
+            };
+            (registry, repository)
+        }
+        Some(_) => (DOCKER_HUB.to_string(), name.to_string()),
+        None => (DOCKER_HUB.to_string(), format!("library/{name}")),
+    }
+}
+
+fn validate_host(host: &str) -> Result<(), String> {
+    let ok = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
+    if !ok {
+        return Err(format!("invalid registry host {host:?}"));
+    }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && !host.starts_with('[')
+        && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!("invalid port in registry host {host:?}"));
+    }
+    Ok(())
+}
+
+/// Repository components: `[a-z0-9]+` joined by `.`, `_`, `__` or `-+`.
+fn validate_repository(repo: &str) -> Result<(), String> {
+    if repo.is_empty() {
+        return Err("empty repository name".into());
+    }
+    for comp in repo.split('/') {
+        if comp.is_empty() {
+            return Err("empty path component in repository name".into());
+        }
+        if comp.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!("repository name must be lowercase (got {comp:?})"));
+        }
+        if !valid_component(comp) {
+            return Err(format!(
+                "invalid repository path component {comp:?}: use lowercase letters, digits and single separators (. _ __ -)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_component(comp: &str) -> bool {
+    let b = comp.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &comp[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn validate_tag(tag: &str) -> Result<(), String> {
+    let b = tag.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if b.is_empty() {
+        return Err("empty tag".into());
+    }
+    if b.len() > 128 {
+        return Err("tag longer than 128 characters".into());
+    }
+    if !word(b[0]) || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-') {
+        return Err(format!(
+            "invalid tag {tag:?}: use letters, digits, '_', '.', '-' (not first)"
+        ));
+    }
+    Ok(())
+}
+
+/// Accepts `sha256:<64 lowercase hex>`; other algorithms are refused by name.
+pub fn validate_digest(d: &str) -> Result<(), String> {
+    let Some((alg, hex)) = d.split_once(':') else {
+        return Err(format!("invalid digest {d:?}: expected sha256:<hex>"));
+    };
+    if alg != "sha256" {
+        return Err(format!(
+            "unsupported digest algorithm {alg:?} (only sha256)"
+        ));
+    }
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return Err(format!(
+            "invalid digest {d:?}: sha256 needs 64 lowercase hex characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Reference {
+        Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn docker_hub_normalisation() {
+        let r = p("busybox");
+        assert_eq!(r.registry, "docker.io");
+        assert_eq!(r.repository, "library/busybox");
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(p("user/app:1.0").repository, "user/app");
+        assert_eq!(p("docker.io/busybox").repository, "library/busybox");
+        assert_eq!(p("index.docker.io/library/alpine").registry, "docker.io");
+        // a bare "localhost" is an image name, not a host
+        assert_eq!(p("localhost").repository, "library/localhost");
+    }
+
+    #[test]
+    fn hosts_ports_tags_digests() {
+        let r = p("127.0.0.1:5000/team/app:v1.2");
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.repository, "team/app");
+        assert_eq!(r.tag.as_deref(), Some("v1.2"));
+        let r = p("localhost/x");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("localhost", "x")
+        );
+        let r = p("host:5000/repo");
+        assert_eq!(r.tag.as_deref(), Some("latest"));
+        assert_eq!(r.registry, "host:5000");
+        let r = p(&format!("repo@{D}"));
+        assert_eq!(r.tag, None);
+        assert_eq!(r.digest.as_deref(), Some(D));
+        assert_eq!(r.manifest_ref(), D);
+        let r = p(&format!("quay.io/a/b:t@{D}"));
+        assert_eq!(r.tag.as_deref(), Some("t"));
+        assert_eq!(r.manifest_ref(), D);
+        assert_eq!(r.to_string(), format!("quay.io/a/b:t@{D}"));
+        assert_eq!(p("Registry/app").registry, "Registry");
+        assert_eq!(p("[::1]:5000/app").registry, "[::1]:5000");
+        assert_eq!(p("a.b/c__d/e-f--g.h_i").repository, "c__d/e-f--g.h_i");
+    }
+
+    #[test]
+    fn bad_references_are_explained() {
+        for (input, needle) in [
+            ("", "empty"),
+            ("Busybox", "lowercase"),
+            ("repo:", "empty tag"),
+            ("repo:-x", "invalid tag"),
+            ("repo@sha256:abc", "64"),
+            ("repo@md5:abc", "unsupported digest algorithm"),
+            ("a//b", "empty path component"),
+            ("host:5000/", "empty repository"),
+            ("a/b_", "invalid repository path component"),
+            ("a/b___c", "invalid repository path component"),
+            (" busybox", "whitespace"),
+            ("host:port/x", "invalid port"),
+        ] {
+            let err = Reference::parse(input).expect_err(input).to_string();
+            assert!(err.contains(needle), "{input:?}: {err}");
+            assert!(err.contains(&format!("{input:?}")), "{err}");
+        }
+        let long = format!("a/{}", "b".repeat(300));
+        assert!(Reference::parse(&long).is_err());
+    }
+
+    #[test]
+    fn registry_normalisation_for_login() {
+        assert_eq!(
+            normalize_registry("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+        assert_eq!(normalize_registry("registry-1.docker.io"), "docker.io");
+        assert_eq!(
+            normalize_registry("http://127.0.0.1:5000/v2/"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(normalize_registry("ghcr.io"), "ghcr.io");
+    }
+}
