@@ -18,6 +18,7 @@ mod fsutil;
 mod layout;
 mod pargz;
 mod prune;
+pub mod pull;
 pub mod registry;
 
 pub use error::CacheError;

@@ -21,6 +21,10 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// A registry (`host[:port]`) spoken to over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry", global = true)]
+    pub insecure_registries: Vec<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -38,6 +42,12 @@ pub enum Command {
         /// The archive or layout directory.
         #[arg(short = 'i', long = "input")]
         input: PathBuf,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Fetch an image from a registry into the local store.
+    Pull {
+        reference: String,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -139,7 +149,7 @@ pub struct BuildArgs {
     /// Accepted for docker compatibility.
     #[arg(long, hide = true)]
     pub force_rm: bool,
-    /// Accepted for docker compatibility: a local base image is always used.
+    /// Pull base images again even when they are in the local store.
     #[arg(long)]
     pub pull: bool,
 }

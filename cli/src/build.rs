@@ -15,8 +15,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Base images come from the local store; the manifest digest pins the cache key.
-pub struct StoreResolver<'a>(pub &'a Store);
+/// Base images come from the local store, pulled there first when missing
+/// (or always, with `--pull`); the manifest digest pins the cache key.
+pub struct StoreResolver<'a> {
+    pub store: &'a Store,
+    /// How to pull; None: only what is local.
+    pub pull: Option<(
+        &'a tokio::runtime::Runtime,
+        rbuild_cache::registry::RegistryClient,
+    )>,
+    pub always_pull: bool,
+}
 
 impl ImageResolver for StoreResolver<'_> {
     fn resolve(
@@ -24,8 +33,29 @@ impl ImageResolver for StoreResolver<'_> {
         reference: &str,
         _platform: &Platform,
     ) -> Result<Option<ResolvedImage>, String> {
-        let Some(img) = self.0.image(reference).map_err(|e| e.to_string())? else {
-            return Ok(None);
+        let local = self.store.image(reference).map_err(|e| e.to_string())?;
+        let img = match (local, &self.pull) {
+            (Some(img), _) if !self.always_pull => img,
+            (local, Some((runtime, client))) => {
+                match crate::pull::pull_into(runtime, self.store, client, reference) {
+                    Ok(_) => {}
+                    // A local image is still usable when the registry cannot be reached.
+                    Err(_) if local.is_some() => {}
+                    Err(e) => {
+                        return Err(format!(
+                            "{reference} is not in the local store and pulling it failed: {e:#}"
+                        ));
+                    }
+                }
+                match self.store.image(reference).map_err(|e| e.to_string())? {
+                    Some(img) => img,
+                    None => return Ok(None),
+                }
+            }
+            (local, None) => match local {
+                Some(img) => img,
+                None => return Ok(None),
+            },
         };
         let config: ImageConfig = serde_json::from_slice(&img.config)
             .map_err(|e| format!("image {reference}: config is not valid JSON: {e}"))?;
@@ -108,7 +138,7 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
     })
 }
 
-pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
+pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
     let inputs = read_inputs(&args)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();
@@ -135,8 +165,24 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
                 .with_context(|| format!("cannot open the store at {}", root.display()))?,
         )
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let lowered: Lowered = match &store {
-        Some(s) => lower::lower(&inputs.source, &opts, &StoreResolver(s)),
+        Some(s) => {
+            let resolver = StoreResolver {
+                store: s,
+                // A dry run reports what is local; it never downloads.
+                pull: if args.dry_run {
+                    None
+                } else {
+                    Some((&runtime, crate::pull::client(insecure)?))
+                },
+                always_pull: args.pull,
+            };
+            lower::lower(&inputs.source, &opts, &resolver)
+        }
         None => lower::lower(&inputs.source, &opts, &lower::NoImages),
     }
     .map_err(|d| anyhow!("{d}"))?;
@@ -198,10 +244,6 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
         );
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let printer = Printer::new(progress, graph.clone());

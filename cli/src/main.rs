@@ -6,6 +6,7 @@ mod build;
 mod commands;
 mod outputs;
 mod progress;
+mod pull;
 mod run;
 
 use anyhow::{Context, Result};
@@ -26,9 +27,13 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let root = cli.root;
+    let insecure = cli.insecure_registries;
     match cli.command {
-        None => build::build(&root, cli.build),
-        Some(Command::Build(args)) => build::build(&root, args),
+        None => build::build(&root, &insecure, cli.build),
+        Some(Command::Build(args)) => build::build(&root, &insecure, args),
+        Some(Command::Pull { reference, quiet }) => {
+            pull::pull_cmd(&root, &reference, &insecure, quiet)
+        }
         Some(Command::Debug {
             command: DebugCommand::Parse { file },
         }) => {
