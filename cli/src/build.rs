@@ -191,6 +191,12 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<ExitCode> {
     };
     let graph = Arc::new(lowered.graph);
     let solver = Solver::new(store.clone());
+    if solver.uses_copying_snapshotter() && !args.quiet {
+        eprintln!(
+            "note: overlayfs cannot be used under {} (is it on overlayfs itself?); using the slower copying snapshotter",
+            root.display()
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,6 +3,7 @@
 //! fixture must be rejected, and line ranges must match BuildKit's.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rbuild_frontend::dump::dump;
@@ -107,7 +108,9 @@ fn parser_conformance() {
             )),
         }
     }
-    println!(
+    // Through the stderr handle: libtest's capture would hide println! from CI's log.
+    let _ = writeln!(
+        std::io::stderr(),
         "parser conformance: {bk_ok}/{bk_total} buildkit, {rw_ok}/{rw_total} realworld, {neg_ok}/{} negative",
         negative.len()
     );

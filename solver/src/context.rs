@@ -531,16 +531,60 @@ mod tests {
             .into_iter()
             .map(|e| e.rel)
             .collect();
-        if !ign.is_empty() && ign.excluded("src/sub") {
-            assert_eq!(rels, ["src", "src/link", "src/x.rs"]);
-            // a change under an ignored dir does not change the digest
-            let before = h.digest(ctx.path(), "src", false, &ignoring).unwrap();
-            std::fs::write(ctx.path().join("src/sub/y.rs"), "changed").unwrap();
-            assert_eq!(
-                before,
-                h.digest(ctx.path(), "src", false, &ignoring).unwrap()
-            );
-        }
+        assert_eq!(rels, ["src", "src/link", "src/x.rs"]);
+        // a change under an ignored dir does not change the digest
+        let before = h.digest(ctx.path(), "src", false, &ignoring).unwrap();
+        std::fs::write(ctx.path().join("src/sub/y.rs"), "changed").unwrap();
+        assert_eq!(
+            before,
+            h.digest(ctx.path(), "src", false, &ignoring).unwrap()
+        );
+        // an ignored file is not found, even by name
+        let ign_x = pats(&["*.txt"]);
+        let f = Filter {
+            ignore: &ign_x,
+            copy_exclude: &empty,
+        };
+        assert!(matches!(
+            h.digest(ctx.path(), "a.txt", false, &f),
+            Err(ContextError::NotFound { .. })
+        ));
+        // an exception re-includes a file below an excluded dir
+        let ign_ex = pats(&["src", "!src/sub/y.rs"]);
+        let f = Filter {
+            ignore: &ign_ex,
+            copy_exclude: &empty,
+        };
+        let rels: Vec<String> = walk_source(ctx.path(), "", &f)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert_eq!(rels, ["", "a.txt", "src/sub/y.rs"]);
+        // COPY --exclude patterns match below the source
+        let ex = pats(&["*.rs"]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &ex,
+        };
+        let rels: Vec<String> = walk_source(ctx.path(), "src", &f)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        // (`*` does not cross `/`, as in .dockerignore)
+        assert_eq!(rels, ["src", "src/link", "src/sub", "src/sub/y.rs"]);
+        let ex = pats(&["**/*.rs"]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &ex,
+        };
+        let rels: Vec<String> = walk_source(ctx.path(), "src", &f)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert_eq!(rels, ["src", "src/link", "src/sub"]);
         let all: Vec<String> = walk_source(ctx.path(), "src", &plain)
             .unwrap()
             .into_iter()

@@ -39,6 +39,41 @@ pub fn history_flags(steps: &[(History, Option<usize>)], base_layers: usize) -> 
         .collect()
 }
 
+/// `SOURCE_DATE_EPOCH` from the environment (docker buildx passes it on the same way), for
+/// reproducible timestamps.
+fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+}
+
+/// Fills in `created` of the history entries that lack it and returns the image's
+/// `created`. Times come from the cache records of the steps (`vertex_times`, None for
+/// metadata steps), so a rebuild from cache reproduces the same config and image ID, as
+/// BuildKit does; a metadata step takes the time of the step before it. `epoch`
+/// (SOURCE_DATE_EPOCH) overrides them all.
+pub fn assign_times(
+    history: &mut [History],
+    vertex_times: &[Option<u64>],
+    root_time: u64,
+    epoch: Option<u64>,
+) -> u64 {
+    let mut last = root_time;
+    let mut seen_own = false;
+    for (h, t) in history.iter_mut().zip(vertex_times) {
+        if let Some(t) = *t {
+            seen_own = true;
+            last = t;
+        }
+        if h.created.is_none() {
+            h.created = Some(rfc3339(epoch.unwrap_or(last)));
+        }
+    }
+    match epoch {
+        Some(e) => e,
+        None if seen_own => last,
+        None => root_time,
+    }
+}
+
 /// Unix seconds as RFC 3339 UTC, as docker writes `created`.
 fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(secs as i64, 0)
@@ -86,25 +121,16 @@ impl Solver {
         }
         let base_layers = layers.len().saturating_sub(stage_layers);
         let mut history = history_flags(&steps, base_layers);
-        // Times come from the cache records of the steps, so rebuilding from cache
-        // reproduces the same config (and image ID), as BuildKit does. A metadata step
-        // takes the time of the step before it.
-        let mut last = final_outcome.created;
-        let mut seen_own = false;
-        for (h, (_, v)) in history.iter_mut().zip(history_in) {
-            if let Some(v) = *v {
-                seen_own = true;
-                last = outcomes.get(&v).map(|o| o.created).unwrap_or(last);
-            }
-            if h.created.is_none() {
-                h.created = Some(rfc3339(last));
-            }
-        }
-        let created = if seen_own {
-            last
-        } else {
-            final_outcome.created
-        };
+        let vertex_times: Vec<Option<u64>> = history_in
+            .iter()
+            .map(|(_, v)| v.map(|v| outcomes.get(&v).map(|o| o.created).unwrap_or(0)))
+            .collect();
+        let created = assign_times(
+            &mut history,
+            &vertex_times,
+            final_outcome.created,
+            source_date_epoch(),
+        );
         let mut cfg = config.clone();
         cfg.rootfs = RootFs {
             kind: "layers".into(),
@@ -142,6 +168,38 @@ mod tests {
         let out = history_flags(&steps, 1);
         let flags: Vec<bool> = out.iter().map(|h| h.empty_layer).collect();
         assert_eq!(flags, [false, true, true, true, false, true]);
+    }
+
+    #[test]
+    fn times_follow_records_or_the_epoch() {
+        let mut hist = vec![
+            History {
+                created: Some("2020-01-01T00:00:00Z".into()),
+                ..h("base", false)
+            },
+            h("ENV", true),
+            h("RUN", false),
+            h("CMD", true),
+        ];
+        let times = [None, None, Some(2_000_000_000), None];
+        let mut a = hist.clone();
+        assert_eq!(
+            assign_times(&mut a, &times, 1_000_000_000, None),
+            2_000_000_000
+        );
+        let got: Vec<&str> = a.iter().map(|h| h.created.as_deref().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                "2020-01-01T00:00:00Z",
+                "2001-09-09T01:46:40Z",
+                "2033-05-18T03:33:20Z",
+                "2033-05-18T03:33:20Z"
+            ]
+        );
+        assert_eq!(assign_times(&mut hist, &times, 1_000_000_000, Some(0)), 0);
+        assert_eq!(hist[0].created.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert_eq!(hist[2].created.as_deref(), Some("1970-01-01T00:00:00Z"));
     }
 
     #[test]

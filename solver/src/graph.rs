@@ -101,7 +101,11 @@ pub struct Owner {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MountKind {
     /// A bind of (a subpath of) another vertex's result; `input` indexes `Vertex::inputs`.
-    Bind { input: usize, source: String, readonly: bool },
+    Bind {
+        input: usize,
+        source: String,
+        readonly: bool,
+    },
     /// A persistent cache directory, kept across builds, never part of a layer.
     Cache {
         id: String,
@@ -113,7 +117,9 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
-    Tmpfs { size: Option<u64> },
+    Tmpfs {
+        size: Option<u64>,
+    },
     Secret {
         id: String,
         required: bool,
@@ -121,7 +127,10 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
-    Ssh { id: String, required: bool },
+    Ssh {
+        id: String,
+        required: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -317,7 +326,10 @@ impl BuildGraph {
 
     /// Vertices in insertion order, which is a topological order (inputs first).
     pub fn iter(&self) -> impl Iterator<Item = (VertexId, &Vertex)> {
-        self.vertices.iter().enumerate().map(|(i, v)| (VertexId(i), v))
+        self.vertices
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (VertexId(i), v))
     }
 
     /// The vertices `roots` depend on (roots included), in topological order.

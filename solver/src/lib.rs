@@ -2,16 +2,24 @@
 //!
 //! - [`graph`]: ops, vertices and static cache keys (what the frontend produces).
 //! - [`image`]: the image config JSON carried along a stage and exported.
+//! - [`solve`]: the scheduler ([`Solver`]): runtime cache keys, cache lookups, concurrent
+//!   execution of what the cache cannot answer, cancellation.
+//! - [`ops`]: one module per op (exec, file, source), the COPY path rules, and the copying
+//!   snapshotter used where overlayfs cannot be.
+//! - [`context`]: content hashing of what a COPY selects from the build context, with a
+//!   persistent stat cache.
+//! - [`export`]: writing the final image (config, history, manifest, tags).
+//! - [`progress`]: the events a solve emits.
+//! - [`render`]: `--dry-run` output (text, dot, json); [`dockerignore`]: Docker's ignore patterns.
 
+pub mod context;
+pub mod dockerignore;
+pub mod export;
 pub mod graph;
 pub mod image;
-pub mod dockerignore;
-pub mod render;
-pub mod context;
-pub mod export;
 pub mod ops;
 pub mod progress;
+pub mod render;
 pub mod solve;
-
 pub use progress::Event;
 pub use solve::{Outcome, SolveError, SolveOptions, Solver};

@@ -148,7 +148,9 @@ pub fn render_dot(
     roots: &[VertexId],
     cached: Option<&dyn Fn(VertexId) -> bool>,
 ) -> String {
-    let mut out = String::from("digraph build {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut out = String::from(
+        "digraph build {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     let ids = graph.reachable(roots);
     for &id in &ids {
         let v = graph.vertex(id);
@@ -277,11 +279,17 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            format!("#2   exec    {} [2/2] RUN echo \"hi\"  [run]  (root)", &key[..12])
+            format!(
+                "#2   exec    {} [2/2] RUN echo \"hi\"  [run]  (root)",
+                &key[..12]
+            )
         );
         assert!(lines.contains(&"       inputs: #0"));
         assert!(lines.contains(&"       lines: 2-3"));
-        assert!(!text.contains("mkdir"), "unreachable vertex listed:\n{text}");
+        assert!(
+            !text.contains("mkdir"),
+            "unreachable vertex listed:\n{text}"
+        );
         assert!(!text.contains("#1 "));
     }
 

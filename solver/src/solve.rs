@@ -294,7 +294,8 @@ impl Solver {
     }
 
     /// For --dry-run: per reachable vertex, whether the cache answers it. Computes the
-    /// runtime keys (hashing context files) without running anything.
+    /// runtime keys (hashing context files) without running anything. An image missing
+    /// from the store is not an error here: it and what depends on it are misses.
     pub fn plan(
         &self,
         graph: &BuildGraph,
@@ -304,10 +305,36 @@ impl Solver {
         let mut keys: HashMap<VertexId, CacheKey> = HashMap::new();
         let mut out = HashMap::new();
         for v in graph.reachable(roots) {
-            let input_keys: Vec<CacheKey> =
-                graph.vertex(v).inputs.iter().map(|i| keys[i]).collect();
-            let (key, _) = self.inner.runtime_key(graph, v, &input_keys, opts)?;
-            let cached = !opts.no_cache && self.inner.store.record_get(&key.to_hex())?.is_some();
+            // An image missing from the store makes its step and everything after it a
+            // miss; the dry run still shows the graph (the real build reports the image).
+            let input_keys: Option<Vec<CacheKey>> = graph
+                .vertex(v)
+                .inputs
+                .iter()
+                .map(|i| keys.get(i).copied())
+                .collect();
+            let Some(input_keys) = input_keys else {
+                out.insert(v, false);
+                continue;
+            };
+            let key = match self.inner.runtime_key(graph, v, &input_keys, opts) {
+                Ok((key, _)) => key,
+                Err(SolveError::ImageNotFound { .. }) => {
+                    out.insert(v, false);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let cached = !opts.no_cache
+                && self
+                    .inner
+                    .store
+                    .record_get(&key.to_hex())?
+                    .is_some_and(|r| {
+                        r.layers
+                            .iter()
+                            .all(|l| self.inner.store.has_blob(&l.digest))
+                    });
             keys.insert(v, key);
             out.insert(v, cached);
         }
@@ -337,8 +364,13 @@ impl Solver {
                 .map_err(|e| SolveError::Internal(e.to_string()))??;
         let key_hex = key.to_hex();
 
+        // A record whose blobs were pruned away is a miss: the step runs again.
         if !opts.no_cache
             && let Some(rec) = self.inner.store.record_get(&key_hex)?
+            && rec
+                .layers
+                .iter()
+                .all(|l| self.inner.store.has_blob(&l.digest))
         {
             let _ = events.send(Event::Cached { vertex: v });
             let config = rec

@@ -16,6 +16,9 @@ fn setup_ctx(env: &Env) {
     std::fs::write(c.join("y.txt"), "y").unwrap();
     std::fs::write(c.join("z.md"), "z").unwrap();
     std::fs::set_permissions(c.join("x.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(c.join("dir"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    set_xattr(&c.join("x.txt"), "user.rbuild", b"kept");
+    std::fs::hard_link(c.join("dir/top"), c.join("dir/top-link")).unwrap();
     // Context files owned by someone else still land as root.
     std::os::unix::fs::chown(c.join("y.txt"), Some(4321), Some(4321)).unwrap();
 }
@@ -47,6 +50,7 @@ fn copy_rules() {
             numeric,
             copy_action(1, "x.txt", "/lnk/"),
             copy_action(1, "y.txt", "/esc/"),
+            copy_action(1, "dir", "/plain"),
         ],
     );
     let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
@@ -57,7 +61,22 @@ fn copy_rules() {
         "in sub"
     );
     assert_eq!(std::fs::read_to_string(top.join("d/top")).unwrap(), "top");
+    // hard links inside one copy stay linked
+    let (t1, t2) = (
+        std::fs::metadata(top.join("d/top")).unwrap(),
+        std::fs::metadata(top.join("d/top-link")).unwrap(),
+    );
+    assert_eq!(t1.ino(), t2.ino());
     assert!(!top.join("d/dir").exists());
+    // `dir/` gets 0755; `dir` copied to a path without a slash keeps the source dir's mode
+    let d = std::fs::metadata(top.join("d")).unwrap();
+    assert_eq!(d.mode() & 0o7777, 0o755);
+    let p = std::fs::metadata(top.join("plain")).unwrap();
+    assert_eq!(p.mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read_to_string(top.join("plain/sub/file")).unwrap(),
+        "in sub"
+    );
     // symlinks are copied as symlinks
     let l = std::fs::symlink_metadata(top.join("d/link")).unwrap();
     assert!(l.file_type().is_symlink());
@@ -75,6 +94,10 @@ fn copy_rules() {
     // no trailing slash: the file becomes dest; trailing slash: into the dir
     assert!(top.join("single").is_file());
     assert_eq!(std::fs::read_to_string(top.join("single")).unwrap(), "x");
+    assert_eq!(
+        get_xattr(&top.join("single"), "user.rbuild"),
+        Some(b"kept".to_vec())
+    );
     assert_eq!(
         std::fs::read_to_string(top.join("into/y.txt")).unwrap(),
         "y"
@@ -137,6 +160,21 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
                     make_parents: true,
                     owner: None,
                 },
+                FileAction::Mkdir {
+                    path: "/home/app/w".into(),
+                    mode: 0o750,
+                    make_parents: true,
+                    owner: Some(owner("app", None)),
+                },
+                FileAction::Copy(copy_action(1, "/out/*", "/wild/")),
+                FileAction::Rm {
+                    path: "/etc/group".into(),
+                    allow_not_found: false,
+                },
+                FileAction::Rm {
+                    path: "/nope".into(),
+                    allow_not_found: true,
+                },
             ],
         }),
         vec![b, stage],
@@ -155,6 +193,14 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
         "hello\n"
     );
     assert!(top.join("work/deep").is_dir());
+    let w = std::fs::metadata(top.join("home/app/w")).unwrap();
+    assert_eq!((w.uid(), w.gid(), w.mode() & 0o7777), (1000, 1000, 0o750));
+    assert!(top.join("wild/bin").is_file());
+    // the removal is a whiteout in the layer
+    let wh = std::fs::symlink_metadata(top.join("etc/group")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &wh.file_type()
+    ));
     // the stage's own files are not in this layer
     assert!(!top.join("out").exists());
 }
@@ -229,4 +275,81 @@ fn add_unpacks_local_archives() {
     assert_eq!((m.uid(), m.gid()), (1000, 1000));
     assert!(top.join("p/plain.gz").is_file());
     assert!(top.join("copied/a.tar.gz").is_file());
+}
+
+#[test]
+fn dockerignore_exception_below_an_ignored_dir_is_copied() {
+    let env = env();
+    setup_ctx(&env);
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = g.add(
+        Op::Local {
+            name: "context".into(),
+            exclude: vec!["dir".into(), "!dir/sub/file".into(), "*.md".into()],
+        },
+        vec![],
+        meta("context"),
+    );
+    let mut ex = copy_action(1, ".", "/all/");
+    ex.exclude = vec!["y.txt".into()];
+    let cp = copy(&mut g, b, c, vec![ex]);
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    assert_eq!(
+        std::fs::read_to_string(top.join("all/dir/sub/file")).unwrap(),
+        "in sub"
+    );
+    assert!(!top.join("all/dir/top").exists());
+    assert!(!top.join("all/z.md").exists());
+    assert!(!top.join("all/y.txt").exists(), "--exclude");
+    assert!(top.join("all/x.txt").exists());
+    // an ignored file cannot be copied by name
+    let mut g2 = g.clone();
+    let cp2 = copy(&mut g2, b, c, vec![copy_action(1, "z.md", "/z.md")]);
+    let (res, _) = solve(&env.solver(), &g2, &[cp2], &env.opts());
+    assert!(
+        matches!(
+            res,
+            Err(rbuild_solver::SolveError::MissingContextFile { .. })
+        ),
+        "{res:?}"
+    );
+}
+
+fn set_xattr(p: &std::path::Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "setxattr {}", std::io::Error::last_os_error());
+}
+
+fn get_xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
 }

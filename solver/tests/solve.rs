@@ -185,6 +185,9 @@ fn missing_context_file_and_missing_image_are_reported() {
         vec![],
         meta("FROM nosuch:1"),
     );
+    let after = run(&mut g, img, "true");
+    let plan = env.solver().plan(&g, &[after], &env.opts()).unwrap();
+    assert!(!plan[&img] && !plan[&after]);
     let (res, _) = solve(&env.solver(), &g, &[img], &env.opts());
     let err = res.unwrap_err();
     assert!(matches!(&err, SolveError::ImageNotFound { reference } if reference == "nosuch:1"));
@@ -465,4 +468,45 @@ fn context_bind_hides_ignored_files_and_never_writes_to_the_context() {
         "original"
     );
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
+}
+
+#[test]
+fn a_record_whose_blob_is_gone_is_a_miss() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let r = run(&mut g, b, "echo x > /x");
+    let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
+    let layer = out[&r].layers.last().unwrap().clone();
+    std::fs::remove_file(env.store.blob_path(&layer.digest)).unwrap();
+    let plan = env.solver().plan(&g, &[r], &env.opts()).unwrap();
+    assert!(plan[&b] && !plan[&r]);
+    let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
+    let out = res.unwrap();
+    assert_eq!(started(&events), vec![r]);
+    assert!(env.store.has_blob(&out[&r].layers.last().unwrap().digest));
+}
+
+#[test]
+fn a_shared_input_runs_once() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let shared = run(&mut g, b, "echo s > /s");
+    let left = run(&mut g, shared, "cat /s > /l");
+    let right = run(&mut g, shared, "cat /s > /r");
+    let (res, events) = solve(&env.solver(), &g, &[left, right, shared], &env.opts());
+    let out = res.unwrap();
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, Event::Started { vertex, .. } if *vertex == shared))
+        .count();
+    assert_eq!(starts, 1);
+    // both branches build on the shared step's layer
+    assert_eq!(out[&left].layers[..2], out[&shared].layers[..]);
+    assert_eq!(out[&right].layers[..2], out[&shared].layers[..]);
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&right]).join("r")).unwrap(),
+        "s\n"
+    );
 }

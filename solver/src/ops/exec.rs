@@ -52,6 +52,7 @@ pub(crate) fn run(
     let mut views = Vec::new();
     let mut mounts = Vec::new();
     let mut locks = Vec::new();
+    let mut to_lock: Vec<PathBuf> = Vec::new();
     for (i, m) in op.mounts.iter().enumerate() {
         match &m.kind {
             MountKind::Bind {
@@ -149,13 +150,9 @@ pub(crate) fn run(
                 }
                 let lock_file = || std::fs::File::create(dir.with_extension("lock"));
                 match sharing.as_str() {
-                    "locked" => {
-                        // One user at a time across threads and processes sharing this root.
-                        let lock = lock_file()
-                            .and_then(|f| f.lock().map(|_| f))
-                            .map_err(step_err)?;
-                        locks.push(lock);
-                    }
+                    // One user at a time across threads and processes sharing this
+                    // root; taken below, in a fixed order, so two steps never deadlock.
+                    "locked" => to_lock.push(dir.with_extension("lock")),
                     "private" => {
                         // In use by another step: this one gets a fresh, throwaway cache.
                         let f = lock_file().map_err(step_err)?;
@@ -193,6 +190,14 @@ pub(crate) fn run(
         }
     }
 
+    to_lock.sort();
+    to_lock.dedup();
+    for path in to_lock {
+        let lock = std::fs::File::create(&path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| SolveError::step(graph, v, format!("locking {}: {e}", path.display())))?;
+        locks.push(lock);
+    }
     let spec = run_spec(op, lowerdirs, upper.clone(), work, mounts);
     let mut tail = LastLines::new(TAIL_LINES);
     let mut output = |stream, data: &[u8]| {
@@ -301,6 +306,9 @@ fn local_view(
             dest.join(below)
         };
         let ft = e.meta.file_type();
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|x| err(parent, x))?;
+        }
         if ft.is_dir() {
             std::fs::create_dir_all(&to).map_err(|x| err(&to, x))?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(e.meta.mode() & 0o7777))

@@ -385,8 +385,10 @@ fn copy_one(
         base_name(matched),
         top.meta.is_dir(),
     );
-    // The directory that receives the entry (the target itself for dir contents).
-    let parent = if top.meta.is_dir() {
+    // The directory that receives the entry: `dest/` itself is created up front (0755, as
+    // BuildKit's MkdirAll); a directory copied to `dest` without a slash creates `dest`
+    // with the source directory's own mode.
+    let parent = if top.meta.is_dir() && dest_dir {
         target.clone()
     } else {
         target
@@ -404,6 +406,7 @@ fn copy_one(
     }
 
     let mut dir_times = Vec::new();
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for e in &entries {
         let below = e
             .rel
@@ -426,24 +429,39 @@ fn copy_one(
                 continue;
             }
             let host = in_root_nofollow(root, &dest_path)?;
+            ensure_parent(root, &host, &dest_path, parent_owner)?;
             clear_non_dir(&host)?;
             std::fs::create_dir(&host)
                 .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
             set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
+            copy_xattrs(&e.path, &host);
             dir_times.push((host, e.meta.clone()));
             continue;
         }
         let host = in_root_nofollow(root, &dest_path)?;
+        ensure_parent(root, &host, &dest_path, parent_owner)?;
         clear_non_dir(&host)?;
         if ft.is_symlink() {
             let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
             std::os::unix::fs::symlink(&link, &host)
                 .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
+        } else if ft.is_file()
+            && e.meta.nlink() > 1
+            && linked.contains_key(&(e.meta.dev(), e.meta.ino()))
+        {
+            // Hard links within one copy stay hard links (as BuildKit's copier keeps them).
+            let first = &linked[&(e.meta.dev(), e.meta.ino())];
+            std::fs::hard_link(first, &host)
+                .map_err(|err| other(format!("linking {dest_path}"), err))?;
+            continue;
         } else if ft.is_file() {
             copy_file(&e.path, &host)
                 .map_err(|err| other(format!("copying to {dest_path}"), err))?;
+            if e.meta.nlink() > 1 {
+                linked.insert((e.meta.dev(), e.meta.ino()), host.clone());
+            }
             // chown before chmod: chown clears set-id bits.
             lchown(&host, owner)?;
             set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
@@ -457,6 +475,7 @@ fn copy_one(
             .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
         }
+        copy_xattrs(&e.path, &host);
         set_times(&host, &e.meta);
     }
     // Directory times last: creating children changed them.
@@ -464,6 +483,79 @@ fn copy_one(
         set_times(host, meta);
     }
     Ok(())
+}
+
+/// Creates the missing parents of `dest_path` (e.g. under a `.dockerignore`d directory
+/// whose files an exception re-includes).
+fn ensure_parent(
+    root: &Path,
+    host: &Path,
+    dest_path: &str,
+    owner: (u32, u32),
+) -> Result<(), ActionError> {
+    if host.parent().is_some_and(|p| p.is_dir()) {
+        return Ok(());
+    }
+    let parent = dest_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    mkdir_all_in_root(
+        root,
+        if parent.is_empty() { "/" } else { parent },
+        0o755,
+        owner,
+    )?;
+    Ok(())
+}
+
+/// Copies extended attributes (e.g. `security.capability` of a binary from another stage),
+/// after chown, which clears capabilities. Overlay-internal ones are never copied. Best
+/// effort: a filesystem without xattr support still gets the file.
+fn copy_xattrs(src: &Path, dst: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(s), Ok(d)) = (
+        CString::new(src.as_os_str().as_bytes()),
+        CString::new(dst.as_os_str().as_bytes()),
+    ) else {
+        return;
+    };
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated path; buffer pointer and length match.
+    let n = unsafe { libc::llistxattr(s.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return;
+    }
+    names.truncate(n as usize);
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let Ok(cname) = CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above; value buffer pointer and length match.
+        let len = unsafe {
+            libc::lgetxattr(
+                s.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if len < 0 {
+            continue;
+        }
+        // SAFETY: as above; `len` bytes of `value` are initialised.
+        unsafe {
+            libc::lsetxattr(
+                d.as_ptr(),
+                cname.as_ptr(),
+                value.as_ptr().cast(),
+                len as usize,
+                0,
+            );
+        }
+    }
 }
 
 /// Copies file content (the kernel's copy_file_range where possible).

@@ -182,8 +182,8 @@ fn match_class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 
 /// Expands a cleaned relative pattern against the tree under `root`, component by component
 /// (`*` never crosses `/`). Returns matching relative paths, sorted; entries for which
-/// `hidden(rel)` is true (e.g. `.dockerignore`d) do not match. Intermediate symlinks are
-/// followed as the kernel would; callers resolve the matches inside the root themselves.
+/// `hidden(rel)` is true (e.g. `.dockerignore`d) do not match. Symlinks on the way are
+/// followed inside `root` (an absolute target means `root`), never out of it.
 pub fn expand_wildcard(
     root: &Path,
     pattern: &str,
@@ -194,7 +194,12 @@ pub fn expand_wildcard(
         let mut next = Vec::new();
         for base in &current {
             if has_wildcard(comp) {
-                let dir = root.join(base);
+                // Symlinks on the way are resolved inside the root, never on the host.
+                let dir = if base.is_empty() {
+                    root.to_path_buf()
+                } else {
+                    rbuild_executor::resolve_in_root(root, base)?
+                };
                 let rd = match std::fs::read_dir(&dir) {
                     Ok(rd) => rd,
                     Err(_) => continue,
@@ -214,7 +219,10 @@ pub fn expand_wildcard(
             } else {
                 let lit = unescape(comp);
                 let rel = join_rel(base, &lit);
-                if std::fs::symlink_metadata(root.join(&rel)).is_ok() && !hidden(&rel) {
+                let exists = rbuild_executor::resolve_in_root(root, &rel)
+                    .map(|p| std::fs::symlink_metadata(p).is_ok())
+                    .unwrap_or(false);
+                if exists && !hidden(&rel) {
                     next.push(rel);
                 }
             }
