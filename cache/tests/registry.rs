@@ -1418,3 +1418,121 @@ async fn failed_chunk_resumes_from_registry_offset() {
     );
     assert!(c.blob_exists(&r, &sha(&small)).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_registry_with_private_ca() {
+    // A CA and a server certificate for registry.test, which the client
+    // resolves to the loopback registry.
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rbuild test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=registry.test",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:registry.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let (cert, key) = (
+        std::fs::read(dir.join("srv.pem")).unwrap(),
+        std::fs::read(dir.join("srv.key")).unwrap(),
+    );
+    let reg = Registry::start(
+        "  tls:\n    certificate: {dir}/srv.pem\n    key: {dir}/srv.key\n",
+        &[("srv.pem", &cert), ("srv.key", &key)],
+    );
+    let addr: std::net::SocketAddr = reg.host.parse().unwrap();
+    let port = addr.port();
+    let resolve = vec![("registry.test".to_string(), addr)];
+    let r = Reference::parse(&format!("registry.test:{port}/tls/app:1")).unwrap();
+
+    // Not trusted: a clear certificate error, not retried.
+    let untrusting = RegistryClient::new(ClientOptions {
+        credentials: CredentialSource::Anonymous,
+        retry: fast_retry(),
+        resolve: resolve.clone(),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let err = untrusting.resolve(&r, &Platform::host()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Network { .. }), "{msg}");
+    assert!(
+        msg.contains("certificate") && !msg.contains("gave up"),
+        "{msg}"
+    );
+
+    // With the CA: push and pull over TLS.
+    let c = RegistryClient::new(ClientOptions {
+        credentials: CredentialSource::Anonymous,
+        retry: fast_retry(),
+        resolve,
+        ca_certs: vec![dir.join("ca.pem")],
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let img = make_image(b"over tls", "amd64");
+    push_image(&c, &r, &img, work.path()).await;
+    pull_and_check(&c, &r, &img, work.path()).await;
+
+    // A CA file without certificates is refused up front.
+    std::fs::write(dir.join("empty.pem"), "nothing here").unwrap();
+    let err = RegistryClient::new(ClientOptions {
+        ca_certs: vec![dir.join("empty.pem")],
+        ..ClientOptions::default()
+    })
+    .err()
+    .expect("empty CA file refused");
+    assert!(err.to_string().contains("empty.pem"), "{err}");
+}

@@ -6,8 +6,8 @@
 //! registry/repository/digest — most of that sits outside oci-client's API.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,11 @@ pub struct ClientOptions {
     /// larger than `n` go in PATCH chunks of `n` bytes (for registries with
     /// request-size limits).
     pub chunk_size: Option<u64>,
+    /// PEM files of extra CA certificates trusted for TLS registries, on top
+    /// of the system's (what docker reads from `certs.d/<host>/ca.crt`).
+    pub ca_certs: Vec<PathBuf>,
+    /// Fixed addresses for host names, bypassing DNS (like curl's `--resolve`).
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 impl Default for ClientOptions {
@@ -75,6 +80,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             chunk_size: None,
+            ca_certs: Vec::new(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -208,11 +215,21 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn net(&self, e: reqwest::Error) -> RegistryError {
-        let transient = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
+        let message = error_chain(&e);
+        // A certificate the client does not trust will not become trusted by asking again.
+        let tls_trust = message.to_ascii_lowercase().contains("certificate");
+        let transient =
+            !tls_trust && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body());
         RegistryError::Network {
             registry: self.registry.to_string(),
             what: self.what.clone(),
-            message: error_chain(&e),
+            message: if tls_trust {
+                format!(
+                    "{message}; to trust a private CA, add its certificate to the client's CA files"
+                )
+            } else {
+                message
+            },
             transient,
             attempts: 1,
         }
@@ -557,11 +574,38 @@ impl RegistryClient {
     pub fn new(opts: ClientOptions) -> Result<Self, RegistryError> {
         // reqwest is built without a default crypto provider; ring is ours.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut certs = Vec::new();
+        for path in &opts.ca_certs {
+            let pem = std::fs::read(path).map_err(io_err(format!(
+                "reading CA certificates {}",
+                path.display()
+            )))?;
+            let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RegistryError::Credentials(format!(
+                    "{} holds no valid PEM certificates: {}",
+                    path.display(),
+                    error_chain(&e)
+                ))
+            })?;
+            if found.is_empty() {
+                return Err(RegistryError::Credentials(format!(
+                    "{} holds no PEM certificates",
+                    path.display()
+                )));
+            }
+            certs.extend(found);
+        }
         let build = |direct: bool| {
             let mut b = reqwest::Client::builder()
                 .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(opts.connect_timeout)
                 .read_timeout(opts.read_timeout);
+            if !certs.is_empty() {
+                b = b.tls_certs_merge(certs.iter().cloned());
+            }
+            for (host, addr) in &opts.resolve {
+                b = b.resolve(host, *addr);
+            }
             if direct {
                 b = b.no_proxy();
             }

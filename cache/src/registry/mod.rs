@@ -42,7 +42,7 @@ mod retry;
 
 pub use client::{
     ClientOptions, Descriptor, ManifestBytes, Platform, PushStatus, RegistryClient, Resolved,
-    media_types,
+    media_types, sha256_digest,
 };
 pub use credentials::{Credential, CredentialSource};
 pub use reference::Reference;
