@@ -5,20 +5,8 @@ use rbuild_solver::graph::{Owner, Platform};
 use regex::Regex;
 use std::sync::OnceLock;
 
-/// Lexically cleans an absolute path (`.`/`..`/`//` removed); `/..` stays `/`.
-pub fn clean_abs(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+/// The solver's COPY path rules are the single definition of path cleaning.
+pub use rbuild_solver::ops::paths::clean_abs;
 
 /// `p` resolved against the directory `dir` (both unix paths), cleaned; with
 /// `keep_slash`, a trailing `/` (or `/.`) of `p` is kept, as COPY destinations need.
