@@ -422,3 +422,61 @@ fn unusable_cache_sources_warn_and_the_build_runs() {
     let to = format!("{to},ignore-error=true");
     env.ok(&["build", "--progress=plain", "--cache-to", &to, path(&ctx)]);
 }
+
+#[test]
+fn a_step_on_top_of_imported_layers_fetches_them_first() {
+    let a = Env::new();
+    a.busybox_base();
+    let ctx_a = a.context("ctx", &files(MULTI_STAGE));
+    let dest = a.work.path().join("cache");
+    a.ok(&[
+        "build",
+        "--progress=plain",
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", dest.display()),
+        path(&ctx_a),
+    ]);
+    let builder_layers: Vec<String> = {
+        let all = local_cache_layers(&dest);
+        let (_, _, base) = inspect(&a, "busybox:latest");
+        let base: BTreeSet<String> = base.into_iter().map(|(d, _)| d).collect();
+        all.difference(&base).cloned().collect()
+    };
+
+    // B changes the last RUN: it runs on the two imported COPY layers.
+    let b = Env::new();
+    copy_base(&a, &b);
+    let changed = MULTI_STAGE.replace(
+        "> /app/both.txt",
+        "> /app/both.txt && echo changed >> /app/both.txt",
+    );
+    let ctx_b = b.context("ctx", &files(&changed));
+    let out = b.ok(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "app:changed",
+        "--cache-from",
+        &format!("type=local,src={}", dest.display()),
+        path(&ctx_b),
+    ]);
+    let err = stderr(&out);
+    let steps = plain_steps(&err);
+    assert_eq!(
+        executed(&steps, "RUN"),
+        [
+            "[stage-1 4/4] RUN cat /app/out.txt /app/hello.txt > /app/both.txt && echo changed >> /app/both.txt"
+        ],
+        "{err}"
+    );
+    let (_, blobs, _) = import_report(&err);
+    assert_eq!(blobs, 2, "the two COPY layers under the RUN: {err}");
+    let run = b.ok(&["run", "--rm", "app:changed"]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "built\nhello\nchanged\n"
+    );
+    // The builder's layers stayed remote.
+    let fetched: Vec<&String> = builder_layers.iter().filter(|d| has_blob(&b, d)).collect();
+    assert_eq!(fetched.len(), 2, "only the COPY layers: {fetched:?}");
+}
