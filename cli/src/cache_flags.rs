@@ -235,7 +235,7 @@ pub fn import(
         match got {
             Ok((source, cfg)) => imported.add(source, cfg),
             Err(e) => warn(format!(
-                "WARNING: cannot import cache from {}: {e:#}; building without it",
+                "WARNING: cannot import cache from {}: {e}; building without it",
                 describe_from(spec)
             )),
         }
