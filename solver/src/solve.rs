@@ -463,9 +463,15 @@ impl Solver {
         }
 
         // Imported records answer too; their blobs stay remote until something needs them.
+        // One whose config does not parse is a miss (the step runs), never a failure.
         if !opts.no_cache
             && let Some(imp) = &opts.imported
             && let Some(rec) = imp.record(&key_hex)
+            && let Ok(config) = rec
+                .config
+                .clone()
+                .map(serde_json::from_value::<ImageConfig>)
+                .transpose()
         {
             if rec
                 .layers
@@ -475,14 +481,6 @@ impl Solver {
                 self.inner.store.record_put(&key_hex, rec)?;
             }
             let _ = events.send(Event::Cached { vertex: v });
-            let config = rec
-                .config
-                .clone()
-                .map(serde_json::from_value::<ImageConfig>)
-                .transpose()
-                .map_err(|e| {
-                    SolveError::Internal(format!("imported cache record {key_hex}: {e}"))
-                })?;
             return Ok((
                 key,
                 Outcome {
