@@ -190,28 +190,54 @@ pub struct ExportSummary {
     pub blobs: usize,
 }
 
-fn check_blobs_present(store: &Store, cfg: &CacheConfig) -> Result<(), CacheError> {
+fn missing_blob(store: &Store, l: &Layer) -> CacheError {
+    CacheError::MissingBlob {
+        path: store.blob_path(&l.digest),
+        digest: l.digest.clone(),
+    }
+}
+
+/// The layers of `cfg` that an export to the layout `dest` needs from the store but the
+/// store lacks (still remote after a lazy import): fetch these first. Blobs the layout
+/// already has are not needed.
+pub fn needed_for_local(store: &Store, cfg: &CacheConfig, dest: &Path) -> Vec<Layer> {
+    cfg.layers()
+        .into_iter()
+        .filter(|l| {
+            !store.has_blob(&l.digest)
+                && !digest_hex(&l.digest)
+                    .map(|hex| dest.join("blobs/sha256").join(hex).is_file())
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Like [`needed_for_local`] for a push to `reference`: blobs the repository already has
+/// are not needed.
+pub async fn needed_for_registry(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    cfg: &CacheConfig,
+) -> Result<Vec<Layer>, RemoteCacheError> {
+    let mut out = Vec::new();
     for l in cfg.layers() {
-        if !store.has_blob(&l.digest) {
-            return Err(CacheError::MissingBlob {
-                path: store.blob_path(&l.digest),
-                digest: l.digest,
-            });
+        if !store.has_blob(&l.digest) && !client.blob_exists(reference, &l.digest).await? {
+            out.push(l);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Writes the cache as an OCI image layout at `dest` (created if needed), tagged `tag`.
-/// Blobs already there are kept; index.json is replaced atomically, so a reader sees the
-/// old cache or the new one.
+/// Blobs already there are kept (the store need not have those); index.json is replaced
+/// atomically, last, so a reader sees the old cache or the new one.
 pub fn export_local(
     store: &Store,
     cfg: &CacheConfig,
     dest: &Path,
     tag: &str,
 ) -> Result<ExportSummary, RemoteCacheError> {
-    check_blobs_present(store, cfg)?;
     let blobs = dest.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).ctx("create directory", &blobs)?;
     let layout = dest.join("oci-layout");
@@ -224,6 +250,9 @@ pub fn export_local(
         let target = blobs.join(hex);
         if target.is_file() {
             continue;
+        }
+        if !store.has_blob(&l.digest) {
+            return Err(missing_blob(store, l).into());
         }
         copy_blob(&store.blob_path(&l.digest), &target)?;
     }
@@ -289,16 +318,22 @@ fn copy_blob(src: &Path, target: &Path) -> Result<(), CacheError> {
 }
 
 /// Pushes the cache to `reference`: layer blobs the registry lacks, the cache config,
-/// then the manifest under the reference's tag. Returns what was pushed.
+/// then the manifest under the reference's tag. A blob the store lacks is fine when the
+/// repository has it. Returns what was pushed.
 pub async fn export_registry(
     store: &Store,
     client: &RegistryClient,
     reference: &Reference,
     cfg: &CacheConfig,
 ) -> Result<ExportSummary, RemoteCacheError> {
-    check_blobs_present(store, cfg)?;
     let layers = cfg.layers();
     for l in &layers {
+        if !store.has_blob(&l.digest) {
+            if client.blob_exists(reference, &l.digest).await? {
+                continue;
+            }
+            return Err(missing_blob(store, l).into());
+        }
         client
             .push_blob(reference, &l.digest, l.size, &store.blob_path(&l.digest))
             .await?;
@@ -534,11 +569,7 @@ impl ImportedCache {
                 continue;
             }
             let Some(&idx) = self.blob_source.get(&l.digest) else {
-                return Err(CacheError::MissingBlob {
-                    path: store.blob_path(&l.digest),
-                    digest: l.digest.clone(),
-                }
-                .into());
+                return Err(missing_blob(store, l).into());
             };
             let size = match &self.sources[idx] {
                 CacheSource::Local(dir) => {

@@ -271,21 +271,28 @@ pub struct Built<'a> {
 }
 
 impl Built<'_> {
-    /// The records of `mode`, with every blob they name made local (fetched from an
-    /// imported cache when needed, so a cache can be passed on).
+    /// The records `mode` exports.
     fn records(&self, mode: CacheMode) -> Result<CacheConfig> {
-        let records = export_records(self.graph, self.outcomes, self.root, mode)?;
-        let cfg = CacheConfig::new(records);
+        Ok(CacheConfig::new(export_records(
+            self.graph,
+            self.outcomes,
+            self.root,
+            mode,
+        )?))
+    }
+
+    /// Fetches the imported blobs an export needs and the destination lacks.
+    fn fetch(&self, needed: &[rbuild_cache::Layer]) -> Result<()> {
         self.runtime
-            .block_on(self.solver.ensure_layers(&cfg.layers(), self.opts))
-            .context("cannot export the cache")?;
-        Ok(cfg)
+            .block_on(self.solver.ensure_layers(needed, self.opts))
+            .context("cannot get the layers to export")
     }
 }
 
 /// `--cache-to type=inline`: the image again, its config carrying the records of its own
 /// steps. Returns the new image (same layers, same tags).
 pub fn add_inline(store: &Store, built: &Built, image: &StoredImage) -> Result<StoredImage> {
+    // The image's own layers: all local, it was just written.
     let cfg = built.records(CacheMode::Min)?;
     let config = remote_cache::add_inline(&image.config, &cfg)
         .map_err(|e| anyhow!("cannot add inline cache metadata: {e}"))?;
@@ -337,6 +344,7 @@ fn export_one(store: &Store, built: &Built, spec: &CacheTo) -> Result<remote_cac
             dest, tag, mode, ..
         } => {
             let cfg = built.records(*mode)?;
+            built.fetch(&remote_cache::needed_for_local(store, &cfg, dest))?;
             Ok(remote_cache::export_local(store, &cfg, dest, tag)?)
         }
         CacheTo::Registry {
@@ -344,6 +352,13 @@ fn export_one(store: &Store, built: &Built, spec: &CacheTo) -> Result<remote_cac
         } => {
             let cfg = built.records(*mode)?;
             let r = Reference::parse(reference)?;
+            let needed = built.runtime.block_on(remote_cache::needed_for_registry(
+                store,
+                built.client,
+                &r,
+                &cfg,
+            ))?;
+            built.fetch(&needed)?;
             Ok(built.runtime.block_on(remote_cache::export_registry(
                 store,
                 built.client,

@@ -145,6 +145,7 @@ fn a_then_b(
     cache_to: &str,
     cache_from: impl Fn(&Env) -> String,
     cache_layers: impl Fn() -> BTreeSet<String>,
+    b_cache_to: impl Fn(&Env) -> String,
 ) {
     let a = Env::new();
     a.busybox_base();
@@ -212,6 +213,25 @@ fn a_then_b(
         assert!(!has_blob(&b, d), "B downloaded the builder-only layer {d}");
     }
 
+    // B passes the cache on to where it came from (CI's usual round trip): the builder's
+    // layers are there already, so B still does not download them.
+    let out = b.ok(&[
+        "build",
+        "--progress=plain",
+        "--cache-from",
+        &from,
+        "--cache-to",
+        &b_cache_to(&b),
+        path(&ctx_b),
+    ]);
+    let err = stderr(&out);
+    assert!(err.contains("exported cache to "), "{err}");
+    all_cached(&plain_steps(&err), &err);
+    assert_eq!(import_report(&err).1, 0, "{err}");
+    for d in &builder_only {
+        assert!(!has_blob(&b, d), "B downloaded the builder-only layer {d}");
+    }
+
     // The image works on B, and B's next build needs no --cache-from.
     let run = b.ok(&["run", "--rm", "app:1"]);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "built\nhello\n");
@@ -238,6 +258,7 @@ fn registry_cache_moves_a_build_to_another_machine() {
         &format!("type=registry,ref={cache_ref},mode=max"),
         |_| format!("type=registry,ref={cache_ref}"),
         || manifest_layers(&raw(&cache_ref)),
+        |_| format!("type=registry,ref={cache_ref},mode=max"),
     );
 }
 
@@ -260,6 +281,12 @@ fn local_cache_moves_a_build_to_another_machine() {
             format!("type=local,src={}", copy.display())
         },
         || local_cache_layers(&dest),
+        |b| {
+            format!(
+                "type=local,dest={},mode=max",
+                b.work.path().join("carried-cache").display()
+            )
+        },
     );
 }
 
