@@ -20,6 +20,7 @@ mod pargz;
 mod prune;
 pub mod pull;
 pub mod registry;
+pub mod remote_cache;
 
 pub use error::CacheError;
 pub use extract::extract_layer;

@@ -152,6 +152,13 @@ pub struct BuildArgs {
     /// Pull base images again even when they are in the local store.
     #[arg(long)]
     pub pull: bool,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max]`,
+    /// `type=registry,ref=REF[,mode=min|max]` or `type=inline`.
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
+    /// Import build cache (lazily): `type=local,src=DIR`, `type=registry,ref=REF` or `REF`.
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -147,6 +147,7 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
 
 pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
     let inputs = read_inputs(&args)?;
+    let cache_flags = crate::cache_flags::CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();
     let default_network = match args.network.as_deref() {
@@ -196,10 +197,11 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
     .map_err(|d| anyhow!("{d}"))?;
     let target = &lowered.target;
     let roots = [target.root];
-    let solve_opts = SolveOptions {
+    let mut solve_opts = SolveOptions {
         no_cache: args.no_cache,
         context_dir: Some(inputs.context.clone()),
         cancel: rbuild_executor::CancelToken::new(),
+        ..Default::default()
     };
 
     if args.dry_run {
@@ -237,6 +239,19 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
     }
 
     let store = store.expect("opened above unless dry-run");
+    let cache_client = if cache_flags.to.is_empty() && cache_flags.from.is_empty() {
+        None
+    } else {
+        Some(crate::pull::client(insecure)?)
+    };
+    if let Some(client) = &cache_client
+        && !args.no_cache
+    {
+        solve_opts.imported =
+            crate::cache_flags::import(&runtime, client, &cache_flags.from, &mut |w| {
+                eprintln!("{w}")
+            });
+    }
     let tags: Vec<String> = args.tags.clone();
     let progress = if args.quiet {
         Progress::Quiet
@@ -281,6 +296,10 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         .iter()
         .map(|h| (h.entry.clone(), h.vertex))
         .collect();
+    // Layers imported lazily are fetched now: the image needs their blobs.
+    if let Some(o) = outcomes.get(&lowered.target.root) {
+        runtime.block_on(solver.ensure_layers(&o.layers, &solve_opts))?;
+    }
     let manifest = solver.export(
         &graph,
         &outcomes,
@@ -289,9 +308,37 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         &history,
         &tags,
     )?;
-    let image = store
+    let mut image = store
         .image(&manifest)?
         .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+    if let Some(client) = &cache_client {
+        let built = crate::cache_flags::Built {
+            runtime: &runtime,
+            client,
+            solver: &solver,
+            opts: &solve_opts,
+            graph: &graph,
+            outcomes: &outcomes,
+            root: lowered.target.root,
+        };
+        if cache_flags
+            .to
+            .contains(&crate::cache_flags::CacheTo::Inline)
+        {
+            image = crate::cache_flags::add_inline(&store, &built, &image)?;
+        }
+        crate::cache_flags::export(&store, &built, &cache_flags.to, &mut |n| {
+            if !args.quiet {
+                eprintln!("{n}")
+            }
+        })?;
+        solver.remember_outcomes(&outcomes)?;
+        if let Some(imported) = &solve_opts.imported
+            && !args.quiet
+        {
+            eprintln!("{}", crate::cache_flags::import_summary(imported));
+        }
+    }
     for out in &args.outputs {
         outputs::write(&store, &image, &tags, out)?;
     }

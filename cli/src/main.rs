@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod cache_flags;
 mod commands;
 mod outputs;
 mod progress;

@@ -414,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn digest_does_not_depend_on_where_the_context_is() {
+        // A cache exported on one machine must match the same context at another path.
+        let (one, two) = (setup(), setup());
+        let store = tempfile::tempdir().unwrap();
+        let h = ContextHasher::new(store.path());
+        let empty = pats(&[]);
+        let f = Filter {
+            ignore: &empty,
+            copy_exclude: &empty,
+        };
+        for src in [".", "src", "a.txt"] {
+            assert_eq!(
+                h.digest(one.path(), src, false, &f).unwrap(),
+                h.digest(two.path(), src, false, &f).unwrap(),
+                "{src}"
+            );
+        }
+        std::fs::write(two.path().join("src/x.rs"), "other").unwrap();
+        assert_ne!(
+            h.digest(one.path(), "src", false, &f).unwrap(),
+            h.digest(two.path(), "src", false, &f).unwrap()
+        );
+    }
+
+    #[test]
     fn digest_depends_on_selected_content_only() {
         let ctx = setup();
         let store = tempfile::tempdir().unwrap();

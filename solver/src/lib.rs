@@ -6,12 +6,14 @@
 //!   execution of what the cache cannot answer, cancellation.
 //! - [`ops`]: one module per op (exec, file, source), the COPY path rules, and the copying
 //!   snapshotter used where overlayfs cannot be.
+//! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
 //! - [`context`]: content hashing of what a COPY selects from the build context, with a
 //!   persistent stat cache.
 //! - [`export`]: writing the final image (config, history, manifest, tags).
 //! - [`progress`]: the events a solve emits.
 //! - [`render`]: `--dry-run` output (text, dot, json); [`dockerignore`]: Docker's ignore patterns.
 
+pub mod cache_export;
 pub mod context;
 pub mod dockerignore;
 pub mod export;

@@ -8,6 +8,7 @@ use crate::image::ImageConfig;
 use crate::ops;
 use crate::progress::Event;
 use petgraph::graph::{DiGraph, NodeIndex};
+use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_cache::{CacheRecord, Layer, Store};
 use rbuild_executor::CancelToken;
 use std::collections::HashMap;
@@ -25,6 +26,9 @@ pub struct SolveOptions {
     pub context_dir: Option<PathBuf>,
     /// Cancelled by the caller (e.g. on Ctrl-C): running steps are killed.
     pub cancel: CancelToken,
+    /// Records imported with `--cache-from`, consulted when the local cache misses. Their
+    /// blobs are fetched only when a step needs their content (see [`Solver::ensure_layers`]).
+    pub imported: Option<Arc<ImportedCache>>,
 }
 
 /// The result of one vertex.
@@ -37,6 +41,8 @@ pub struct Outcome {
     /// When this result was first produced (unix seconds, from its cache record), so a
     /// fully cached rebuild exports the very same image.
     pub created: u64,
+    /// The runtime cache key (hex) the result is recorded under; set by [`Solver::solve`].
+    pub cache_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +315,13 @@ impl Solver {
         if let Some(e) = first_error {
             return Err(e);
         }
-        Ok(results.into_iter().map(|(v, (_, o))| (v, o)).collect())
+        Ok(results
+            .into_iter()
+            .map(|(v, (k, mut o))| {
+                o.cache_key = Some(k.to_hex());
+                (v, o)
+            })
+            .collect())
     }
 
     /// For --dry-run: per reachable vertex, whether the cache answers it. Computes the
@@ -345,7 +357,7 @@ impl Solver {
                 Err(e) => return Err(e),
             };
             let cached = !opts.no_cache
-                && self
+                && (self
                     .inner
                     .store
                     .record_get(&key.to_hex())?
@@ -353,12 +365,73 @@ impl Solver {
                         r.layers
                             .iter()
                             .all(|l| self.inner.store.has_blob(&l.digest))
-                    });
+                    })
+                    || opts
+                        .imported
+                        .as_ref()
+                        .is_some_and(|imp| imp.record(&key.to_hex()).is_some()));
             keys.insert(v, key);
             out.insert(v, cached);
         }
         let _ = self.inner.hasher.save();
         Ok(out)
+    }
+
+    /// Makes the blobs of `layers` present in the store, fetching the ones imported with
+    /// `--cache-from` that are still remote (before an export, or a step on top of them).
+    pub async fn ensure_layers(
+        &self,
+        layers: &[Layer],
+        opts: &SolveOptions,
+    ) -> Result<(), SolveError> {
+        let missing: Vec<Layer> = layers
+            .iter()
+            .filter(|l| !self.inner.store.has_blob(&l.digest))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match &opts.imported {
+            Some(imp) => imp
+                .ensure_blobs(&self.inner.store, &missing)
+                .await
+                .map_err(|e| SolveError::Internal(format!("fetching cached layers: {e}"))),
+            None => Err(rbuild_cache::CacheError::MissingBlob {
+                digest: missing[0].digest.clone(),
+                path: self.inner.store.blob_path(&missing[0].digest),
+            }
+            .into()),
+        }
+    }
+
+    /// Records the results answered by imported records whose blobs are all local by now
+    /// (after an export fetched them), so the next build finds them without `--cache-from`.
+    pub fn remember_outcomes(
+        &self,
+        outcomes: &HashMap<VertexId, Outcome>,
+    ) -> Result<(), SolveError> {
+        let store = &self.inner.store;
+        for o in outcomes.values() {
+            let Some(key) = &o.cache_key else { continue };
+            if !o.layers.iter().all(|l| store.has_blob(&l.digest))
+                || store.record_get(key)?.is_some()
+            {
+                continue;
+            }
+            let record = CacheRecord {
+                layers: o.layers.clone(),
+                config: o
+                    .config
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(|e| SolveError::Internal(e.to_string()))?,
+                created: o.created,
+            };
+            store.record_put(key, &record)?;
+        }
+        Ok(())
     }
 
     async fn run_vertex(
@@ -403,6 +476,37 @@ impl Solver {
                     layers: rec.layers,
                     config,
                     created: rec.created,
+                    cache_key: None,
+                },
+            ));
+        }
+
+        // Imported records answer too; their blobs stay remote until something needs them.
+        // One whose config does not parse is a miss (the step runs), never a failure.
+        if !opts.no_cache
+            && let Some(imp) = &opts.imported
+            && let Some(rec) = imp.record(&key_hex)
+            && let Ok(config) = rec
+                .config
+                .clone()
+                .map(serde_json::from_value::<ImageConfig>)
+                .transpose()
+        {
+            if rec
+                .layers
+                .iter()
+                .all(|l| self.inner.store.has_blob(&l.digest))
+            {
+                self.inner.store.record_put(&key_hex, rec)?;
+            }
+            let _ = events.send(Event::Cached { vertex: v });
+            return Ok((
+                key,
+                Outcome {
+                    layers: rec.layers.clone(),
+                    config,
+                    created: rec.created,
+                    cache_key: None,
                 },
             ));
         }
@@ -412,6 +516,11 @@ impl Solver {
             at: Instant::now(),
         });
         let outcomes: Vec<Outcome> = inputs.into_iter().map(|(_, o)| o).collect();
+        // A step runs on its inputs' content: lazily imported layers must be here now.
+        let needed: Vec<Layer> = outcomes.iter().flat_map(|o| o.layers.clone()).collect();
+        self.ensure_layers(&needed, opts)
+            .await
+            .map_err(|e| SolveError::step(graph, v, e.to_string()))?;
         let mut outcome = match &graph.vertex(v).op {
             Op::Scratch | Op::Local { .. } => Outcome::default(),
             Op::Image { .. } => {

@@ -149,6 +149,83 @@ impl Env {
     }
 }
 
+/// Debian's `docker-registry` on a free 127.0.0.1 port with a temp storage dir (no auth);
+/// killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts a registry; retries on another port when the chosen one was taken meanwhile.
+    pub fn start() -> Registry {
+        for _ in 0..5 {
+            if let Some(r) = Self::try_start() {
+                return r;
+            }
+        }
+        panic!("docker-registry did not start (scripts/install-deps.sh installs it)");
+    }
+
+    fn try_start() -> Option<Registry> {
+        use std::io::{Read, Write};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("registry dir");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n",
+            dir.path().display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .env_clear()
+            .spawn()
+            .expect("start docker-registry (apt-get install docker-registry)");
+        let mut reg = Registry {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if reg.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(&reg.host) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read(&mut buf).is_ok_and(|n| n >= 5) && buf.starts_with(b"HTTP/") {
+                    // Make sure it was our registry that answered.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if reg.child.try_wait().ok().flatten().is_none() {
+                        return Some(reg);
+                    }
+                    return None;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+}
+
 /// What `--progress=plain` said about each numbered step.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Step {

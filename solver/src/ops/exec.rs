@@ -243,6 +243,7 @@ pub(crate) fn run(
         layers,
         config: None,
         created: 0,
+        ..Default::default()
     })
 }
 

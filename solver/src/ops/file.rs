@@ -145,6 +145,7 @@ pub(crate) fn run(
         layers,
         config: None,
         created: 0,
+        ..Default::default()
     })
 }
 

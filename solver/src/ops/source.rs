@@ -16,5 +16,6 @@ pub(crate) fn image_outcome(img: &StoredImage) -> Result<Outcome, SolveError> {
         layers: img.layers.clone(),
         config: Some(config),
         created: 0,
+        ..Default::default()
     })
 }

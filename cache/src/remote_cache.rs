@@ -1,0 +1,766 @@
+//! Build-cache export and import (`--cache-to`, `--cache-from`).
+//!
+//! The exported cache is an OCI artifact: an image manifest whose `artifactType` is
+//! [`ARTIFACT_TYPE`], whose config blob ([`MEDIA_TYPE_CACHE_CONFIG`]) is a JSON
+//! [`CacheConfig`] (runtime cache key → [`CacheRecord`]), and whose layers are the layer
+//! blobs those records name, with their usual layer media types. A plain distribution
+//! registry stores it like any image; `type=local` writes it as an OCI image layout.
+//! Inline export puts the same JSON under the [`INLINE_KEY`] key of an image's config
+//! and adds no blobs: the records then name only the image's own layers.
+//!
+//! Import is lazy: [`load_local`] / [`load_registry`] read only the manifest and the cache
+//! config. [`ImportedCache::ensure_blobs`] brings a layer blob into the store when a step
+//! needs its content (a step runs on top of it, or it is part of an exported image), and
+//! counts what it fetched.
+
+use crate::error::IoContext;
+use crate::layout::Descriptor;
+use crate::registry::{Platform, Reference, RegistryClient, RegistryError};
+use crate::{CacheError, CacheRecord, Layer, MEDIA_TYPE_MANIFEST, Store, digest_hex, fsutil};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Media type of the cache config blob.
+pub const MEDIA_TYPE_CACHE_CONFIG: &str = "application/vnd.rbuild.cache.config.v1+json";
+/// `artifactType` of the cache manifest.
+pub const ARTIFACT_TYPE: &str = "application/vnd.rbuild.cache.v1";
+/// Top-level key of an image config holding inline cache records.
+pub const INLINE_KEY: &str = "rbuild.cache.v1";
+/// The only format version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Cache configs are small (a few hundred bytes per record); refuse absurd ones.
+const MAX_CONFIG: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteCacheError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] CacheError),
+    #[error("cache {source_name}: {message}")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+}
+
+fn invalid(source_name: impl Into<String>, message: impl Into<String>) -> RemoteCacheError {
+    RemoteCacheError::Invalid {
+        source_name: source_name.into(),
+        message: message.into(),
+    }
+}
+
+/// The cache config blob: which runtime cache keys resolve to which layer chains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    pub version: u32,
+    /// Runtime cache key (hex) → record. Sorted, so the blob (and its digest) only changes
+    /// when the records do.
+    pub records: BTreeMap<String, CacheRecord>,
+}
+
+impl CacheConfig {
+    pub fn new(records: BTreeMap<String, CacheRecord>) -> Self {
+        CacheConfig {
+            version: FORMAT_VERSION,
+            records,
+        }
+    }
+
+    /// The distinct layer blobs the records name, in first-seen order (records sorted by key,
+    /// each chain bottom first).
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for rec in self.records.values() {
+            for l in &rec.layers {
+                if seen.insert(l.digest.clone()) {
+                    out.push(l.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain data (strings, numbers, JSON values): encoding cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a cache config: version, key syntax, digests, and that the same
+    /// blob is described the same way everywhere.
+    pub fn parse(bytes: &[u8]) -> Result<CacheConfig, String> {
+        let cfg: CacheConfig =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid cache config: {e}"))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.version != FORMAT_VERSION {
+            return Err(format!(
+                "cache format version {} is not supported (this rbuild reads version {FORMAT_VERSION})",
+                self.version
+            ));
+        }
+        let mut blobs: HashMap<&str, &Layer> = HashMap::new();
+        for (key, rec) in &self.records {
+            let ok = !key.is_empty()
+                && key.len() <= 128
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(format!("invalid cache key {key:?}"));
+            }
+            for l in &rec.layers {
+                digest_hex(&l.digest).map_err(|e| e.to_string())?;
+                digest_hex(&l.diff_id).map_err(|e| e.to_string())?;
+                if let Some(prev) = blobs.insert(&l.digest, l)
+                    && prev != l
+                {
+                    return Err(format!("layer {} is described in two ways", l.digest));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest of a cache artifact.
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheManifest {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    artifact_type: Option<String>,
+    config: Descriptor,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+fn descriptor(media_type: &str, digest: String, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest,
+        size,
+        annotations: BTreeMap::new(),
+        platform: None,
+    }
+}
+
+/// The manifest bytes for `cfg` whose config blob is `config_json`.
+fn manifest_bytes(cfg: &CacheConfig, config_json: &[u8]) -> Vec<u8> {
+    let m = CacheManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+        artifact_type: Some(ARTIFACT_TYPE.to_string()),
+        config: descriptor(
+            MEDIA_TYPE_CACHE_CONFIG,
+            format!("sha256:{}", fsutil::sha256_hex(config_json)),
+            config_json.len() as u64,
+        ),
+        layers: cfg
+            .layers()
+            .into_iter()
+            .map(|l| descriptor(&l.media_type, l.digest, l.size))
+            .collect(),
+    };
+    serde_json::to_vec(&m).unwrap_or_default()
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub manifest_digest: String,
+    pub records: usize,
+    /// Layer blobs in the artifact.
+    pub blobs: usize,
+}
+
+fn missing_blob(store: &Store, l: &Layer) -> CacheError {
+    CacheError::MissingBlob {
+        path: store.blob_path(&l.digest),
+        digest: l.digest.clone(),
+    }
+}
+
+/// The layers of `cfg` that an export to the layout `dest` needs from the store but the
+/// store lacks (still remote after a lazy import): fetch these first. Blobs the layout
+/// already has are not needed.
+pub fn needed_for_local(store: &Store, cfg: &CacheConfig, dest: &Path) -> Vec<Layer> {
+    cfg.layers()
+        .into_iter()
+        .filter(|l| {
+            !store.has_blob(&l.digest)
+                && !digest_hex(&l.digest)
+                    .map(|hex| dest.join("blobs/sha256").join(hex).is_file())
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Like [`needed_for_local`] for a push to `reference`: blobs the repository already has
+/// are not needed.
+pub async fn needed_for_registry(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    cfg: &CacheConfig,
+) -> Result<Vec<Layer>, RemoteCacheError> {
+    let mut out = Vec::new();
+    for l in cfg.layers() {
+        if !store.has_blob(&l.digest) && !client.blob_exists(reference, &l.digest).await? {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the cache as an OCI image layout at `dest` (created if needed), tagged `tag`.
+/// Blobs already there are kept (the store need not have those); index.json is replaced
+/// atomically, last, so a reader sees the old cache or the new one.
+pub fn export_local(
+    store: &Store,
+    cfg: &CacheConfig,
+    dest: &Path,
+    tag: &str,
+) -> Result<ExportSummary, RemoteCacheError> {
+    let blobs = dest.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).ctx("create directory", &blobs)?;
+    let layout = dest.join("oci-layout");
+    if !layout.is_file() {
+        fsutil::atomic_write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    }
+    let layers = cfg.layers();
+    for l in &layers {
+        let hex = digest_hex(&l.digest)?;
+        let target = blobs.join(hex);
+        if target.is_file() {
+            continue;
+        }
+        if !store.has_blob(&l.digest) {
+            return Err(missing_blob(store, l).into());
+        }
+        copy_blob(&store.blob_path(&l.digest), &target)?;
+    }
+    let config_json = cfg.to_json();
+    let manifest = manifest_bytes(cfg, &config_json);
+    let manifest_digest = format!("sha256:{}", fsutil::sha256_hex(&manifest));
+    for bytes in [&config_json, &manifest] {
+        let target = blobs.join(fsutil::sha256_hex(bytes));
+        if !target.is_file() {
+            fsutil::atomic_write(&target, bytes)?;
+        }
+    }
+
+    // Keep other tags of an existing layout; replace ours.
+    let index_path = dest.join("index.json");
+    let mut manifests: Vec<Descriptor> = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::layout::Index>(&b).ok())
+        .map(|i| i.manifests)
+        .unwrap_or_default();
+    manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+    let mut desc = descriptor(
+        MEDIA_TYPE_MANIFEST,
+        manifest_digest.clone(),
+        manifest.len() as u64,
+    );
+    desc.annotations
+        .insert(REF_NAME.to_string(), tag.to_string());
+    manifests.push(desc);
+    let index = crate::layout::Index {
+        schema_version: 2,
+        media_type: Some(crate::MEDIA_TYPE_INDEX.to_string()),
+        manifests,
+    };
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| invalid(dest.display().to_string(), e.to_string()))?;
+    fsutil::atomic_write(&index_path, &bytes)?;
+    Ok(ExportSummary {
+        manifest_digest,
+        records: cfg.records.len(),
+        blobs: layers.len(),
+    })
+}
+
+/// Copies a blob file: a hard link when both are on one filesystem, else a copy into a
+/// temp file beside `target`, renamed into place.
+fn copy_blob(src: &Path, target: &Path) -> Result<(), CacheError> {
+    if std::fs::hard_link(src, target).is_ok() {
+        return Ok(());
+    }
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&fsutil::temp_prefix())
+        .tempfile_in(dir)
+        .ctx("create temporary file in", dir)?;
+    let mut from = std::fs::File::open(src).ctx("open", src)?;
+    std::io::copy(&mut from, tmp.as_file_mut()).ctx("copy blob to", target)?;
+    tmp.as_file().sync_all().ctx("sync", target)?;
+    tmp.persist(target)
+        .map_err(|e| e.error)
+        .ctx("rename blob into place at", target)?;
+    fsutil::fsync_dir(dir)
+}
+
+/// Pushes the cache to `reference`: layer blobs the registry lacks, the cache config,
+/// then the manifest under the reference's tag. A blob the store lacks is fine when the
+/// repository has it. Returns what was pushed.
+pub async fn export_registry(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    cfg: &CacheConfig,
+) -> Result<ExportSummary, RemoteCacheError> {
+    let layers = cfg.layers();
+    for l in &layers {
+        if !store.has_blob(&l.digest) {
+            if client.blob_exists(reference, &l.digest).await? {
+                continue;
+            }
+            return Err(missing_blob(store, l).into());
+        }
+        client
+            .push_blob(reference, &l.digest, l.size, &store.blob_path(&l.digest))
+            .await?;
+    }
+    let config_json = cfg.to_json();
+    let config_digest = format!("sha256:{}", fsutil::sha256_hex(&config_json));
+    let tmp = store.tmp_dir("cache-config")?;
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, &config_json).ctx("write", &path)?;
+    client
+        .push_blob(reference, &config_digest, config_json.len() as u64, &path)
+        .await?;
+    let manifest = manifest_bytes(cfg, &config_json);
+    let manifest_digest = client
+        .push_manifest(reference, MEDIA_TYPE_MANIFEST, &manifest)
+        .await?;
+    Ok(ExportSummary {
+        manifest_digest,
+        records: cfg.records.len(),
+        blobs: layers.len(),
+    })
+}
+
+/// `config_json` (an image config object) with the records added under [`INLINE_KEY`].
+/// The existing bytes are kept as they are (field order included) and the key appended.
+pub fn add_inline(config_json: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(config_json).map_err(|e| format!("image config: {e}"))?;
+    let obj = v.as_object().ok_or("image config is not a JSON object")?;
+    let mut out = if obj.contains_key(INLINE_KEY) {
+        // Rebuilt without the old records (key order then follows serde_json's map).
+        let mut o = obj.clone();
+        o.remove(INLINE_KEY);
+        serde_json::to_vec(&o).map_err(|e| e.to_string())?
+    } else {
+        config_json.to_vec()
+    };
+    while out.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        out.pop();
+    }
+    if out.pop() != Some(b'}') {
+        return Err("image config does not end with '}'".into());
+    }
+    let empty = out.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&serde_json::to_vec(INLINE_KEY).unwrap_or_default());
+    out.push(b':');
+    out.extend_from_slice(&cfg.to_json());
+    out.push(b'}');
+    Ok(out)
+}
+
+/// The inline cache records of an image config, if it has any.
+pub fn read_inline(config_json: &[u8]) -> Result<Option<CacheConfig>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(config_json).map_err(|e| format!("image config: {e}"))?;
+    let Some(inline) = v.get(INLINE_KEY) else {
+        return Ok(None);
+    };
+    let cfg: CacheConfig = serde_json::from_value(inline.clone())
+        .map_err(|e| format!("inline cache metadata: {e}"))?;
+    cfg.check()?;
+    Ok(Some(cfg))
+}
+
+/// Reads a blob of an OCI layout, checking its digest.
+fn read_layout_blob(dir: &Path, digest: &str, limit: u64) -> Result<Vec<u8>, RemoteCacheError> {
+    let name = dir.display().to_string();
+    let hex = digest_hex(digest).map_err(|e| invalid(&name, e.to_string()))?;
+    let p = dir.join("blobs/sha256").join(hex);
+    let meta = std::fs::metadata(&p).ctx("read", &p)?;
+    if meta.len() > limit {
+        return Err(invalid(&name, format!("blob {digest} is too large")));
+    }
+    let bytes = std::fs::read(&p).ctx("read", &p)?;
+    let actual = format!("sha256:{}", fsutil::sha256_hex(&bytes));
+    if actual != digest {
+        return Err(invalid(
+            &name,
+            format!("blob {digest} is corrupt (its content hashes to {actual})"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads the cache metadata of the OCI layout `dir`: the manifest tagged `tag`, or the only
+/// manifest there is. No layer blob is read.
+pub fn load_local(dir: &Path, tag: &str) -> Result<CacheConfig, RemoteCacheError> {
+    let name = dir.display().to_string();
+    let index_path = dir.join("index.json");
+    let bytes = std::fs::read(&index_path).ctx("read", &index_path)?;
+    let index: crate::layout::Index = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&name, format!("index.json is not a valid OCI index: {e}")))?;
+    let desc = index
+        .manifests
+        .iter()
+        .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+        .or(match index.manifests.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        })
+        .ok_or_else(|| invalid(&name, format!("no cache tagged {tag:?} in index.json")))?;
+    let manifest = read_layout_blob(dir, &desc.digest, MAX_CONFIG)?;
+    let m: CacheManifest = serde_json::from_slice(&manifest)
+        .map_err(|e| invalid(&name, format!("manifest {}: {e}", desc.digest)))?;
+    let config = read_layout_blob(dir, &m.config.digest, MAX_CONFIG)?;
+    if m.config.media_type == MEDIA_TYPE_CACHE_CONFIG {
+        return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
+    }
+    // An image layout whose image carries inline cache metadata works too.
+    read_inline(&config)
+        .map_err(|e| invalid(&name, e))?
+        .ok_or_else(|| {
+            invalid(
+                &name,
+                "not an rbuild cache (no cache config, no inline cache)",
+            )
+        })
+}
+
+/// Reads the cache metadata at `reference`: a cache artifact (its config blob), or an
+/// image with inline cache metadata (its config). No layer blob is fetched.
+pub async fn load_registry(
+    client: &RegistryClient,
+    reference: &Reference,
+) -> Result<CacheConfig, RemoteCacheError> {
+    let name = reference.to_string();
+    let resolved = client.resolve(reference, &Platform::host()).await?;
+    if resolved.config.size > MAX_CONFIG {
+        return Err(invalid(&name, "cache config is too large"));
+    }
+    let config = client
+        .fetch_config(reference, &resolved.config_digest)
+        .await?;
+    if resolved.config.media_type == MEDIA_TYPE_CACHE_CONFIG {
+        return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
+    }
+    read_inline(&config).map_err(|e| invalid(&name, e))?.ok_or_else(|| {
+        invalid(
+            &name,
+            "not an rbuild cache: neither a cache manifest nor an image with inline cache metadata",
+        )
+    })
+}
+
+/// Where imported records' blobs come from.
+#[derive(Clone)]
+pub enum CacheSource {
+    /// An OCI layout directory (`type=local,src=DIR`).
+    Local(PathBuf),
+    /// A registry repository (`type=registry,ref=REF`, or an image with inline cache).
+    Registry {
+        client: RegistryClient,
+        reference: Reference,
+    },
+}
+
+impl std::fmt::Debug for CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheSource::Local(p) => write!(f, "Local({})", p.display()),
+            CacheSource::Registry { reference, .. } => write!(f, "Registry({reference})"),
+        }
+    }
+}
+
+/// Imported cache records and the sources of their blobs. Blobs are fetched only when
+/// asked for; fetched blobs and bytes are counted.
+#[derive(Debug, Default)]
+pub struct ImportedCache {
+    sources: Vec<CacheSource>,
+    records: HashMap<String, CacheRecord>,
+    /// Blob digest → index in `sources` of the first source that names it.
+    blob_source: HashMap<String, usize>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    blobs_fetched: AtomicU64,
+    bytes_fetched: AtomicU64,
+}
+
+impl ImportedCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the records of one source. A key already imported from an earlier source keeps
+    /// that source's record (sources are consulted in the order given).
+    pub fn add(&mut self, source: CacheSource, cfg: CacheConfig) {
+        let idx = self.sources.len();
+        self.sources.push(source);
+        for (key, rec) in cfg.records {
+            for l in &rec.layers {
+                self.blob_source.entry(l.digest.clone()).or_insert(idx);
+            }
+            self.records.entry(key).or_insert(rec);
+        }
+    }
+
+    /// How many records were imported.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The imported record of a runtime cache key (its blobs may not be local yet).
+    pub fn record(&self, key: &str) -> Option<&CacheRecord> {
+        self.records.get(key)
+    }
+
+    /// (blobs, bytes) fetched so far.
+    pub fn fetched(&self) -> (u64, u64) {
+        (
+            self.blobs_fetched.load(Ordering::Relaxed),
+            self.bytes_fetched.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Makes every blob of `layers` present in `store`, fetching the missing ones from the
+    /// source that listed them (verified against their digests).
+    pub async fn ensure_blobs(
+        &self,
+        store: &Store,
+        layers: &[Layer],
+    ) -> Result<(), RemoteCacheError> {
+        // One fetch at a time: two steps needing the same blob fetch it once.
+        let _guard = self.fetch_lock.lock().await;
+        for l in layers {
+            if store.has_blob(&l.digest) {
+                continue;
+            }
+            let Some(&idx) = self.blob_source.get(&l.digest) else {
+                return Err(missing_blob(store, l).into());
+            };
+            let size = match &self.sources[idx] {
+                CacheSource::Local(dir) => {
+                    let (store, dir, digest) = (store.clone(), dir.clone(), l.digest.clone());
+                    tokio::task::spawn_blocking(move || copy_into_store(&store, &dir, &digest))
+                        .await
+                        .map_err(|e| invalid("import", format!("blob copy stopped: {e}")))??
+                }
+                CacheSource::Registry { client, reference } => {
+                    client
+                        .fetch_blob(reference, &l.digest, &store.blob_path(&l.digest))
+                        .await?
+                }
+            };
+            self.blobs_fetched.fetch_add(1, Ordering::Relaxed);
+            self.bytes_fetched.fetch_add(size, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Copies blob `digest` of the layout `dir` into the store, verifying it. Returns its size.
+fn copy_into_store(store: &Store, dir: &Path, digest: &str) -> Result<u64, RemoteCacheError> {
+    let name = dir.display().to_string();
+    let hex = digest_hex(digest).map_err(|e| invalid(&name, e.to_string()))?;
+    let src = dir.join("blobs/sha256").join(hex);
+    let mut from = std::fs::File::open(&src).ctx("open", &src)?;
+    let mut w = store.blob_writer()?;
+    std::io::copy(&mut from, &mut w).ctx("copy blob from", &src)?;
+    w.flush().ctx("copy blob from", &src)?;
+    let (_, size) = w.commit(Some(digest))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8) -> Layer {
+        Layer {
+            digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            diff_id: format!("sha256:{}", format!("{:02x}", n + 100).repeat(32)),
+            size: n as u64 * 10,
+            media_type: crate::MEDIA_TYPE_LAYER_GZIP.into(),
+        }
+    }
+
+    fn rec(layers: Vec<Layer>) -> CacheRecord {
+        CacheRecord {
+            layers,
+            config: None,
+            created: 7,
+        }
+    }
+
+    fn sample() -> CacheConfig {
+        CacheConfig::new(BTreeMap::from([
+            ("aa".to_string(), rec(vec![layer(1)])),
+            ("bb".to_string(), rec(vec![layer(1), layer(2)])),
+        ]))
+    }
+
+    #[test]
+    fn layers_are_distinct_in_chain_order() {
+        let got: Vec<String> = sample().layers().into_iter().map(|l| l.digest).collect();
+        assert_eq!(got, [layer(1).digest, layer(2).digest]);
+    }
+
+    #[test]
+    fn config_round_trips_and_is_checked() {
+        let cfg = sample();
+        assert_eq!(CacheConfig::parse(&cfg.to_json()).unwrap(), cfg);
+        let mut bad = cfg.clone();
+        bad.version = 2;
+        assert!(
+            CacheConfig::parse(&bad.to_json())
+                .unwrap_err()
+                .contains("version 2")
+        );
+        let mut bad = cfg.clone();
+        bad.records.insert("../x".into(), rec(vec![]));
+        assert!(CacheConfig::parse(&bad.to_json()).is_err());
+        let mut bad = cfg.clone();
+        let mut l = layer(2);
+        l.size = 1;
+        bad.records.insert("cc".into(), rec(vec![l]));
+        assert!(
+            CacheConfig::parse(&bad.to_json())
+                .unwrap_err()
+                .contains("two ways")
+        );
+        assert!(CacheConfig::parse(b"{\"version\":1}").is_err());
+        assert!(CacheConfig::parse(b"garbage").is_err());
+    }
+
+    #[test]
+    fn manifest_is_an_artifact_listing_every_blob() {
+        let cfg = sample();
+        let json = cfg.to_json();
+        let m: serde_json::Value = serde_json::from_slice(&manifest_bytes(&cfg, &json)).unwrap();
+        assert_eq!(m["artifactType"], ARTIFACT_TYPE);
+        assert_eq!(m["mediaType"], MEDIA_TYPE_MANIFEST);
+        assert_eq!(m["config"]["mediaType"], MEDIA_TYPE_CACHE_CONFIG);
+        assert_eq!(
+            m["config"]["digest"],
+            format!("sha256:{}", fsutil::sha256_hex(&json))
+        );
+        assert_eq!(m["layers"].as_array().unwrap().len(), 2);
+        assert_eq!(m["layers"][1]["size"], 20);
+    }
+
+    #[test]
+    fn inline_keeps_the_config_and_reads_back() {
+        let cfg = sample();
+        let base =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let out = add_inline(base, &cfg).unwrap();
+        assert!(out.starts_with(&base[..base.len() - 1]));
+        assert_eq!(read_inline(&out).unwrap(), Some(cfg.clone()));
+        assert_eq!(read_inline(base).unwrap(), None);
+        // Adding again replaces the records instead of duplicating the key.
+        let again = add_inline(&out, &CacheConfig::new(BTreeMap::new())).unwrap();
+        assert_eq!(read_inline(&again).unwrap().unwrap().records.len(), 0);
+        assert_eq!(
+            read_inline(&add_inline(b"{}", &cfg).unwrap()).unwrap(),
+            Some(cfg)
+        );
+        assert!(add_inline(b"[1]", &sample()).is_err());
+    }
+
+    #[test]
+    fn local_export_and_import_are_lazy_and_verified() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(&root.path().join("a")).unwrap();
+        let d1 = store.put_blob(b"layer one").unwrap();
+        let d2 = store.put_blob(b"layer two, longer").unwrap();
+        let l = |d: &str, size| Layer {
+            digest: d.to_string(),
+            diff_id: layer(9).diff_id,
+            size,
+            media_type: crate::MEDIA_TYPE_LAYER_GZIP.into(),
+        };
+        let cfg = CacheConfig::new(BTreeMap::from([
+            ("k1".to_string(), rec(vec![l(&d1, 9)])),
+            ("k2".to_string(), rec(vec![l(&d1, 9), l(&d2, 17)])),
+        ]));
+        let dest = root.path().join("cache");
+        let s = export_local(&store, &cfg, &dest, "latest").unwrap();
+        assert_eq!((s.records, s.blobs), (2, 2));
+        assert_eq!(load_local(&dest, "latest").unwrap(), cfg);
+
+        let b = Store::open(&root.path().join("b")).unwrap();
+        let mut imp = ImportedCache::new();
+        imp.add(
+            CacheSource::Local(dest.clone()),
+            load_local(&dest, "x").unwrap(),
+        );
+        assert_eq!(imp.len(), 2);
+        assert_eq!(imp.fetched(), (0, 0));
+        assert!(!b.has_blob(&d1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(imp.ensure_blobs(&b, &[l(&d1, 9)])).unwrap();
+        assert_eq!(std::fs::read(b.blob_path(&d1)).unwrap(), b"layer one");
+        assert!(!b.has_blob(&d2));
+        assert_eq!(imp.fetched(), (1, 9));
+        // Present blobs are not fetched again.
+        rt.block_on(imp.ensure_blobs(&b, &[l(&d1, 9)])).unwrap();
+        assert_eq!(imp.fetched(), (1, 9));
+
+        // A corrupt blob in the source is refused, nothing is stored.
+        std::fs::write(dest.join("blobs/sha256").join(&d2[7..]), b"evil").unwrap();
+        assert!(rt.block_on(imp.ensure_blobs(&b, &[l(&d2, 17)])).is_err());
+        assert!(!b.has_blob(&d2));
+
+        // A corrupt index is an error naming the directory.
+        std::fs::write(dest.join("index.json"), b"{nope").unwrap();
+        let e = load_local(&dest, "latest").unwrap_err().to_string();
+        assert!(e.contains("index.json"), "{e}");
+        assert!(load_local(&root.path().join("absent"), "latest").is_err());
+    }
+
+    #[test]
+    fn export_refuses_missing_blobs() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let e = export_local(&store, &sample(), &root.path().join("c"), "latest").unwrap_err();
+        assert!(matches!(
+            e,
+            RemoteCacheError::Store(CacheError::MissingBlob { .. })
+        ));
+    }
+}
