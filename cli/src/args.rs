@@ -8,7 +8,6 @@ use std::path::PathBuf;
     name = "rbuild",
     version,
     about = "Daemonless Dockerfile build engine",
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {

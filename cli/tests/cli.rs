@@ -134,3 +134,29 @@ fn missing_context_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(err(&o).contains("not a directory"), "{}", err(&o));
 }
+
+#[test]
+fn root_flag_works_before_and_after_subcommands() {
+    let (dir, root) = ctx(&[("Dockerfile", "FROM busybox\n")]);
+    let r = root.to_str().unwrap();
+    let c = dir.path().to_str().unwrap();
+    for args in [
+        vec!["--root", r, "build", "--dry-run", c],
+        vec!["build", "--root", r, "--dry-run", c],
+        vec!["--root", r, "--dry-run", c],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+        assert!(out(&o).contains("FROM"), "{args:?}: {}", out(&o));
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(["--root", r, "images"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).starts_with("REPOSITORY"), "{}", out(&o));
+}
