@@ -116,6 +116,10 @@ pub async fn pull(
             Err(e) => return Err(invalid(format!("a layer fetch stopped: {e}"))),
         }
     }
+    // Where these blobs are, for cross-repository mounts when pushing; a hint only.
+    for l in &layers {
+        let _ = crate::push::record_source(store, &l.digest, &r.registry, &r.repository);
+    }
 
     let tag = normalize_tag(reference);
     let store2 = store.clone();

@@ -299,6 +299,19 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         }
         eprintln!("writing image {} done", image.config_digest);
     }
+    if args.push {
+        // An ordered step after export, numbered after the build's steps.
+        let step = graph.reachable(&roots).len() + 1;
+        crate::push::push_built(
+            &runtime,
+            root,
+            insecure,
+            &image.manifest_digest,
+            &tags,
+            step,
+            progress,
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
