@@ -139,6 +139,9 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
 }
 
 pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
+    if args.push && args.tags.is_empty() && !args.dry_run {
+        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
+    }
     let inputs = read_inputs(&args)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();

@@ -185,6 +185,15 @@ fn push_pull_back_mount_and_build_push() {
         "pushed by build\n"
     );
 
+    // --push without a name fails before building.
+    let out = env.run(&["build", "--push", &ctx2]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--push needs a name"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Pushing an image that is not in the store says so.
     let out = env.run(&["push", &format!("{}/nope:1", reg.host)]);
     assert!(!out.status.success());
@@ -201,6 +210,9 @@ struct SlowProxy {
     port: u16,
     forwarded: Arc<AtomicU64>,
     rate: Arc<AtomicU64>,
+    /// When the bytes forwarded pass this (non-zero) mark, the connection
+    /// carrying them is reset, once.
+    cut_at: Arc<AtomicU64>,
 }
 
 impl SlowProxy {
@@ -209,7 +221,8 @@ impl SlowProxy {
         let port = listener.local_addr().expect("addr").port();
         let forwarded = Arc::new(AtomicU64::new(0));
         let rate = Arc::new(AtomicU64::new(rate));
-        let (f, r) = (forwarded.clone(), rate.clone());
+        let cut_at = Arc::new(AtomicU64::new(0));
+        let (f, r, cut) = (forwarded.clone(), rate.clone(), cut_at.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
@@ -218,14 +231,15 @@ impl SlowProxy {
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || copy_plain(s2, c2));
-                let (f, r) = (f.clone(), r.clone());
-                std::thread::spawn(move || copy_slow(client, server, f, r));
+                let (f, r, cut) = (f.clone(), r.clone(), cut.clone());
+                std::thread::spawn(move || copy_slow(client, server, f, r, cut));
             }
         });
         SlowProxy {
             port,
             forwarded,
             rate,
+            cut_at,
         }
     }
 }
@@ -235,7 +249,13 @@ fn copy_plain(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
-fn copy_slow(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, rate: Arc<AtomicU64>) {
+fn copy_slow(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: Arc<AtomicU64>,
+    rate: Arc<AtomicU64>,
+    cut_at: Arc<AtomicU64>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -248,7 +268,19 @@ fn copy_slow(mut from: TcpStream, mut to: TcpStream, count: Arc<AtomicU64>, rate
             break;
         }
         sent += n as u64;
-        count.fetch_add(n as u64, Ordering::SeqCst);
+        let total = count.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        let cut = cut_at.load(Ordering::SeqCst);
+        if cut > 0
+            && total >= cut
+            && cut_at
+                .compare_exchange(cut, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            // A reset in both directions, as a dropped connection looks.
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let r = rate.load(Ordering::SeqCst);
         if r > 0 {
             let due = Duration::from_secs_f64(sent as f64 / r as f64);
@@ -332,6 +364,36 @@ fn killed_push_runs_again_to_completion() {
         std::fs::read(rootfs.join("big")).unwrap(),
         std::fs::read(ctx.join("big")).unwrap()
     );
+}
+
+#[test]
+fn a_connection_reset_mid_upload_is_retried_in_the_same_push() {
+    let reg = Registry::start();
+    let proxy = SlowProxy::start(reg.host.clone(), 0);
+    let env = Env::new();
+    let ctx = env.context("big", &[("Dockerfile", "FROM scratch\nCOPY big /big\n")]);
+    random_file(&ctx.join("big"), 24 << 20);
+    let via_proxy = format!("127.0.0.1:{}/reset:1", proxy.port);
+    env.ok(&["build", "-q", "-t", &via_proxy, ctx.to_str().unwrap()]);
+    let (digest, _) = local_image(&env, &via_proxy);
+    // Cut the connection once 8 MiB of the layer went through.
+    proxy.cut_at.store(
+        proxy.forwarded.load(Ordering::SeqCst) + (8 << 20),
+        Ordering::SeqCst,
+    );
+    let out = env.ok(&["push", &via_proxy]);
+    assert_eq!(proxy.cut_at.load(Ordering::SeqCst), 0, "the cut happened");
+    assert!(text(&out.stdout).contains(&format!("digest: {digest}")));
+    let direct = format!("{}/reset:1", reg.host);
+    assert_eq!(registry_digest(&direct).as_deref(), Some(digest.as_str()));
+    let layout = env.work.path().join("copied");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{direct}"),
+        &format!("oci:{}:t", layout.display()),
+    ]);
+    assert!(out.status.success(), "skopeo copy: {}", text(&out.stderr));
 }
 
 fn htpasswd(user: &str, pass: &str) -> Vec<u8> {
