@@ -396,6 +396,54 @@ fn a_connection_reset_mid_upload_is_retried_in_the_same_push() {
     assert!(out.status.success(), "skopeo copy: {}", text(&out.stderr));
 }
 
+#[test]
+fn a_registry_restarted_mid_push_gets_the_whole_image() {
+    let mut reg = Registry::start();
+    let proxy = SlowProxy::start(reg.host.clone(), 8 << 20);
+    let env = Env::new();
+    let ctx = env.context("big", &[("Dockerfile", "FROM scratch\nCOPY big /big\n")]);
+    random_file(&ctx.join("big"), 32 << 20);
+    let via_proxy = format!("127.0.0.1:{}/restart:1", proxy.port);
+    env.ok(&["build", "-q", "-t", &via_proxy, ctx.to_str().unwrap()]);
+    let (digest, _) = local_image(&env, &via_proxy);
+    let before = proxy.forwarded.load(Ordering::SeqCst);
+    let child = env
+        .cmd(&["push", &via_proxy])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start push");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.forwarded.load(Ordering::SeqCst) < before + (8 << 20) {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    reg.restart();
+    proxy.rate.store(0, Ordering::SeqCst);
+    // The client's retries may carry the push through the outage; if they
+    // gave up first, running it again completes it.
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "the push across the restart failed; running it again:\n{}",
+            text(&out.stderr)
+        );
+        env.ok(&["push", &via_proxy]);
+    }
+    let direct = format!("{}/restart:1", reg.host);
+    assert_eq!(registry_digest(&direct).as_deref(), Some(digest.as_str()));
+    let layout = env.work.path().join("copied");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{direct}"),
+        &format!("oci:{}:t", layout.display()),
+    ]);
+    assert!(out.status.success(), "skopeo copy: {}", text(&out.stderr));
+}
+
 fn htpasswd(user: &str, pass: &str) -> Vec<u8> {
     let out = Command::new("htpasswd")
         .args(["-Bbn", user, pass])
