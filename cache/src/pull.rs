@@ -117,8 +117,12 @@ pub async fn pull(
         }
     }
     // Where these blobs are, for cross-repository mounts when pushing; a hint only.
-    for l in &layers {
-        let _ = crate::push::record_source(store, &l.digest, &r.registry, &r.repository);
+    for d in layers
+        .iter()
+        .map(|l| &l.digest)
+        .chain([&resolved.config_digest])
+    {
+        let _ = crate::push::record_source(store, d, &r.registry, &r.repository);
     }
 
     let tag = normalize_tag(reference);

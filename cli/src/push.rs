@@ -208,12 +208,26 @@ fn read_password(password: Option<String>, from_stdin: bool) -> Result<String> {
         bail!("no password: give -p, --password-stdin, or run on a terminal");
     }
     eprint!("Password: ");
+    let line = read_line_without_echo().context("cannot read the password");
+    eprintln!();
+    Ok(line?.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A line from the terminal on stdin, not shown as it is typed.
+fn read_line_without_echo() -> std::io::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
     let mut s = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut s)
-        .context("cannot read the password")?;
-    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+    let read = stdin.lock().read_line(&mut s);
+    // Echo comes back whatever the read did.
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved).map_err(std::io::Error::from);
+    read?;
+    restored?;
+    Ok(s)
 }
 
 pub fn login_cmd(
