@@ -166,6 +166,32 @@ fn push_pull_back_mount_and_build_push() {
     let stderr = text(&fresh.ok(&["push", &third]).stderr);
     assert_eq!(count(&stderr, "mounted"), layers + 1, "{stderr}");
 
+    // A mount the registry declines (the blob's link is gone from the source
+    // repositories) falls back to an upload of that blob only.
+    let out = env.ok(&["inspect", &target]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last_layer = v["Layers"][layers - 1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for repo in ["app", "team/other"] {
+        let status = http_delete(&reg.host, &format!("/v2/{repo}/blobs/{last_layer}"));
+        assert_eq!(status, 202, "DELETE blob from {repo}");
+    }
+    let fourth = format!("{}/fourth:1", reg.host);
+    env.ok(&["tag", &target, &fourth]);
+    let stderr = text(&env.ok(&["push", &fourth]).stderr);
+    assert_eq!(count(&stderr, "mounted"), layers, "{stderr}");
+    assert_eq!(count(&stderr, "pushed"), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} pushed", &last_layer[..19])),
+        "{stderr}"
+    );
+    assert_eq!(
+        registry_digest(&fourth).as_deref(),
+        Some(local_digest.as_str())
+    );
+
     // build --push: the new image is in the registry once the build returns.
     let built = format!("{}/x:1", reg.host);
     let ctx2 = simple_context(&env, "x", "busybox", "pushed by build\n");
@@ -201,6 +227,19 @@ fn push_pull_back_mount_and_build_push() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Sends `DELETE path` to the registry; returns the HTTP status.
+fn http_delete(host: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(host).expect("connect to the registry");
+    write!(s, "DELETE {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A loopback TCP proxy whose client→server direction is limited to `rate`
