@@ -307,7 +307,7 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         let step = graph.reachable(&roots).len() + 1;
         crate::push::push_built(
             &runtime,
-            root,
+            &store,
             insecure,
             &image.manifest_digest,
             &tags,

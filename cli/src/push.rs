@@ -144,7 +144,7 @@ fn tag_of(reference: &str) -> &str {
 /// `rbuild build --push`: every `-t` goes up after export, as step `first_step`, …
 pub fn push_built(
     runtime: &tokio::runtime::Runtime,
-    root: &Path,
+    store: &Store,
     insecure: &[String],
     manifest_digest: &str,
     tags: &[String],
@@ -154,13 +154,11 @@ pub fn push_built(
     if tags.is_empty() {
         bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
     }
-    let store = Store::open(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let client = crate::pull::client(insecure)?;
     for (i, tag) in tags.iter().enumerate() {
         push_step(
             runtime,
-            &store,
+            store,
             &client,
             manifest_digest,
             tag,
