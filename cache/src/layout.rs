@@ -157,8 +157,12 @@ impl Store {
     pub(crate) fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> Result<T, CacheError> {
         let _g = self.lock_index()?;
         let mut idx = self.read_index()?;
+        let before = serde_json::to_vec(&idx).ok();
         let out = f(&mut idx);
-        self.write_index(&idx)?;
+        // A no-op rebuild re-tags the same manifest: skip the write and its fsyncs.
+        if before != serde_json::to_vec(&idx).ok() {
+            self.write_index(&idx)?;
+        }
         Ok(out)
     }
 
@@ -181,6 +185,17 @@ impl Store {
                 return;
             }
             let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
+            let already = |k: &String| {
+                idx.manifests.iter().any(|d| {
+                    d.digest == desc.digest
+                        && d.annotations
+                            .get(REF_NAME)
+                            .is_some_and(|n| &tag_key(n) == k)
+                })
+            };
+            if keys.iter().all(already) {
+                return;
+            }
             idx.manifests.retain(|d| {
                 let named = d.annotations.get(REF_NAME);
                 // Drop entries of the same tags, and the unnamed entry of this manifest.

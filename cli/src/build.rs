@@ -19,12 +19,12 @@ use std::sync::Arc;
 /// (or always, with `--pull`); the manifest digest pins the cache key.
 pub struct StoreResolver<'a> {
     pub store: &'a Store,
-    /// How to pull; None: only what is local.
-    pub pull: Option<(
-        &'a tokio::runtime::Runtime,
-        rbuild_cache::registry::RegistryClient,
-    )>,
+    /// How to pull (the runtime and `--insecure-registry` hosts); None: only what is local.
+    pub pull: Option<(&'a tokio::runtime::Runtime, &'a [String])>,
     pub always_pull: bool,
+    /// Made on first use: setting up TLS reads every CA certificate, which a
+    /// build of local images should not pay for.
+    pub client: std::cell::OnceCell<rbuild_cache::registry::RegistryClient>,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -36,7 +36,14 @@ impl ImageResolver for StoreResolver<'_> {
         let local = self.store.image(reference).map_err(|e| e.to_string())?;
         let img = match (local, &self.pull) {
             (Some(img), _) if !self.always_pull => img,
-            (local, Some((runtime, client))) => {
+            (local, Some((runtime, insecure))) => {
+                let client = match self.client.get() {
+                    Some(c) => c,
+                    None => {
+                        let c = crate::pull::client(insecure).map_err(|e| format!("{e:#}"))?;
+                        self.client.get_or_init(|| c)
+                    }
+                };
                 match crate::pull::pull_into(runtime, self.store, client, reference) {
                     Ok(_) => {}
                     // A local image is still usable when the registry cannot be reached.
@@ -180,9 +187,10 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
                 pull: if args.dry_run {
                     None
                 } else {
-                    Some((&runtime, crate::pull::client(insecure)?))
+                    Some((&runtime, insecure))
                 },
                 always_pull: args.pull,
+                client: std::cell::OnceCell::new(),
             };
             lower::lower(&inputs.source, &opts, &resolver)
         }

@@ -11,7 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rbuild_cache::{CacheRecord, Layer, Store};
 use rbuild_executor::CancelToken;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
@@ -130,14 +130,33 @@ pub(crate) fn local_patterns(exclude: &[String]) -> Patterns {
     Patterns::from_list(exclude).unwrap_or_default()
 }
 
+/// Whether overlayfs cannot be used under `root`. Probing mounts an overlay, so
+/// the answer is remembered in the root (`snapshotter`): a no-op rebuild should
+/// not pay a mount and an unmount.
+fn copying_snapshotter_needed(root: &Path) -> bool {
+    let memo = root.join("snapshotter");
+    match std::fs::read_to_string(&memo).as_deref() {
+        Ok("overlay\n") => return false,
+        Ok("copying\n") => return true,
+        _ => {}
+    }
+    let tmp = root.join("tmp");
+    let _ = std::fs::create_dir_all(&tmp);
+    let copying = !rbuild_executor::overlay_supported(&tmp);
+    let staged = root.join(format!(".snapshotter.{}", std::process::id()));
+    let answer = if copying { "copying\n" } else { "overlay\n" };
+    if std::fs::write(&staged, answer).is_ok() {
+        let _ = std::fs::rename(&staged, &memo);
+    }
+    copying
+}
+
 impl Solver {
     /// A solver over `store`. Probes once whether overlayfs works under the store root and
     /// falls back to the copying snapshotter when it does not (see
     /// [`Solver::uses_copying_snapshotter`]).
     pub fn new(store: Store) -> Self {
-        let tmp = store.root().join("tmp");
-        let _ = std::fs::create_dir_all(&tmp);
-        let copying = !rbuild_executor::overlay_supported(&tmp);
+        let copying = copying_snapshotter_needed(store.root());
         Self::with_snapshotter(store, copying)
     }
 

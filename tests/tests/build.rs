@@ -305,6 +305,18 @@ fn leftovers_in_tmp(env: &Env) -> Vec<String> {
     }
 }
 
+/// No process carrying `marker`, no mount under the store, nothing in its tmp/.
+fn assert_nothing_left(env: &Env, marker: &str, after: &str) {
+    assert!(
+        processes_with(marker).is_empty(),
+        "a process survived {after}"
+    );
+    let mounts = mounts_under(env.root());
+    assert!(mounts.is_empty(), "mounts left after {after}: {mounts:?}");
+    let tmp = leftovers_in_tmp(env);
+    assert!(tmp.is_empty(), "temp dirs left after {after}: {tmp:?}");
+}
+
 #[test]
 fn failing_run_reports_and_leaves_nothing() {
     let env = Env::new();
@@ -323,20 +335,7 @@ fn failing_run_reports_and_leaves_nothing() {
         err.contains("about-to-fail"),
         "shows the last output: {err}"
     );
-    assert!(
-        processes_with(&marker).is_empty(),
-        "a process of the failed RUN survived"
-    );
-    assert!(
-        mounts_under(env.root()).is_empty(),
-        "{:?}",
-        mounts_under(env.root())
-    );
-    assert!(
-        leftovers_in_tmp(&env).is_empty(),
-        "{:?}",
-        leftovers_in_tmp(&env)
-    );
+    assert_nothing_left(&env, &marker, "a failed RUN");
 }
 
 #[test]
@@ -374,20 +373,7 @@ fn sigint_during_run_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!status.success());
-    assert!(
-        processes_with(&marker).is_empty(),
-        "the RUN's process survived SIGINT"
-    );
-    assert!(
-        mounts_under(env.root()).is_empty(),
-        "{:?}",
-        mounts_under(env.root())
-    );
-    assert!(
-        leftovers_in_tmp(&env).is_empty(),
-        "{:?}",
-        leftovers_in_tmp(&env)
-    );
+    assert_nothing_left(&env, &marker, "SIGINT during a RUN");
 }
 
 #[test]

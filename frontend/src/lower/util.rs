@@ -5,20 +5,8 @@ use rbuild_solver::graph::{Owner, Platform};
 use regex::Regex;
 use std::sync::OnceLock;
 
-/// Lexically cleans an absolute path (`.`/`..`/`//` removed); `/..` stays `/`.
-pub fn clean_abs(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+/// The solver's COPY path rules are the single definition of path cleaning.
+pub use rbuild_solver::ops::paths::clean_abs;
 
 /// `p` resolved against the directory `dir` (both unix paths), cleaned; with
 /// `keep_slash`, a trailing `/` (or `/.`) of `p` is kept, as COPY destinations need.
@@ -88,7 +76,10 @@ pub fn parse_image_ref(s: &str) -> Option<ImageRef> {
         &DOMAIN,
         r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$",
     );
-    let tag_re = re(&TAG, r"^[\w][\w.-]{0,127}$");
+    // Docker's tag grammar is ASCII `[\w][\w.-]{0,127}`. Spelled as an ASCII class
+    // with the length checked apart: a Unicode `\w` repeated 127 times compiles
+    // to an NFA that cost every build ~40 ms.
+    let tag_re = re(&TAG, r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$");
     let digest_re = re(
         &DIGEST,
         r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$",
@@ -108,7 +99,7 @@ pub fn parse_image_ref(s: &str) -> Option<ImageRef> {
     let (name, tag) = match rest[last_slash..].rfind(':') {
         Some(i) => {
             let t = &rest[last_slash + i + 1..];
-            if !tag_re.is_match(t) {
+            if t.len() > 128 || !tag_re.is_match(t) {
                 return None;
             }
             (&rest[..last_slash + i], Some(t.to_string()))
@@ -519,6 +510,16 @@ pub fn expand_raw(text: &str, env: &dyn Fn(&str) -> Option<String>, keep_unset: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_follow_dockers_ascii_grammar() {
+        let long = "a".repeat(128);
+        assert!(parse_image_ref(&format!("img:{long}")).is_some());
+        assert!(parse_image_ref(&format!("img:{long}a")).is_none());
+        assert!(parse_image_ref("img:v1.2_3-x").is_some());
+        assert!(parse_image_ref("img:.v1").is_none());
+        assert!(parse_image_ref("img:tä").is_none());
+    }
 
     #[test]
     fn paths_resolve_like_docker() {
