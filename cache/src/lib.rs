@@ -19,6 +19,7 @@ mod layout;
 mod pargz;
 mod prune;
 pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod remote_cache;
 

@@ -116,6 +116,14 @@ pub async fn pull(
             Err(e) => return Err(invalid(format!("a layer fetch stopped: {e}"))),
         }
     }
+    // Where these blobs are, for cross-repository mounts when pushing; a hint only.
+    for d in layers
+        .iter()
+        .map(|l| &l.digest)
+        .chain([&resolved.config_digest])
+    {
+        let _ = crate::push::record_source(store, d, &r.registry, &r.repository);
+    }
 
     let tag = normalize_tag(reference);
     let store2 = store.clone();

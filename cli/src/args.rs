@@ -50,6 +50,29 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Upload an image of the local store to the registry its name says.
+    Push {
+        /// A local tag, e.g. `127.0.0.1:5000/app:1` (`rbuild tag` names an image so).
+        reference: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Give a stored image another name (`docker tag`).
+    Tag { source: String, target: String },
+    /// Log in to a registry (credentials go to the docker config.json).
+    Login {
+        /// The registry host (default: Docker Hub).
+        server: Option<String>,
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a registry's credentials from the docker config.json.
+    Logout { server: Option<String> },
     /// List the images in the local store.
     Images {
         #[arg(short, long)]
@@ -158,6 +181,9 @@ pub struct BuildArgs {
     /// Import build cache (lazily): `type=local,src=DIR`, `type=registry,ref=REF` or `REF`.
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
+    /// Push every `-t` name to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
 }
 
 #[derive(Args, Debug)]

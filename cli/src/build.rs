@@ -146,6 +146,9 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
 }
 
 pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
+    if args.push && args.tags.is_empty() && !args.dry_run {
+        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
+    }
     let inputs = read_inputs(&args)?;
     let cache_flags = crate::cache_flags::CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let build_args = parse_build_args(&args.build_args)?;
@@ -353,6 +356,19 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
             eprintln!("naming to {t} done");
         }
         eprintln!("writing image {} done", image.config_digest);
+    }
+    if args.push {
+        // An ordered step after export, numbered after the build's steps.
+        let step = graph.reachable(&roots).len() + 1;
+        crate::push::push_built(
+            &runtime,
+            &store,
+            insecure,
+            &image.manifest_digest,
+            &tags,
+            step,
+            progress,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod commands;
 mod outputs;
 mod progress;
 mod pull;
+mod push;
 mod run;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Pull { reference, quiet }) => {
             pull::pull_cmd(&root, &reference, &insecure, quiet)
         }
+        Some(Command::Push { reference, quiet }) => {
+            push::push_cmd(&root, &insecure, &reference, quiet)
+        }
+        Some(Command::Tag { source, target }) => push::tag_cmd(&root, &source, &target),
+        Some(Command::Login {
+            server,
+            username,
+            password,
+            password_stdin,
+        }) => push::login_cmd(
+            &insecure,
+            server.as_deref(),
+            username,
+            password,
+            password_stdin,
+        ),
+        Some(Command::Logout { server }) => push::logout_cmd(&insecure, server.as_deref()),
         Some(Command::Debug {
             command: DebugCommand::Parse { file },
         }) => {

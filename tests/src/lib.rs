@@ -149,80 +149,151 @@ impl Env {
     }
 }
 
-/// Debian's `docker-registry` on a free 127.0.0.1 port with a temp storage dir (no auth);
-/// killed on drop.
+/// A free loopback TCP port (it may be taken again before it is used).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// A Debian `docker-registry` on a free 127.0.0.1 port with its storage in a
+/// temp dir; killed on drop.
 pub struct Registry {
-    child: std::process::Child,
-    /// `127.0.0.1:PORT`
+    child: Option<std::process::Child>,
+    /// `127.0.0.1:PORT`.
     pub host: String,
-    _dir: tempfile::TempDir,
+    /// Holds `config.yml`, `registry.log`, the storage (`data/`) and any auth files.
+    pub dir: tempfile::TempDir,
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
 impl Registry {
-    /// Starts a registry; retries on another port when the chosen one was taken meanwhile.
+    /// A registry without auth.
     pub fn start() -> Registry {
-        for _ in 0..5 {
-            if let Some(r) = Self::try_start() {
-                return r;
-            }
-        }
-        panic!("docker-registry did not start (scripts/install-deps.sh installs it)");
+        Self::start_with("", &[])
     }
 
-    fn try_start() -> Option<Registry> {
-        use std::io::{Read, Write};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("registry dir");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n",
-            dir.path().display()
+    /// `auth` is the YAML `auth:` section (may be empty); `{dir}` in it is
+    /// replaced by the registry's dir, where `files` (name, content) are written.
+    pub fn start_with(auth: &str, files: &[(&str, &[u8])]) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-test-registry")
+            .tempdir()
+            .expect("registry dir");
+        for (name, data) in files {
+            std::fs::write(dir.path().join(name), data).expect("write registry file");
+        }
+        let auth = auth.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(dir.path().join("auth.yml"), &auth).expect("write auth");
+        let mut reg = Registry {
+            child: None,
+            host: String::new(),
+            dir,
+        };
+        // The free port can be taken by someone else before the registry binds
+        // it: then the registry exits and another port is tried.
+        for _ in 0..5 {
+            if reg.serve(free_port()) {
+                return reg;
+            }
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
         );
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.host
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// Kills the registry process (the storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.serve(port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not restart on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Runs the registry on `port`; true once it answers there.
+    fn serve(&mut self, port: u16) -> bool {
+        use std::io::{Read, Write};
+        use std::time::{Duration, Instant};
+        let d = self.dir.path();
+        let auth = std::fs::read_to_string(d.join("auth.yml")).unwrap_or_default();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n{auth}",
+            d.display()
+        );
+        let cfg = d.join("config.yml");
+        std::fs::write(&cfg, config).expect("write registry config");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(d.join("registry.log"))
+            .expect("registry log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
-            .stdout(log.try_clone().expect("log"))
+            .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .env_clear()
             .spawn()
-            .expect("start docker-registry (apt-get install docker-registry)");
-        let mut reg = Registry {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if reg.child.try_wait().ok().flatten().is_some() {
-                return None;
+            .expect("start docker-registry (scripts/install-deps.sh installs it)");
+        self.child = Some(child);
+        self.host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                break;
             }
-            if let Ok(mut s) = std::net::TcpStream::connect(&reg.host) {
+            if let Ok(mut s) = std::net::TcpStream::connect(&self.host) {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
                 let mut buf = [0u8; 12];
                 if s.read(&mut buf).is_ok_and(|n| n >= 5) && buf.starts_with(b"HTTP/") {
                     // Make sure it was our registry that answered.
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    if reg.child.try_wait().ok().flatten().is_none() {
-                        return Some(reg);
+                    std::thread::sleep(Duration::from_millis(200));
+                    if let Some(c) = self.child.as_mut()
+                        && c.try_wait().ok().flatten().is_none()
+                    {
+                        return true;
                     }
-                    return None;
+                    break;
                 }
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100));
         }
-        None
+        self.stop();
+        false
     }
 }
 
