@@ -114,9 +114,10 @@ pub struct BuildArgs {
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
-    /// The stage to build.
-    #[arg(long)]
-    pub target: Option<String>,
+    /// The stage to build; give it several times to build several stages in one
+    /// graph (shared steps run once). `-t NAME` names the last one, `-t STAGE=NAME` any.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -152,6 +153,13 @@ pub struct BuildArgs {
     /// Pull base images again even when they are in the local store.
     #[arg(long)]
     pub pull: bool,
+    /// Run the built image (the last `--target`) once it is built; rbuild exits with its
+    /// exit code. A command replacing CMD goes after `--`: `--run -- CMD… CONTEXT`.
+    #[arg(long)]
+    pub run: bool,
+    /// After `--`: the `--run` command, then the context if not given before `--`.
+    #[arg(last = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub run_command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -167,9 +175,10 @@ pub struct RunArgs {
     pub workdir: Option<String>,
     #[arg(long, default_value = "host")]
     pub network: String,
-    /// Accepted for docker compatibility; stdin is always attached.
+    /// Feed rbuild's stdin to the process (without it, the process reads /dev/null).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Accepted for docker compatibility; no pseudo-terminal is allocated.
     #[arg(short = 't', long)]
     pub tty: bool,
     pub image: String,

@@ -5,7 +5,7 @@ use crate::outputs;
 use crate::progress::Printer;
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
-use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, Lowered, ResolvedImage};
+use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, LoweredTargets, ResolvedImage};
 use rbuild_solver::graph::Platform;
 use rbuild_solver::image::ImageConfig;
 use rbuild_solver::{SolveOptions, Solver, render};
@@ -138,7 +138,22 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
     })
 }
 
-pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
+pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<ExitCode> {
+    if !args.run && !args.run_command.is_empty() {
+        bail!("a command after `--` is only for --run: rbuild build --run [-- CMD…] CONTEXT");
+    }
+    let (context, run_command) = crate::targets::split_run_command(
+        args.context.take(),
+        std::mem::take(&mut args.run_command),
+    );
+    args.context = context;
+    // Which stages are built: each --target, or the last stage.
+    let stages: Vec<Option<String>> = if args.targets.is_empty() {
+        vec![None]
+    } else {
+        args.targets.iter().cloned().map(Some).collect()
+    };
+    let target_tags = crate::targets::assign_tags(&args.tags, &stages)?;
     let inputs = read_inputs(&args)?;
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();
@@ -149,7 +164,7 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
     };
     let opts = LowerOptions {
         dockerfile_name: inputs.dockerfile_name.clone(),
-        target: args.target.clone(),
+        target: None,
         build_args,
         platform,
         ignore_patterns: inputs.ignore.clone(),
@@ -169,7 +184,7 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let lowered: Lowered = match &store {
+    let lowered: LoweredTargets = match &store {
         Some(s) => {
             let resolver = StoreResolver {
                 store: s,
@@ -181,13 +196,13 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
                 },
                 always_pull: args.pull,
             };
-            lower::lower(&inputs.source, &opts, &resolver)
+            lower::lower_targets(&inputs.source, &opts, &args.targets, &resolver)
         }
-        None => lower::lower(&inputs.source, &opts, &lower::NoImages),
+        None => lower::lower_targets(&inputs.source, &opts, &args.targets, &lower::NoImages),
     }
     .map_err(|d| anyhow!("{d}"))?;
-    let target = &lowered.target;
-    let roots = [target.root];
+    // Every target's root in one solve: what they share runs once.
+    let roots: Vec<_> = lowered.targets.iter().map(|t| t.root).collect();
     let solve_opts = SolveOptions {
         no_cache: args.no_cache,
         context_dir: Some(inputs.context.clone()),
@@ -229,7 +244,6 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
     }
 
     let store = store.expect("opened above unless dry-run");
-    let tags: Vec<String> = args.tags.clone();
     let progress = if args.quiet {
         Progress::Quiet
     } else {
@@ -267,37 +281,59 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         ),
     };
 
-    let history: Vec<_> = lowered
-        .target
-        .history
-        .iter()
-        .map(|h| (h.entry.clone(), h.vertex))
-        .collect();
-    let manifest = solver.export(
-        &graph,
-        &outcomes,
-        lowered.target.root,
-        &lowered.target.config,
-        &history,
-        &tags,
-    )?;
-    let image = store
-        .image(&manifest)?
-        .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+    let mut last = None;
+    for (target, tags) in lowered.targets.iter().zip(&target_tags) {
+        let history: Vec<_> = target
+            .history
+            .iter()
+            .map(|h| (h.entry.clone(), h.vertex))
+            .collect();
+        let manifest = solver.export(
+            &graph,
+            &outcomes,
+            target.root,
+            &target.config,
+            &history,
+            tags,
+        )?;
+        let image = store
+            .image(&manifest)?
+            .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+        if args.quiet {
+            println!("{}", image.config_digest);
+        } else {
+            for t in tags {
+                eprintln!("naming to {t} done");
+            }
+            match (&target.stage_name, lowered.targets.len()) {
+                (Some(stage), 2..) => {
+                    eprintln!("writing image {} ({stage}) done", image.config_digest)
+                }
+                _ => eprintln!("writing image {} done", image.config_digest),
+            }
+        }
+        last = Some((image, tags));
+    }
+    // --output, --iidfile and --run are about the last target.
+    let (image, tags) = last.ok_or_else(|| anyhow!("no target was built"))?;
     for out in &args.outputs {
-        outputs::write(&store, &image, &tags, out)?;
+        outputs::write(&store, &image, tags, out)?;
     }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &image.config_digest)
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
-    if args.quiet {
-        println!("{}", image.config_digest);
-    } else {
-        for t in &tags {
-            eprintln!("naming to {t} done");
-        }
-        eprintln!("writing image {} done", image.config_digest);
+    if args.run {
+        let opts = crate::run::RunOptions {
+            network: args.network.clone(),
+            command: run_command,
+            ..Default::default()
+        };
+        let cancel = rbuild_executor::CancelToken::new();
+        crate::run::cancel_on_signals(&runtime, &cancel);
+        let name = tags.first().cloned().unwrap_or(image.config_digest.clone());
+        let code = crate::run::run_image(&store, &image, &name, &opts, &cancel)?;
+        return Ok(crate::run::exit_code(code));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod outputs;
 mod progress;
 mod pull;
 mod run;
+mod targets;
 
 use anyhow::{Context, Result};
 use args::{Cli, Command, DebugCommand};
@@ -49,6 +50,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Inspect { image }) => commands::inspect(&root, &image),
         Some(Command::Rmi { images }) => commands::rmi(&root, &images),
         Some(Command::Prune { all }) => commands::prune(&root, all),
-        Some(Command::Run(args)) => run::run(&root, args),
+        Some(Command::Run(args)) => run::run(&root, &insecure, args),
     }
 }

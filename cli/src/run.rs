@@ -1,15 +1,45 @@
-//! `rbuild run`: a throwaway container from a stored image. The rootfs is an
-//! overlay over the image's snapshots with a temporary upper dir, removed
-//! when the command exits.
+//! `rbuild run` and `rbuild build --run`: a throwaway container from an image.
+//! The rootfs is an overlay over the image's snapshots with a temporary upper
+//! dir, mounted only inside the container's mount namespace and removed when
+//! the command exits, so a run leaves nothing behind but the exit code.
+//! An image that is not in the store is pulled first.
 
 use crate::args::RunArgs;
 use anyhow::{Context, Result, anyhow, bail};
-use rbuild_cache::Store;
+use rbuild_cache::{Store, StoredImage};
 use rbuild_executor::{CancelToken, Network, RunSpec, Stream};
 use rbuild_solver::image::ImageConfig;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+
+/// How a container is started, on top of what the image config says.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `-e K=V` (or `-e K`, copied from rbuild's environment when set).
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// `host` (the default) or `none`.
+    pub network: Option<String>,
+    /// Feed rbuild's stdin to the process (`-i`); otherwise it reads /dev/null.
+    pub stdin: bool,
+    /// Replaces the image's CMD (not its ENTRYPOINT) when not empty.
+    pub command: Vec<String>,
+}
+
+impl RunOptions {
+    pub fn from_args(args: &RunArgs) -> RunOptions {
+        RunOptions {
+            env: args.env.clone(),
+            user: args.user.clone(),
+            workdir: args.workdir.clone(),
+            network: Some(args.network.clone()),
+            stdin: args.interactive,
+            command: args.command.clone(),
+        }
+    }
+}
 
 /// The argv a container starts with: ENTRYPOINT + (the given command, or CMD).
 pub fn container_args(config: &ImageConfig, command: &[String]) -> Vec<String> {
@@ -38,34 +68,47 @@ pub fn container_env(config: &ImageConfig, overrides: &[String]) -> Vec<String> 
     c.env
 }
 
-pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
-    let store = Store::open(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let image = store.image(&args.image)?.ok_or_else(|| {
-        anyhow!(
-            "no image {:?} in {}; build it with `rbuild build -t` or import it with `rbuild load -i`",
-            args.image,
-            root.display()
-        )
-    })?;
+/// `--network` as the executor knows it.
+pub fn parse_network(value: Option<&str>) -> Result<Network> {
+    match value {
+        None | Some("host") | Some("default") => Ok(Network::Host),
+        Some("none") => Ok(Network::None),
+        Some(other) => bail!("--network={other}: rbuild supports host and none"),
+    }
+}
+
+/// A container's status (0-255, 128+signal when killed) as rbuild's exit
+/// code; anything else cannot come from a process and reads as a failure.
+pub fn exit_byte(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(255)
+}
+
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(exit_byte(code))
+}
+
+/// Runs one container from `image` (called `name` in messages) and returns
+/// its exit code. Blocks until the process is gone; `cancel` kills it.
+pub fn run_image(
+    store: &Store,
+    image: &StoredImage,
+    name: &str,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+) -> Result<i32> {
     let config: ImageConfig =
         serde_json::from_slice(&image.config).context("the image config is not valid JSON")?;
-    let argv = container_args(&config, &args.command);
+    let argv = container_args(&config, &opts.command);
     if argv.is_empty() {
-        bail!(
-            "image {} has no ENTRYPOINT or CMD; give a command after the image name",
-            args.image
-        );
+        bail!("image {name} has no ENTRYPOINT or CMD; give a command after the image name");
     }
-    let network = match args.network.as_str() {
-        "host" | "default" => Network::Host,
-        "none" => Network::None,
-        other => bail!("--network={other}: rbuild supports host and none"),
-    };
+    let network = parse_network(opts.network.as_deref())?;
     let mut lowerdirs = Vec::new();
     for layer in &image.layers {
         lowerdirs.push(store.snapshot(layer)?);
     }
+    // The upper dir lives in the store's tmp/ and goes when `scratch` drops
+    // (or at the next store open, if rbuild itself is killed).
     let scratch = store.tmp_dir("run")?;
     let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
     std::fs::create_dir(&upper)?;
@@ -75,50 +118,109 @@ pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
         upperdir: upper,
         workdir: work,
         args: argv,
-        env: container_env(&config, &args.env),
-        cwd: args
+        env: container_env(&config, &opts.env),
+        cwd: opts
             .workdir
             .clone()
             .unwrap_or_else(|| match config.config.working_dir.as_str() {
                 "" => "/".to_string(),
                 w => w.to_string(),
             }),
-        user: args
+        user: opts
             .user
             .clone()
             .unwrap_or_else(|| config.config.user.clone()),
         network,
         hostname: "rbuild".into(),
         mounts: vec![],
+        stdin: opts.stdin,
     };
-    let cancel = CancelToken::new();
-    let c = cancel.clone();
-    // Ctrl-C ends the container, then rbuild exits with its status.
-    let _ = ctrlc_cancel(move || c.cancel());
-    let code = rbuild_executor::run(&spec, &cancel, &mut |stream, data| {
+    let code = rbuild_executor::run(&spec, cancel, &mut |stream, data| {
+        // Flushed at once: a prompt without a newline must show before the process waits.
         let _ = match stream {
-            Stream::Stdout => std::io::stdout().lock().write_all(data),
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(data).and_then(|_| out.flush())
+            }
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
-    })
-    .with_context(|| format!("cannot run {}", args.image))?;
+    });
     drop(scratch);
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    match code {
+        Ok(code) => Ok(code),
+        Err(rbuild_executor::ExecError::Cancelled) => Ok(130),
+        Err(e) => Err(anyhow!(e).context(format!("cannot run {name}"))),
+    }
 }
 
-/// Calls `f` on the first SIGINT/SIGTERM, from a watcher thread.
-fn ctrlc_cancel(f: impl FnOnce() + Send + 'static) -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block()?;
-    std::thread::spawn(move || {
-        if set.wait().is_ok() {
-            f();
+/// Ctrl-C or SIGTERM cancels `cancel` (the container is killed, then rbuild
+/// exits with its status). The listeners live on `runtime`'s threads.
+pub fn cancel_on_signals(runtime: &tokio::runtime::Runtime, cancel: &CancelToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let c = cancel.clone();
+    runtime.spawn(async move {
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
+        c.cancel();
     });
-    Ok(())
+}
+
+/// The stored image for `reference`, pulled first when it is not local.
+pub fn local_or_pull(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    insecure: &[String],
+    reference: &str,
+) -> Result<StoredImage> {
+    if let Some(img) = store.image(reference)? {
+        return Ok(img);
+    }
+    eprintln!("Unable to find image '{reference}' locally");
+    let client = crate::pull::client(insecure)?;
+    let digest = crate::pull::pull_into(runtime, store, &client, reference)
+        .with_context(|| {
+            format!(
+                "no image {reference:?} in {} and pulling it failed; build it with `rbuild build -t` or import it with `rbuild load -i`",
+                store.root().display()
+            )
+        })?;
+    eprintln!("{reference}: pulled, digest {digest}");
+    store
+        .image(reference)?
+        .ok_or_else(|| anyhow!("{reference} was pulled but is missing from the store"))
+}
+
+pub fn run(root: &Path, insecure: &[String], args: RunArgs) -> Result<ExitCode> {
+    if args.tty && !args.interactive {
+        eprintln!("note: -t is accepted but no pseudo-terminal is allocated");
+    } else if args.tty {
+        eprintln!(
+            "note: -t is accepted but no pseudo-terminal is allocated; stdin is passed as is (-i)"
+        );
+    }
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let image = local_or_pull(&runtime, &store, insecure, &args.image)?;
+    let cancel = CancelToken::new();
+    cancel_on_signals(&runtime, &cancel);
+    let code = run_image(
+        &store,
+        &image,
+        &args.image,
+        &RunOptions::from_args(&args),
+        &cancel,
+    )?;
+    Ok(exit_code(code))
 }
 
 #[cfg(test)]
@@ -140,5 +242,16 @@ mod tests {
             container_env(&c, &["A=2".into(), "B=3".into()]),
             ["A=2", "B=3"]
         );
+    }
+
+    #[test]
+    fn networks_and_exit_codes() {
+        assert_eq!(parse_network(None).unwrap(), Network::Host);
+        assert_eq!(parse_network(Some("none")).unwrap(), Network::None);
+        assert!(parse_network(Some("bridge")).is_err());
+        assert_eq!(exit_byte(42), 42);
+        assert_eq!(exit_byte(137), 137);
+        assert_eq!(exit_byte(300), 255);
+        assert_eq!(exit_byte(-1), 255);
     }
 }

@@ -272,6 +272,7 @@ fn run_spec(
         },
         hostname: HOSTNAME.into(),
         mounts,
+        stdin: false,
     }
 }
 
