@@ -149,7 +149,21 @@ pub fn run_image(
     match code {
         Ok(code) => Ok(code),
         Err(rbuild_executor::ExecError::Cancelled) => Ok(130),
+        // Docker's codes for a command that cannot be started.
+        Err(e @ rbuild_executor::ExecError::Exec { .. }) => {
+            eprintln!("error: {e}");
+            Ok(exec_failure_code(&e.to_string()))
+        }
         Err(e) => Err(anyhow!(e).context(format!("cannot run {name}"))),
+    }
+}
+
+/// 127 when the command does not exist, 126 when it cannot be executed.
+pub fn exec_failure_code(message: &str) -> i32 {
+    if message.contains("not found") || message.contains("No such file") {
+        127
+    } else {
+        126
     }
 }
 
@@ -253,5 +267,13 @@ mod tests {
         assert_eq!(exit_byte(137), 137);
         assert_eq!(exit_byte(300), 255);
         assert_eq!(exit_byte(-1), 255);
+        assert_eq!(
+            exec_failure_code("exec \"x\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(
+            exec_failure_code("exec \"/etc\": Permission denied (os error 13)"),
+            126
+        );
     }
 }

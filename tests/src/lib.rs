@@ -149,6 +149,108 @@ impl Env {
     }
 }
 
+/// Debian's `docker-registry` serving plain HTTP on a free 127.0.0.1 port,
+/// with its storage in a temp dir; killed (and the dir removed) on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts one, retrying on another port when the chosen one was taken meanwhile.
+    pub fn start() -> Registry {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("rbuild-test-registry")
+                .tempdir()
+                .expect("registry dir");
+            match Self::try_start(dir) {
+                Ok(r) => return r,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("docker-registry did not start:\n{last_log}");
+    }
+
+    fn try_start(dir: tempfile::TempDir) -> Result<Registry, String> {
+        use std::io::{Read, Write};
+        use std::time::{Duration, Instant};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: rbuild-tests\n",
+            dir.path().display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("registry config");
+        let log_path = dir.path().join("registry.log");
+        let log = std::fs::File::create(&log_path).expect("registry log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .env_clear()
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let mut reg = Registry {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reg.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(&reg.host) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 5];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"HTTP/" {
+                    // Another process may own the port: ours must still be alive.
+                    std::thread::sleep(Duration::from_millis(200));
+                    if reg.child.try_wait().ok().flatten().is_none() {
+                        return Ok(reg);
+                    }
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default())
+    }
+
+    /// Copies `oci:ROOT/oci:TAG` of a store to `HOST/repo_tag` with skopeo.
+    pub fn push_from(&self, root: &Path, tag: &str, repo_tag: &str) -> String {
+        let dest = format!("{}/{repo_tag}", self.host);
+        let out = Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}/oci:{tag}", root.display()))
+            .arg(format!("docker://{dest}"))
+            .arg("--dest-tls-verify=false")
+            .output()
+            .expect("skopeo (apt-get install skopeo)");
+        assert!(
+            out.status.success(),
+            "skopeo copy to {dest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+}
+
 /// What `--progress=plain` said about each numbered step.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Step {
