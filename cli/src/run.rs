@@ -171,13 +171,18 @@ pub fn exec_failure_code(message: &str) -> i32 {
 /// exits with its status). The listeners live on `runtime`'s threads.
 pub fn cancel_on_signals(runtime: &tokio::runtime::Runtime, cancel: &CancelToken) {
     use tokio::signal::unix::{SignalKind, signal};
+    // Registered before returning, so a signal that comes at once is not lost.
+    let _in_runtime = runtime.enter();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
     let c = cancel.clone();
     runtime.spawn(async move {
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         c.cancel();

@@ -354,3 +354,36 @@ fn two_targets_share_a_stage_solved_once() {
     assert_ne!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a --target"));
 }
+
+#[test]
+fn ctrl_c_kills_the_container_and_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    let env = with_image("c:1", "FROM busybox\n");
+    let mut child = env
+        .cmd(&["run", "c:1", "sh", "-c", "echo ready; exec sleep 876543"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let alive = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|c| c.starts_with(b"sleep\0876543"));
+    assert!(!alive, "the container outlived rbuild");
+    let (tmp, mounts) = leftovers(env.root());
+    assert!(tmp.is_empty() && mounts.is_empty(), "{tmp:?} {mounts:?}");
+}
