@@ -167,8 +167,12 @@ pub struct RunArgs {
     /// Accepted because docker users type it: runs are always ephemeral.
     #[arg(long)]
     pub rm: bool,
+    /// Set an environment variable (`K=V`, or `K` to copy it from rbuild's environment).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Replace the image's ENTRYPOINT (its CMD is dropped too); `""` for none.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     #[arg(short = 'w', long)]

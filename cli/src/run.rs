@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub stdin: bool,
     /// Replaces the image's CMD (not its ENTRYPOINT) when not empty.
     pub command: Vec<String>,
+    /// `--entrypoint`: replaces the image's ENTRYPOINT and drops its CMD
+    /// (docker's rule); `""` means none.
+    pub entrypoint: Option<String>,
 }
 
 impl RunOptions {
@@ -37,14 +40,24 @@ impl RunOptions {
             network: Some(args.network.clone()),
             stdin: args.interactive,
             command: args.command.clone(),
+            entrypoint: args.entrypoint.clone(),
         }
     }
 }
 
-/// The argv a container starts with: ENTRYPOINT + (the given command, or CMD).
-pub fn container_args(config: &ImageConfig, command: &[String]) -> Vec<String> {
-    let mut args = config.config.entrypoint.clone().unwrap_or_default();
-    if command.is_empty() {
+/// The argv a container starts with: ENTRYPOINT + (the given command, or
+/// CMD). An `--entrypoint` replaces the image's and drops its CMD.
+pub fn container_args(
+    config: &ImageConfig,
+    entrypoint: Option<&str>,
+    command: &[String],
+) -> Vec<String> {
+    let mut args = match entrypoint {
+        None => config.config.entrypoint.clone().unwrap_or_default(),
+        Some("") => Vec::new(),
+        Some(e) => vec![e.to_string()],
+    };
+    if command.is_empty() && entrypoint.is_none() {
         args.extend(config.config.cmd.clone().unwrap_or_default());
     } else {
         args.extend(command.iter().cloned());
@@ -53,9 +66,12 @@ pub fn container_args(config: &ImageConfig, command: &[String]) -> Vec<String> {
 }
 
 /// Image env with `-e` entries applied (`K=V`, or `K` copied from our environment).
-pub fn container_env(config: &ImageConfig, overrides: &[String]) -> Vec<String> {
+pub fn container_env(config: &ImageConfig, overrides: &[String]) -> Result<Vec<String>> {
     let mut c = config.config.clone();
     for e in overrides {
+        if e.is_empty() || e.starts_with('=') {
+            bail!("-e {e:?}: the variable name is empty; write -e NAME=VALUE");
+        }
         match e.split_once('=') {
             Some((k, v)) => c.env_set(k, v),
             None => {
@@ -65,7 +81,7 @@ pub fn container_env(config: &ImageConfig, overrides: &[String]) -> Vec<String> 
             }
         }
     }
-    c.env
+    Ok(c.env)
 }
 
 /// `--network` as the executor knows it.
@@ -98,10 +114,11 @@ pub fn run_image(
 ) -> Result<i32> {
     let config: ImageConfig =
         serde_json::from_slice(&image.config).context("the image config is not valid JSON")?;
-    let argv = container_args(&config, &opts.command);
+    let argv = container_args(&config, opts.entrypoint.as_deref(), &opts.command);
     if argv.is_empty() {
         bail!("image {name} has no ENTRYPOINT or CMD; give a command after the image name");
     }
+    let env = container_env(&config, &opts.env)?;
     let network = parse_network(opts.network.as_deref())?;
     let mut lowerdirs = Vec::new();
     for layer in &image.layers {
@@ -118,7 +135,7 @@ pub fn run_image(
         upperdir: upper,
         workdir: work,
         args: argv,
-        env: container_env(&config, &opts.env),
+        env,
         cwd: opts
             .workdir
             .clone()
@@ -251,16 +268,26 @@ mod tests {
         let mut c = ImageConfig::default();
         c.config.entrypoint = Some(vec!["/bin/app".into()]);
         c.config.cmd = Some(vec!["serve".into()]);
-        assert_eq!(container_args(&c, &[]), ["/bin/app", "serve"]);
+        assert_eq!(container_args(&c, None, &[]), ["/bin/app", "serve"]);
         assert_eq!(
-            container_args(&c, &["health".into()]),
+            container_args(&c, None, &["health".into()]),
             ["/bin/app", "health"]
         );
+        // --entrypoint drops CMD; "" drops the entrypoint too.
+        assert_eq!(container_args(&c, Some("/bin/sh"), &[]), ["/bin/sh"]);
+        assert_eq!(
+            container_args(&c, Some("/bin/sh"), &["-c".into(), "x".into()]),
+            ["/bin/sh", "-c", "x"]
+        );
+        assert!(container_args(&c, Some(""), &[]).is_empty());
+        assert_eq!(container_args(&c, Some(""), &["ls".into()]), ["ls"]);
         c.config.env = vec!["A=1".into()];
         assert_eq!(
-            container_env(&c, &["A=2".into(), "B=3".into()]),
-            ["A=2", "B=3"]
+            container_env(&c, &["A=2".into(), "B=3".into(), "C=".into()]).unwrap(),
+            ["A=2", "B=3", "C="]
         );
+        assert!(container_env(&c, &["=x".into()]).is_err());
+        assert!(container_env(&c, &["".into()]).is_err());
     }
 
     #[test]

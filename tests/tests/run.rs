@@ -53,6 +53,15 @@ fn entrypoint_and_cmd_and_their_override() {
         stdout(&env.ok(&["run", "ep:1", "other", "-n"])),
         "ep other -n\n"
     );
+    // --entrypoint replaces the image's and drops its CMD (docker's rule).
+    assert_eq!(
+        stdout(&env.ok(&["run", "--entrypoint", "echo", "ep:1"])),
+        "\n"
+    );
+    assert_eq!(
+        stdout(&env.ok(&["run", "--entrypoint", "", "ep:1", "echo", "x"])),
+        "x\n"
+    );
     // Without an ENTRYPOINT the command replaces CMD entirely.
     assert_eq!(
         stdout(&env.ok(&["run", "busybox", "echo", "plain"])),
