@@ -152,19 +152,29 @@ pub fn run_image(
         mounts: vec![],
         stdin: opts.stdin,
     };
+    // A reader that went away (`rbuild run img yes | head -1`) ends the
+    // container, as SIGPIPE would end a process writing to it.
+    let mut broken_pipe = false;
     let code = rbuild_executor::run(&spec, cancel, &mut |stream, data| {
         // Flushed at once: a prompt without a newline must show before the process waits.
-        let _ = match stream {
+        let written = match stream {
             Stream::Stdout => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(data).and_then(|_| out.flush())
             }
             Stream::Stderr => std::io::stderr().lock().write_all(data),
         };
+        if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            broken_pipe = true;
+            cancel.cancel();
+        }
     });
     drop(scratch);
     match code {
         Ok(code) => Ok(code),
+        Err(rbuild_executor::ExecError::Cancelled) if broken_pipe => {
+            Ok(128 + nix::sys::signal::Signal::SIGPIPE as i32)
+        }
         Err(rbuild_executor::ExecError::Cancelled) => Ok(130),
         // Docker's codes for a command that cannot be started.
         Err(e @ rbuild_executor::ExecError::Exec { .. }) => {

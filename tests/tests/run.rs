@@ -178,6 +178,30 @@ fn exit_code_propagates_and_nothing_is_left_behind() {
         String::from_utf8_lossy(&o.stderr)
     );
 
+    // A reader that goes away ends the container (it would write forever).
+    let mut child = env
+        .cmd(&["run", "x:1", "yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 2];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"y\n");
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(141), "yes kept running");
+
     std::thread::sleep(std::time::Duration::from_millis(200));
     let alive: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
