@@ -170,6 +170,9 @@ pub struct RunArgs {
     /// Set an environment variable (`K=V`, or `K` to copy it from rbuild's environment).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// When to fetch the image from its registry.
+    #[arg(long, value_enum, default_value_t = crate::run::PullPolicy::Missing)]
+    pub pull: crate::run::PullPolicy,
     /// Replace the image's ENTRYPOINT (its CMD is dropped too); `""` for none.
     #[arg(long)]
     pub entrypoint: Option<String>,

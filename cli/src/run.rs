@@ -216,17 +216,34 @@ pub fn cancel_on_signals(runtime: &tokio::runtime::Runtime, cancel: &CancelToken
     });
 }
 
-/// The stored image for `reference`, pulled first when it is not local.
+/// `--pull`: when an image is fetched from its registry (docker's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Only when it is not in the local store.
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// The stored image for `reference`, pulled first as `policy` says.
 pub fn local_or_pull(
     runtime: &tokio::runtime::Runtime,
     store: &Store,
     insecure: &[String],
     reference: &str,
+    policy: PullPolicy,
 ) -> Result<StoredImage> {
-    if let Some(img) = store.image(reference)? {
-        return Ok(img);
+    let local = store.image(reference)?;
+    match (local, policy) {
+        (Some(img), PullPolicy::Missing | PullPolicy::Never) => return Ok(img),
+        (None, PullPolicy::Never) => bail!(
+            "no image {reference:?} in {} (and --pull=never)",
+            store.root().display()
+        ),
+        (None, _) => eprintln!("Unable to find image '{reference}' locally"),
+        (Some(_), PullPolicy::Always) => {}
     }
-    eprintln!("Unable to find image '{reference}' locally");
     let client = crate::pull::client(insecure)?;
     let digest = crate::pull::pull_into(runtime, store, &client, reference)
         .with_context(|| {
@@ -256,7 +273,7 @@ pub fn run(root: &Path, insecure: &[String], args: RunArgs) -> Result<ExitCode> 
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let image = local_or_pull(&runtime, &store, insecure, &args.image)?;
+    let image = local_or_pull(&runtime, &store, insecure, &args.image, args.pull)?;
     let cancel = CancelToken::new();
     cancel_on_signals(&runtime, &cancel);
     let code = run_image(

@@ -237,6 +237,12 @@ fn an_image_that_is_not_local_is_pulled_first() {
     let o = fresh.ok(&["run", &reference, "echo", "again"]);
     assert_eq!(stdout(&o), "again\n");
     assert!(!String::from_utf8_lossy(&o.stderr).contains("Unable to find"));
+    // --pull=always fetches again; --pull=never refuses what is not local.
+    let o = fresh.ok(&["run", "--pull", "always", &reference, "true"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pulled"));
+    let o = fresh.run(&["run", "--pull=never", &format!("{}/bb:2", reg.host), "true"]);
+    assert_ne!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pull=never"));
     let (tmp, mounts) = leftovers(fresh.root());
     assert!(tmp.is_empty() && mounts.is_empty(), "{tmp:?} {mounts:?}");
 
