@@ -136,9 +136,10 @@ pub struct BuildArgs {
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
-    /// The stage to build.
-    #[arg(long)]
-    pub target: Option<String>,
+    /// The stage to build; give it several times to build several stages in one
+    /// graph (shared steps run once). `-t NAME` names the last one, `-t STAGE=NAME` any.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -184,6 +185,13 @@ pub struct BuildArgs {
     /// Push every `-t` name to its registry after the build.
     #[arg(long)]
     pub push: bool,
+    /// Run the built image (the last `--target`) once it is built; rbuild exits with its
+    /// exit code. A command replacing CMD goes after `--`: `--run -- CMD… CONTEXT`.
+    #[arg(long)]
+    pub run: bool,
+    /// After `--`: the `--run` command, then the context if not given before `--`.
+    #[arg(last = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub run_command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -191,17 +199,25 @@ pub struct RunArgs {
     /// Accepted because docker users type it: runs are always ephemeral.
     #[arg(long)]
     pub rm: bool,
+    /// Set an environment variable (`K=V`, or `K` to copy it from rbuild's environment).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// When to fetch the image from its registry.
+    #[arg(long, value_enum, default_value_t = crate::run::PullPolicy::Missing)]
+    pub pull: crate::run::PullPolicy,
+    /// Replace the image's ENTRYPOINT (its CMD is dropped too); `""` for none.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
     #[arg(long, default_value = "host")]
     pub network: String,
-    /// Accepted for docker compatibility; stdin is always attached.
+    /// Feed rbuild's stdin to the process (without it, the process reads /dev/null).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Accepted for docker compatibility; no pseudo-terminal is allocated.
     #[arg(short = 't', long)]
     pub tty: bool,
     pub image: String,

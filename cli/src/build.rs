@@ -5,7 +5,7 @@ use crate::outputs;
 use crate::progress::Printer;
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
-use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, Lowered, ResolvedImage};
+use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, LoweredTargets, ResolvedImage};
 use rbuild_solver::graph::Platform;
 use rbuild_solver::image::ImageConfig;
 use rbuild_solver::{SolveOptions, Solver, render};
@@ -145,10 +145,25 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
     })
 }
 
-pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCode> {
+pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<ExitCode> {
+    if !args.run && !args.run_command.is_empty() {
+        bail!("a command after `--` is only for --run: rbuild build --run [-- CMD…] CONTEXT");
+    }
+    let (context, run_command) = crate::targets::split_run_command(
+        args.context.take(),
+        std::mem::take(&mut args.run_command),
+    );
+    args.context = context;
     if args.push && args.tags.is_empty() && !args.dry_run {
         bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
     }
+    // Which stages are built: each --target, or the last stage.
+    let stages: Vec<Option<String>> = if args.targets.is_empty() {
+        vec![None]
+    } else {
+        args.targets.iter().cloned().map(Some).collect()
+    };
+    let target_tags = crate::targets::assign_tags(&args.tags, &stages)?;
     let inputs = read_inputs(&args)?;
     let cache_flags = crate::cache_flags::CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let build_args = parse_build_args(&args.build_args)?;
@@ -160,7 +175,7 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
     };
     let opts = LowerOptions {
         dockerfile_name: inputs.dockerfile_name.clone(),
-        target: args.target.clone(),
+        target: None,
         build_args,
         platform,
         ignore_patterns: inputs.ignore.clone(),
@@ -180,7 +195,7 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let lowered: Lowered = match &store {
+    let lowered: LoweredTargets = match &store {
         Some(s) => {
             let resolver = StoreResolver {
                 store: s,
@@ -193,13 +208,13 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
                 always_pull: args.pull,
                 client: std::cell::OnceCell::new(),
             };
-            lower::lower(&inputs.source, &opts, &resolver)
+            lower::lower_targets(&inputs.source, &opts, &args.targets, &resolver)
         }
-        None => lower::lower(&inputs.source, &opts, &lower::NoImages),
+        None => lower::lower_targets(&inputs.source, &opts, &args.targets, &lower::NoImages),
     }
     .map_err(|d| anyhow!("{d}"))?;
-    let target = &lowered.target;
-    let roots = [target.root];
+    // Every target's root in one solve: what they share runs once.
+    let roots: Vec<_> = lowered.targets.iter().map(|t| t.root).collect();
     let mut solve_opts = SolveOptions {
         no_cache: args.no_cache,
         context_dir: Some(inputs.context.clone()),
@@ -255,7 +270,6 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
                 eprintln!("{w}")
             });
     }
-    let tags: Vec<String> = args.tags.clone();
     let progress = if args.quiet {
         Progress::Quiet
     } else {
@@ -293,44 +307,55 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
         ),
     };
 
-    let history: Vec<_> = lowered
-        .target
-        .history
-        .iter()
-        .map(|h| (h.entry.clone(), h.vertex))
-        .collect();
-    // Layers imported lazily are fetched now: the image needs their blobs.
-    if let Some(o) = outcomes.get(&lowered.target.root) {
-        runtime.block_on(solver.ensure_layers(&o.layers, &solve_opts))?;
+    // Every target is exported; the last one is what --output, --iidfile, inline
+    // cache and --run are about.
+    let mut built: Vec<(rbuild_cache::StoredImage, &Vec<String>, Option<String>)> = Vec::new();
+    for (target, tags) in lowered.targets.iter().zip(&target_tags) {
+        let history: Vec<_> = target
+            .history
+            .iter()
+            .map(|h| (h.entry.clone(), h.vertex))
+            .collect();
+        // Layers imported lazily are fetched now: the image needs their blobs.
+        if let Some(o) = outcomes.get(&target.root) {
+            runtime.block_on(solver.ensure_layers(&o.layers, &solve_opts))?;
+        }
+        let manifest = solver.export(
+            &graph,
+            &outcomes,
+            target.root,
+            &target.config,
+            &history,
+            tags,
+        )?;
+        let image = store
+            .image(&manifest)?
+            .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+        built.push((image, tags, target.stage_name.clone()));
     }
-    let manifest = solver.export(
-        &graph,
-        &outcomes,
-        lowered.target.root,
-        &lowered.target.config,
-        &history,
-        &tags,
-    )?;
-    let mut image = store
-        .image(&manifest)?
-        .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+    let last_root = lowered
+        .targets
+        .last()
+        .map(|t| t.root)
+        .ok_or_else(|| anyhow!("no target was built"))?;
     if let Some(client) = &cache_client {
-        let built = crate::cache_flags::Built {
+        let solved = crate::cache_flags::Built {
             runtime: &runtime,
             client,
             solver: &solver,
             opts: &solve_opts,
             graph: &graph,
             outcomes: &outcomes,
-            root: lowered.target.root,
+            root: last_root,
         };
         if cache_flags
             .to
             .contains(&crate::cache_flags::CacheTo::Inline)
+            && let Some(last) = built.last_mut()
         {
-            image = crate::cache_flags::add_inline(&store, &built, &image)?;
+            last.0 = crate::cache_flags::add_inline(&store, &solved, &last.0)?;
         }
-        crate::cache_flags::export(&store, &built, &cache_flags.to, &mut |n| {
+        crate::cache_flags::export(&store, &solved, &cache_flags.to, &mut |n| {
             if !args.quiet {
                 eprintln!("{n}")
             }
@@ -342,33 +367,56 @@ pub fn build(root: &Path, insecure: &[String], args: BuildArgs) -> Result<ExitCo
             eprintln!("{}", crate::cache_flags::import_summary(imported));
         }
     }
+    let several = built.len() > 1;
+    for (image, tags, stage) in &built {
+        if args.quiet {
+            println!("{}", image.config_digest);
+            continue;
+        }
+        for t in tags.iter() {
+            eprintln!("naming to {t} done");
+        }
+        match stage {
+            Some(stage) if several => {
+                eprintln!("writing image {} ({stage}) done", image.config_digest)
+            }
+            _ => eprintln!("writing image {} done", image.config_digest),
+        }
+    }
+    if args.push {
+        // An ordered step after export, numbered after the build's steps.
+        let step = graph.reachable(&roots).len() + 1;
+        for (image, tags, _) in &built {
+            crate::push::push_built(
+                &runtime,
+                &store,
+                insecure,
+                &image.manifest_digest,
+                tags,
+                step,
+                progress,
+            )?;
+        }
+    }
+    let (image, tags, _) = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
     for out in &args.outputs {
-        outputs::write(&store, &image, &tags, out)?;
+        outputs::write(&store, &image, tags, out)?;
     }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &image.config_digest)
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
-    if args.quiet {
-        println!("{}", image.config_digest);
-    } else {
-        for t in &tags {
-            eprintln!("naming to {t} done");
-        }
-        eprintln!("writing image {} done", image.config_digest);
-    }
-    if args.push {
-        // An ordered step after export, numbered after the build's steps.
-        let step = graph.reachable(&roots).len() + 1;
-        crate::push::push_built(
-            &runtime,
-            &store,
-            insecure,
-            &image.manifest_digest,
-            &tags,
-            step,
-            progress,
-        )?;
+    if args.run {
+        let opts = crate::run::RunOptions {
+            network: args.network.clone(),
+            command: run_command,
+            ..Default::default()
+        };
+        let cancel = rbuild_executor::CancelToken::new();
+        crate::run::cancel_on_signals(&runtime, &cancel);
+        let name = tags.first().cloned().unwrap_or(image.config_digest.clone());
+        let code = crate::run::run_image(&store, &image, &name, &opts, &cancel)?;
+        return Ok(crate::run::exit_code(code));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod progress;
 mod pull;
 mod push;
 mod run;
+mod targets;
 
 use anyhow::{Context, Result};
 use args::{Cli, Command, DebugCommand};
@@ -68,6 +69,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Inspect { image }) => commands::inspect(&root, &image),
         Some(Command::Rmi { images }) => commands::rmi(&root, &images),
         Some(Command::Prune { all }) => commands::prune(&root, all),
-        Some(Command::Run(args)) => run::run(&root, args),
+        Some(Command::Run(args)) => run::run(&root, &insecure, args),
     }
 }

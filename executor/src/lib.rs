@@ -77,6 +77,9 @@ pub struct RunSpec {
     pub network: Network,
     pub hostname: String,
     pub mounts: Vec<Mount>,
+    /// Give the process rbuild's own stdin (`rbuild run -i`); otherwise it
+    /// reads `/dev/null`, as every build step does.
+    pub stdin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

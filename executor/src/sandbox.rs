@@ -212,6 +212,8 @@ struct Plan {
     hostroot_fd: i32,
     rootfs_fd: i32,
     devnull: CString,
+    /// Keep the inherited fd 0 instead of /dev/null.
+    inherit_stdin: bool,
     candidates: Vec<Candidate>,
     mounts: Vec<MountStep>,
     devices: Vec<Device>,
@@ -343,12 +345,18 @@ unsafe fn child_main(p: &Plan) -> ! {
         if libc::dup2(out, 1) < 0 || libc::dup2(err, 2) < 0 {
             fail(sfd, Step::Stdio, 0, errno());
         }
-        let null = libc::open(p.devnull.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if null < 0 || libc::dup2(null, 0) < 0 {
+        if !p.inherit_stdin {
+            let null = libc::open(p.devnull.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if null < 0 || libc::dup2(null, 0) < 0 {
+                fail(sfd, Step::Stdio, 1, errno());
+            }
+            if null != 0 {
+                libc::close(null);
+            }
+        } else if libc::fcntl(0, libc::F_SETFD, 0) < 0 {
+            // The caller's fd 0 must survive execve (it is not close-on-exec
+            // normally; this makes sure), and must exist at all.
             fail(sfd, Step::Stdio, 1, errno());
-        }
-        if null != 0 {
-            libc::close(null);
         }
         libc::close(out);
         libc::close(err);
@@ -1394,6 +1402,7 @@ fn run_impl(
         hostroot_fd,
         rootfs_fd,
         devnull: cs("/dev/null")?,
+        inherit_stdin: spec.stdin,
         candidates,
         mounts,
         devices,

@@ -61,6 +61,7 @@ impl Fixture {
             network: Network::None,
             hostname: "testhost".into(),
             mounts: vec![],
+            stdin: false,
         }
     }
 }

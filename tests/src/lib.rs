@@ -209,6 +209,26 @@ impl Registry {
         );
     }
 
+    /// Copies `tag` from the store at `root` into this registry as `repo_tag`
+    /// (with skopeo, so the test does not depend on rbuild's own push); returns
+    /// the reference.
+    pub fn push_from(&self, root: &Path, tag: &str, repo_tag: &str) -> String {
+        let dest = format!("{}/{repo_tag}", self.host);
+        let out = Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}/oci:{tag}", root.display()))
+            .arg(format!("docker://{dest}"))
+            .arg("--dest-tls-verify=false")
+            .output()
+            .expect("skopeo (apt-get install skopeo)");
+        assert!(
+            out.status.success(),
+            "skopeo copy to {dest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dest
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.host

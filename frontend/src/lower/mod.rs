@@ -149,6 +149,92 @@ pub fn lower_instructions(
     opts: &LowerOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<Lowered, Diagnostic> {
+    let mut shared = Shared::default();
+    let (target, context) =
+        lower_target(instructions, escape, source, opts, resolver, &mut shared)?;
+    Ok(Lowered {
+        graph: shared.graph,
+        target,
+        context,
+    })
+}
+
+/// Several targets of one Dockerfile lowered into one graph.
+#[derive(Debug, Clone)]
+pub struct LoweredTargets {
+    /// The union of what every target needs; a vertex two targets share is in it once.
+    pub graph: BuildGraph,
+    /// One per requested target, in the order asked.
+    pub targets: Vec<TargetImage>,
+    /// The build-context Local vertex, if any COPY/ADD/mount of any target uses it.
+    pub context: Option<VertexId>,
+}
+
+/// Parses, types and lowers a Dockerfile for each of `targets` (stage names;
+/// empty = `opts.target` alone). Each target is lowered as a build of it alone
+/// would be (its own `TARGETSTAGE`), into one shared graph: identical vertices
+/// dedup in [`BuildGraph::add`], so a stage two targets need is solved once.
+/// Each base image is resolved once.
+pub fn lower_targets(
+    source: &str,
+    opts: &LowerOptions,
+    targets: &[String],
+    resolver: &dyn ImageResolver,
+) -> Result<LoweredTargets, Diagnostic> {
+    let in_file = |d: Diagnostic| match d.file {
+        Some(_) => d,
+        None => d.in_file(opts.dockerfile_name.clone()),
+    };
+    let df = parser::parse(source).map_err(in_file)?;
+    let ins = instructions::instructions(&df, source).map_err(in_file)?;
+    let wanted: Vec<Option<String>> = if targets.is_empty() {
+        vec![opts.target.clone()]
+    } else {
+        targets.iter().cloned().map(Some).collect()
+    };
+    let mut shared = Shared::default();
+    let mut images = Vec::new();
+    let mut context = None;
+    for t in wanted {
+        let one = LowerOptions {
+            target: t,
+            ..opts.clone()
+        };
+        let (image, ctx) = lower_target(
+            &ins,
+            df.directives.escape,
+            source,
+            &one,
+            resolver,
+            &mut shared,
+        )
+        .map_err(in_file)?;
+        images.push(image);
+        context = context.or(ctx);
+    }
+    Ok(LoweredTargets {
+        graph: shared.graph,
+        targets: images,
+        context,
+    })
+}
+
+/// What successive target lowerings share: the graph and resolved base images.
+#[derive(Default)]
+struct Shared {
+    graph: BuildGraph,
+    images: HashMap<(String, Platform), Option<ResolvedImage>>,
+}
+
+/// Lowers the stages `opts.target` needs into `shared.graph`.
+fn lower_target(
+    instructions: &[Instruction],
+    escape: char,
+    source: &str,
+    opts: &LowerOptions,
+    resolver: &dyn ImageResolver,
+    shared: &mut Shared,
+) -> Result<(TargetImage, Option<VertexId>), Diagnostic> {
     let mut l = Lowerer {
         source,
         opts,
@@ -156,51 +242,58 @@ pub fn lower_instructions(
         lexer: Lexer::new(escape),
         globals: Vec::new(),
         stages: Vec::new(),
-        graph: BuildGraph::new(),
+        graph: std::mem::take(&mut shared.graph),
         context: None,
-        images: HashMap::new(),
+        images: std::mem::take(&mut shared.images),
         single_stage: false,
     };
-    let global_args = l.split(instructions)?;
-    let target = l.find_target()?;
-    l.eval_globals(&global_args, target)?;
-    l.resolve_bases()?;
-    l.resolve_refs()?;
-    let needed = l.reachable(target)?;
-    l.single_stage = l.stages.len() == 1
-        && !l.stages[0]
-            .refs
-            .iter()
-            .flatten()
-            .any(|r| matches!(r, FromRef::Image(_)));
+    let result = l.lower_all(instructions);
+    shared.graph = std::mem::take(&mut l.graph);
+    shared.images = std::mem::take(&mut l.images);
+    let target = result?;
+    Ok((target, l.context))
+}
 
-    let mut results: Vec<Option<StageState>> = vec![None; l.stages.len()];
-    for i in 0..l.stages.len() {
-        if needed[i] {
-            let st = l.lower_stage(i, &results)?;
-            results[i] = Some(st);
+impl Lowerer<'_> {
+    fn lower_all(&mut self, instructions: &[Instruction]) -> Result<TargetImage, Diagnostic> {
+        let l = self;
+        let global_args = l.split(instructions)?;
+        let target = l.find_target()?;
+        l.eval_globals(&global_args, target)?;
+        l.resolve_bases()?;
+        l.resolve_refs()?;
+        let needed = l.reachable(target)?;
+        l.single_stage = l.stages.len() == 1
+            && !l.stages[0]
+                .refs
+                .iter()
+                .flatten()
+                .any(|r| matches!(r, FromRef::Image(_)));
+
+        let mut results: Vec<Option<StageState>> = vec![None; l.stages.len()];
+        for i in 0..l.stages.len() {
+            if needed[i] {
+                let st = l.lower_stage(i, &results)?;
+                results[i] = Some(st);
+            }
         }
-    }
-    let st = results[target]
-        .take()
-        .expect("the target stage is always lowered");
-    let mut config = st.config;
-    if config.os.is_empty() || config.architecture.is_empty() {
-        config.os = st.platform.os.clone();
-        config.architecture = st.platform.architecture.clone();
-        config.variant = st.platform.variant.clone();
-    }
-    Ok(Lowered {
-        graph: l.graph,
-        target: TargetImage {
+        let st = results[target]
+            .take()
+            .expect("the target stage is always lowered");
+        let mut config = st.config;
+        if config.os.is_empty() || config.architecture.is_empty() {
+            config.os = st.platform.os.clone();
+            config.architecture = st.platform.architecture.clone();
+            config.variant = st.platform.variant.clone();
+        }
+        Ok(TargetImage {
             stage_name: l.stages[target].name.clone(),
             stage_index: target,
             root: st.root,
             config,
             history: st.history,
-        },
-        context: l.context,
-    })
+        })
+    }
 }
 
 /// Where a stage starts from.

@@ -273,6 +273,7 @@ fn run_spec(
         },
         hostname: HOSTNAME.into(),
         mounts,
+        stdin: false,
     }
 }
 
