@@ -1,5 +1,6 @@
 //! Measures commit_layer (tar+sha256+gzip+sha256 in one pass) and snapshot extraction.
 //! Usage: cargo run -p rbuild-cache --example bench_layer -- [MiB] [dir]
+//! Env: LEVELS=1,6 (gzip levels), KINDS=text,yes,random (file contents).
 
 use rbuild_cache::Store;
 use std::io::Write;
@@ -9,7 +10,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(256);
     let base = args.next().unwrap_or_else(|| "/var/tmp".into());
-    for kind in ["text", "random"] {
+    let kinds = std::env::var("KINDS").unwrap_or_else(|_| "text,yes,random".into());
+    for kind in kinds.split(',') {
         for level in levels() {
             let root = tempfile::tempdir_in(&base).expect("temp root");
             let store = Store::open(root.path()).expect("open");
@@ -65,7 +67,11 @@ fn write_data(p: &std::path::Path, mib: usize, kind: &str) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if kind == "random" {
+            if kind == "yes" {
+                // What `yes | head -c N` writes.
+                chunk[i] = if i % 2 == 0 { b'y' } else { b'\n' };
+                i += 1;
+            } else if kind == "random" {
                 let b = x.to_le_bytes();
                 let n = b.len().min(chunk.len() - i);
                 chunk[i..i + n].copy_from_slice(&b[..n]);

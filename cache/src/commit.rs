@@ -31,14 +31,12 @@ impl Store {
             return Ok(None);
         }
         let blob = self.blob_writer()?;
-        let gz = crate::pargz::ParGz::new(blob, self.gzip_level());
-        let tar = HashWriter::new(io::BufWriter::with_capacity(1 << 20, gz));
-        let tar = write_upper_tar(upper, tar)?;
-        let (buf, diff_id, _) = tar.finish();
-        let gz = buf
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .ctx("write layer for", upper)?;
+        // ParGz buffers whole blocks itself, and compresses and writes them on other
+        // threads while this one walks and hashes the tar.
+        let gz = crate::pargz::ParGz::new(blob, self.gzip_level())
+            .ctx("start compressing layer for", upper)?;
+        let tar = write_upper_tar(upper, HashWriter::new(gz))?;
+        let (gz, diff_id, _) = tar.finish();
         let blob = gz.finish().ctx("compress layer for", upper)?;
         let (digest, size) = blob.commit(None)?;
         let layer = Layer {
