@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --release --quiet -p rbuild
-rb=$PWD/target/release/rbuild
+rb=${CARGO_TARGET_DIR:-$PWD/target}/release/rbuild
 export RBUILD_ROOT=${RBUILD_ROOT:-$(mktemp -d /tmp/rbuild-demo.XXXXXX)}
 echo "store: $RBUILD_ROOT" >&2
 
