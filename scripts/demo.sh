@@ -14,8 +14,13 @@ echo "store: $RBUILD_ROOT" >&2
 work=$(mktemp -d)
 regpid=
 cleanup() {
-  [[ -n $regpid ]] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null
+  local rc=$?
+  if [[ -n $regpid ]]; then
+    kill "$regpid" 2>/dev/null || true
+    wait "$regpid" 2>/dev/null || true
+  fi
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 
