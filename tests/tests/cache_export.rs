@@ -4,6 +4,7 @@
 
 use rbuild_tests::{Env, Registry, Step, executed, plain_steps};
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -202,6 +203,11 @@ fn a_then_b(
     let own: Vec<&(String, u64)> = layers_a.iter().filter(|(d, _)| !base.contains(d)).collect();
     assert_eq!(own.len(), 3, "COPY, COPY, RUN layers: {layers_a:?}");
     let (records, blobs, bytes) = import_report(&err);
+    // Through the stderr handle so CI's log shows what machine B transferred.
+    let _ = writeln!(
+        std::io::stderr(),
+        "machine B ({from}): {records} cache records imported, {blobs} layer blobs fetched, {bytes} bytes"
+    );
     assert!(records >= 6, "{err}");
     assert_eq!(blobs, own.len() as u64, "{err}");
     assert_eq!(bytes, own.iter().map(|(_, s)| s).sum::<u64>(), "{err}");
