@@ -127,6 +127,10 @@ impl Patterns {
     /// Whether a context-relative path (slash separated, no leading "./") is excluded. Later
     /// patterns win; `!` re-includes. The context root itself is never excluded.
     pub fn excluded(&self, rel_path: &str) -> bool {
+        // Most contexts have no .dockerignore: skip normalising every path for nothing.
+        if self.patterns.is_empty() {
+            return false;
+        }
         let path = normalize(rel_path);
         if path == "." {
             return false;
