@@ -318,6 +318,17 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> RegistryError {
 }
 
 /// `sha256:<hex>` of `data`.
+/// The `Accept` header of manifest requests: every manifest and index type we read.
+fn manifest_accept() -> String {
+    [
+        OCI_INDEX,
+        DOCKER_MANIFEST_LIST,
+        OCI_MANIFEST,
+        DOCKER_MANIFEST,
+    ]
+    .join(", ")
+}
+
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
@@ -933,13 +944,7 @@ impl RegistryClient {
         };
         let url = self.url(r, &format!("manifests/{mref}"))?;
         let scopes = [repo_scope(&r.repository, "pull")];
-        let accept = [
-            OCI_INDEX,
-            DOCKER_MANIFEST_LIST,
-            OCI_MANIFEST,
-            DOCKER_MANIFEST,
-        ]
-        .join(", ");
+        let accept = manifest_accept();
         let build = || {
             self.http_for(&url)
                 .get(url.clone())
@@ -1007,13 +1012,7 @@ impl RegistryClient {
         };
         let url = self.url(reference, &format!("manifests/{mref}"))?;
         let scopes = [repo_scope(&reference.repository, "pull")];
-        let accept = [
-            OCI_INDEX,
-            DOCKER_MANIFEST_LIST,
-            OCI_MANIFEST,
-            DOCKER_MANIFEST,
-        ]
-        .join(", ");
+        let accept = manifest_accept();
         let build = || {
             self.http_for(&url)
                 .head(url.clone())
