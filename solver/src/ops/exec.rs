@@ -1,6 +1,6 @@
 //! RUN: the executor over input 0's layer chain; the upper dir becomes the new layer.
 
-use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, view_chain};
+use super::{copy_rootfs, diff_rootfs, snapshots, step_dirs, view_chain};
 use crate::graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
 use crate::ops::paths::clean_rel;
 use crate::progress::{Event, LastLines};
@@ -34,11 +34,7 @@ pub(crate) fn run(
     };
     let store = &inner.store;
     let base = inputs.first().cloned().unwrap_or_default();
-    let tmp = store.tmp_dir("exec-")?;
-    let upper = tmp.path().join("upper");
-    let work = tmp.path().join("work");
-    mkdir(&upper)?;
-    mkdir(&work)?;
+    let (tmp, upper, work) = step_dirs(store, "exec-")?;
     // Copying snapshotter: the step runs on a copy of the rootfs, diffed afterwards.
     let (copy_base, copy_root) = (tmp.path().join("base"), tmp.path().join("rootfs"));
     let lowerdirs = if inner.copying {

@@ -5,7 +5,7 @@
 use super::paths::{
     base_name, clean_abs, clean_rel, copy_target, dest_is_dir, expand_wildcard, has_wildcard,
 };
-use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, view_chain};
+use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, step_dirs, view_chain};
 use crate::context::{self, Filter};
 use crate::dockerignore::Patterns;
 use crate::graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
@@ -41,13 +41,9 @@ pub(crate) fn run(
     };
     let store = &inner.store;
     let base = inputs.first().cloned().unwrap_or_default();
-    let tmp = store.tmp_dir("file-")?;
-    let upper = tmp.path().join("upper");
-    let work = tmp.path().join("work");
+    let (tmp, upper, work) = step_dirs(store, "file-")?;
     let mnt = tmp.path().join("root");
-    for d in [&upper, &work, &mnt] {
-        mkdir(d)?;
-    }
+    mkdir(&mnt)?;
     let copy_base = tmp.path().join("base");
     let root_mount = if inner.copying {
         copy_rootfs(store, &base.layers, &copy_base, &mnt)?;

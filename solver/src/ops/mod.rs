@@ -46,6 +46,20 @@ pub(crate) fn diff_rootfs(base: &Path, root: &Path, upper: &Path) -> Result<(), 
 }
 
 /// Creates `dir` (and parents) or fails naming it.
+/// A step's scratch space under the store's tmp/: the dir itself (removed on drop) and
+/// fresh `upper/` and `work/` dirs for the overlay whose upper becomes the layer.
+pub(crate) fn step_dirs(
+    store: &Store,
+    prefix: &str,
+) -> Result<(tempfile::TempDir, PathBuf, PathBuf), SolveError> {
+    let tmp = store.tmp_dir(prefix)?;
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    mkdir(&upper)?;
+    mkdir(&work)?;
+    Ok((tmp, upper, work))
+}
+
 pub(crate) fn mkdir(dir: &Path) -> Result<(), SolveError> {
     std::fs::create_dir_all(dir).map_err(|source| SolveError::Io {
         what: format!("creating {}", dir.display()),
