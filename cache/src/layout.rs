@@ -285,6 +285,53 @@ impl Store {
         Ok(digest)
     }
 
+    /// Stores a manifest byte for byte (a pulled image keeps its registry digest, so a
+    /// build pinned to that digest finds it) and points each tag at it. Its config and
+    /// layer blobs must be in the store already. Returns the manifest digest.
+    pub fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        tags: &[String],
+    ) -> Result<String, CacheError> {
+        for t in tags {
+            check_tag(t)?;
+        }
+        let corrupt = |reason: String| CacheError::Corrupt {
+            path: self.oci_dir(),
+            reason: format!("put_manifest: {reason}"),
+        };
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| corrupt(format!("invalid image manifest: {e}")))?;
+        for d in m.layers.iter().chain([&m.config]) {
+            if !self.has_blob(&d.digest) {
+                return Err(CacheError::MissingBlob {
+                    digest: d.digest.clone(),
+                    path: self.blob_path(&d.digest),
+                });
+            }
+        }
+        let config = self.read_blob(&m.config.digest)?;
+        let ids = config_diff_ids(&config).map_err(&corrupt)?;
+        if ids.len() != m.layers.len() {
+            return Err(corrupt(format!(
+                "the manifest has {} layers but its config {} diff_ids",
+                m.layers.len(),
+                ids.len()
+            )));
+        }
+        let digest = self.put_blob(bytes)?;
+        let desc = Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            annotations: BTreeMap::new(),
+            platform: platform_of(&config),
+        };
+        self.tag_manifest(desc, tags)?;
+        Ok(digest)
+    }
+
     /// Loads the image whose manifest is `digest`.
     pub(crate) fn load_image(
         &self,

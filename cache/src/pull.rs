@@ -1,7 +1,8 @@
-//! Pull: an image from a registry into the store. The manifest is resolved to
-//! the wanted platform (through an index), the config and every missing layer
-//! are fetched concurrently and verified by the client, each blob is stored
-//! once and each layer extracted once; the image is then tagged with the
+//! Pull: an image from a registry into the store, in two parts. [`resolve`] finds
+//! the manifest for the wanted platform (through an index) and fetches the config:
+//! what a build needs to plan. [`fetch`] brings every missing layer, a few at a
+//! time, verified by the client; each blob is stored once and each layer extracted
+//! once, and the manifest is stored as the registry has it, tagged with the
 //! reference the user gave.
 
 use crate::registry::{Platform, Reference, RegistryClient, RegistryError};
@@ -55,18 +56,53 @@ pub fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// Pulls `reference` for `platform` into `store` and returns the stored image.
-pub async fn pull(
-    store: &Store,
+/// A registry image resolved for one platform: manifest and config, no layers yet.
+/// This is what a build needs to plan (the config carries ENV, WORKDIR, ONBUILD…);
+/// [`fetch`] brings the layers.
+#[derive(Debug, Clone)]
+pub struct RemoteImage {
+    pub reference: Reference,
+    /// The registry's digest of the manifest (through an index, the platform's entry).
+    pub manifest_digest: String,
+    pub manifest_bytes: Vec<u8>,
+    pub media_type: String,
+    pub config: Vec<u8>,
+    pub layers: Vec<Layer>,
+}
+
+/// Resolves `reference` (a tag or digest) to the manifest for `platform` and fetches its
+/// config; every digest is verified.
+pub async fn resolve(
     client: &RegistryClient,
     reference: &str,
     platform: &Platform,
-) -> Result<StoredImage, PullError> {
+) -> Result<RemoteImage, PullError> {
+    let r = Reference::parse(reference)?;
+    resolve_ref(client, r, platform).await
+}
+
+/// [`resolve`] of the manifest `digest` of `reference`'s repository: what a build
+/// resolved earlier, fetched now.
+pub async fn resolve_pinned(
+    client: &RegistryClient,
+    reference: &str,
+    digest: &str,
+    platform: &Platform,
+) -> Result<RemoteImage, PullError> {
+    let mut r = Reference::parse(reference)?;
+    r.digest = Some(digest.to_string());
+    resolve_ref(client, r, platform).await
+}
+
+async fn resolve_ref(
+    client: &RegistryClient,
+    r: Reference,
+    platform: &Platform,
+) -> Result<RemoteImage, PullError> {
     let invalid = |message: String| PullError::Invalid {
-        reference: reference.to_string(),
+        reference: r.to_string(),
         message,
     };
-    let r = Reference::parse(reference)?;
     let resolved = client.resolve(&r, platform).await?;
     let config = client.fetch_config(&r, &resolved.config_digest).await?;
     let ids = diff_ids(&config).map_err(invalid)?;
@@ -88,26 +124,74 @@ pub async fn pull(
                 .to_string(),
         });
     }
+    Ok(RemoteImage {
+        reference: r,
+        manifest_digest: resolved.manifest_digest,
+        manifest_bytes: resolved.manifest_bytes,
+        media_type: resolved.media_type,
+        config,
+        layers,
+    })
+}
 
-    // Fetch what the store lacks, then extract, a few layers at a time.
+/// What a pull is doing, per layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// The layer was downloaded (verified) and extracted.
+    Fetched { digest: String, size: u64 },
+    /// The store had the blob; it was only extracted if needed.
+    Present { digest: String },
+}
+
+/// Receives [`PullEvent`]s; called from several tasks.
+pub type PullProgress = Arc<dyn Fn(PullEvent) + Send + Sync>;
+
+/// Fetches the layers of `remote` the store lacks (a few at a time, each verified),
+/// extracts each once, then stores the manifest byte for byte (so the local digest is
+/// the registry's) and points `tags` at it.
+pub async fn fetch(
+    store: &Store,
+    client: &RegistryClient,
+    remote: &RemoteImage,
+    tags: &[String],
+    progress: PullProgress,
+) -> Result<StoredImage, PullError> {
+    let r = &remote.reference;
+    let invalid = |message: String| PullError::Invalid {
+        reference: r.to_string(),
+        message,
+    };
     let limit = Arc::new(Semaphore::new(PARALLEL_FETCHES));
     let mut tasks = tokio::task::JoinSet::new();
-    for layer in layers.clone() {
+    for layer in remote.layers.clone() {
         let (store, client, r, limit) = (store.clone(), client.clone(), r.clone(), limit.clone());
+        let progress = progress.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            if !store.has_blob(&layer.digest) {
+            let event = if store.has_blob(&layer.digest) {
+                PullEvent::Present {
+                    digest: layer.digest.clone(),
+                }
+            } else {
                 let dest = store.blob_path(&layer.digest);
-                client.fetch_blob(&r, &layer.digest, &dest).await?;
-            }
+                let size = client.fetch_blob(&r, &layer.digest, &dest).await?;
+                PullEvent::Fetched {
+                    digest: layer.digest.clone(),
+                    size,
+                }
+            };
             let digest = layer.digest.clone();
             match tokio::task::spawn_blocking(move || store.snapshot(&layer)).await {
-                Ok(extracted) => extracted.map(|_| ()).map_err(PullError::from),
-                Err(e) => Err(PullError::Invalid {
-                    reference: digest,
-                    message: format!("extraction stopped: {e}"),
-                }),
+                Ok(extracted) => extracted.map(|_| ()).map_err(PullError::from)?,
+                Err(e) => {
+                    return Err(PullError::Invalid {
+                        reference: digest,
+                        message: format!("extraction stopped: {e}"),
+                    });
+                }
             }
+            progress(event);
+            Ok(())
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -116,24 +200,48 @@ pub async fn pull(
             Err(e) => return Err(invalid(format!("a layer fetch stopped: {e}"))),
         }
     }
+    let config_digest = store.put_blob(&remote.config)?;
     // Where these blobs are, for cross-repository mounts when pushing; a hint only.
-    for d in layers
+    for d in remote
+        .layers
         .iter()
         .map(|l| &l.digest)
-        .chain([&resolved.config_digest])
+        .chain([&config_digest])
     {
         let _ = crate::push::record_source(store, d, &r.registry, &r.repository);
     }
-
-    let tag = normalize_tag(reference);
     let store2 = store.clone();
-    let (config2, layers2, tags) = (config.clone(), layers.clone(), vec![tag.clone()]);
-    tokio::task::spawn_blocking(move || store2.put_image(&config2, &layers2, &tags))
-        .await
-        .map_err(|e| invalid(format!("storing the image stopped: {e}")))??;
+    let (bytes, media_type, tags) = (
+        remote.manifest_bytes.clone(),
+        remote.media_type.clone(),
+        tags.to_vec(),
+    );
+    let digest =
+        tokio::task::spawn_blocking(move || store2.put_manifest(&bytes, &media_type, &tags))
+            .await
+            .map_err(|e| invalid(format!("storing the image stopped: {e}")))??;
     store
-        .image(&tag)?
+        .image(&digest)?
         .ok_or_else(|| invalid("the pulled image is missing from the store".into()))
+}
+
+/// Pulls `reference` for `platform` into `store`, tagged with `reference`, and returns
+/// the stored image.
+pub async fn pull(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &str,
+    platform: &Platform,
+) -> Result<StoredImage, PullError> {
+    let remote = resolve(client, reference, platform).await?;
+    fetch(
+        store,
+        client,
+        &remote,
+        &[normalize_tag(reference)],
+        Arc::new(|_| {}),
+    )
+    .await
 }
 
 #[cfg(test)]

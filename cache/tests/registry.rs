@@ -1532,7 +1532,6 @@ async fn tls_registry_with_private_ca() {
         ca_certs: vec![dir.join("empty.pem")],
         ..ClientOptions::default()
     })
-    .err()
-    .expect("empty CA file refused");
+    .expect_err("empty CA file refused");
     assert!(err.to_string().contains("empty.pem"), "{err}");
 }

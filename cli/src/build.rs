@@ -6,7 +6,8 @@ use crate::progress::Printer;
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
 use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, LoweredTargets, ResolvedImage};
-use rbuild_solver::graph::Platform;
+use rbuild_solver::actions;
+use rbuild_solver::graph::{Platform, RunOp};
 use rbuild_solver::image::ImageConfig;
 use rbuild_solver::{SolveOptions, Solver, render};
 use std::collections::BTreeMap;
@@ -15,15 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Base images come from the local store, pulled there first when missing
-/// (or always, with `--pull`); the manifest digest pins the cache key.
+/// Base images come from the local store, or are resolved in their registry when missing
+/// (or always, with `--pull`): only the manifest and config are fetched here, what
+/// lowering needs; the image-source vertex fetches the layers when the solve needs them.
+/// The manifest digest pins the cache key.
 pub struct StoreResolver<'a> {
     pub store: &'a Store,
-    /// How to pull (the runtime and `--insecure-registry` hosts); None: only what is local.
+    /// How to reach registries (the runtime and `--insecure-registry` hosts); None: only
+    /// what is local.
     pub pull: Option<(&'a tokio::runtime::Runtime, &'a [String])>,
     pub always_pull: bool,
-    /// Made on first use: setting up TLS reads every CA certificate, which a
-    /// build of local images should not pay for.
+    /// Made on first use: setting up TLS reads every CA certificate, which a build of
+    /// local images should not pay for. The solve reuses it to pull.
     pub client: std::cell::OnceCell<rbuild_cache::registry::RegistryClient>,
 }
 
@@ -31,11 +35,11 @@ impl ImageResolver for StoreResolver<'_> {
     fn resolve(
         &self,
         reference: &str,
-        _platform: &Platform,
+        platform: &Platform,
     ) -> Result<Option<ResolvedImage>, String> {
         let local = self.store.image(reference).map_err(|e| e.to_string())?;
-        let img = match (local, &self.pull) {
-            (Some(img), _) if !self.always_pull => img,
+        let (config, digest) = match (local, &self.pull) {
+            (Some(img), _) if !self.always_pull => (img.config, img.manifest_digest),
             (local, Some((runtime, insecure))) => {
                 let client = match self.client.get() {
                     Some(c) => c,
@@ -44,30 +48,32 @@ impl ImageResolver for StoreResolver<'_> {
                         self.client.get_or_init(|| c)
                     }
                 };
-                match crate::pull::pull_into(runtime, self.store, client, reference) {
-                    Ok(_) => {}
+                let platform = rbuild_cache::registry::Platform::new(
+                    &platform.os,
+                    &platform.architecture,
+                    platform.variant.as_deref(),
+                );
+                match runtime.block_on(rbuild_cache::pull::resolve(client, reference, &platform)) {
+                    Ok(remote) => (remote.config, remote.manifest_digest),
                     // A local image is still usable when the registry cannot be reached.
-                    Err(_) if local.is_some() => {}
+                    Err(_) if local.is_some() => {
+                        let img = local.expect("checked just above");
+                        (img.config, img.manifest_digest)
+                    }
                     Err(e) => {
                         return Err(format!(
-                            "{reference} is not in the local store and pulling it failed: {e:#}"
+                            "{reference} is not in the local store and pulling it failed: {e}"
                         ));
                     }
                 }
-                match self.store.image(reference).map_err(|e| e.to_string())? {
-                    Some(img) => img,
-                    None => return Ok(None),
-                }
             }
-            (local, None) => match local {
-                Some(img) => img,
-                None => return Ok(None),
-            },
+            (Some(img), None) => (img.config, img.manifest_digest),
+            (None, None) => return Ok(None),
         };
-        let config: ImageConfig = serde_json::from_slice(&img.config)
+        let config: ImageConfig = serde_json::from_slice(&config)
             .map_err(|e| format!("image {reference}: config is not valid JSON: {e}"))?;
         Ok(Some(ResolvedImage {
-            digest: Some(img.manifest_digest),
+            digest: Some(digest),
             config,
         }))
     }
@@ -195,7 +201,7 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let lowered: LoweredTargets = match &store {
+    let (lowered, resolver_client) = match &store {
         Some(s) => {
             let resolver = StoreResolver {
                 store: s,
@@ -208,13 +214,67 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
                 always_pull: args.pull,
                 client: std::cell::OnceCell::new(),
             };
-            lower::lower_targets(&inputs.source, &opts, &args.targets, &resolver)
+            let lowered = lower::lower_targets(&inputs.source, &opts, &args.targets, &resolver);
+            (lowered, resolver.client.into_inner())
         }
-        None => lower::lower_targets(&inputs.source, &opts, &args.targets, &lower::NoImages),
+        None => (
+            lower::lower_targets(&inputs.source, &opts, &args.targets, &lower::NoImages),
+            None,
+        ),
+    };
+    let lowered: LoweredTargets = lowered.map_err(|d| anyhow!("{d}"))?;
+
+    // The build ends with actions, vertices like the steps: each target is exported (the
+    // last one carrying inline cache metadata when asked), pushed, and the last one run.
+    let mut graph = lowered.graph;
+    let inline = cache_flags
+        .to
+        .contains(&crate::cache_flags::CacheTo::Inline);
+    let mut exports = Vec::new();
+    for (i, (target, tags)) in lowered.targets.iter().zip(&target_tags).enumerate() {
+        let history: Vec<_> = target
+            .history
+            .iter()
+            .map(|h| (h.entry.clone(), h.vertex))
+            .collect();
+        let last = i + 1 == lowered.targets.len();
+        exports.push(actions::add_export(
+            &mut graph,
+            target.root,
+            &target.config,
+            &history,
+            tags,
+            inline && last,
+        ));
     }
-    .map_err(|d| anyhow!("{d}"))?;
-    // Every target's root in one solve: what they share runs once.
-    let roots: Vec<_> = lowered.targets.iter().map(|t| t.root).collect();
+    let mut roots = exports.clone();
+    if args.push {
+        for (export, tags) in exports.iter().zip(&target_tags) {
+            for t in tags {
+                roots.push(actions::add_push(&mut graph, *export, t));
+            }
+        }
+    }
+    let last_export = *exports
+        .last()
+        .ok_or_else(|| anyhow!("no target was built"))?;
+    let run_vertex = if args.run {
+        let name = target_tags
+            .last()
+            .and_then(|t| t.first().cloned())
+            .unwrap_or_else(|| "the built image".to_string());
+        let run = RunOp {
+            command: run_command,
+            network: default_network,
+            name,
+            ..Default::default()
+        };
+        let v = actions::add_run(&mut graph, last_export, run);
+        roots.push(v);
+        Some(v)
+    } else {
+        None
+    };
     let mut solve_opts = SolveOptions {
         no_cache: args.no_cache,
         context_dir: Some(inputs.context.clone()),
@@ -225,7 +285,7 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
     if args.dry_run {
         let plan = match &store {
             Some(s) if !args.no_cache => {
-                Some(Solver::new(s.clone()).plan(&lowered.graph, &roots, &solve_opts)?)
+                Some(Solver::new(s.clone()).plan(&graph, &roots, &solve_opts)?)
             }
             _ => None,
         };
@@ -236,33 +296,27 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
         };
         let cached: &dyn Fn(rbuild_solver::graph::VertexId) -> bool = &cached;
         match args.format {
-            GraphFormat::Text => print!(
-                "{}",
-                render::render_text(&lowered.graph, &roots, Some(cached))
-            ),
-            GraphFormat::Dot => print!(
-                "{}",
-                render::render_dot(&lowered.graph, &roots, Some(cached))
-            ),
+            GraphFormat::Text => print!("{}", render::render_text(&graph, &roots, Some(cached))),
+            GraphFormat::Dot => print!("{}", render::render_dot(&graph, &roots, Some(cached))),
             GraphFormat::Json => println!(
                 "{}",
-                serde_json::to_string_pretty(&render::render_json(
-                    &lowered.graph,
-                    &roots,
-                    Some(cached)
-                ))?
+                serde_json::to_string_pretty(&render::render_json(&graph, &roots, Some(cached)))?
             ),
         }
         return Ok(ExitCode::SUCCESS);
     }
 
     let store = store.expect("opened above unless dry-run");
-    let cache_client = if cache_flags.to.is_empty() && cache_flags.from.is_empty() {
-        None
-    } else {
-        Some(crate::pull::client(insecure)?)
+    // One client for pulls, pushes and the cache: made only when something needs it.
+    let needs_client = args.push || !cache_flags.to.is_empty() || !cache_flags.from.is_empty();
+    let client = match resolver_client {
+        Some(c) => Some(c),
+        None if needs_client => Some(crate::pull::client(insecure)?),
+        None => None,
     };
-    if let Some(client) = &cache_client
+    solve_opts.registry = client.clone();
+    if let Some(client) = &client
+        && !cache_flags.from.is_empty()
         && !args.no_cache
     {
         solve_opts.imported =
@@ -275,7 +329,7 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
     } else {
         args.progress
     };
-    let graph = Arc::new(lowered.graph);
+    let graph = Arc::new(graph);
     let solver = Solver::new(store.clone());
     if solver.uses_copying_snapshotter() && !args.quiet {
         eprintln!(
@@ -301,44 +355,35 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
     });
     let outcomes = match result {
         Ok(o) => o,
+        // Ctrl-C while the container of --run runs: its status, as `docker run` gives it.
+        Err(rbuild_solver::SolveError::Cancelled) if run_vertex.is_some() => {
+            return Ok(crate::run::exit_code(130));
+        }
         Err(e) => bail!(
             "{}",
             explain_failure(&e, &inputs.dockerfile_name, &inputs.source)
         ),
     };
 
-    // Every target is exported; the last one is what --output, --iidfile, inline
-    // cache and --run are about.
-    let mut built: Vec<(rbuild_cache::StoredImage, &Vec<String>, Option<String>)> = Vec::new();
-    for (target, tags) in lowered.targets.iter().zip(&target_tags) {
-        let history: Vec<_> = target
-            .history
-            .iter()
-            .map(|h| (h.entry.clone(), h.vertex))
-            .collect();
-        // Layers imported lazily are fetched now: the image needs their blobs.
-        if let Some(o) = outcomes.get(&target.root) {
-            runtime.block_on(solver.ensure_layers(&o.layers, &solve_opts))?;
-        }
-        let manifest = solver.export(
-            &graph,
-            &outcomes,
-            target.root,
-            &target.config,
-            &history,
-            tags,
-        )?;
+    let mut built: Vec<rbuild_cache::StoredImage> = Vec::new();
+    for export in &exports {
+        let manifest = outcomes
+            .get(export)
+            .and_then(|o| o.image.clone())
+            .ok_or_else(|| anyhow!("an export did not produce an image"))?;
         let image = store
             .image(&manifest)?
             .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
-        built.push((image, tags, target.stage_name.clone()));
+        built.push(image);
     }
     let last_root = lowered
         .targets
         .last()
         .map(|t| t.root)
         .ok_or_else(|| anyhow!("no target was built"))?;
-    if let Some(client) = &cache_client {
+    if let Some(client) = &client
+        && (!cache_flags.to.is_empty() || !cache_flags.from.is_empty())
+    {
         let solved = crate::cache_flags::Built {
             runtime: &runtime,
             client,
@@ -348,13 +393,6 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
             outcomes: &outcomes,
             root: last_root,
         };
-        if cache_flags
-            .to
-            .contains(&crate::cache_flags::CacheTo::Inline)
-            && let Some(last) = built.last_mut()
-        {
-            last.0 = crate::cache_flags::add_inline(&store, &solved, &last.0)?;
-        }
         crate::cache_flags::export(&store, &solved, &cache_flags.to, &mut |n| {
             if !args.quiet {
                 eprintln!("{n}")
@@ -367,55 +405,22 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
             eprintln!("{}", crate::cache_flags::import_summary(imported));
         }
     }
-    let several = built.len() > 1;
-    for (image, tags, stage) in &built {
-        if args.quiet {
+    if args.quiet {
+        for image in &built {
             println!("{}", image.config_digest);
-            continue;
-        }
-        for t in tags.iter() {
-            eprintln!("naming to {t} done");
-        }
-        match stage {
-            Some(stage) if several => {
-                eprintln!("writing image {} ({stage}) done", image.config_digest)
-            }
-            _ => eprintln!("writing image {} done", image.config_digest),
         }
     }
-    if args.push {
-        // An ordered step after export, numbered after the build's steps.
-        let step = graph.reachable(&roots).len() + 1;
-        for (image, tags, _) in &built {
-            crate::push::push_built(
-                &runtime,
-                &store,
-                insecure,
-                &image.manifest_digest,
-                tags,
-                step,
-                progress,
-            )?;
-        }
-    }
-    let (image, tags, _) = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
+    let image = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
+    let tags = target_tags.last().cloned().unwrap_or_default();
     for out in &args.outputs {
-        outputs::write(&store, &image, tags, out)?;
+        outputs::write(&store, &image, &tags, out)?;
     }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &image.config_digest)
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
     }
-    if args.run {
-        let opts = crate::run::RunOptions {
-            network: args.network.clone(),
-            command: run_command,
-            ..Default::default()
-        };
-        let cancel = rbuild_executor::CancelToken::new();
-        crate::run::cancel_on_signals(&runtime, &cancel);
-        let name = tags.first().cloned().unwrap_or(image.config_digest.clone());
-        let code = crate::run::run_image(&store, &image, &name, &opts, &cancel)?;
+    if let Some(v) = run_vertex {
+        let code = outcomes.get(&v).and_then(|o| o.exit_code).unwrap_or(255);
         return Ok(crate::run::exit_code(code));
     }
     Ok(ExitCode::SUCCESS)

@@ -2,9 +2,9 @@
 //! cache metadata before a build and exporting the build's cache after it.
 
 use anyhow::{Context, Result, anyhow, bail};
+use rbuild_cache::Store;
 use rbuild_cache::registry::{Reference, RegistryClient};
 use rbuild_cache::remote_cache::{self, CacheConfig, CacheSource, ImportedCache};
-use rbuild_cache::{Store, StoredImage};
 use rbuild_solver::cache_export::{CacheMode, export_records};
 use rbuild_solver::graph::{BuildGraph, VertexId};
 use rbuild_solver::{Outcome, SolveOptions, Solver};
@@ -289,20 +289,8 @@ impl Built<'_> {
     }
 }
 
-/// `--cache-to type=inline`: the image again, its config carrying the records of its own
-/// steps. Returns the new image (same layers, same tags).
-pub fn add_inline(store: &Store, built: &Built, image: &StoredImage) -> Result<StoredImage> {
-    // The image's own layers: all local, it was just written.
-    let cfg = built.records(CacheMode::Min)?;
-    let config = remote_cache::add_inline(&image.config, &cfg)
-        .map_err(|e| anyhow!("cannot add inline cache metadata: {e}"))?;
-    let manifest = store.put_image(&config, &image.layers, &image.tags)?;
-    store
-        .image(&manifest)?
-        .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))
-}
-
-/// Runs the local and registry `--cache-to` exports (inline is done by [`add_inline`]).
+/// Runs the local and registry `--cache-to` exports (inline metadata is written by the
+/// export vertex, with the image).
 /// A failure fails the build unless the entry says `ignore-error=true`.
 pub fn export(
     store: &Store,

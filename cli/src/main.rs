@@ -5,6 +5,7 @@ mod args;
 mod build;
 mod cache_flags;
 mod commands;
+mod oneshot;
 mod outputs;
 mod progress;
 mod pull;

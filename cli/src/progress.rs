@@ -6,7 +6,7 @@ use crate::args::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild_solver::Event;
 use rbuild_solver::graph::{BuildGraph, VertexId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ pub struct Printer {
     partial: HashMap<VertexId, Vec<u8>>,
     bars: HashMap<VertexId, ProgressBar>,
     multi: Option<MultiProgress>,
+    /// Vertices not shown (e.g. the container of `rbuild run`, which prints on its own).
+    hidden: HashSet<VertexId>,
+    show_cached: bool,
 }
 
 /// `12.3s`-style durations.
@@ -45,7 +48,16 @@ impl Printer {
             partial: HashMap::new(),
             bars: HashMap::new(),
             multi,
+            hidden: HashSet::new(),
+            show_cached: true,
         }
+    }
+
+    /// Shows nothing of `hidden`, and cache hits only if `show_cached`.
+    pub fn hiding(mut self, hidden: HashSet<VertexId>, show_cached: bool) -> Self {
+        self.hidden = hidden;
+        self.show_cached = show_cached;
+        self
     }
 
     fn number(&mut self, v: VertexId) -> usize {
@@ -77,6 +89,11 @@ impl Printer {
     }
 
     fn handle(&mut self, ev: Event) {
+        if self.hidden.contains(&ev.vertex())
+            || (!self.show_cached && matches!(ev, Event::Cached { .. }))
+        {
+            return;
+        }
         match self.mode {
             Progress::Quiet => {}
             Progress::Plain | Progress::Auto => self.handle_plain(ev),

@@ -1,107 +1,21 @@
-//! `rbuild push`, `rbuild build --push`, `rbuild tag`, `rbuild login` / `logout`.
+//! `rbuild push`, `rbuild tag`, `rbuild login` / `logout`.
 //!
-//! Push progress in plain mode reads like a build step:
-//! `#N pushing layers`, one line per blob (`pushed`, `exists`, `mounted`),
-//! `#N pushing manifest …`, `#N DONE 1.2s`.
+//! A push is a vertex (see `rbuild_solver::ops::push`); its progress in plain mode reads
+//! like a build step: `#N pushing REF`, one line per blob (`pushed`, `exists`,
+//! `mounted`), `pushing manifest …`, a summary, `#N DONE 1.2s`.
 
 use crate::args::Progress;
-use crate::commands::human_size;
-use crate::progress::seconds;
+use crate::oneshot::{self, Show, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
-use rbuild_cache::push::{PushEvent, PushProgress, PushReport, push_with_progress};
-use rbuild_cache::registry::{PushStatus, RegistryClient};
-use std::io::{BufRead, IsTerminal, Write};
+use rbuild_solver::SolveOptions;
+use rbuild_solver::actions;
+use rbuild_solver::graph::BuildGraph;
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
-/// `sha256:0123456789ab` (docker shows 12 hex digits).
-fn short(digest: &str) -> &str {
-    let end = "sha256:".len() + 12;
-    digest.get(..end).unwrap_or(digest)
-}
-
-/// The line printed when a blob is done.
-pub fn blob_line(digest: &str, size: u64, status: PushStatus, took: f64) -> String {
-    let d = short(digest);
-    match status {
-        PushStatus::Uploaded => format!("{d} pushed {} {took:.1}s", human_size(size)),
-        PushStatus::AlreadyExists => format!("{d} exists"),
-        PushStatus::Mounted => format!("{d} mounted"),
-    }
-}
-
-/// The summary line: what went up and what did not need to.
-pub fn summary(report: &PushReport) -> String {
-    format!(
-        "pushed {} blob(s) ({}), {} already present, {} mounted",
-        report.pushed,
-        human_size(report.bytes),
-        report.skipped,
-        report.mounted
-    )
-}
-
-/// Pushes `local` to `target`, printing progress as step `#step` unless quiet.
-pub fn push_step(
-    runtime: &tokio::runtime::Runtime,
-    store: &Store,
-    client: &RegistryClient,
-    local: &str,
-    target: &str,
-    step: usize,
-    mode: Progress,
-) -> Result<PushReport> {
-    let quiet = mode == Progress::Quiet;
-    let started = Instant::now();
-    let say = move |text: &str| {
-        if !quiet {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "#{step} {text}");
-        }
-    };
-    if !quiet {
-        eprintln!("\n#{step} pushing {target}");
-    }
-    say("pushing layers");
-    let begun: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
-    let progress: PushProgress = Arc::new(move |ev| match ev {
-        PushEvent::BlobStarted { digest, .. } => {
-            if let Ok(mut b) = begun.lock() {
-                b.insert(digest, Instant::now());
-            }
-        }
-        PushEvent::BlobDone {
-            digest,
-            size,
-            status,
-        } => {
-            let took = begun
-                .lock()
-                .ok()
-                .and_then(|b| b.get(&digest).map(|t| t.elapsed().as_secs_f64()))
-                .unwrap_or(0.0);
-            say(&blob_line(&digest, size, status, took));
-        }
-        PushEvent::Manifest { digest, .. } => say(&format!("pushing manifest {digest}")),
-    });
-    let result = runtime.block_on(push_with_progress(store, client, local, target, progress));
-    match result {
-        Ok(report) => {
-            say(&summary(&report));
-            say(&format!("DONE {}", seconds(started.elapsed())));
-            Ok(report)
-        }
-        Err(e) => {
-            say(&format!("ERROR: {e}"));
-            Err(anyhow!(e)).with_context(|| format!("cannot push {target}"))
-        }
-    }
-}
-
-/// `rbuild push REF`: a local tag goes to the registry its name says.
+/// `rbuild push REF`: a local image and the push of it, as one small graph.
 pub fn push_cmd(
     root: &Path,
     insecure: &[String],
@@ -111,13 +25,43 @@ pub fn push_cmd(
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let client = crate::pull::client(insecure)?;
-    let mode = if quiet {
-        Progress::Quiet
-    } else {
-        Progress::Plain
+    let mut graph = BuildGraph::new();
+    let source = Source {
+        runtime: &runtime,
+        store: &store,
+        registry: None,
+        always: false,
     };
-    let report = push_step(&runtime, &store, &client, reference, reference, 1, mode)?;
+    let Some((image, _)) = oneshot::image_vertex(&mut graph, &source, reference)? else {
+        bail!(
+            "cannot push {reference}: no image by that name in the local store; `rbuild images` lists them, `rbuild tag` names one"
+        );
+    };
+    let push = actions::add_push(&mut graph, image, reference);
+    let show = Show {
+        progress: if quiet {
+            Progress::Quiet
+        } else {
+            Progress::Plain
+        },
+        hidden: vec![image],
+        cached: false,
+    };
+    let client = crate::pull::client(insecure)?;
+    let outcomes = oneshot::solve(
+        &runtime,
+        &store,
+        graph,
+        &[push],
+        SolveOptions::default(),
+        Some(client),
+        show,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let report = outcomes
+        .get(&push)
+        .and_then(|o| o.pushed.clone())
+        .ok_or_else(|| anyhow!("the push of {reference} reported nothing"))?;
     if quiet {
         println!("{reference}");
     } else {
@@ -139,34 +83,6 @@ fn tag_of(reference: &str) -> &str {
         Some((_, t)) => t.split('@').next().unwrap_or(t),
         None => "latest",
     }
-}
-
-/// `rbuild build --push`: every `-t` goes up after export, as step `first_step`, …
-pub fn push_built(
-    runtime: &tokio::runtime::Runtime,
-    store: &Store,
-    insecure: &[String],
-    manifest_digest: &str,
-    tags: &[String],
-    first_step: usize,
-    mode: Progress,
-) -> Result<()> {
-    if tags.is_empty() {
-        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
-    }
-    let client = crate::pull::client(insecure)?;
-    for (i, tag) in tags.iter().enumerate() {
-        push_step(
-            runtime,
-            store,
-            &client,
-            manifest_digest,
-            tag,
-            first_step + i,
-            mode,
-        )?;
-    }
-    Ok(())
 }
 
 /// `rbuild tag SOURCE TARGET`.
@@ -285,39 +201,6 @@ pub fn logout_cmd(insecure: &[String], server: Option<&str>) -> Result<ExitCode>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blob_lines_say_what_happened() {
-        let d = format!("sha256:{}", "0123456789abcdef".repeat(4));
-        assert_eq!(
-            blob_line(&d, 1_500_000, PushStatus::Uploaded, 0.25),
-            "sha256:0123456789ab pushed 1.5MB 0.2s"
-        );
-        assert_eq!(
-            blob_line(&d, 9, PushStatus::AlreadyExists, 0.0),
-            "sha256:0123456789ab exists"
-        );
-        assert_eq!(
-            blob_line(&d, 9, PushStatus::Mounted, 0.0),
-            "sha256:0123456789ab mounted"
-        );
-        assert_eq!(short("odd"), "odd");
-    }
-
-    #[test]
-    fn summary_counts_everything() {
-        let r = PushReport {
-            pushed: 2,
-            bytes: 2_000_000,
-            skipped: 1,
-            mounted: 3,
-            ..PushReport::default()
-        };
-        assert_eq!(
-            summary(&r),
-            "pushed 2 blob(s) (2.0MB), 1 already present, 3 mounted"
-        );
-    }
 
     #[test]
     fn tags_of_references() {

@@ -42,7 +42,8 @@ pub fn export_vertices(
             out
         }
     };
-    out.retain(|v| outcomes.contains_key(v));
+    // Actions (export, push, run) have results but no records.
+    out.retain(|v| outcomes.contains_key(v) && !graph.vertex(*v).op.is_action());
     out.sort_by_key(|v| v.0);
     out.dedup();
     out

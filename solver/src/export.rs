@@ -82,6 +82,60 @@ fn rfc3339(secs: u64) -> String {
 }
 
 impl Solver {
+    /// The export action: the image of input 0 with the op's config, history and tags.
+    /// `solved` holds the results of every vertex the export depends on (history entries
+    /// count the layers of their steps; inline cache needs their keys).
+    pub(crate) fn run_export(
+        &self,
+        graph: &BuildGraph,
+        v: VertexId,
+        op: &crate::graph::ExportOp,
+        solved: &HashMap<VertexId, Outcome>,
+        events: &tokio::sync::mpsc::UnboundedSender<crate::Event>,
+    ) -> Result<Outcome, SolveError> {
+        let inputs = &graph.vertex(v).inputs;
+        let root = *inputs
+            .first()
+            .ok_or_else(|| SolveError::Internal("export without an input".into()))?;
+        let history: Vec<(History, Option<VertexId>)> = op
+            .history
+            .iter()
+            .map(|s| {
+                (
+                    s.entry.clone(),
+                    s.input.and_then(|i| inputs.get(i).copied()),
+                )
+            })
+            .collect();
+        let cfg = image_config(graph, solved, root, &op.config, &history)?;
+        let layers = solved
+            .get(&root)
+            .map(|o| o.layers.clone())
+            .unwrap_or_default();
+        let manifest = self.write_image(
+            graph,
+            solved,
+            root,
+            &cfg,
+            &layers,
+            &op.tags,
+            op.inline_cache,
+        )?;
+        let say = |line: String| crate::ops::source::say(events, v, line);
+        if let Some(img) = self.store().image(&manifest)? {
+            say(format!("writing image {} done", img.config_digest));
+        }
+        for t in &op.tags {
+            say(format!("naming to {t} done"));
+        }
+        Ok(Outcome {
+            layers,
+            config: Some(cfg),
+            image: Some(manifest),
+            ..Default::default()
+        })
+    }
+
     /// Writes the image of `root` to the store: config with history (empty_layer for
     /// metadata steps and for steps whose diff was empty), rootfs.diff_ids and created;
     /// then the manifest and tags. Returns the manifest digest.
@@ -94,6 +148,55 @@ impl Solver {
         history: &[(History, Option<VertexId>)],
         tags: &[String],
     ) -> Result<String, SolveError> {
+        let cfg = image_config(graph, outcomes, root, config, history)?;
+        let layers = outcomes
+            .get(&root)
+            .map(|o| o.layers.as_slice())
+            .unwrap_or(&[]);
+        self.write_image(graph, outcomes, root, &cfg, layers, tags, false)
+    }
+
+    /// Writes `cfg` over `layers` with `tags`; with `inline_cache`, the config carries the
+    /// cache records of the image's own steps (`--cache-to type=inline`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_image(
+        &self,
+        graph: &BuildGraph,
+        outcomes: &HashMap<VertexId, Outcome>,
+        root: VertexId,
+        cfg: &ImageConfig,
+        layers: &[rbuild_cache::Layer],
+        tags: &[String],
+        inline_cache: bool,
+    ) -> Result<String, SolveError> {
+        let mut json = serde_json::to_vec(cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
+        if inline_cache {
+            let records = crate::cache_export::export_records(
+                graph,
+                outcomes,
+                root,
+                crate::cache_export::CacheMode::Min,
+            )?;
+            json = rbuild_cache::remote_cache::add_inline(
+                &json,
+                &rbuild_cache::remote_cache::CacheConfig::new(records),
+            )
+            .map_err(|e| SolveError::Internal(format!("inline cache metadata: {e}")))?;
+        }
+        Ok(self.store().put_image(&json, layers, tags)?)
+    }
+}
+
+/// The config of the image of `root`: `config` with history (empty_layer for metadata
+/// steps and for steps whose diff was empty), rootfs.diff_ids and created.
+pub fn image_config(
+    graph: &BuildGraph,
+    outcomes: &HashMap<VertexId, Outcome>,
+    root: VertexId,
+    config: &ImageConfig,
+    history: &[(History, Option<VertexId>)],
+) -> Result<ImageConfig, SolveError> {
+    {
         let history_in = history;
         let final_outcome = outcomes.get(&root).ok_or_else(|| {
             SolveError::Internal(format!("export: vertex {} was not solved", root.0))
@@ -138,8 +241,7 @@ impl Solver {
         };
         cfg.history = history;
         cfg.created = Some(rfc3339(created));
-        let json = serde_json::to_vec(&cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
-        Ok(self.store().put_image(&json, layers, tags)?)
+        Ok(cfg)
     }
 }
 

@@ -205,6 +205,53 @@ pub struct FileOp {
     pub actions: Vec<FileAction>,
 }
 
+/// One history entry of an exported image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExportStep {
+    pub entry: crate::image::History,
+    /// Indexes `Vertex::inputs`: the step whose diff over its input 0 is this entry's
+    /// layer. None: a metadata-only step or an entry inherited from the base image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<usize>,
+}
+
+/// Writes input 0's filesystem as an image of the store: config (history, rootfs,
+/// created), manifest, tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExportOp {
+    /// The stage's config; export fills in rootfs, history and created.
+    pub config: crate::image::ImageConfig,
+    pub history: Vec<ExportStep>,
+    pub tags: Vec<String>,
+    /// `--cache-to type=inline`: the cache records of the image's own steps go into its
+    /// config, so the image is written once, with them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline_cache: bool,
+}
+
+/// Runs a throwaway container of input 0's image (an export or an image source), with
+/// rbuild's stdin/stdout/stderr; its exit status is the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct RunOp {
+    /// Replaces the image's CMD (not its ENTRYPOINT) when not empty.
+    pub command: Vec<String>,
+    /// `--entrypoint`: replaces ENTRYPOINT and drops CMD; `""` means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// `K=V` entries over the image's Env.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    pub network: NetworkMode,
+    /// Feed rbuild's stdin to the process; otherwise it reads /dev/null.
+    pub stdin: bool,
+    /// What to call the image in messages.
+    pub name: String,
+}
+
 /// One operation of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -227,6 +274,13 @@ pub enum Op {
     },
     Exec(ExecOp),
     File(FileOp),
+    /// Actions (never cached, run every time they are reached): export, push, run.
+    Export(Box<ExportOp>),
+    /// Sends input 0's image (an export or a local image source) to `reference`.
+    Push {
+        reference: String,
+    },
+    Run(RunOp),
 }
 
 impl Op {
@@ -238,7 +292,17 @@ impl Op {
             Op::Local { .. } => "local",
             Op::Exec(_) => "exec",
             Op::File(_) => "file",
+            Op::Export(_) => "export",
+            Op::Push { .. } => "push",
+            Op::Run(_) => "run",
         }
+    }
+
+    /// Whether this op acts on the world (writes an image, pushes, runs a container)
+    /// rather than computing a filesystem: its result is never looked up in or written to
+    /// the cache.
+    pub fn is_action(&self) -> bool {
+        matches!(self, Op::Export(_) | Op::Push { .. } | Op::Run(_))
     }
 }
 

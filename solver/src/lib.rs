@@ -4,8 +4,9 @@
 //! - [`image`]: the image config JSON carried along a stage and exported.
 //! - [`solve`]: the scheduler ([`Solver`]): runtime cache keys, cache lookups, concurrent
 //!   execution of what the cache cannot answer, cancellation.
-//! - [`ops`]: one module per op (exec, file, source), the COPY path rules, and the copying
-//!   snapshotter used where overlayfs cannot be.
+//! - [`ops`]: one module per op (source incl. pull, exec, file, push, run), the COPY path
+//!   rules, and the copying snapshotter used where overlayfs cannot be.
+//! - [`actions`]: the export, push and run vertices a build ends with.
 //! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
 //! - [`context`]: content hashing of what a COPY selects from the build context, with a
 //!   persistent stat cache.
@@ -13,6 +14,7 @@
 //! - [`progress`]: the events a solve emits.
 //! - [`render`]: `--dry-run` output (text, dot, json); [`dockerignore`]: Docker's ignore patterns.
 
+pub mod actions;
 pub mod cache_export;
 pub mod context;
 pub mod dockerignore;

@@ -69,6 +69,10 @@ fn op_summary(op: &Op) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        Op::Export(e) if e.tags.is_empty() => "export image".into(),
+        Op::Export(e) => format!("export image as {}", e.tags.join(", ")),
+        Op::Push { reference } => format!("push to {reference}"),
+        Op::Run(r) => format!("run {} {:?}", r.name, r.command),
     }
 }
 

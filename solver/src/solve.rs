@@ -29,6 +29,9 @@ pub struct SolveOptions {
     /// Records imported with `--cache-from`, consulted when the local cache misses. Their
     /// blobs are fetched only when a step needs their content (see [`Solver::ensure_layers`]).
     pub imported: Option<Arc<ImportedCache>>,
+    /// How image sources that are not local are pulled and pushes are sent; None: only
+    /// local images, no push.
+    pub registry: Option<rbuild_cache::registry::RegistryClient>,
 }
 
 /// The result of one vertex.
@@ -41,8 +44,15 @@ pub struct Outcome {
     /// When this result was first produced (unix seconds, from its cache record), so a
     /// fully cached rebuild exports the very same image.
     pub created: u64,
-    /// The runtime cache key (hex) the result is recorded under; set by [`Solver::solve`].
+    /// The runtime cache key (hex) the result is recorded under; set by [`Solver::solve`]
+    /// (never for actions).
     pub cache_key: Option<String>,
+    /// The manifest digest, for image sources, exports and pushes.
+    pub image: Option<String>,
+    /// What a push did.
+    pub pushed: Option<rbuild_cache::push::PushReport>,
+    /// The exit status of a run.
+    pub exit_code: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +260,9 @@ impl Solver {
                         .iter()
                         .map(|i| results[i].clone())
                         .collect();
+                    // An export reads the results of every step of its image.
+                    let solved = matches!(graph.vertex(v).op, Op::Export(_))
+                        .then(|| solved_ancestors(&graph, v, &results));
                     let this = self.clone();
                     let graph = graph.clone();
                     let opts = opts.clone();
@@ -257,7 +270,7 @@ impl Solver {
                     let events = events.clone();
                     tasks.spawn(async move {
                         let r = this
-                            .run_vertex(&graph, v, inputs, &opts, &cancel, &events)
+                            .run_vertex(&graph, v, inputs, solved, &opts, &cancel, &events)
                             .await;
                         if let Err(e) = &r {
                             let _ = events.send(Event::Failed {
@@ -318,7 +331,9 @@ impl Solver {
         Ok(results
             .into_iter()
             .map(|(v, (k, mut o))| {
-                o.cache_key = Some(k.to_hex());
+                if !graph.vertex(v).op.is_action() {
+                    o.cache_key = Some(k.to_hex());
+                }
                 (v, o)
             })
             .collect())
@@ -434,11 +449,13 @@ impl Solver {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_vertex(
         &self,
         graph: &Arc<BuildGraph>,
         v: VertexId,
         inputs: Vec<(CacheKey, Outcome)>,
+        solved: Option<HashMap<VertexId, Outcome>>,
         opts: &SolveOptions,
         cancel: &CancelToken,
         events: &UnboundedSender<Event>,
@@ -455,9 +472,20 @@ impl Solver {
                 .await
                 .map_err(|e| SolveError::Internal(e.to_string()))??;
         let key_hex = key.to_hex();
+        let op = &graph.vertex(v).op;
+        let action = op.is_action();
+        // An image source answered from the cache still names its manifest.
+        let image_digest = match op {
+            Op::Image { digest, .. } => image
+                .as_ref()
+                .map(|i| i.manifest_digest.clone())
+                .or_else(|| digest.clone()),
+            _ => None,
+        };
 
         // A record whose blobs were pruned away is a miss: the step runs again.
-        if !opts.no_cache
+        if !action
+            && !opts.no_cache
             && let Some(rec) = self.inner.store.record_get(&key_hex)?
             && rec
                 .layers
@@ -476,14 +504,16 @@ impl Solver {
                     layers: rec.layers,
                     config,
                     created: rec.created,
-                    cache_key: None,
+                    image: image_digest,
+                    ..Default::default()
                 },
             ));
         }
 
         // Imported records answer too; their blobs stay remote until something needs them.
         // One whose config does not parse is a miss (the step runs), never a failure.
-        if !opts.no_cache
+        if !action
+            && !opts.no_cache
             && let Some(imp) = &opts.imported
             && let Some(rec) = imp.record(&key_hex)
             && let Ok(config) = rec
@@ -506,7 +536,8 @@ impl Solver {
                     layers: rec.layers.clone(),
                     config,
                     created: rec.created,
-                    cache_key: None,
+                    image: image_digest,
+                    ..Default::default()
                 },
             ));
         }
@@ -521,11 +552,53 @@ impl Solver {
         self.ensure_layers(&needed, opts)
             .await
             .map_err(|e| SolveError::step(graph, v, e.to_string()))?;
-        let mut outcome = match &graph.vertex(v).op {
+        let mut outcome = match op {
             Op::Scratch | Op::Local { .. } => Outcome::default(),
-            Op::Image { .. } => {
-                let img = image.ok_or_else(|| SolveError::Internal("image not resolved".into()))?;
-                ops::source::image_outcome(&img)?
+            Op::Image {
+                reference,
+                digest,
+                platform,
+            } => match image {
+                Some(img) => ops::source::image_outcome(&img)?,
+                None => {
+                    ops::source::image(
+                        &self.inner,
+                        graph,
+                        v,
+                        reference,
+                        digest.as_deref(),
+                        platform,
+                        opts,
+                        events,
+                    )
+                    .await?
+                }
+            },
+            Op::Export(export) => {
+                let this = self.clone();
+                let g = graph.clone();
+                let export = export.clone();
+                let solved = solved.unwrap_or_default();
+                let ev = events.clone();
+                tokio::task::spawn_blocking(move || this.run_export(&g, v, &export, &solved, &ev))
+                    .await
+                    .map_err(|e| SolveError::Internal(e.to_string()))??
+            }
+            Op::Push { reference } => {
+                let input = outcomes.first().cloned().unwrap_or_default();
+                ops::push::run(&self.inner, graph, v, &input, reference, opts, events).await?
+            }
+            Op::Run(run) => {
+                let this = self.clone();
+                let g = graph.clone();
+                let run = run.clone();
+                let c = cancel.clone();
+                let input = outcomes.first().cloned().unwrap_or_default();
+                tokio::task::spawn_blocking(move || {
+                    ops::run::run(&this.inner, &g, v, &input, &run, &c)
+                })
+                .await
+                .map_err(|e| SolveError::Internal(e.to_string()))??
             }
             Op::Exec(_) => {
                 let this = self.clone();
@@ -555,23 +628,45 @@ impl Solver {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let record = CacheRecord {
-            layers: outcome.layers.clone(),
-            config: outcome
-                .config
-                .as_ref()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| SolveError::Internal(e.to_string()))?,
-            created: outcome.created,
-        };
-        self.inner.store.record_put(&key_hex, &record)?;
+        if !action {
+            let record = CacheRecord {
+                layers: outcome.layers.clone(),
+                config: outcome
+                    .config
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(|e| SolveError::Internal(e.to_string()))?,
+                created: outcome.created,
+            };
+            self.inner.store.record_put(&key_hex, &record)?;
+        }
         let _ = events.send(Event::Done {
             vertex: v,
             at: Instant::now(),
         });
         Ok((key, outcome))
     }
+}
+
+/// The results of every vertex `v` depends on, with their runtime keys filled in.
+fn solved_ancestors(
+    graph: &BuildGraph,
+    v: VertexId,
+    results: &HashMap<VertexId, (CacheKey, Outcome)>,
+) -> HashMap<VertexId, Outcome> {
+    graph
+        .reachable(&[v])
+        .into_iter()
+        .filter_map(|a| {
+            let (k, o) = results.get(&a)?;
+            let mut o = o.clone();
+            if !graph.vertex(a).op.is_action() {
+                o.cache_key = Some(k.to_hex());
+            }
+            Some((a, o))
+        })
+        .collect()
 }
 
 /// What one vertex task returns: its runtime key and outcome.
@@ -610,23 +705,16 @@ impl Inner {
         }
     }
 
-    /// Looks an image up in the local store: the pinned manifest digest when there is one
-    /// (what lowering resolved), else the reference.
-    pub(crate) fn find_image(
+    /// The local image of a source: the pinned manifest when there is one (what lowering
+    /// resolved; another image under the same tag is not it), else the reference's.
+    pub(crate) fn local_image(
         &self,
         reference: &str,
         digest: Option<&str>,
-    ) -> Result<rbuild_cache::StoredImage, SolveError> {
-        if let Some(d) = digest
-            && let Some(img) = self.store.image(d)?
-        {
-            return Ok(img);
-        }
-        if let Some(img) = self.store.image(reference)? {
-            return Ok(img);
-        }
-        Err(SolveError::ImageNotFound {
-            reference: reference.to_string(),
+    ) -> Result<Option<rbuild_cache::StoredImage>, SolveError> {
+        Ok(match digest {
+            Some(d) => self.store.image(d)?,
+            None => self.store.image(reference)?,
         })
     }
 
@@ -652,10 +740,20 @@ impl Inner {
             Op::Image {
                 reference, digest, ..
             } => {
-                let img = self.find_image(reference, digest.as_deref())?;
+                // A pinned manifest is the key even before it is pulled.
+                let img = self.local_image(reference, digest.as_deref())?;
+                let manifest = match (&img, digest) {
+                    (_, Some(d)) => d.clone(),
+                    (Some(img), None) => img.manifest_digest.clone(),
+                    (None, None) => {
+                        return Err(SolveError::ImageNotFound {
+                            reference: reference.to_string(),
+                        });
+                    }
+                };
                 h.update(b"image\0");
-                h.update(img.manifest_digest.as_bytes());
-                image = Some(img);
+                h.update(manifest.as_bytes());
+                image = img;
             }
             Op::File(file) => {
                 for (i, action) in file.actions.iter().enumerate() {

@@ -327,6 +327,16 @@ pub struct Step {
     pub output: Vec<String>,
 }
 
+impl Step {
+    /// Whether this is one of the actions a build ends with (export, push, run): they act
+    /// every time and are never CACHED.
+    pub fn is_action(&self) -> bool {
+        self.name == "exporting to image"
+            || self.name.starts_with("pushing ")
+            || self.name.starts_with("running ")
+    }
+}
+
 /// Reads BuildKit-style plain progress (`#N name`, `#N CACHED`, `#N DONE 0.1s`,
 /// `#N 0.123 output`, `#N ERROR: …`) into steps, in order of first appearance.
 pub fn plain_steps(stderr: &str) -> Vec<Step> {

@@ -46,16 +46,17 @@ fn local_image(env: &Env, name: &str) -> (String, usize) {
     )
 }
 
-/// The blob lines of a push's progress: (status word, count).
+/// The blob lines of a push's progress (`#N 0.052 sha256:… pushed …`) with status `word`.
 fn count(stderr: &str, word: &str) -> usize {
     stderr
         .lines()
         .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
             l.starts_with('#')
-                && l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|d| d.starts_with("sha256:"))
-                && l.split_whitespace().nth(2) == Some(word)
+                && f.len() > 3
+                && f[1].parse::<f64>().is_ok()
+                && f[2].starts_with("sha256:")
+                && f[3] == word
         })
         .count()
 }
@@ -98,7 +99,13 @@ fn push_pull_back_mount_and_build_push() {
         "{stdout}"
     );
     assert_eq!(count(&stderr, "pushed"), layers + 1, "{stderr}");
-    assert!(stderr.contains("#1 pushing layers"), "{stderr}");
+    assert!(stderr.contains("#1 pushing 127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("#1 ") && l.ends_with(" pushing layers")),
+        "{stderr}"
+    );
     assert!(
         stderr.lines().any(|l| l.starts_with("#1 DONE ")),
         "{stderr}"

@@ -206,6 +206,13 @@ pub struct RegistryClient {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for RegistryClient {
+    // Opaque: the client holds credentials and tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryClient")
+    }
+}
+
 /// Names used in errors for one operation.
 struct Ctx<'a> {
     registry: &'a str,

@@ -1,9 +1,12 @@
-//! Op implementations, one module each, and the COPY path rules they share.
+//! Op implementations, one module each (sources, exec, file; the export/push/run
+//! actions), and the COPY path rules they share.
 
 pub mod copysnap;
 pub mod exec;
 pub mod file;
 pub mod paths;
+pub mod push;
+pub mod run;
 pub mod source;
 
 use crate::solve::SolveError;

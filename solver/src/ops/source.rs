@@ -1,10 +1,17 @@
-//! Source ops: an image from the local store (Scratch and Local need no work).
+//! Source ops: an image, from the local store or pulled from its registry (Scratch and
+//! Local need no work).
 
+use crate::graph::{BuildGraph, Platform, VertexId};
 use crate::image::ImageConfig;
-use crate::solve::{Outcome, SolveError};
+use crate::progress::Event;
+use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::StoredImage;
+use rbuild_cache::pull::{PullEvent, PullProgress};
+use rbuild_executor::Stream;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 
-/// The outcome of an image source: its layers and its config.
+/// The outcome of an image source: its layers, its config and its manifest digest.
 pub(crate) fn image_outcome(img: &StoredImage) -> Result<Outcome, SolveError> {
     let config: ImageConfig = serde_json::from_slice(&img.config).map_err(|e| {
         SolveError::Internal(format!(
@@ -16,6 +23,126 @@ pub(crate) fn image_outcome(img: &StoredImage) -> Result<Outcome, SolveError> {
         layers: img.layers.clone(),
         config: Some(config),
         created: 0,
+        image: Some(img.manifest_digest.clone()),
         ..Default::default()
     })
+}
+
+/// `1.2MB`-style sizes (decimal, as docker prints them).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+/// `sha256:0123456789ab` (docker shows 12 hex digits).
+pub fn short_digest(digest: &str) -> &str {
+    let end = "sha256:".len() + 12;
+    digest.get(..end).unwrap_or(digest)
+}
+
+/// A line of a step's progress output (what the plain printer shows after `#N`).
+pub(crate) fn say(events: &UnboundedSender<Event>, vertex: VertexId, line: String) {
+    let mut data = line.into_bytes();
+    data.push(b'\n');
+    let _ = events.send(Event::Log {
+        vertex,
+        stream: Stream::Stderr,
+        data,
+    });
+}
+
+/// The image source `v`: the local image (the pinned manifest when there is one, else the
+/// reference's), or else pulled from its registry with a line per layer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn image(
+    inner: &Inner,
+    graph: &BuildGraph,
+    v: VertexId,
+    reference: &str,
+    digest: Option<&str>,
+    platform: &Platform,
+    opts: &SolveOptions,
+    events: &UnboundedSender<Event>,
+) -> Result<Outcome, SolveError> {
+    if let Some(img) = inner.local_image(reference, digest)? {
+        // Resolved in the registry to a manifest the store has under another name (or an
+        // older image under this one): the tag now names what was resolved, as after a
+        // pull. A reference that cannot be a tag (`x@sha256:…`) is left alone.
+        let tag = rbuild_cache::normalize_tag(reference);
+        if digest.is_some() && !img.tags.contains(&tag) {
+            let _ = inner.store.tag_image(&img.manifest_digest, reference);
+        }
+        return image_outcome(&img);
+    }
+    let Some(client) = &opts.registry else {
+        return Err(SolveError::ImageNotFound {
+            reference: reference.to_string(),
+        });
+    };
+    let fail = |e: rbuild_cache::pull::PullError| {
+        SolveError::step(graph, v, format!("pulling {reference}: {e}"))
+    };
+    let platform = rbuild_cache::registry::Platform::new(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    );
+    let remote = match digest {
+        Some(d) => rbuild_cache::pull::resolve_pinned(client, reference, d, &platform).await,
+        None => rbuild_cache::pull::resolve(client, reference, &platform).await,
+    }
+    .map_err(fail)?;
+    say(
+        events,
+        v,
+        format!(
+            "resolve {reference}: {} ({} layers)",
+            remote.manifest_digest,
+            remote.layers.len()
+        ),
+    );
+    let ev = events.clone();
+    let progress: PullProgress = Arc::new(move |e| match e {
+        PullEvent::Fetched { digest, size } => say(
+            &ev,
+            v,
+            format!("{} fetched {}", short_digest(&digest), human_size(size)),
+        ),
+        PullEvent::Present { digest } => {
+            say(&ev, v, format!("{} already present", short_digest(&digest)))
+        }
+    });
+    let tag = rbuild_cache::normalize_tag(reference);
+    let img = rbuild_cache::pull::fetch(&inner.store, client, &remote, &[tag], progress)
+        .await
+        .map_err(fail)?;
+    image_outcome(&img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_digests_read_like_dockers() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(268_435_456), "268.4MB");
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123"),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short_digest("short"), "short");
+    }
 }

@@ -1,0 +1,149 @@
+//! Adding the actions a build ends with to its graph: export each target as an image,
+//! push it, run it. They are vertices like the steps, so one solve does everything and
+//! what they share (a target both pushed and run) is done once.
+
+use crate::graph::{BuildGraph, ExportOp, ExportStep, Op, RunOp, VertexId, VertexMeta};
+use crate::image::{History, ImageConfig};
+
+/// Adds the export of `root` (a stage's last step) with `config` and `history` (each entry
+/// with the step whose layer it is, if any) under `tags`.
+pub fn add_export(
+    graph: &mut BuildGraph,
+    root: VertexId,
+    config: &ImageConfig,
+    history: &[(History, Option<VertexId>)],
+    tags: &[String],
+    inline_cache: bool,
+) -> VertexId {
+    let mut inputs = vec![root];
+    let mut steps = Vec::with_capacity(history.len());
+    for (entry, v) in history {
+        let input = v.map(|v| match inputs.iter().position(|i| *i == v) {
+            Some(i) => i,
+            None => {
+                inputs.push(v);
+                inputs.len() - 1
+            }
+        });
+        steps.push(ExportStep {
+            entry: entry.clone(),
+            input,
+        });
+    }
+    let description = "exporting to image".to_string();
+    graph.add(
+        Op::Export(Box::new(ExportOp {
+            config: config.clone(),
+            history: steps,
+            tags: tags.to_vec(),
+            inline_cache,
+        })),
+        inputs,
+        VertexMeta {
+            description,
+            ..Default::default()
+        },
+    )
+}
+
+/// Adds a push of `image` (an export or an image source) to `reference`.
+pub fn add_push(graph: &mut BuildGraph, image: VertexId, reference: &str) -> VertexId {
+    graph.add(
+        Op::Push {
+            reference: reference.to_string(),
+        },
+        vec![image],
+        VertexMeta {
+            description: format!("pushing {reference}"),
+            ..Default::default()
+        },
+    )
+}
+
+/// Adds a run of a container of `image` (an export or an image source).
+pub fn add_run(graph: &mut BuildGraph, image: VertexId, run: RunOp) -> VertexId {
+    let description = format!("running {}", run.name);
+    graph.add(
+        Op::Run(run),
+        vec![image],
+        VertexMeta {
+            description,
+            ..Default::default()
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Platform, VertexMeta};
+
+    fn h(by: &str) -> History {
+        History {
+            created_by: Some(by.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn export_inputs_are_the_root_then_each_history_step_once() {
+        let mut g = BuildGraph::new();
+        let s = g.add(Op::Scratch, vec![], VertexMeta::default());
+        let img = g.add(
+            Op::Image {
+                reference: "x".into(),
+                digest: None,
+                platform: Platform::host(),
+            },
+            vec![],
+            VertexMeta::default(),
+        );
+        let history = vec![
+            (h("base"), None),
+            (h("COPY"), Some(s)),
+            (h("ENV"), None),
+            (h("RUN"), Some(img)),
+            (h("RUN again"), Some(s)),
+        ];
+        let e = add_export(
+            &mut g,
+            img,
+            &ImageConfig::default(),
+            &history,
+            &["t".into()],
+            false,
+        );
+        let v = g.vertex(e);
+        assert_eq!(v.inputs, vec![img, s]);
+        let Op::Export(op) = &v.op else {
+            panic!("not an export")
+        };
+        let inputs: Vec<Option<usize>> = op.history.iter().map(|s| s.input).collect();
+        assert_eq!(inputs, [None, Some(1), None, Some(0), Some(1)]);
+        assert!(v.op.is_action());
+        // Same export twice is one vertex; a push and a run hang off it.
+        assert_eq!(
+            add_export(
+                &mut g,
+                img,
+                &ImageConfig::default(),
+                &history,
+                &["t".into()],
+                false
+            ),
+            e
+        );
+        let p = add_push(&mut g, e, "127.0.0.1:5000/t:1");
+        let r = add_run(
+            &mut g,
+            e,
+            RunOp {
+                name: "t".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(g.vertex(p).inputs, [e]);
+        assert_eq!(g.vertex(r).inputs, [e]);
+        assert_eq!(g.reachable(&[p, r]).len(), 5);
+    }
+}
