@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
+use rbuild_solver::ops::source::human_size;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -63,21 +64,6 @@ pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
-}
-
 pub fn inspect(root: &Path, name: &str) -> Result<ExitCode> {
     let store = open(root)?;
     let img = store.image(name)?.ok_or_else(|| {
@@ -127,9 +113,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_ids_read_like_docker() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_500_000), "1.5MB");
+    fn ids_read_like_docker() {
         assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
     }
 }

@@ -134,15 +134,18 @@ fn export_push_and_run_are_vertices_of_one_solve() {
     assert_eq!(export[0]["cached"], false);
 
     // The real thing: built, exported, pushed and run in one solve, in that order.
-    let out = env.ok(&[
-        "build",
-        "--progress=plain",
-        "-t",
-        &target,
-        "--push",
-        "--run",
-        ctx,
-    ]);
+    let build_push_run = || {
+        env.ok(&[
+            "build",
+            "--progress=plain",
+            "-t",
+            &target,
+            "--push",
+            "--run",
+            ctx,
+        ])
+    };
+    let out = build_push_run();
     assert_eq!(text(&out.stdout), "from-the-image\n");
     let steps = plain_steps(&text(&out.stderr));
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
@@ -166,15 +169,7 @@ fn export_push_and_run_are_vertices_of_one_solve() {
 
     // A rebuild: every step cached, the actions act again (the run prints, the push finds
     // every blob already there).
-    let out = env.ok(&[
-        "build",
-        "--progress=plain",
-        "-t",
-        &target,
-        "--push",
-        "--run",
-        ctx,
-    ]);
+    let out = build_push_run();
     assert_eq!(text(&out.stdout), "from-the-image\n");
     let steps = plain_steps(&text(&out.stderr));
     for s in &steps {
