@@ -138,12 +138,12 @@ pub fn run(root: &Path, insecure: &[String], args: RunArgs) -> Result<ExitCode> 
         },
     );
     // Only a pull shows progress; the container prints on its own.
+    let pulling = !local || args.pull == PullPolicy::Always;
     let show = Show {
         progress: Progress::Plain,
-        hidden: vec![run],
+        hidden: if pulling { vec![run] } else { vec![image, run] },
         cached: false,
     };
-    let pulling = !local || args.pull == PullPolicy::Always;
     let outcomes = match oneshot::solve(
         &runtime,
         &store,
@@ -157,9 +157,6 @@ pub fn run(root: &Path, insecure: &[String], args: RunArgs) -> Result<ExitCode> 
         Err(SolveError::Cancelled) => return Ok(exit_code(130)),
         Err(e) => return Err(anyhow!("{e}")),
     };
-    if pulling && let Some(d) = outcomes.get(&image).and_then(|o| o.image.as_deref()) {
-        eprintln!("{}: pulled, digest {d}", args.image);
-    }
     let code = outcomes.get(&run).and_then(|o| o.exit_code).unwrap_or(255);
     Ok(exit_code(code))
 }

@@ -237,9 +237,17 @@ fn an_image_that_is_not_local_is_pulled_first() {
     let o = fresh.ok(&["run", &reference, "echo", "again"]);
     assert_eq!(stdout(&o), "again\n");
     assert!(!String::from_utf8_lossy(&o.stderr).contains("Unable to find"));
-    // --pull=always fetches again; --pull=never refuses what is not local.
-    let o = fresh.ok(&["run", "--pull", "always", &reference, "true"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("pulled"));
+    // The tag moves in the registry: the local copy still answers, --pull=always
+    // fetches the new image; --pull=never refuses what is not local.
+    let ctx = src.context("v2", &[("Dockerfile", "FROM busybox\nRUN echo v2 > /v\n")]);
+    src.ok(&["build", "-q", "-t", "bb:2", ctx.to_str().unwrap()]);
+    reg.push_from(src.root(), "bb:2", "bb:1");
+    let o = fresh.run(&["run", &reference, "cat", "/v"]);
+    assert_ne!(code(&o), 0, "the local bb:1 has no /v");
+    let o = fresh.ok(&["run", "--pull", "always", &reference, "cat", "/v"]);
+    assert_eq!(stdout(&o), "v2\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pulled, digest sha256:"), "{err}");
     let o = fresh.run(&["run", "--pull=never", &format!("{}/bb:2", reg.host), "true"]);
     assert_ne!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pull=never"));

@@ -126,6 +126,7 @@ pub(crate) async fn image(
     let img = rbuild_cache::pull::fetch(&inner.store, client, &remote, &[tag], progress)
         .await
         .map_err(fail)?;
+    say(events, v, format!("pulled, digest {}", img.manifest_digest));
     image_outcome(&img)
 }
 
