@@ -430,6 +430,21 @@ async fn chunked_upload_and_interrupted_push() {
     c.fetch_blob(&r, &sha(&data), &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), data);
 
+    // A large file that is not what its digest says is hashed as it goes up and refused
+    // before the commit: the registry never gets a blob under that digest.
+    let mut bad = data.clone();
+    bad[2000] ^= 1;
+    let claimed: Vec<u8> = data.iter().map(|b| b.wrapping_add(1)).collect();
+    let bad_path = work.path().join("bad");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let err = c
+        .push_blob(&r, &sha(&claimed), bad.len() as u64, &bad_path)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refusing to push"), "{err}");
+    assert!(err.to_string().contains(&sha(&bad)), "{err}");
+    assert!(!c.blob_exists(&r, &sha(&claimed)).await.unwrap());
+
     // An upload abandoned halfway (as by a killed push) does not block a new push.
     let data2: Vec<u8> = data.iter().rev().copied().collect();
     let http = reqwest::Client::new();

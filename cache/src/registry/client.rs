@@ -1349,7 +1349,18 @@ impl RegistryClient {
         path: &Path,
     ) -> Result<PushStatus, RegistryError> {
         let ctx = self.blob_ctx(reference, digest, "upload of blob")?;
-        check_local_blob(path, digest, size).await?;
+        let (mono, chunk) = match self.opts().chunk_size {
+            Some(c) => (c.max(1), c.max(1)),
+            None => (MONOLITHIC_MAX, u64::MAX),
+        };
+        // A blob that goes in one PUT is checked first; a larger one is hashed as it is
+        // sent and checked before the PUT that commits it (reading it twice would cost
+        // as much as sending it), so a corrupt file never becomes a registry blob.
+        if size <= mono {
+            check_local_blob(path, digest, size).await?;
+        } else {
+            check_local_size(path, digest, size).await?;
+        }
         if self.blob_exists_as(reference, digest, "pull,push").await? {
             return Ok(PushStatus::AlreadyExists);
         }
@@ -1357,10 +1368,7 @@ impl RegistryClient {
             .await
             .map_err(io_err(format!("opening {}", path.display())))?;
         let policy = self.opts().retry;
-        let (mono, chunk) = match self.opts().chunk_size {
-            Some(c) => (c.max(1), c.max(1)),
-            None => (MONOLITHIC_MAX, u64::MAX),
-        };
+        let sent = Arc::new(Mutex::new(SentHash::default()));
         let mut failures = 0;
         let mut session: Option<(Url, u64)> = None;
         loop {
@@ -1377,7 +1385,7 @@ impl RegistryClient {
                         digest,
                         (size, mono, chunk),
                         &mut file,
-                        path,
+                        (path, &sent),
                         current,
                     )
                     .await
@@ -1419,7 +1427,7 @@ impl RegistryClient {
         digest: &str,
         (size, mono, chunk): (u64, u64, u64),
         file: &mut tokio::fs::File,
-        path: &Path,
+        (path, sent): (&Path, &Arc<Mutex<SentHash>>),
         (loc, offset): (Url, u64),
     ) -> Result<Option<(Url, u64)>, RegistryError> {
         let scopes = Self::push_scopes(r);
@@ -1448,7 +1456,7 @@ impl RegistryClient {
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_RANGE, format!("{}-{}", offset, offset + n - 1))
                     .header(CONTENT_LENGTH, n)
-                    .body(file_body(path, offset, n))
+                    .body(file_body(path, offset, n, sent))
             };
             let resp = self.send(ctx, &scopes, &build).await?;
             if resp.status() != StatusCode::ACCEPTED {
@@ -1459,6 +1467,21 @@ impl RegistryClient {
                 .and_then(|v| parse_upload_range(&v))
                 .unwrap_or(offset + n);
             return Ok(Some((next, end)));
+        }
+        // Everything is sent: commit only what hashes to the digest. When the bytes were
+        // not all hashed in order (a resumed or retried chunk), hash the file now.
+        let streamed = sent.lock().ok().and_then(|h| h.finished(size)).flatten();
+        match streamed {
+            Some(actual) if actual == digest => {}
+            Some(actual) => {
+                return Err(RegistryError::Io {
+                    context: format!("refusing to push {}", path.display()),
+                    source: std::io::Error::other(format!(
+                        "the file sent has digest {actual}, but {digest} was expected"
+                    )),
+                });
+            }
+            None => check_local_blob(path, digest, size).await?,
         }
         let build = || {
             self.http_for(&put_url)
@@ -1769,7 +1792,40 @@ impl RegistryClient {
 
 /// `n` bytes of `path` from `offset`, streamed. Each call opens the file
 /// afresh so a request can be rebuilt (after a 401) with its whole body.
-fn file_body(path: &Path, offset: u64, n: u64) -> reqwest::Body {
+/// The sha256 of the bytes of an upload sent so far, in order from offset 0.
+#[derive(Default)]
+pub(crate) struct SentHash {
+    hasher: Sha256,
+    /// Bytes hashed: the next chunk must start here to be hashed.
+    upto: u64,
+    /// False once a chunk did not continue where the hash stands (a resend after a
+    /// fault): the file is then hashed again before the commit.
+    broken: bool,
+}
+
+impl SentHash {
+    /// Starts hashing a chunk at `offset`; false (and broken from now on) if it does not
+    /// continue the hash.
+    fn begin(&mut self, offset: u64) -> bool {
+        if offset != self.upto {
+            self.broken = true;
+        }
+        !self.broken
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.upto += data.len() as u64;
+    }
+
+    /// The digest of all `size` bytes if they were hashed in order; None otherwise.
+    fn finished(&self, size: u64) -> Option<Option<String>> {
+        Some((!self.broken && self.upto == size).then(|| digest_of(self.hasher.clone())))
+    }
+}
+
+fn file_body(path: &Path, offset: u64, n: u64, sent: &Arc<Mutex<SentHash>>) -> reqwest::Body {
+    use futures_util::TryStreamExt;
     use std::io::Seek;
     let opened = std::fs::File::open(path).and_then(|mut f| {
         f.seek(std::io::SeekFrom::Start(offset))?;
@@ -1778,10 +1834,14 @@ fn file_body(path: &Path, offset: u64, n: u64) -> reqwest::Body {
     match opened {
         Ok(f) => {
             let reader = tokio::fs::File::from_std(f).take(n);
-            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-                reader,
-                256 << 10,
-            ))
+            let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
+            let hashing = sent.lock().map(|mut h| h.begin(offset)).unwrap_or(false);
+            let sent = sent.clone();
+            reqwest::Body::wrap_stream(stream.inspect_ok(move |chunk| {
+                if hashing && let Ok(mut h) = sent.lock() {
+                    h.update(chunk);
+                }
+            }))
         }
         // The file vanished after it was hashed: send nothing, so the length
         // check fails the request and the error surfaces.
@@ -1819,6 +1879,23 @@ fn next_location(ctx: &Ctx<'_>, resp: &Response, base: &Url) -> Result<Url, Regi
 }
 
 /// Refuse to upload a file whose size or digest is not what the caller said.
+/// The file at `path` is `size` bytes (its content is checked as it is sent).
+async fn check_local_size(path: &Path, digest: &str, size: u64) -> Result<(), RegistryError> {
+    let len = tokio::fs::metadata(path)
+        .await
+        .map_err(io_err(format!("reading {}", path.display())))?
+        .len();
+    if len != size {
+        return Err(RegistryError::Io {
+            context: format!("refusing to push {}", path.display()),
+            source: std::io::Error::other(format!(
+                "the file is {len} bytes, but {size} bytes with {digest} were expected"
+            )),
+        });
+    }
+    Ok(())
+}
+
 async fn check_local_blob(path: &Path, digest: &str, size: u64) -> Result<(), RegistryError> {
     let p = path.to_path_buf();
     let (len, actual) = tokio::task::spawn_blocking(move || {
