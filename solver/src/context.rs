@@ -174,7 +174,12 @@ pub fn match_sources(
 }
 
 /// Every entry a matched source contributes (the source itself first, then its tree in
-/// file-name order), honouring the filter. A top-level symlink is followed inside the context.
+/// file-name order, depth first), honouring the filter. A top-level symlink is followed
+/// inside the context.
+///
+/// Subdirectories are walked in parallel, and each entry is stat'ed relative to its
+/// directory (`DirEntry::metadata` is an `fstatat` on the open directory): a no-op
+/// rebuild of a 20,000-file context spends its time here.
 pub fn walk_source(ctx: &Path, matched: &str, filter: &Filter) -> Result<Vec<Entry>, ContextError> {
     let top = resolve_source(ctx, matched)?;
     let meta = std::fs::symlink_metadata(&top).map_err(io_err(&top))?;
@@ -183,49 +188,77 @@ pub fn walk_source(ctx: &Path, matched: &str, filter: &Filter) -> Result<Vec<Ent
         path: top.clone(),
         meta: meta.clone(),
     }];
-    if !meta.is_dir() {
-        return Ok(out);
-    }
-    let mut it = walkdir::WalkDir::new(&top)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter();
-    while let Some(entry) = it.next() {
-        let entry = entry.map_err(|e| ContextError::Io {
-            path: top.display().to_string(),
-            source: e.into(),
-        })?;
-        let below = entry
-            .path()
-            .strip_prefix(&top)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .into_owned();
-        let rel = join_rel(matched, &below);
-        let is_dir = entry.file_type().is_dir();
-        if filter.excluded(&rel, &below) {
-            if is_dir && filter.can_skip_dir(&rel, &below) {
-                it.skip_current_dir();
-            }
-            if !is_dir {
-                continue;
-            }
-            // An excluded directory that may hold re-included files: walk it without
-            // listing it; its included children create it when copied.
-            continue;
-        }
-        let meta = entry.metadata().map_err(|e| ContextError::Io {
-            path: entry.path().display().to_string(),
-            source: e.into(),
-        })?;
-        out.push(Entry {
-            rel,
-            path: entry.path().to_path_buf(),
-            meta,
-        });
+    if meta.is_dir() {
+        walk_dir(&top, matched, "", filter, &mut out)?;
     }
     Ok(out)
+}
+
+/// What one directory entry contributes before its subtree is walked.
+struct Child {
+    entry: Option<Entry>,
+    /// Walk below it: (host path, path below the source).
+    descend: Option<(PathBuf, String)>,
+}
+
+/// Appends the tree under `dir` (`below` the matched source `matched`) to `out`.
+fn walk_dir(
+    dir: &Path,
+    matched: &str,
+    below: &str,
+    filter: &Filter,
+    out: &mut Vec<Entry>,
+) -> Result<(), ContextError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ContextError::Io { path, source }
+    };
+    let mut listed: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(io(dir))?;
+    listed.sort_by_key(|e| e.file_name());
+    let mut children = Vec::with_capacity(listed.len());
+    for e in listed {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let below = join_rel(below, &name);
+        let rel = join_rel(matched, &below);
+        let is_dir = e.file_type().map_err(io(&e.path()))?.is_dir();
+        if filter.excluded(&rel, &below) {
+            // An excluded directory that may hold re-included files is walked without
+            // being listed; its included children create it when copied.
+            if is_dir && !filter.can_skip_dir(&rel, &below) {
+                children.push(Child {
+                    entry: None,
+                    descend: Some((e.path(), below)),
+                });
+            }
+            continue;
+        }
+        let meta = e.metadata().map_err(io(&e.path()))?;
+        let path = e.path();
+        children.push(Child {
+            descend: is_dir.then(|| (path.clone(), below)),
+            entry: Some(Entry { rel, path, meta }),
+        });
+    }
+    // Subtrees in parallel, then stitched in order: each directory's entries follow it.
+    let subtrees: Vec<Result<Vec<Entry>, ContextError>> = children
+        .par_iter()
+        .map(|c| match &c.descend {
+            Some((path, below)) => {
+                let mut sub = Vec::new();
+                walk_dir(path, matched, below, filter, &mut sub).map(|_| sub)
+            }
+            None => Ok(Vec::new()),
+        })
+        .collect();
+    for (c, sub) in children.into_iter().zip(subtrees) {
+        out.extend(c.entry);
+        out.extend(sub?);
+    }
+    Ok(())
 }
 
 /// The host path of a matched source, a top-level symlink resolved inside the context.
@@ -505,6 +538,50 @@ mod tests {
         assert_ne!(
             h.digest(one.path(), "src", false, &f).unwrap(),
             h.digest(two.path(), "src", false, &f).unwrap()
+        );
+    }
+
+    #[test]
+    fn walk_is_depth_first_in_name_order_and_honours_reincluded_files() {
+        let ctx = tempfile::tempdir().unwrap();
+        for (p, body) in [
+            ("b/z.txt", "z"),
+            ("b/a/deep.txt", "d"),
+            ("a.txt", "a"),
+            ("B.txt", "B"),
+            ("skip/x.txt", "x"),
+            ("skip/keep.txt", "k"),
+            ("gone/y.txt", "y"),
+        ] {
+            let path = ctx.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let ignore = pats(&["skip", "!skip/keep.txt", "gone"]);
+        let none = pats(&[]);
+        let f = Filter {
+            ignore: &ignore,
+            copy_exclude: &none,
+        };
+        let rels: Vec<String> = walk_source(ctx.path(), "", &f)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        // Byte order ("B" < "a"); a directory's tree right after it; an excluded directory
+        // is not listed but its re-included file is; a wholly excluded one is skipped.
+        assert_eq!(
+            rels,
+            [
+                "",
+                "B.txt",
+                "a.txt",
+                "b",
+                "b/a",
+                "b/a/deep.txt",
+                "b/z.txt",
+                "skip/keep.txt"
+            ]
         );
     }
 
