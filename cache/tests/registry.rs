@@ -2,13 +2,12 @@
 //! htpasswd, token auth with a token service run by the test), plus fake
 //! loopback servers for fault injection only (digest mismatch, 503, resets).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -23,104 +22,11 @@ fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use rbuild_tests::Registry;
 
-/// A `docker-registry` process on a loopback port; killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Registry {
-    /// `auth` is the YAML `auth:` section (may be empty); `{dir}` in it is replaced.
-    fn start(auth: &str, files: &[(&str, &[u8])]) -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, data) in files {
-            std::fs::write(dir.path().join(name), data).expect("write file");
-        }
-        let auth = auth.replace("{dir}", &dir.path().display().to_string());
-        let mut dir = Some(dir);
-        // The free port can be taken by someone else before the registry binds
-        // it: then the registry exits and we try another port.
-        for _ in 0..5 {
-            let d = dir.take().expect("dir");
-            match Self::try_start(&auth, d) {
-                Ok(reg) => return reg,
-                Err(d) => dir = Some(d),
-            }
-        }
-        panic!(
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(dir.expect("dir").path().join("registry.log"))
-                .unwrap_or_default()
-        );
-    }
-
-    fn try_start(auth: &str, dir: tempfile::TempDir) -> Result<Registry, tempfile::TempDir> {
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n{auth}",
-            dir.path().display()
-        );
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).expect("write config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(log.try_clone().expect("clone"))
-            .stderr(log)
-            .env_clear()
-            .spawn()
-            .expect("start docker-registry (scripts/install-deps.sh installs it)");
-        let mut reg = Registry {
-            child,
-            host: format!("127.0.0.1:{port}"),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if reg.child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if let Ok(mut s) = TcpStream::connect(&reg.host) {
-                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-                let mut buf = [0u8; 12];
-                if s.read(&mut buf).is_ok_and(|n| n >= 5) && buf.starts_with(b"HTTP/") {
-                    // Make sure it was our registry that answered.
-                    std::thread::sleep(Duration::from_millis(200));
-                    if reg.child.try_wait().ok().flatten().is_none() {
-                        return Ok(reg);
-                    }
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = reg.child.kill();
-        let _ = reg.child.wait();
-        // Hand the directory back without running Drop's kill twice.
-        let dir = std::mem::replace(&mut reg.dir, tempfile::tempdir().expect("tempdir"));
-        Err(dir)
-    }
-
-    fn reference(&self, repo_tag: &str) -> Reference {
-        Reference::parse(&format!("{}/{repo_tag}", self.host)).expect("reference")
-    }
+/// `HOST/repo:tag` of a test registry, parsed.
+fn reference(reg: &Registry, repo_tag: &str) -> Reference {
+    Reference::parse(&format!("{}/{repo_tag}", reg.host)).expect("reference")
 }
 
 fn fast_retry() -> RetryPolicy {
@@ -232,11 +138,11 @@ async fn pull_and_check(c: &RegistryClient, r: &Reference, img: &TestImage, work
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_registry_push_resolve_fetch_mount() {
-    let reg = Registry::start("", &[]);
+    let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let c = client(CredentialSource::Anonymous);
     let img = make_image(b"hello from rbuild\n", "amd64");
-    let r = reg.reference("team/app:v1");
+    let r = reference(&reg, "team/app:v1");
 
     assert!(!c.blob_exists(&r, &sha(&img.layer)).await.unwrap());
     let digest = push_image(&c, &r, &img, work.path()).await;
@@ -250,7 +156,7 @@ async fn open_registry_push_resolve_fetch_mount() {
     assert_eq!(head.size, img.manifest.len() as u64);
     assert_eq!(head.media_type, media_types::OCI_MANIFEST);
     assert_eq!(
-        c.head_manifest(&reg.reference("team/app:none"))
+        c.head_manifest(&reference(&reg, "team/app:none"))
             .await
             .unwrap(),
         None
@@ -286,7 +192,7 @@ async fn open_registry_push_resolve_fetch_mount() {
     );
 
     // Cross-repo mount on the same registry.
-    let other = reg.reference("other/app:v1");
+    let other = reference(&reg, "other/app:v1");
     assert!(!c.blob_exists(&other, &sha(&img.layer)).await.unwrap());
     assert!(
         c.mount_blob(&other, "team/app", &sha(&img.layer))
@@ -334,7 +240,7 @@ async fn open_registry_push_resolve_fetch_mount() {
 
     // Unknown tag and blob: clear not-found errors naming the repository.
     let err = c
-        .resolve(&reg.reference("team/app:nope"), &Platform::host())
+        .resolve(&reference(&reg, "team/app:nope"), &Platform::host())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
@@ -357,12 +263,12 @@ async fn open_registry_push_resolve_fetch_mount() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_registry_index_selects_platform() {
-    let reg = Registry::start("", &[]);
+    let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let c = client(CredentialSource::Anonymous);
     let amd = make_image(b"amd64 content", "amd64");
     let arm = make_image(b"arm64 content", "arm64");
-    let r = reg.reference("multi/app:latest");
+    let r = reference(&reg, "multi/app:latest");
     let amd_digest = push_image(&c, &r, &amd, work.path()).await;
     let arm_digest = push_image(&c, &r, &arm, work.path()).await;
     let index = serde_json::to_vec(&serde_json::json!({
@@ -409,7 +315,7 @@ async fn open_registry_index_selects_platform() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_and_interrupted_push() {
-    let reg = Registry::start("", &[]);
+    let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let c = RegistryClient::new(ClientOptions {
         credentials: CredentialSource::Anonymous,
@@ -418,7 +324,7 @@ async fn chunked_upload_and_interrupted_push() {
         ..ClientOptions::default()
     })
     .unwrap();
-    let r = reg.reference("chunks/blob:latest");
+    let r = reference(&reg, "chunks/blob:latest");
     let data: Vec<u8> = (0..3500u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = write_blob(work.path(), &data);
     let st = c
@@ -485,13 +391,13 @@ fn htpasswd(user: &str, pass: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn htpasswd_registry_basic_auth() {
     let pw = htpasswd("user", "pass");
-    let reg = Registry::start(
+    let reg = Registry::start_with(
         "auth:\n  htpasswd:\n    realm: test-realm\n    path: {dir}/htpasswd\n",
         &[("htpasswd", &pw)],
     );
     let work = tempfile::tempdir().unwrap();
     let img = make_image(b"basic auth content", "amd64");
-    let r = reg.reference("secure/app:1");
+    let r = reference(&reg, "secure/app:1");
 
     // Anonymous: told to log in.
     let anon = client(CredentialSource::Anonymous);
@@ -866,7 +772,7 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
     let keys = tempfile::tempdir().unwrap();
     let tokens = start_token_service(keys.path(), "alice", "s3cret").await;
     let cert = std::fs::read(keys.path().join("cert.pem")).unwrap();
-    let reg = Registry::start(
+    let reg = Registry::start_with(
         &format!(
             "auth:\n  token:\n    realm: {}\n    service: rbuild-test-registry\n    issuer: rbuild-test-issuer\n    rootcertbundle: {{dir}}/cert.pem\n",
             tokens.url
@@ -875,7 +781,7 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
     );
     let work = tempfile::tempdir().unwrap();
     let img = make_image(b"token auth content", "amd64");
-    let r = reg.reference("proj/app:v1");
+    let r = reference(&reg, "proj/app:v1");
     let creds = CredentialSource::Static(vec![(reg.host.clone(), basic("alice", "s3cret"))]);
 
     // Push: challenge → token for pull,push → retry, then pull.
@@ -904,7 +810,7 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
 
     // Cross-repo mount: one token with both scopes.
     tokens.requests.lock().unwrap().clear();
-    let dst = reg.reference("proj/copy:v1");
+    let dst = reference(&reg, "proj/copy:v1");
     assert!(
         c.mount_blob(&dst, "proj/app", &sha(&img.layer))
             .await
@@ -922,7 +828,7 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
     assert!(c.blob_exists(&dst, &sha(&img.layer)).await.unwrap());
 
     // Scoped tokens: readonly/ grants pull only, so a push is refused clearly.
-    let ro = reg.reference("readonly/app:v1");
+    let ro = reference(&reg, "readonly/app:v1");
     let path = write_blob(work.path(), &img.config);
     let err = c
         .push_blob(&ro, &sha(&img.config), img.config.len() as u64, &path)
@@ -1313,7 +1219,7 @@ async fn fault_proxy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_chunk_resumes_from_registry_offset() {
-    let reg = Registry::start("", &[]);
+    let reg = Registry::start();
     // The second PATCH fails: the client must ask the registry where the
     // upload stands and go on from there, not start over.
     let proxy = fault_proxy(reg.host.clone(), |m, n| {
@@ -1502,7 +1408,7 @@ async fn tls_registry_with_private_ca() {
         std::fs::read(dir.join("srv.pem")).unwrap(),
         std::fs::read(dir.join("srv.key")).unwrap(),
     );
-    let reg = Registry::start(
+    let reg = Registry::start_with(
         "  tls:\n    certificate: {dir}/srv.pem\n    key: {dir}/srv.key\n",
         &[("srv.pem", &cert), ("srv.key", &key)],
     );
