@@ -346,10 +346,18 @@ impl ContextHasher {
         filter: &Filter,
     ) -> Result<[u8; 32], ContextError> {
         let matches = match_sources(ctx, source, allow_wildcard, filter)?;
-        let mut entries = Vec::new();
-        for m in &matches {
-            entries.extend(walk_source(ctx, m, filter)?);
-        }
+        // The stat cache loads while the tree is walked.
+        let ((), walked) = rayon::join(
+            || self.with_cache(|_, _| ()),
+            || -> Result<Vec<Entry>, ContextError> {
+                let mut entries = Vec::new();
+                for m in &matches {
+                    entries.extend(walk_source(ctx, m, filter)?);
+                }
+                Ok(entries)
+            },
+        );
+        let entries = walked?;
         let digests = self.file_digests(&entries)?;
         let mut h = blake3::Hasher::new();
         h.update(b"rbuild context selection v1\0");
@@ -390,21 +398,31 @@ impl ContextHasher {
         let mut out: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
         let mut todo: Vec<usize> = Vec::new();
         self.with_cache(|cache, _| {
-            for (i, e) in entries.iter().enumerate() {
+            // Lookups in parallel: a no-op rebuild of a big context does little else.
+            let hits: Vec<Option<[u8; 32]>> = entries
+                .par_iter()
+                .map(|e| {
+                    if !e.meta.is_file() {
+                        return None;
+                    }
+                    cache
+                        .entries
+                        .get(e.path.to_string_lossy().as_ref())
+                        .filter(|s| s.matches(&e.meta))
+                        .and_then(|s| blake3::Hash::from_hex(&s.digest).ok())
+                        .map(|d| *d.as_bytes())
+                })
+                .collect();
+            let trim = cache.entries.len() > STAT_CACHE_MAX;
+            for (i, (e, hit)) in entries.iter().zip(hits).enumerate() {
                 if !e.meta.is_file() {
                     continue;
                 }
-                let key = e.path.to_string_lossy();
-                let hit = cache
-                    .entries
-                    .get(key.as_ref())
-                    .filter(|s| s.matches(&e.meta))
-                    .and_then(|s| blake3::Hash::from_hex(&s.digest).ok());
-                if hit.is_some() && cache.entries.len() > STAT_CACHE_MAX {
-                    cache.used.insert(key.into_owned());
+                if hit.is_some() && trim {
+                    cache.used.insert(e.path.to_string_lossy().into_owned());
                 }
                 match hit {
-                    Some(d) => out[i] = Some(*d.as_bytes()),
+                    Some(d) => out[i] = Some(d),
                     None => todo.push(i),
                 }
             }
