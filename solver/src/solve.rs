@@ -135,6 +135,9 @@ pub(crate) struct Inner {
     pub(crate) hasher: ContextHasher,
     /// Copy rootfs trees instead of mounting overlays (overlayfs unusable here).
     pub(crate) copying: bool,
+    /// Blobs seen in the store by this solver: every cached step checks its whole layer
+    /// chain, so without this a rebuild of N steps would stat O(N²) blobs.
+    pub(crate) blobs_present: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Domain separation of runtime keys; bump when their derivation changes.
@@ -185,6 +188,7 @@ impl Solver {
                 store,
                 hasher,
                 copying,
+                blobs_present: Default::default(),
             }),
         }
     }
@@ -376,11 +380,7 @@ impl Solver {
                     .inner
                     .store
                     .record_get(&key.to_hex())?
-                    .is_some_and(|r| {
-                        r.layers
-                            .iter()
-                            .all(|l| self.inner.store.has_blob(&l.digest))
-                    })
+                    .is_some_and(|r| r.layers.iter().all(|l| self.inner.has_blob(&l.digest)))
                     || opts
                         .imported
                         .as_ref()
@@ -401,7 +401,7 @@ impl Solver {
     ) -> Result<(), SolveError> {
         let missing: Vec<Layer> = layers
             .iter()
-            .filter(|l| !self.inner.store.has_blob(&l.digest))
+            .filter(|l| !self.inner.has_blob(&l.digest))
             .cloned()
             .collect();
         if missing.is_empty() {
@@ -487,10 +487,7 @@ impl Solver {
         if !action
             && !opts.no_cache
             && let Some(rec) = self.inner.store.record_get(&key_hex)?
-            && rec
-                .layers
-                .iter()
-                .all(|l| self.inner.store.has_blob(&l.digest))
+            && rec.layers.iter().all(|l| self.inner.has_blob(&l.digest))
         {
             let _ = events.send(Event::Cached { vertex: v });
             let config = rec
@@ -522,11 +519,7 @@ impl Solver {
                 .map(serde_json::from_value::<ImageConfig>)
                 .transpose()
         {
-            if rec
-                .layers
-                .iter()
-                .all(|l| self.inner.store.has_blob(&l.digest))
-            {
+            if rec.layers.iter().all(|l| self.inner.has_blob(&l.digest)) {
                 self.inner.store.record_put(&key_hex, rec)?;
             }
             let _ = events.send(Event::Cached { vertex: v });
@@ -695,6 +688,20 @@ fn build_dag(
 }
 
 impl Inner {
+    /// Whether the store has the blob `digest` (a yes is remembered: blobs are only
+    /// removed by prune, which does not run during a build of this root).
+    pub(crate) fn has_blob(&self, digest: &str) -> bool {
+        let mut known = self.blobs_present.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains(digest) {
+            return true;
+        }
+        let present = self.store.has_blob(digest);
+        if present {
+            known.insert(digest.to_string());
+        }
+        present
+    }
+
     /// The directory of a Local source.
     pub(crate) fn local_dir(&self, name: &str, opts: &SolveOptions) -> Result<PathBuf, SolveError> {
         match (name, &opts.context_dir) {
