@@ -193,7 +193,7 @@ impl<W: Write + Send + 'static> Write for ParGz<W> {
 }
 
 fn tail(b: &[u8]) -> &[u8] {
-    &b[b.len().saturating_sub(WINDOW)..]
+    tail_n(b, WINDOW)
 }
 
 /// Worker loop: takes blocks off the shared queue until it closes or the output is gone.
@@ -284,15 +284,42 @@ impl Coder {
     fn code(&mut self, dict: &[u8], data: &[u8], fin: bool) -> io::Result<Vec<u8>> {
         // Already-compressed content (archives, images, random data) is stored as is:
         // deflate would spend most of the time here and still grow it.
-        if self.level.level() == 0 || self.incompressible(data)? {
+        if self.level.level() == 0 || data.is_empty() || self.incompressible(data)? {
             return Ok(stored(data, fin));
         }
+        // A tar of many files mixes them within a block: the random ones are stored
+        // segment by segment (deflate is slowest on exactly those bytes), the rest is
+        // deflated with the 32 KiB before it as dictionary, as if nothing were cut.
+        let plan = runs(&self.segment_plan(data)?, data.len());
+        let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+        for (k, &(start, end, store)) in plan.iter().enumerate() {
+            let last = fin && k + 1 == plan.len();
+            if store {
+                stored_into(&mut out, &data[start..end], last);
+            } else if start == 0 {
+                self.deflate_into(&mut out, dict, &data[start..end], last)?;
+            } else {
+                let d = window_before(dict, data, start);
+                self.deflate_into(&mut out, &d, &data[start..end], last)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends the raw deflate of `data` (primed with `dict`) to `out`, ending with a sync
+    /// flush, or with the final block when `fin`.
+    fn deflate_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        dict: &[u8],
+        data: &[u8],
+        fin: bool,
+    ) -> io::Result<()> {
         let c = &mut self.main;
         c.reset();
         if !dict.is_empty() {
             c.set_dictionary(dict).map_err(io::Error::other)?;
         }
-        let mut out = Vec::with_capacity(data.len() / 2 + 4096);
         let flush = if fin {
             FlushCompress::Finish
         } else {
@@ -304,7 +331,7 @@ impl Coder {
             }
             let consumed = c.total_in() as usize;
             let status = c
-                .compress_vec(&data[consumed..], &mut out, flush)
+                .compress_vec(&data[consumed..], out, flush)
                 .map_err(io::Error::other)?;
             let all_in = c.total_in() as usize == data.len();
             let done = if fin {
@@ -314,9 +341,33 @@ impl Coder {
                 all_in && out.len() < out.capacity()
             };
             if done {
-                return Ok(out);
+                return Ok(());
             }
         }
+    }
+
+    /// For each `PROBE`-sized segment of `data` (the last may be shorter): whether to store
+    /// it. Depends only on the segment's bytes.
+    fn segment_plan(&mut self, data: &[u8]) -> io::Result<Vec<bool>> {
+        data.chunks(PROBE)
+            .map(|s| {
+                if s.len() < PROBE || !near_uniform(s) {
+                    return Ok(false);
+                }
+                self.probe_fails(s)
+            })
+            .collect()
+    }
+
+    /// Whether level-1 deflate fails to shrink `s` by 3% (static codes cost uniform bytes
+    /// nothing, so only repeats make it win).
+    fn probe_fails(&mut self, s: &[u8]) -> io::Result<bool> {
+        self.probe.reset();
+        let status = self
+            .probe
+            .compress(s, &mut self.probe_out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        Ok(status != Status::StreamEnd || self.probe.total_out() as usize >= s.len() * 97 / 100)
     }
 
     /// Whether four 16 KiB samples spread over `data` all look incompressible. Depends
@@ -330,16 +381,10 @@ impl Coder {
         if !samples.clone().all(near_uniform) {
             return Ok(false);
         }
-        // Near-uniform bytes can still repeat (a file copied twice): deflate (level 1,
-        // static codes, which cost uniform bytes nothing) must fail to shrink each by 3%.
-        let limit = PROBE * 97 / 100;
+        // Near-uniform bytes can still repeat (a file copied twice): deflate must fail to
+        // shrink each sample.
         for s in samples {
-            self.probe.reset();
-            let status = self
-                .probe
-                .compress(s, &mut self.probe_out, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            if status == Status::StreamEnd && (self.probe.total_out() as usize) < limit {
+            if !self.probe_fails(s)? {
                 return Ok(false);
             }
         }
@@ -366,12 +411,19 @@ fn near_uniform(s: &[u8]) -> bool {
 /// `data` as raw deflate stored blocks (byte-aligned, like the sync flush that ends a
 /// compressed block), the last one marked final when `fin`.
 fn stored(data: &[u8], fin: bool) -> Vec<u8> {
-    const MAX: usize = 65535;
-    let mut out = Vec::with_capacity(data.len() + (data.len() / MAX + 1) * 5);
-    let mut chunks = data.chunks(MAX).peekable();
+    let mut out = Vec::with_capacity(data.len() + (data.len() / STORED_MAX + 1) * 5);
+    stored_into(&mut out, data, fin);
+    out
+}
+
+/// The most a stored block holds (its length field is 16 bits).
+const STORED_MAX: usize = 65535;
+
+fn stored_into(out: &mut Vec<u8>, data: &[u8], fin: bool) {
     if fin && data.is_empty() {
         out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
     }
+    let mut chunks = data.chunks(STORED_MAX).peekable();
     while let Some(c) = chunks.next() {
         let last = fin && chunks.peek().is_none();
         let len = c.len() as u16;
@@ -380,7 +432,34 @@ fn stored(data: &[u8], fin: bool) -> Vec<u8> {
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(c);
     }
+}
+
+/// Joins the verdicts on the `PROBE`-sized segments of `len` bytes into runs
+/// `(start, end, store)` of byte offsets.
+fn runs(plan: &[bool], len: usize) -> Vec<(usize, usize, bool)> {
+    let mut out: Vec<(usize, usize, bool)> = Vec::new();
+    for (k, &store) in plan.iter().enumerate() {
+        let (start, end) = (k * PROBE, ((k + 1) * PROBE).min(len));
+        match out.last_mut() {
+            Some(run) if run.2 == store => run.1 = end,
+            _ => out.push((start, end, store)),
+        }
+    }
     out
+}
+
+/// The 32 KiB of the stream before `data[at..]`, reaching back into `dict` (the block
+/// before) when `at` is near the start.
+fn window_before(dict: &[u8], data: &[u8], at: usize) -> Vec<u8> {
+    let from_data = &data[at.saturating_sub(WINDOW)..at];
+    let need = WINDOW - from_data.len();
+    let mut d = tail_n(dict, need).to_vec();
+    d.extend_from_slice(from_data);
+    d
+}
+
+fn tail_n(b: &[u8], n: usize) -> &[u8] {
+    &b[b.len().saturating_sub(n)..]
 }
 
 #[cfg(test)]
@@ -484,6 +563,71 @@ mod tests {
             gz.len(),
             data.len()
         );
+    }
+
+    /// `parts` stretches of 48 KiB (three segments), text and random by turns.
+    fn mixed(parts: usize) -> Vec<u8> {
+        let (t, r) = (text((parts * 48) << 10), random((parts * 48) << 10));
+        let mut data = Vec::new();
+        for k in 0..parts {
+            let src = if k % 2 == 0 { &t } else { &r };
+            data.extend_from_slice(&src[k * (48 << 10)..][..48 << 10]);
+        }
+        data
+    }
+
+    #[test]
+    fn random_segments_of_a_mixed_block_are_stored() {
+        let data = mixed(24);
+        let mut c = Coder::new(Compression::new(2));
+        assert!(!c.incompressible(&data[..BLOCK]).unwrap());
+        let plan = c.segment_plan(&data[..BLOCK]).unwrap();
+        let want: Vec<bool> = (0..64).map(|k| (k / 3) % 2 == 1).collect();
+        assert_eq!(plan, want);
+        // Random bytes repeated within a segment: deflate finds the matches.
+        let r = random(1000);
+        let rep: Vec<u8> = r.iter().copied().cycle().take(BLOCK).collect();
+        assert!(c.segment_plan(&rep).unwrap().iter().all(|s| !s));
+        // Stored random + deflated text, no worse than deflating it all.
+        let gz = round_trip(&data, 2);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(2));
+        e.write_all(&data).unwrap();
+        let serial = e.finish().unwrap().len();
+        assert!(gz.len() < serial + serial / 50, "{} vs {serial}", gz.len());
+        assert!(gz.len() > data.len() / 2, "{}", gz.len());
+        for threads in [1, 3] {
+            assert!(gzip(&data, 2, threads) == gz, "{threads} threads differ");
+        }
+    }
+
+    #[test]
+    fn runs_join_segments_and_end_at_the_data() {
+        assert_eq!(runs(&[], 0), vec![]);
+        assert_eq!(runs(&[false], 10), vec![(0, 10, false)]);
+        assert_eq!(
+            runs(&[true, true, false, true], 3 * PROBE + 5),
+            vec![
+                (0, 2 * PROBE, true),
+                (2 * PROBE, 3 * PROBE, false),
+                (3 * PROBE, 3 * PROBE + 5, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn window_before_reaches_into_the_previous_block() {
+        let dict: Vec<u8> = (0..WINDOW).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..2 * WINDOW).map(|i| (i % 241) as u8).collect();
+        let w = window_before(&dict, &data, 100);
+        assert_eq!(w.len(), WINDOW);
+        assert_eq!(&w[..WINDOW - 100], &dict[100..]);
+        assert_eq!(&w[WINDOW - 100..], &data[..100]);
+        assert_eq!(
+            window_before(&dict, &data, WINDOW + 7),
+            &data[7..WINDOW + 7]
+        );
+        // The first block has no dictionary.
+        assert_eq!(window_before(&[], &data, 5), &data[..5]);
     }
 
     #[test]
