@@ -30,6 +30,9 @@ impl Store {
         if rd.next().is_none() {
             return Ok(None);
         }
+        // The step's overlay is mounted `volatile` (no sync at unmount): the upper dir is
+        // written out while it is archived here, and is durable before it becomes a snapshot.
+        let synced = fsutil::syncfs_in_background(upper).ctx("sync filesystem of", upper)?;
         let blob = self.blob_writer()?;
         // ParGz buffers whole blocks itself, and compresses and writes them on other
         // threads while this one walks and hashes the tar.
@@ -39,6 +42,10 @@ impl Store {
         let (gz, diff_id, _) = tar.finish();
         let blob = gz.finish().ctx("compress layer for", upper)?;
         let (digest, size) = blob.commit(None)?;
+        synced
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("syncfs thread panicked")))
+            .ctx("sync filesystem of", upper)?;
         let layer = Layer {
             digest,
             diff_id,

@@ -103,6 +103,25 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> 
     fsync_dir(dir)
 }
 
+/// Starts writing out everything dirty on the filesystem that holds `dir` (syncfs), on a
+/// thread of its own; join the handle to wait for it.
+pub(crate) fn syncfs_in_background(
+    dir: &Path,
+) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(dir)?;
+    std::thread::Builder::new()
+        .name("rbuild-syncfs".into())
+        .spawn(move || {
+            // SAFETY: `f` is an open descriptor for the whole call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+}
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -308,4 +327,21 @@ pub(crate) fn du(p: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncfs_in_background_reports_its_outcome() {
+        let t = tempfile::tempdir().unwrap();
+        let h = syncfs_in_background(t.path()).unwrap();
+        h.join().unwrap().unwrap();
+        let gone = t.path().join("gone");
+        assert_eq!(
+            syncfs_in_background(&gone).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 }
