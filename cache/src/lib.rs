@@ -22,6 +22,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod remote_cache;
+mod reuse;
 
 pub use error::CacheError;
 pub use extract::extract_layer;
@@ -145,6 +146,7 @@ impl Store {
             store.records_dir(),
             store.oci_dir(),
             store.snapshots_dir(),
+            store.pieces_dir(),
         ] {
             fsutil::remove_stale_temps(&dir)?;
         }
@@ -175,6 +177,10 @@ impl Store {
     }
     pub(crate) fn records_dir(&self) -> PathBuf {
         self.inner.root.join("records")
+    }
+    /// Indexes of the compressed blocks of layer blobs (see `reuse.rs`).
+    pub(crate) fn pieces_dir(&self) -> PathBuf {
+        self.inner.root.join("pieces")
     }
     pub(crate) fn tmp_root(&self) -> PathBuf {
         self.inner.root.join("tmp")

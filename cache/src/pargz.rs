@@ -9,6 +9,7 @@
 //! through a worker and the output thread back to the producer, and there are at most
 //! `max_blocks` of them, so memory stays bounded and a slow stage holds up the others.
 
+use crate::reuse::{self, Reuse};
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -37,6 +38,8 @@ struct Piece {
     crc: Crc,
     coded: io::Result<Vec<u8>>,
     fin: bool,
+    /// Set when the piece is worth recording for reuse (it is smaller than its input).
+    key: Option<[u8; 32]>,
 }
 
 pub(crate) struct ParGz<W: Write + Send + 'static> {
@@ -49,20 +52,29 @@ pub(crate) struct ParGz<W: Write + Send + 'static> {
     jobs: Option<SyncSender<Job>>,
     free: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<()>>,
-    output: Option<JoinHandle<io::Result<W>>>,
+    output: Option<JoinHandle<io::Result<Finished<W>>>>,
 }
+
+/// The inner writer, and where the pieces worth reusing landed in its stream.
+pub(crate) type Finished<W> = (W, Vec<reuse::Piece>);
 
 impl<W: Write + Send + 'static> ParGz<W> {
     /// Starts the compression threads (one per core, at most 16) and the output thread.
-    pub fn new(out: W, level: u32) -> io::Result<Self> {
+    /// Blocks found in `reuse` are copied from there instead of being compressed.
+    pub fn new(out: W, level: u32, reuse: Option<Arc<Reuse>>) -> io::Result<Self> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(16);
-        Self::with_threads(out, level, threads)
+        Self::with_threads(out, level, threads, reuse)
     }
 
-    pub fn with_threads(out: W, level: u32, threads: usize) -> io::Result<Self> {
+    pub fn with_threads(
+        out: W,
+        level: u32,
+        threads: usize,
+        reuse: Option<Arc<Reuse>>,
+    ) -> io::Result<Self> {
         let threads = threads.max(1);
         let level = Compression::new(level.min(9));
         // Enough for every worker to have one block in hand and one queued, plus blocks
@@ -87,9 +99,10 @@ impl<W: Write + Send + 'static> ParGz<W> {
         for _ in 0..threads {
             let rx = Arc::clone(&job_rx);
             let tx = piece_tx.clone();
+            let reuse = reuse.clone();
             let h = std::thread::Builder::new()
                 .name("rbuild-gzip".into())
-                .spawn(move || compress_jobs(level, &rx, &tx))?;
+                .spawn(move || compress_jobs(level, reuse.as_deref(), &rx, &tx))?;
             z.workers.push(h);
         }
         drop(piece_tx);
@@ -100,8 +113,9 @@ impl<W: Write + Send + 'static> ParGz<W> {
         Ok(z)
     }
 
-    /// Ends the stream (final block and gzip trailer) and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Ends the stream (final block and gzip trailer) and returns the inner writer, with
+    /// the pieces worth recording for later reuse.
+    pub fn finish(mut self) -> io::Result<Finished<W>> {
         self.send(true)?;
         self.stop()
     }
@@ -141,7 +155,7 @@ impl<W: Write + Send + 'static> ParGz<W> {
     }
 
     /// Closes the job queue, waits for every thread and returns the output thread's result.
-    fn stop(&mut self) -> io::Result<W> {
+    fn stop(&mut self) -> io::Result<Finished<W>> {
         self.jobs = None;
         for h in self.workers.drain(..) {
             // A worker reports its own failures through the output thread.
@@ -197,7 +211,12 @@ fn tail(b: &[u8]) -> &[u8] {
 }
 
 /// Worker loop: takes blocks off the shared queue until it closes or the output is gone.
-fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSender<Piece>) {
+fn compress_jobs(
+    level: Compression,
+    reuse: Option<&Reuse>,
+    jobs: &Mutex<Receiver<Job>>,
+    out: &SyncSender<Piece>,
+) {
     let mut coder = Coder::new(level);
     loop {
         // The guard is dropped at the end of this statement, before compressing.
@@ -208,10 +227,27 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
-        let coded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            coder.code(&job.dict, &job.data, job.fin)
-        }))
-        .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")));
+        let key_of = || reuse::piece_key(level.level(), job.fin, &job.dict, &job.data);
+        // Looked up only when there is something to find; else computed only for a piece
+        // worth recording.
+        let looked_up = reuse.map(|r| {
+            let k = key_of();
+            (k, r.get(&k))
+        });
+        let (coded, key) = match looked_up {
+            Some((k, Some(bytes))) => (Ok(bytes), Some(k)),
+            other => {
+                let coded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    coder.code(&job.dict, &job.data, job.fin)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")));
+                (coded, other.map(|(k, _)| k))
+            }
+        };
+        let key = match &coded {
+            Ok(c) if c.len() < job.data.len() => Some(key.unwrap_or_else(key_of)),
+            _ => None,
+        };
         let failed = coded.is_err();
         let piece = Piece {
             seq: job.seq,
@@ -219,6 +255,7 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
             crc,
             coded,
             fin: job.fin,
+            key,
         };
         if out.send(piece).is_err() || failed {
             return;
@@ -226,14 +263,17 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
     }
 }
 
-/// Output loop: writes the header, the pieces in sequence and the trailer. Returns `out`,
-/// or the first error (which closes the queues and so stops the producer and the workers).
+/// Output loop: writes the header, the pieces in sequence and the trailer. Returns `out`
+/// with where the recordable pieces landed, or the first error (which closes the queues
+/// and so stops the producer and the workers).
 fn write_in_order<W: Write>(
     mut out: W,
     pieces: &Receiver<Piece>,
     free: &SyncSender<Vec<u8>>,
-) -> io::Result<W> {
+) -> io::Result<Finished<W>> {
     out.write_all(&GZIP_HEADER)?;
+    let mut pos = GZIP_HEADER.len() as u64;
+    let mut index = Vec::new();
     let mut waiting: BTreeMap<u64, Piece> = BTreeMap::new();
     let mut next = 0u64;
     let mut crc = Crc::new();
@@ -241,7 +281,17 @@ fn write_in_order<W: Write>(
     while let Ok(p) = pieces.recv() {
         waiting.insert(p.seq, p);
         while let Some(p) = waiting.remove(&next) {
-            out.write_all(&p.coded?)?;
+            let coded = p.coded?;
+            out.write_all(&coded)?;
+            if let (Some(key), Ok(len)) = (p.key, u32::try_from(coded.len())) {
+                index.push(reuse::Piece {
+                    key,
+                    offset: pos,
+                    len,
+                    check: *blake3::hash(&coded).as_bytes(),
+                });
+            }
+            pos += coded.len() as u64;
             crc.combine(&p.crc);
             finished |= p.fin;
             next += 1;
@@ -256,7 +306,7 @@ fn write_in_order<W: Write>(
     trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
     trailer[4..].copy_from_slice(&crc.amount().to_le_bytes());
     out.write_all(&trailer)?;
-    Ok(out)
+    Ok((out, index))
 }
 
 /// A worker's compressors, reused from block to block (a new zlib state costs about as
@@ -468,7 +518,16 @@ mod tests {
     use std::io::Read;
 
     fn gzip(data: &[u8], level: u32, threads: usize) -> Vec<u8> {
-        let mut z = ParGz::with_threads(Vec::new(), level, threads).unwrap();
+        gzip_reusing(data, level, threads, None).0
+    }
+
+    fn gzip_reusing(
+        data: &[u8],
+        level: u32,
+        threads: usize,
+        reuse: Option<Arc<Reuse>>,
+    ) -> (Vec<u8>, Vec<reuse::Piece>) {
+        let mut z = ParGz::with_threads(Vec::new(), level, threads, reuse).unwrap();
         // Odd write sizes cross block boundaries.
         for chunk in data.chunks(333_333) {
             z.write_all(chunk).unwrap();
@@ -601,6 +660,38 @@ mod tests {
     }
 
     #[test]
+    fn reused_pieces_give_the_bytes_compression_gives() {
+        let t = tempfile::tempdir().unwrap();
+        let (idx, blobs) = (t.path().join("pieces"), t.path().join("blobs"));
+        std::fs::create_dir(&blobs).unwrap();
+        let mut data = text(6 * BLOCK + 999);
+        data.extend_from_slice(&random(2 * BLOCK));
+        let (first, pieces) = gzip_reusing(&data, 2, 2, None);
+        // Text blocks and the last (short) one are recorded; stored random ones are not.
+        assert_eq!(pieces.len(), 7, "{pieces:?}");
+        std::fs::write(blobs.join("b1"), &first).unwrap();
+        reuse::save_index(&idx, "b1", &pieces).unwrap();
+        let r = Arc::new(Reuse::load(&idx, &blobs).unwrap());
+
+        // The same data again: every recorded piece comes from the index.
+        let (again, _) = gzip_reusing(&data, 2, 3, Some(Arc::clone(&r)));
+        assert!(again == first);
+        assert_eq!(r.hits(), 7);
+        // One byte changed in block 3: blocks 3 and 4 (primed with its tail) differ, the
+        // rest is found; the output is what fresh compression gives.
+        let mut edited = data.clone();
+        edited[3 * BLOCK + BLOCK - 10] ^= 0x20;
+        let (fresh, _) = gzip_reusing(&edited, 2, 2, None);
+        let (reused, _) = gzip_reusing(&edited, 2, 2, Some(Arc::clone(&r)));
+        assert!(reused == fresh);
+        assert_eq!(gunzip(&reused), edited);
+        assert_eq!(r.hits(), 7 + 5);
+        // Another level never matches pieces of level 2.
+        let (l1, _) = gzip_reusing(&data, 1, 2, Some(r));
+        assert!(l1 == gzip(&data, 1, 2));
+    }
+
+    #[test]
     fn runs_join_segments_and_end_at_the_data() {
         assert_eq!(runs(&[], 0), vec![]);
         assert_eq!(runs(&[false], 10), vec![(0, 10, false)]);
@@ -670,7 +761,7 @@ mod tests {
                 Ok(())
             }
         }
-        let mut z = ParGz::with_threads(Full, 1, 2).unwrap();
+        let mut z = ParGz::with_threads(Full, 1, 2, None).unwrap();
         let data = text(64 * BLOCK);
         let err = z
             .write_all(&data)
