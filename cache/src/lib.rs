@@ -140,6 +140,12 @@ impl Store {
             }),
         };
         store.init_layout()?;
+        // Every step builds its tree (upper dir, extracted layer) under tmp/. Spread them
+        // over the filesystem: ext4 without a journal refuses, one candidate at a time, to
+        // reuse inodes freed in the last minutes, so creating files next to a tree just
+        // deleted (a pruned store, a previous build's root) scanned whole block groups per
+        // file (20,000 files: 3 s became 10-15 s of system time). Best effort.
+        let _ = fsutil::set_topdir(&store.tmp_root());
         for dir in [
             store.tmp_root(),
             store.blobs_dir(),
