@@ -50,6 +50,18 @@ pub(crate) fn overlay_options(
     s
 }
 
+/// A `volatile` overlay leaves `work/incompat/volatile` in its workdir, and the kernel
+/// then refuses to mount that upper/work pair again: the mark of a mount that may have
+/// lost writes in a crash. Removed once the mount has ended normally, so the pair can be
+/// mounted again (the mark stays after a crash). Best effort.
+pub(crate) fn clear_volatile_marker(workdir: &Path) {
+    let incompat = workdir.join("work/incompat");
+    let volatile = incompat.join("volatile");
+    let _ = std::fs::remove_file(volatile.join("dirty"));
+    let _ = std::fs::remove_dir(&volatile);
+    let _ = std::fs::remove_dir(&incompat);
+}
+
 pub(crate) fn cstring(p: &Path) -> Result<CString, ExecError> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| ExecError::InvalidSpec(format!("path contains NUL: {}", p.display())))
@@ -92,6 +104,7 @@ pub(crate) fn mount_raw(
 #[derive(Debug)]
 pub struct OverlayMount {
     target: PathBuf,
+    work: PathBuf,
     // Scratch lower layer for an empty chain; removed after unmount.
     _empty: Option<tempfile::TempDir>,
 }
@@ -138,6 +151,7 @@ impl OverlayMount {
                 Ok(()) => {
                     return Ok(OverlayMount {
                         target: target.to_path_buf(),
+                        work: work.to_path_buf(),
                         _empty: empty,
                     });
                 }
@@ -166,6 +180,7 @@ impl Drop for OverlayMount {
                 libc::umount2(t.as_ptr(), libc::MNT_DETACH);
             }
         }
+        clear_volatile_marker(&self.work);
     }
 }
 

@@ -1154,7 +1154,10 @@ pub fn run(
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<i32, ExecError> {
-    run_impl(spec, None, cancel, output)
+    let r = run_impl(spec, None, cancel, output);
+    // The container (and with it its mount namespace) is gone.
+    crate::overlay::clear_volatile_marker(&spec.workdir);
+    r
 }
 
 /// Like [`run`], but over a plain writable directory holding the whole
