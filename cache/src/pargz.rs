@@ -217,7 +217,6 @@ fn compress_jobs(
     jobs: &Mutex<Receiver<Job>>,
     out: &SyncSender<Piece>,
 ) {
-    let mut coder = Coder::new(level);
     loop {
         // The guard is dropped at the end of this statement, before compressing.
         let job = match jobs.lock() {
@@ -227,6 +226,10 @@ fn compress_jobs(
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
+        // New compressors for every block: zlib-rs keeps state across reset() (stale
+        // window bytes steer match choices), so a reused one made a block's bytes depend
+        // on which block the worker did before, and the blob on thread scheduling.
+        let mut coder = Coder::new(level);
         let key_of = || reuse::piece_key(level.level(), job.fin, &job.dict, &job.data);
         // Looked up only when there is something to find; else computed only for a piece
         // worth recording.
@@ -309,8 +312,7 @@ fn write_in_order<W: Write>(
     Ok((out, index))
 }
 
-/// A worker's compressors, reused from block to block (a new zlib state costs about as
-/// much as compressing the 64 KiB of samples).
+/// The compressors for one block (see `compress_jobs`: never reused across blocks).
 struct Coder {
     level: Compression,
     main: Compress,
@@ -689,6 +691,53 @@ mod tests {
         // Another level never matches pieces of level 2.
         let (l1, _) = gzip_reusing(&data, 1, 2, Some(r));
         assert!(l1 == gzip(&data, 1, 2));
+    }
+
+    /// A tar-like stream: zero-padded 512-byte headers, then text or random files of
+    /// assorted sizes, padded to 512.
+    fn tar_like(len: usize) -> Vec<u8> {
+        let mut data = Vec::new();
+        let (t, r) = (text(16 << 10), random(16 << 10));
+        let mut x: u64 = 99;
+        let mut k = 0usize;
+        while data.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut h = vec![0u8; 512];
+            let name = format!("d{:02}/s{}/f{k}.txt", k % 20, k % 7);
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[257..262].copy_from_slice(b"ustar");
+            data.extend_from_slice(&h);
+            let size = (x % 9000 + 100) as usize;
+            let src = if k % 5 < 3 { &t } else { &r };
+            let off = (x >> 20) as usize % (src.len() - size);
+            data.extend_from_slice(&src[off..off + size]);
+            data.resize(data.len() + (512 - size % 512) % 512, 0);
+            k += 1;
+        }
+        data.truncate(len);
+        data
+    }
+
+    #[test]
+    fn each_block_is_deflated_as_if_alone() {
+        // The deflate stream is exactly the blocks deflated by new compressors, one each,
+        // whatever ran before on the same thread. A zlib-rs state reused across reset()
+        // gave other bytes for some blocks of such data (stale window bytes).
+        let data = tar_like(24 * BLOCK + 5000);
+        let blocks: Vec<&[u8]> = data.chunks(BLOCK).collect();
+        let mut want = Vec::new();
+        for (i, b) in blocks.iter().enumerate() {
+            let dict = if i == 0 { &[][..] } else { tail(blocks[i - 1]) };
+            let fin = i + 1 == blocks.len();
+            want.extend(Coder::new(Compression::new(2)).code(dict, b, fin).unwrap());
+        }
+        for threads in [1, 2, 3] {
+            let gz = gzip(&data, 2, threads);
+            assert!(gz[10..gz.len() - 8] == want[..], "{threads} threads");
+        }
+        assert_eq!(gunzip(&gzip(&data, 2, 2)), data);
     }
 
     #[test]
