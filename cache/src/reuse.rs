@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Index files read per commit: the most recently written ones (a re-run step's previous
 /// layer is among the last few committed).
 const RECENT_INDEXES: usize = 8;
-const MAGIC: &[u8; 16] = b"rbuild pieces v1";
+/// v1 indexes came from compressors reused across blocks (see pargz.rs): their pieces
+/// decode right but are not always the bytes a new commit makes, so they are not used.
+const MAGIC: &[u8; 16] = b"rbuild pieces v2";
 /// key (32) + offset (8) + len (4) + check (32).
 const RECORD: usize = 76;
 
