@@ -1,6 +1,7 @@
 //! Measures commit_layer (tar+sha256+gzip+sha256 in one pass) and snapshot extraction.
 //! Usage: cargo run -p rbuild-cache --example bench_layer -- [MiB] [dir]
-//! Env: LEVELS=1,6 (gzip levels), KINDS=text,yes,random (file contents).
+//! Env: LEVELS=1,6 (gzip levels), KINDS=text,yes,random,mixed (file contents; mixed
+//! interleaves 8 KiB of text and 8 KiB of random bytes, as a tar of small files does).
 
 use rbuild_cache::Store;
 use std::io::Write;
@@ -27,9 +28,10 @@ fn main() {
             let cpu = cpu_secs() - c;
             let ratio = layer.size as f64 / (mib as f64 * 1048576.0);
             println!(
-                "{kind:6} gzip L{level}: commit {mib} MiB in {secs:.2}s = {:.0} MB/s wall, {:.0} MB/s per CPU-second, ratio {ratio:.3}",
+                "{kind:6} gzip L{level}: commit {mib} MiB in {secs:.2}s = {:.0} MB/s wall, {:.0} MB/s per CPU-second, ratio {ratio:.3}, {}",
                 mib as f64 * 1.048576 / secs,
-                mib as f64 * 1.048576 / cpu
+                mib as f64 * 1.048576 / cpu,
+                &layer.digest[..19]
             );
             // Extraction from the blob (the snapshot exists, so extract elsewhere).
             let dest = work.path().join("x");
@@ -71,7 +73,7 @@ fn write_data(p: &std::path::Path, mib: usize, kind: &str) {
                 // What `yes | head -c N` writes.
                 chunk[i] = if i % 2 == 0 { b'y' } else { b'\n' };
                 i += 1;
-            } else if kind == "random" {
+            } else if kind == "random" || (kind == "mixed" && (i >> 13) % 2 == 1) {
                 let b = x.to_le_bytes();
                 let n = b.len().min(chunk.len() - i);
                 chunk[i..i + n].copy_from_slice(&b[..n]);
@@ -86,6 +88,10 @@ fn write_data(p: &std::path::Path, mib: usize, kind: &str) {
         f.write_all(&chunk).expect("write");
     }
     f.flush().expect("flush");
+    // A fixed mtime: the tar, and so the digests printed, depend only on the content.
+    let f = f.into_inner().expect("flush");
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        .expect("set mtime");
 }
 
 fn levels() -> Vec<u32> {

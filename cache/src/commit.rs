@@ -3,12 +3,13 @@
 
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashWriter};
-use crate::{Layer, MEDIA_TYPE_LAYER_GZIP, Store};
+use crate::{Layer, MEDIA_TYPE_LAYER_GZIP, Store, digest_hex};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Overlay keeps its private attributes under `trusted.overlay.` (or `user.overlay.` when
 /// mounted with `userxattr`, as unprivileged overlay is).
@@ -30,15 +31,29 @@ impl Store {
         if rd.next().is_none() {
             return Ok(None);
         }
+        // The step's overlay is mounted `volatile` (no sync at unmount): the upper dir is
+        // written out while it is archived here, and is durable before it becomes a snapshot.
+        let synced = fsutil::syncfs_in_background(upper).ctx("sync filesystem of", upper)?;
         let blob = self.blob_writer()?;
         // ParGz buffers whole blocks itself, and compresses and writes them on other
         // threads while this one walks and hashes the tar.
-        let gz = crate::pargz::ParGz::new(blob, self.gzip_level())
+        // Blocks an earlier layer blob already holds (the same step re-run after a small
+        // change) are copied from it, not compressed again.
+        let reuse = crate::reuse::Reuse::load(&self.pieces_dir(), &self.blobs_dir());
+        let gz = crate::pargz::ParGz::new(blob, self.gzip_level(), reuse.map(Arc::new))
             .ctx("start compressing layer for", upper)?;
         let tar = write_upper_tar(upper, HashWriter::new(gz))?;
         let (gz, diff_id, _) = tar.finish();
-        let blob = gz.finish().ctx("compress layer for", upper)?;
+        let (blob, pieces) = gz.finish().ctx("compress layer for", upper)?;
         let (digest, size) = blob.commit(None)?;
+        if !pieces.is_empty() {
+            // Only a hint for later commits: failing to write it loses nothing.
+            let _ = crate::reuse::save_index(&self.pieces_dir(), digest_hex(&digest)?, &pieces);
+        }
+        synced
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("syncfs thread panicked")))
+            .ctx("sync filesystem of", upper)?;
         let layer = Layer {
             digest,
             diff_id,

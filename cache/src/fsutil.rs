@@ -103,6 +103,48 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> 
     fsync_dir(dir)
 }
 
+/// Starts writing out everything dirty on the filesystem that holds `dir` (syncfs), on a
+/// thread of its own; join the handle to wait for it.
+pub(crate) fn syncfs_in_background(
+    dir: &Path,
+) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(dir)?;
+    std::thread::Builder::new()
+        .name("rbuild-syncfs".into())
+        .spawn(move || {
+            // SAFETY: `f` is an open descriptor for the whole call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+}
+
+/// The inode flag FS_TOPDIR_FL (`chattr +T`), not in the libc crate.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Marks `dir` as a top of directory hierarchies for ext4's Orlov allocator (`chattr +T`):
+/// each directory made in it is placed in a block group of its own choosing, with many
+/// free inodes and few directories, instead of next to its parent. Returns whether the flag
+/// is now set; filesystems without inode flags just say no.
+pub(crate) fn set_topdir(dir: &Path) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let f = File::open(dir)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int to the pointer, which lives for the call.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        return Ok(false);
+    }
+    if flags & FS_TOPDIR_FL != 0 {
+        return Ok(true);
+    }
+    flags |= FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS reads one int from the pointer, which lives for the call.
+    Ok(unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } == 0)
+}
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -308,4 +350,58 @@ pub(crate) fn du(p: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topdir_flag_is_set_where_the_filesystem_has_inode_flags() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        let lsattr = std::process::Command::new("lsattr")
+            .arg("-d")
+            .arg(&d)
+            .output();
+        let Ok(before) = lsattr else {
+            eprintln!("no lsattr here: skipped");
+            return;
+        };
+        if !before.status.success() {
+            // No inode flags on this filesystem (tmpfs, overlayfs): nothing to set.
+            assert!(!set_topdir(&d).unwrap());
+            return;
+        }
+        let attrs = |o: &std::process::Output| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(!attrs(&before).contains('T'));
+        assert!(set_topdir(&d).unwrap());
+        assert!(set_topdir(&d).unwrap());
+        let after = std::process::Command::new("lsattr")
+            .arg("-d")
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert!(attrs(&after).contains('T'), "{}", attrs(&after));
+        assert!(set_topdir(&t.path().join("gone")).is_err());
+    }
+
+    #[test]
+    fn syncfs_in_background_reports_its_outcome() {
+        let t = tempfile::tempdir().unwrap();
+        let h = syncfs_in_background(t.path()).unwrap();
+        h.join().unwrap().unwrap();
+        let gone = t.path().join("gone");
+        assert_eq!(
+            syncfs_in_background(&gone).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 }

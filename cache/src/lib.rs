@@ -22,6 +22,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod remote_cache;
+mod reuse;
 
 pub use error::CacheError;
 pub use extract::extract_layer;
@@ -139,12 +140,19 @@ impl Store {
             }),
         };
         store.init_layout()?;
+        // Every step builds its tree (upper dir, extracted layer) under tmp/. Spread them
+        // over the filesystem: ext4 without a journal refuses, one candidate at a time, to
+        // reuse inodes freed in the last minutes, so creating files next to a tree just
+        // deleted (a pruned store, a previous build's root) scanned whole block groups per
+        // file (20,000 files: 3 s became 10-15 s of system time). Best effort.
+        let _ = fsutil::set_topdir(&store.tmp_root());
         for dir in [
             store.tmp_root(),
             store.blobs_dir(),
             store.records_dir(),
             store.oci_dir(),
             store.snapshots_dir(),
+            store.pieces_dir(),
         ] {
             fsutil::remove_stale_temps(&dir)?;
         }
@@ -175,6 +183,10 @@ impl Store {
     }
     pub(crate) fn records_dir(&self) -> PathBuf {
         self.inner.root.join("records")
+    }
+    /// Indexes of the compressed blocks of layer blobs (see `reuse.rs`).
+    pub(crate) fn pieces_dir(&self) -> PathBuf {
+        self.inner.root.join("pieces")
     }
     pub(crate) fn tmp_root(&self) -> PathBuf {
         self.inner.root.join("tmp")

@@ -9,6 +9,7 @@
 //! through a worker and the output thread back to the producer, and there are at most
 //! `max_blocks` of them, so memory stays bounded and a slow stage holds up the others.
 
+use crate::reuse::{self, Reuse};
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -37,6 +38,8 @@ struct Piece {
     crc: Crc,
     coded: io::Result<Vec<u8>>,
     fin: bool,
+    /// Set when the piece is worth recording for reuse (it is smaller than its input).
+    key: Option<[u8; 32]>,
 }
 
 pub(crate) struct ParGz<W: Write + Send + 'static> {
@@ -49,20 +52,29 @@ pub(crate) struct ParGz<W: Write + Send + 'static> {
     jobs: Option<SyncSender<Job>>,
     free: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<()>>,
-    output: Option<JoinHandle<io::Result<W>>>,
+    output: Option<JoinHandle<io::Result<Finished<W>>>>,
 }
+
+/// The inner writer, and where the pieces worth reusing landed in its stream.
+pub(crate) type Finished<W> = (W, Vec<reuse::Piece>);
 
 impl<W: Write + Send + 'static> ParGz<W> {
     /// Starts the compression threads (one per core, at most 16) and the output thread.
-    pub fn new(out: W, level: u32) -> io::Result<Self> {
+    /// Blocks found in `reuse` are copied from there instead of being compressed.
+    pub fn new(out: W, level: u32, reuse: Option<Arc<Reuse>>) -> io::Result<Self> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(16);
-        Self::with_threads(out, level, threads)
+        Self::with_threads(out, level, threads, reuse)
     }
 
-    pub fn with_threads(out: W, level: u32, threads: usize) -> io::Result<Self> {
+    pub fn with_threads(
+        out: W,
+        level: u32,
+        threads: usize,
+        reuse: Option<Arc<Reuse>>,
+    ) -> io::Result<Self> {
         let threads = threads.max(1);
         let level = Compression::new(level.min(9));
         // Enough for every worker to have one block in hand and one queued, plus blocks
@@ -87,9 +99,10 @@ impl<W: Write + Send + 'static> ParGz<W> {
         for _ in 0..threads {
             let rx = Arc::clone(&job_rx);
             let tx = piece_tx.clone();
+            let reuse = reuse.clone();
             let h = std::thread::Builder::new()
                 .name("rbuild-gzip".into())
-                .spawn(move || compress_jobs(level, &rx, &tx))?;
+                .spawn(move || compress_jobs(level, reuse.as_deref(), &rx, &tx))?;
             z.workers.push(h);
         }
         drop(piece_tx);
@@ -100,8 +113,9 @@ impl<W: Write + Send + 'static> ParGz<W> {
         Ok(z)
     }
 
-    /// Ends the stream (final block and gzip trailer) and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Ends the stream (final block and gzip trailer) and returns the inner writer, with
+    /// the pieces worth recording for later reuse.
+    pub fn finish(mut self) -> io::Result<Finished<W>> {
         self.send(true)?;
         self.stop()
     }
@@ -141,7 +155,7 @@ impl<W: Write + Send + 'static> ParGz<W> {
     }
 
     /// Closes the job queue, waits for every thread and returns the output thread's result.
-    fn stop(&mut self) -> io::Result<W> {
+    fn stop(&mut self) -> io::Result<Finished<W>> {
         self.jobs = None;
         for h in self.workers.drain(..) {
             // A worker reports its own failures through the output thread.
@@ -193,12 +207,16 @@ impl<W: Write + Send + 'static> Write for ParGz<W> {
 }
 
 fn tail(b: &[u8]) -> &[u8] {
-    &b[b.len().saturating_sub(WINDOW)..]
+    tail_n(b, WINDOW)
 }
 
 /// Worker loop: takes blocks off the shared queue until it closes or the output is gone.
-fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSender<Piece>) {
-    let mut coder = Coder::new(level);
+fn compress_jobs(
+    level: Compression,
+    reuse: Option<&Reuse>,
+    jobs: &Mutex<Receiver<Job>>,
+    out: &SyncSender<Piece>,
+) {
     loop {
         // The guard is dropped at the end of this statement, before compressing.
         let job = match jobs.lock() {
@@ -208,10 +226,31 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
-        let coded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            coder.code(&job.dict, &job.data, job.fin)
-        }))
-        .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")));
+        // New compressors for every block: zlib-rs keeps state across reset() (stale
+        // window bytes steer match choices), so a reused one made a block's bytes depend
+        // on which block the worker did before, and the blob on thread scheduling.
+        let mut coder = Coder::new(level);
+        let key_of = || reuse::piece_key(level.level(), job.fin, &job.dict, &job.data);
+        // Looked up only when there is something to find; else computed only for a piece
+        // worth recording.
+        let looked_up = reuse.map(|r| {
+            let k = key_of();
+            (k, r.get(&k))
+        });
+        let (coded, key) = match looked_up {
+            Some((k, Some(bytes))) => (Ok(bytes), Some(k)),
+            other => {
+                let coded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    coder.code(&job.dict, &job.data, job.fin)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")));
+                (coded, other.map(|(k, _)| k))
+            }
+        };
+        let key = match &coded {
+            Ok(c) if c.len() < job.data.len() => Some(key.unwrap_or_else(key_of)),
+            _ => None,
+        };
         let failed = coded.is_err();
         let piece = Piece {
             seq: job.seq,
@@ -219,6 +258,7 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
             crc,
             coded,
             fin: job.fin,
+            key,
         };
         if out.send(piece).is_err() || failed {
             return;
@@ -226,14 +266,17 @@ fn compress_jobs(level: Compression, jobs: &Mutex<Receiver<Job>>, out: &SyncSend
     }
 }
 
-/// Output loop: writes the header, the pieces in sequence and the trailer. Returns `out`,
-/// or the first error (which closes the queues and so stops the producer and the workers).
+/// Output loop: writes the header, the pieces in sequence and the trailer. Returns `out`
+/// with where the recordable pieces landed, or the first error (which closes the queues
+/// and so stops the producer and the workers).
 fn write_in_order<W: Write>(
     mut out: W,
     pieces: &Receiver<Piece>,
     free: &SyncSender<Vec<u8>>,
-) -> io::Result<W> {
+) -> io::Result<Finished<W>> {
     out.write_all(&GZIP_HEADER)?;
+    let mut pos = GZIP_HEADER.len() as u64;
+    let mut index = Vec::new();
     let mut waiting: BTreeMap<u64, Piece> = BTreeMap::new();
     let mut next = 0u64;
     let mut crc = Crc::new();
@@ -241,7 +284,17 @@ fn write_in_order<W: Write>(
     while let Ok(p) = pieces.recv() {
         waiting.insert(p.seq, p);
         while let Some(p) = waiting.remove(&next) {
-            out.write_all(&p.coded?)?;
+            let coded = p.coded?;
+            out.write_all(&coded)?;
+            if let (Some(key), Ok(len)) = (p.key, u32::try_from(coded.len())) {
+                index.push(reuse::Piece {
+                    key,
+                    offset: pos,
+                    len,
+                    check: *blake3::hash(&coded).as_bytes(),
+                });
+            }
+            pos += coded.len() as u64;
             crc.combine(&p.crc);
             finished |= p.fin;
             next += 1;
@@ -256,11 +309,10 @@ fn write_in_order<W: Write>(
     trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
     trailer[4..].copy_from_slice(&crc.amount().to_le_bytes());
     out.write_all(&trailer)?;
-    Ok(out)
+    Ok((out, index))
 }
 
-/// A worker's compressors, reused from block to block (a new zlib state costs about as
-/// much as compressing the 64 KiB of samples).
+/// The compressors for one block (see `compress_jobs`: never reused across blocks).
 struct Coder {
     level: Compression,
     main: Compress,
@@ -284,15 +336,42 @@ impl Coder {
     fn code(&mut self, dict: &[u8], data: &[u8], fin: bool) -> io::Result<Vec<u8>> {
         // Already-compressed content (archives, images, random data) is stored as is:
         // deflate would spend most of the time here and still grow it.
-        if self.level.level() == 0 || self.incompressible(data)? {
+        if self.level.level() == 0 || data.is_empty() || self.incompressible(data)? {
             return Ok(stored(data, fin));
         }
+        // A tar of many files mixes them within a block: the random ones are stored
+        // segment by segment (deflate is slowest on exactly those bytes), the rest is
+        // deflated with the 32 KiB before it as dictionary, as if nothing were cut.
+        let plan = runs(&self.segment_plan(data)?, data.len());
+        let mut out = Vec::with_capacity(data.len() / 2 + 4096);
+        for (k, &(start, end, store)) in plan.iter().enumerate() {
+            let last = fin && k + 1 == plan.len();
+            if store {
+                stored_into(&mut out, &data[start..end], last);
+            } else if start == 0 {
+                self.deflate_into(&mut out, dict, &data[start..end], last)?;
+            } else {
+                let d = window_before(dict, data, start);
+                self.deflate_into(&mut out, &d, &data[start..end], last)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends the raw deflate of `data` (primed with `dict`) to `out`, ending with a sync
+    /// flush, or with the final block when `fin`.
+    fn deflate_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        dict: &[u8],
+        data: &[u8],
+        fin: bool,
+    ) -> io::Result<()> {
         let c = &mut self.main;
         c.reset();
         if !dict.is_empty() {
             c.set_dictionary(dict).map_err(io::Error::other)?;
         }
-        let mut out = Vec::with_capacity(data.len() / 2 + 4096);
         let flush = if fin {
             FlushCompress::Finish
         } else {
@@ -304,7 +383,7 @@ impl Coder {
             }
             let consumed = c.total_in() as usize;
             let status = c
-                .compress_vec(&data[consumed..], &mut out, flush)
+                .compress_vec(&data[consumed..], out, flush)
                 .map_err(io::Error::other)?;
             let all_in = c.total_in() as usize == data.len();
             let done = if fin {
@@ -314,9 +393,33 @@ impl Coder {
                 all_in && out.len() < out.capacity()
             };
             if done {
-                return Ok(out);
+                return Ok(());
             }
         }
+    }
+
+    /// For each `PROBE`-sized segment of `data` (the last may be shorter): whether to store
+    /// it. Depends only on the segment's bytes.
+    fn segment_plan(&mut self, data: &[u8]) -> io::Result<Vec<bool>> {
+        data.chunks(PROBE)
+            .map(|s| {
+                if s.len() < PROBE || !near_uniform(s) {
+                    return Ok(false);
+                }
+                self.probe_fails(s)
+            })
+            .collect()
+    }
+
+    /// Whether level-1 deflate fails to shrink `s` by 3% (static codes cost uniform bytes
+    /// nothing, so only repeats make it win).
+    fn probe_fails(&mut self, s: &[u8]) -> io::Result<bool> {
+        self.probe.reset();
+        let status = self
+            .probe
+            .compress(s, &mut self.probe_out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        Ok(status != Status::StreamEnd || self.probe.total_out() as usize >= s.len() * 97 / 100)
     }
 
     /// Whether four 16 KiB samples spread over `data` all look incompressible. Depends
@@ -330,16 +433,10 @@ impl Coder {
         if !samples.clone().all(near_uniform) {
             return Ok(false);
         }
-        // Near-uniform bytes can still repeat (a file copied twice): deflate (level 1,
-        // static codes, which cost uniform bytes nothing) must fail to shrink each by 3%.
-        let limit = PROBE * 97 / 100;
+        // Near-uniform bytes can still repeat (a file copied twice): deflate must fail to
+        // shrink each sample.
         for s in samples {
-            self.probe.reset();
-            let status = self
-                .probe
-                .compress(s, &mut self.probe_out, FlushCompress::Finish)
-                .map_err(io::Error::other)?;
-            if status == Status::StreamEnd && (self.probe.total_out() as usize) < limit {
+            if !self.probe_fails(s)? {
                 return Ok(false);
             }
         }
@@ -366,12 +463,19 @@ fn near_uniform(s: &[u8]) -> bool {
 /// `data` as raw deflate stored blocks (byte-aligned, like the sync flush that ends a
 /// compressed block), the last one marked final when `fin`.
 fn stored(data: &[u8], fin: bool) -> Vec<u8> {
-    const MAX: usize = 65535;
-    let mut out = Vec::with_capacity(data.len() + (data.len() / MAX + 1) * 5);
-    let mut chunks = data.chunks(MAX).peekable();
+    let mut out = Vec::with_capacity(data.len() + (data.len() / STORED_MAX + 1) * 5);
+    stored_into(&mut out, data, fin);
+    out
+}
+
+/// The most a stored block holds (its length field is 16 bits).
+const STORED_MAX: usize = 65535;
+
+fn stored_into(out: &mut Vec<u8>, data: &[u8], fin: bool) {
     if fin && data.is_empty() {
         out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
     }
+    let mut chunks = data.chunks(STORED_MAX).peekable();
     while let Some(c) = chunks.next() {
         let last = fin && chunks.peek().is_none();
         let len = c.len() as u16;
@@ -380,7 +484,34 @@ fn stored(data: &[u8], fin: bool) -> Vec<u8> {
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(c);
     }
+}
+
+/// Joins the verdicts on the `PROBE`-sized segments of `len` bytes into runs
+/// `(start, end, store)` of byte offsets.
+fn runs(plan: &[bool], len: usize) -> Vec<(usize, usize, bool)> {
+    let mut out: Vec<(usize, usize, bool)> = Vec::new();
+    for (k, &store) in plan.iter().enumerate() {
+        let (start, end) = (k * PROBE, ((k + 1) * PROBE).min(len));
+        match out.last_mut() {
+            Some(run) if run.2 == store => run.1 = end,
+            _ => out.push((start, end, store)),
+        }
+    }
     out
+}
+
+/// The 32 KiB of the stream before `data[at..]`, reaching back into `dict` (the block
+/// before) when `at` is near the start.
+fn window_before(dict: &[u8], data: &[u8], at: usize) -> Vec<u8> {
+    let from_data = &data[at.saturating_sub(WINDOW)..at];
+    let need = WINDOW - from_data.len();
+    let mut d = tail_n(dict, need).to_vec();
+    d.extend_from_slice(from_data);
+    d
+}
+
+fn tail_n(b: &[u8], n: usize) -> &[u8] {
+    &b[b.len().saturating_sub(n)..]
 }
 
 #[cfg(test)]
@@ -389,7 +520,16 @@ mod tests {
     use std::io::Read;
 
     fn gzip(data: &[u8], level: u32, threads: usize) -> Vec<u8> {
-        let mut z = ParGz::with_threads(Vec::new(), level, threads).unwrap();
+        gzip_reusing(data, level, threads, None).0
+    }
+
+    fn gzip_reusing(
+        data: &[u8],
+        level: u32,
+        threads: usize,
+        reuse: Option<Arc<Reuse>>,
+    ) -> (Vec<u8>, Vec<reuse::Piece>) {
+        let mut z = ParGz::with_threads(Vec::new(), level, threads, reuse).unwrap();
         // Odd write sizes cross block boundaries.
         for chunk in data.chunks(333_333) {
             z.write_all(chunk).unwrap();
@@ -486,6 +626,150 @@ mod tests {
         );
     }
 
+    /// `parts` stretches of 48 KiB (three segments), text and random by turns.
+    fn mixed(parts: usize) -> Vec<u8> {
+        let (t, r) = (text((parts * 48) << 10), random((parts * 48) << 10));
+        let mut data = Vec::new();
+        for k in 0..parts {
+            let src = if k % 2 == 0 { &t } else { &r };
+            data.extend_from_slice(&src[k * (48 << 10)..][..48 << 10]);
+        }
+        data
+    }
+
+    #[test]
+    fn random_segments_of_a_mixed_block_are_stored() {
+        let data = mixed(24);
+        let mut c = Coder::new(Compression::new(2));
+        assert!(!c.incompressible(&data[..BLOCK]).unwrap());
+        let plan = c.segment_plan(&data[..BLOCK]).unwrap();
+        let want: Vec<bool> = (0..64).map(|k| (k / 3) % 2 == 1).collect();
+        assert_eq!(plan, want);
+        // Random bytes repeated within a segment: deflate finds the matches.
+        let r = random(1000);
+        let rep: Vec<u8> = r.iter().copied().cycle().take(BLOCK).collect();
+        assert!(c.segment_plan(&rep).unwrap().iter().all(|s| !s));
+        // Stored random + deflated text, no worse than deflating it all.
+        let gz = round_trip(&data, 2);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(2));
+        e.write_all(&data).unwrap();
+        let serial = e.finish().unwrap().len();
+        assert!(gz.len() < serial + serial / 50, "{} vs {serial}", gz.len());
+        assert!(gz.len() > data.len() / 2, "{}", gz.len());
+        for threads in [1, 3] {
+            assert!(gzip(&data, 2, threads) == gz, "{threads} threads differ");
+        }
+    }
+
+    #[test]
+    fn reused_pieces_give_the_bytes_compression_gives() {
+        let t = tempfile::tempdir().unwrap();
+        let (idx, blobs) = (t.path().join("pieces"), t.path().join("blobs"));
+        std::fs::create_dir(&blobs).unwrap();
+        let mut data = text(6 * BLOCK + 999);
+        data.extend_from_slice(&random(2 * BLOCK));
+        let (first, pieces) = gzip_reusing(&data, 2, 2, None);
+        // Text blocks and the last (short) one are recorded; stored random ones are not.
+        assert_eq!(pieces.len(), 7, "{pieces:?}");
+        std::fs::write(blobs.join("b1"), &first).unwrap();
+        reuse::save_index(&idx, "b1", &pieces).unwrap();
+        let r = Arc::new(Reuse::load(&idx, &blobs).unwrap());
+
+        // The same data again: every recorded piece comes from the index.
+        let (again, _) = gzip_reusing(&data, 2, 3, Some(Arc::clone(&r)));
+        assert!(again == first);
+        assert_eq!(r.hits(), 7);
+        // One byte changed in block 3: blocks 3 and 4 (primed with its tail) differ, the
+        // rest is found; the output is what fresh compression gives.
+        let mut edited = data.clone();
+        edited[3 * BLOCK + BLOCK - 10] ^= 0x20;
+        let (fresh, _) = gzip_reusing(&edited, 2, 2, None);
+        let (reused, _) = gzip_reusing(&edited, 2, 2, Some(Arc::clone(&r)));
+        assert!(reused == fresh);
+        assert_eq!(gunzip(&reused), edited);
+        assert_eq!(r.hits(), 7 + 5);
+        // Another level never matches pieces of level 2.
+        let (l1, _) = gzip_reusing(&data, 1, 2, Some(r));
+        assert!(l1 == gzip(&data, 1, 2));
+    }
+
+    /// A tar-like stream: zero-padded 512-byte headers, then text or random files of
+    /// assorted sizes, padded to 512.
+    fn tar_like(len: usize) -> Vec<u8> {
+        let mut data = Vec::new();
+        let (t, r) = (text(16 << 10), random(16 << 10));
+        let mut x: u64 = 99;
+        let mut k = 0usize;
+        while data.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut h = vec![0u8; 512];
+            let name = format!("d{:02}/s{}/f{k}.txt", k % 20, k % 7);
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            h[257..262].copy_from_slice(b"ustar");
+            data.extend_from_slice(&h);
+            let size = (x % 9000 + 100) as usize;
+            let src = if k % 5 < 3 { &t } else { &r };
+            let off = (x >> 20) as usize % (src.len() - size);
+            data.extend_from_slice(&src[off..off + size]);
+            data.resize(data.len() + (512 - size % 512) % 512, 0);
+            k += 1;
+        }
+        data.truncate(len);
+        data
+    }
+
+    #[test]
+    fn each_block_is_deflated_as_if_alone() {
+        // The deflate stream is exactly the blocks deflated by new compressors, one each,
+        // whatever ran before on the same thread. A zlib-rs state reused across reset()
+        // gave other bytes for some blocks of such data (stale window bytes).
+        let data = tar_like(24 * BLOCK + 5000);
+        let blocks: Vec<&[u8]> = data.chunks(BLOCK).collect();
+        let mut want = Vec::new();
+        for (i, b) in blocks.iter().enumerate() {
+            let dict = if i == 0 { &[][..] } else { tail(blocks[i - 1]) };
+            let fin = i + 1 == blocks.len();
+            want.extend(Coder::new(Compression::new(2)).code(dict, b, fin).unwrap());
+        }
+        for threads in [1, 2, 3] {
+            let gz = gzip(&data, 2, threads);
+            assert!(gz[10..gz.len() - 8] == want[..], "{threads} threads");
+        }
+        assert_eq!(gunzip(&gzip(&data, 2, 2)), data);
+    }
+
+    #[test]
+    fn runs_join_segments_and_end_at_the_data() {
+        assert_eq!(runs(&[], 0), vec![]);
+        assert_eq!(runs(&[false], 10), vec![(0, 10, false)]);
+        assert_eq!(
+            runs(&[true, true, false, true], 3 * PROBE + 5),
+            vec![
+                (0, 2 * PROBE, true),
+                (2 * PROBE, 3 * PROBE, false),
+                (3 * PROBE, 3 * PROBE + 5, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn window_before_reaches_into_the_previous_block() {
+        let dict: Vec<u8> = (0..WINDOW).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..2 * WINDOW).map(|i| (i % 241) as u8).collect();
+        let w = window_before(&dict, &data, 100);
+        assert_eq!(w.len(), WINDOW);
+        assert_eq!(&w[..WINDOW - 100], &dict[100..]);
+        assert_eq!(&w[WINDOW - 100..], &data[..100]);
+        assert_eq!(
+            window_before(&dict, &data, WINDOW + 7),
+            &data[7..WINDOW + 7]
+        );
+        // The first block has no dictionary.
+        assert_eq!(window_before(&[], &data, 5), &data[..5]);
+    }
+
     #[test]
     fn base64_like_data_is_compressed() {
         // 64 symbols, no repeats to speak of: no gain at level 1's static codes, but
@@ -526,7 +810,7 @@ mod tests {
                 Ok(())
             }
         }
-        let mut z = ParGz::with_threads(Full, 1, 2).unwrap();
+        let mut z = ParGz::with_threads(Full, 1, 2, None).unwrap();
         let data = text(64 * BLOCK);
         let err = z
             .write_all(&data)

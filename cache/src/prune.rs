@@ -122,6 +122,9 @@ impl Store {
             freed += fsutil::du(&p);
             fsutil::remove_dir_all_force(&p).ctx("remove snapshot", &p)?;
         }
+        let pdir = self.pieces_dir();
+        crate::reuse::remove_orphans(&pdir, &bdir)
+            .ctx("remove block indexes of pruned blobs in", &pdir)?;
         Ok(freed)
     }
 }

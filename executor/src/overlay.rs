@@ -19,12 +19,24 @@ pub(crate) const MAX_OPTIONS: usize = 4095;
 /// metacopy xattrs a layer differ would have to understand).
 const STRICT: &str = ",index=off,redirect_dir=off,metacopy=off";
 
-/// Builds the overlay option string. `lower_top_first` are fd numbers.
+/// The extra options tried in turn, until the kernel takes one. `volatile`
+/// (Linux 5.10+) skips the sync of the whole upper filesystem at unmount, which
+/// held up every step by the time it took to write its upper dir (and anything
+/// else dirty on that filesystem) to disk; the layer commit makes the upper dir
+/// durable instead, in the background (`Store::commit_layer`).
+pub(crate) const OPTION_VARIANTS: [&str; 3] = [
+    ",index=off,redirect_dir=off,metacopy=off,volatile",
+    STRICT,
+    "",
+];
+
+/// Builds the overlay option string. `lower_top_first` are fd numbers; `extra`
+/// is one of [`OPTION_VARIANTS`].
 pub(crate) fn overlay_options(
     lower_top_first: &[i32],
     upper: i32,
     work: i32,
-    strict: bool,
+    extra: &str,
 ) -> String {
     let lowers: Vec<String> = lower_top_first
         .iter()
@@ -34,10 +46,20 @@ pub(crate) fn overlay_options(
         "lowerdir={},upperdir=/proc/self/fd/{upper},workdir=/proc/self/fd/{work}",
         lowers.join(":")
     );
-    if strict {
-        s.push_str(STRICT);
-    }
+    s.push_str(extra);
     s
+}
+
+/// A `volatile` overlay leaves `work/incompat/volatile` in its workdir, and the kernel
+/// then refuses to mount that upper/work pair again: the mark of a mount that may have
+/// lost writes in a crash. Removed once the mount has ended normally, so the pair can be
+/// mounted again (the mark stays after a crash). Best effort.
+pub(crate) fn clear_volatile_marker(workdir: &Path) {
+    let incompat = workdir.join("work/incompat");
+    let volatile = incompat.join("volatile");
+    let _ = std::fs::remove_file(volatile.join("dirty"));
+    let _ = std::fs::remove_dir(&volatile);
+    let _ = std::fs::remove_dir(&incompat);
 }
 
 pub(crate) fn cstring(p: &Path) -> Result<CString, ExecError> {
@@ -82,6 +104,7 @@ pub(crate) fn mount_raw(
 #[derive(Debug)]
 pub struct OverlayMount {
     target: PathBuf,
+    work: PathBuf,
     // Scratch lower layer for an empty chain; removed after unmount.
     _empty: Option<tempfile::TempDir>,
 }
@@ -115,8 +138,8 @@ impl OverlayMount {
         let nums: Vec<i32> = lower_fds.iter().map(AsRawFd::as_raw_fd).collect();
         let target_c = cstring(target)?;
         let mut last = None;
-        for strict in [true, false] {
-            let opts = overlay_options(&nums, upper_fd.as_raw_fd(), work_fd.as_raw_fd(), strict);
+        for extra in OPTION_VARIANTS {
+            let opts = overlay_options(&nums, upper_fd.as_raw_fd(), work_fd.as_raw_fd(), extra);
             if opts.len() > MAX_OPTIONS {
                 return Err(ExecError::InvalidSpec(format!(
                     "too many layers ({}) for one overlay mount",
@@ -128,6 +151,7 @@ impl OverlayMount {
                 Ok(()) => {
                     return Ok(OverlayMount {
                         target: target.to_path_buf(),
+                        work: work.to_path_buf(),
                         _empty: empty,
                     });
                 }
@@ -156,6 +180,7 @@ impl Drop for OverlayMount {
                 libc::umount2(t.as_ptr(), libc::MNT_DETACH);
             }
         }
+        clear_volatile_marker(&self.work);
     }
 }
 
@@ -196,15 +221,20 @@ mod tests {
     #[test]
     fn options_list_lowers_top_first_with_fd_paths() {
         assert_eq!(
-            overlay_options(&[7, 5], 9, 10, false),
+            overlay_options(&[7, 5], 9, 10, ""),
             "lowerdir=/proc/self/fd/7:/proc/self/fd/5,upperdir=/proc/self/fd/9,workdir=/proc/self/fd/10"
         );
-        assert!(overlay_options(&[3], 4, 5, true).ends_with(STRICT));
+        assert!(overlay_options(&[3], 4, 5, STRICT).ends_with(",metacopy=off"));
+        // Strict first, with volatile, then without it, then plain.
+        assert!(
+            OPTION_VARIANTS[0].starts_with(STRICT) && OPTION_VARIANTS[0].ends_with(",volatile")
+        );
+        assert_eq!(OPTION_VARIANTS[1..], [STRICT, ""]);
     }
 
     #[test]
     fn two_hundred_layers_fit_in_a_page() {
         let fds: Vec<i32> = (1000..1200).collect();
-        assert!(overlay_options(&fds, 1200, 1201, true).len() <= MAX_OPTIONS);
+        assert!(overlay_options(&fds, 1200, 1201, OPTION_VARIANTS[0]).len() <= MAX_OPTIONS);
     }
 }

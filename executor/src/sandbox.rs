@@ -5,7 +5,7 @@
 //! would inherit in an undefined state) until `execve`. It reports progress
 //! and failures as fixed-size records on a close-on-exec status pipe.
 
-use crate::overlay::{MAX_OPTIONS, cstring, overlay_options};
+use crate::overlay::{MAX_OPTIONS, OPTION_VARIANTS, cstring, overlay_options};
 use crate::{CancelToken, ExecError, MountSource, Network, RunSpec, Stream, users};
 use std::ffi::{CStr, CString};
 use std::io;
@@ -1154,7 +1154,10 @@ pub fn run(
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<i32, ExecError> {
-    run_impl(spec, None, cancel, output)
+    let r = run_impl(spec, None, cancel, output);
+    // The container (and with it its mount namespace) is gone.
+    crate::overlay::clear_volatile_marker(&spec.workdir);
+    r
 }
 
 /// Like [`run`], but over a plain writable directory holding the whole
@@ -1255,8 +1258,8 @@ fn run_impl(
         layers.push(source(&spec.workdir, true)?);
         let nums: Vec<i32> = layers.iter().map(|s| s.fd).collect();
         let (lower_nums, rest) = nums.split_at(nums.len() - 2);
-        for strict in [true, false] {
-            let opts = overlay_options(lower_nums, rest[0], rest[1], strict);
+        for extra in OPTION_VARIANTS {
+            let opts = overlay_options(lower_nums, rest[0], rest[1], extra);
             if opts.len() > MAX_OPTIONS {
                 return Err(ExecError::InvalidSpec(format!(
                     "too many layers ({}) for one overlay mount",
