@@ -19,6 +19,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -26,6 +27,17 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc gives threads that allocate at the same time arenas of their own, and memory freed
+/// in one stays there: with the tokio, rayon and compression threads of a build, peak RSS
+/// of the 400 MiB big-context build went from ~52 to ~70 MB with no gain in speed.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
