@@ -44,8 +44,8 @@ struct StatEntry {
     mtime: i64,
     ctime: i64,
     ino: u64,
-    /// blake3 of the content, hex.
-    digest: String,
+    /// blake3 of the content (hex in the file).
+    digest: [u8; 32],
 }
 
 impl StatEntry {
@@ -63,7 +63,8 @@ fn ns(secs: i64, nsec: i64) -> i64 {
 
 #[derive(Debug, Default)]
 struct StatCacheFile {
-    entries: HashMap<String, StatEntry>,
+    /// foldhash: SipHash's DoS resistance buys nothing for paths of our own context.
+    entries: HashMap<String, StatEntry, foldhash::fast::RandomState>,
     /// Entries used by this process (not saved): when the file grows past
     /// [`STAT_CACHE_MAX`], only these are kept.
     used: std::collections::HashSet<String>,
@@ -82,7 +83,11 @@ impl StatCacheFile {
             writeln!(
                 out,
                 "{}\t{}\t{}\t{}\t{}\t{path}",
-                e.size, e.mtime, e.ctime, e.ino, e.digest
+                e.size,
+                e.mtime,
+                e.ctime,
+                e.ino,
+                blake3::Hash::from_bytes(e.digest).to_hex()
             )?;
         }
         Ok(())
@@ -94,7 +99,7 @@ impl StatCacheFile {
         if lines.next()? != STAT_CACHE_HEADER {
             return None;
         }
-        let mut entries = HashMap::new();
+        let mut entries = HashMap::with_hasher(foldhash::fast::RandomState::default());
         for line in lines {
             let mut f = line.splitn(6, '\t');
             let entry = StatEntry {
@@ -102,7 +107,7 @@ impl StatCacheFile {
                 mtime: f.next()?.parse().ok()?,
                 ctime: f.next()?.parse().ok()?,
                 ino: f.next()?.parse().ok()?,
-                digest: f.next()?.to_string(),
+                digest: *blake3::Hash::from_hex(f.next()?).ok()?.as_bytes(),
             };
             entries.insert(f.next()?.to_string(), entry);
         }
@@ -409,8 +414,7 @@ impl ContextHasher {
                         .entries
                         .get(e.path.to_string_lossy().as_ref())
                         .filter(|s| s.matches(&e.meta))
-                        .and_then(|s| blake3::Hash::from_hex(&s.digest).ok())
-                        .map(|d| *d.as_bytes())
+                        .map(|s| s.digest)
                 })
                 .collect();
             let trim = cache.entries.len() > STAT_CACHE_MAX;
@@ -455,7 +459,7 @@ impl ContextHasher {
                         mtime,
                         ctime,
                         ino: m.ino(),
-                        digest: blake3::Hash::from_bytes(d).to_hex().to_string(),
+                        digest: d,
                     },
                 ));
             }
@@ -501,7 +505,7 @@ mod tests {
             mtime: -5,
             ctime: 1_700_000_000_123_456_789,
             ino: n * 7,
-            digest: blake3::hash(&n.to_le_bytes()).to_hex().to_string(),
+            digest: *blake3::hash(&n.to_le_bytes()).as_bytes(),
         };
         let mut c = StatCacheFile::default();
         c.entries.insert("/ctx/a b\twith tab".into(), entry(1));
@@ -683,7 +687,7 @@ mod tests {
         // the content is not re-read when the stat matches.
         let mut poisoned = saved;
         let key = ctx.path().join("a.txt").to_string_lossy().into_owned();
-        poisoned.entries.get_mut(&key).unwrap().digest = blake3::hash(b"zzz").to_hex().to_string();
+        poisoned.entries.get_mut(&key).unwrap().digest = *blake3::hash(b"zzz").as_bytes();
         let mut bytes = Vec::new();
         poisoned.encode(&mut bytes).unwrap();
         std::fs::write(store.path().join(STAT_CACHE_FILE), bytes).unwrap();
