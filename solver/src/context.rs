@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// File name of the stat cache in the store root.
+/// Directory of the stat caches in the store root: one file per build context directory
+/// (named by a hash of its path), so a build reads only its own context's entries.
 /// One line per file (see [`StatCacheFile::encode`]); JSON cost a no-op rebuild of a
 /// 20,000-file context ~100M instructions to parse, this ~10M.
-const STAT_CACHE_FILE: &str = "context-stat-cache";
+const STAT_CACHE_DIR: &str = "context-stat-cache";
 const STAT_CACHE_HEADER: &str = "rbuild context stat cache v1";
 
 /// Files changed this recently (ns) are hashed but not remembered: a second write within
@@ -278,8 +279,9 @@ pub fn resolve_source(ctx: &Path, matched: &str) -> Result<PathBuf, ContextError
 
 /// Hashes context selections; owns the persistent stat cache of one store root.
 pub struct ContextHasher {
-    file: PathBuf,
-    state: Mutex<Option<(StatCacheFile, bool)>>,
+    dir: PathBuf,
+    /// Per context directory: its stat cache and whether it changed.
+    state: Mutex<HashMap<PathBuf, (StatCacheFile, bool)>>,
     /// Files whose content was read, for tests and progress.
     files_read: AtomicU64,
 }
@@ -287,8 +289,8 @@ pub struct ContextHasher {
 impl ContextHasher {
     pub fn new(store_root: &Path) -> Self {
         ContextHasher {
-            file: store_root.join(STAT_CACHE_FILE),
-            state: Mutex::new(None),
+            dir: store_root.join(STAT_CACHE_DIR),
+            state: Mutex::new(HashMap::new()),
             files_read: AtomicU64::new(0),
         }
     }
@@ -298,11 +300,18 @@ impl ContextHasher {
         self.files_read.load(Ordering::Relaxed)
     }
 
-    fn with_cache<R>(&self, f: impl FnOnce(&mut StatCacheFile, &mut bool) -> R) -> R {
+    /// The stat cache file of the context directory `ctx`.
+    fn file_of(&self, ctx: &Path) -> PathBuf {
+        let abs = std::path::absolute(ctx).unwrap_or_else(|_| ctx.to_path_buf());
+        let h = blake3::hash(abs.as_os_str().as_encoded_bytes());
+        self.dir.join(&h.to_hex()[..32])
+    }
+
+    fn with_cache<R>(&self, ctx: &Path, f: impl FnOnce(&mut StatCacheFile, &mut bool) -> R) -> R {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (cache, dirty) = guard.get_or_insert_with(|| {
+        let (cache, dirty) = guard.entry(ctx.to_path_buf()).or_insert_with(|| {
             // A missing or unreadable cache only costs a re-read of the files.
-            let loaded = std::fs::read_to_string(&self.file)
+            let loaded = std::fs::read_to_string(self.file_of(ctx))
                 .ok()
                 .and_then(|t| StatCacheFile::decode(&t))
                 .unwrap_or_default();
@@ -311,33 +320,36 @@ impl ContextHasher {
         f(cache, dirty)
     }
 
-    /// Writes the stat cache if it changed (temp file + fsync + rename).
+    /// Writes the stat caches that changed (temp file + fsync + rename).
     pub fn save(&self) -> io::Result<()> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((cache, dirty)) = guard.as_mut() else {
-            return Ok(());
-        };
-        if !*dirty {
-            return Ok(());
+        for (ctx, (cache, dirty)) in guard.iter_mut() {
+            if !*dirty {
+                continue;
+            }
+            if cache.entries.len() > STAT_CACHE_MAX {
+                let used = std::mem::take(&mut cache.used);
+                cache.entries.retain(|k, _| used.contains(k));
+                cache.used = used;
+            }
+            if self.dir.is_file() {
+                // The single-file cache of earlier versions: superseded.
+                std::fs::remove_file(&self.dir)?;
+            }
+            std::fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            {
+                let mut w = io::BufWriter::new(tmp.as_file_mut());
+                cache.encode(&mut w)?;
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            tmp.persist(self.file_of(ctx)).map_err(|e| e.error)?;
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            *dirty = false;
         }
-        if cache.entries.len() > STAT_CACHE_MAX {
-            let used = std::mem::take(&mut cache.used);
-            cache.entries.retain(|k, _| used.contains(k));
-            cache.used = used;
-        }
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut w = io::BufWriter::new(tmp.as_file_mut());
-            cache.encode(&mut w)?;
-            w.flush()?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.file).map_err(|e| e.error)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        *dirty = false;
         Ok(())
     }
 
@@ -353,7 +365,7 @@ impl ContextHasher {
         let matches = match_sources(ctx, source, allow_wildcard, filter)?;
         // The stat cache loads while the tree is walked.
         let ((), walked) = rayon::join(
-            || self.with_cache(|_, _| ()),
+            || self.with_cache(ctx, |_, _| ()),
             || -> Result<Vec<Entry>, ContextError> {
                 let mut entries = Vec::new();
                 for m in &matches {
@@ -363,7 +375,7 @@ impl ContextHasher {
             },
         );
         let entries = walked?;
-        let digests = self.file_digests(&entries)?;
+        let digests = self.file_digests(ctx, &entries)?;
         let mut h = blake3::Hasher::new();
         h.update(b"rbuild context selection v1\0");
         for m in &matches {
@@ -399,10 +411,14 @@ impl ContextHasher {
 
     /// Content digests of the regular files among `entries` (None for other kinds): from the
     /// stat cache when size/mtime/ctime/inode match, else read (in parallel).
-    fn file_digests(&self, entries: &[Entry]) -> Result<Vec<Option<[u8; 32]>>, ContextError> {
+    fn file_digests(
+        &self,
+        ctx: &Path,
+        entries: &[Entry],
+    ) -> Result<Vec<Option<[u8; 32]>>, ContextError> {
         let mut out: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
         let mut todo: Vec<usize> = Vec::new();
-        self.with_cache(|cache, _| {
+        self.with_cache(ctx, |cache, _| {
             // Lookups in parallel: a no-op rebuild of a big context does little else.
             let hits: Vec<Option<[u8; 32]>> = entries
                 .par_iter()
@@ -464,7 +480,7 @@ impl ContextHasher {
                 ));
             }
         }
-        self.with_cache(|cache, dirty| {
+        self.with_cache(ctx, |cache, dirty| {
             for (k, v) in fresh {
                 cache.used.insert(k.clone());
                 cache.entries.insert(k, v);
@@ -678,10 +694,9 @@ mod tests {
         assert_eq!(d1, h.digest(ctx.path(), ".", false, &f).unwrap());
         assert_eq!(h.files_read(), 3, "a no-op re-hash reads nothing");
         h.save().unwrap();
-        let saved = StatCacheFile::decode(
-            &std::fs::read_to_string(store.path().join(STAT_CACHE_FILE)).unwrap(),
-        )
-        .unwrap();
+        let cache_file = h.file_of(ctx.path());
+        assert!(cache_file.starts_with(store.path().join(STAT_CACHE_DIR)));
+        let saved = StatCacheFile::decode(&std::fs::read_to_string(&cache_file).unwrap()).unwrap();
         assert_eq!(saved.entries.len(), 3);
         // A fresh hasher reads the saved cache: poison the digest of a.txt in it to prove
         // the content is not re-read when the stat matches.
@@ -690,7 +705,7 @@ mod tests {
         poisoned.entries.get_mut(&key).unwrap().digest = *blake3::hash(b"zzz").as_bytes();
         let mut bytes = Vec::new();
         poisoned.encode(&mut bytes).unwrap();
-        std::fs::write(store.path().join(STAT_CACHE_FILE), bytes).unwrap();
+        std::fs::write(&cache_file, bytes).unwrap();
         let h2 = ContextHasher::new(store.path());
         assert_ne!(d1, h2.digest(ctx.path(), ".", false, &f).unwrap());
         // touching the file invalidates the entry; the content is the same, so the digest is too
@@ -702,6 +717,25 @@ mod tests {
         let h3 = ContextHasher::new(store.path());
         assert_eq!(d1, h3.digest(ctx.path(), ".", false, &f).unwrap());
         assert_eq!(h3.files_read(), 1, "only the touched file is re-read");
+
+        // Another context keeps its own file: a build reads only its context's entries.
+        let other = setup();
+        for p in ["a.txt", "src/x.rs", "src/sub/y.rs"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(other.path().join(p))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        h3.digest(other.path(), ".", false, &f).unwrap();
+        h3.save().unwrap();
+        let other_file = h3.file_of(other.path());
+        assert_ne!(other_file, cache_file);
+        let second = std::fs::read_to_string(&other_file).unwrap();
+        assert_eq!(StatCacheFile::decode(&second).unwrap().entries.len(), 3);
+        let first = std::fs::read_to_string(&cache_file).unwrap();
+        assert_eq!(StatCacheFile::decode(&first).unwrap().entries.len(), 3);
     }
 
     #[test]
