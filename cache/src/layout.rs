@@ -415,6 +415,10 @@ impl Store {
         if let Some((d, tags)) = exact.or_else(equiv) {
             return self.load_image(d, tags.clone()).map(Some);
         }
+        // A whole manifest digest names its entry: no need to load every image.
+        if let Some((d, tags)) = all.iter().find(|(d, _)| d == name_or_digest) {
+            return self.load_image(d, tags.clone()).map(Some);
+        }
         let prefix = name_or_digest
             .strip_prefix("sha256:")
             .unwrap_or(name_or_digest);

@@ -119,6 +119,9 @@ impl StatCacheFile {
     }
 }
 
+/// Below this many entries, stat cache lookups run on the calling thread.
+const PARALLEL_LOOKUPS: usize = 2048;
+
 /// Entries the stat cache holds before it forgets the ones the current build did not use.
 const STAT_CACHE_MAX: usize = 200_000;
 
@@ -250,16 +253,20 @@ fn walk_dir(
         });
     }
     // Subtrees in parallel, then stitched in order: each directory's entries follow it.
-    let subtrees: Vec<Result<Vec<Entry>, ContextError>> = children
-        .par_iter()
-        .map(|c| match &c.descend {
-            Some((path, below)) => {
-                let mut sub = Vec::new();
-                walk_dir(path, matched, below, filter, &mut sub).map(|_| sub)
-            }
-            None => Ok(Vec::new()),
-        })
-        .collect();
+    // One subdirectory or none is walked here: waking the pool costs more than it saves.
+    let walk = |c: &Child| match &c.descend {
+        Some((path, below)) => {
+            let mut sub = Vec::new();
+            walk_dir(path, matched, below, filter, &mut sub).map(|_| sub)
+        }
+        None => Ok(Vec::new()),
+    };
+    let subdirs = children.iter().filter(|c| c.descend.is_some()).count();
+    let subtrees: Vec<Result<Vec<Entry>, ContextError>> = if subdirs > 1 {
+        children.par_iter().map(walk).collect()
+    } else {
+        children.iter().map(walk).collect()
+    };
     for (c, sub) in children.into_iter().zip(subtrees) {
         out.extend(c.entry);
         out.extend(sub?);
@@ -305,6 +312,11 @@ impl ContextHasher {
         let abs = std::path::absolute(ctx).unwrap_or_else(|_| ctx.to_path_buf());
         let h = blake3::hash(abs.as_os_str().as_encoded_bytes());
         self.dir.join(&h.to_hex()[..32])
+    }
+
+    fn is_loaded(&self, ctx: &Path) -> bool {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.contains_key(ctx)
     }
 
     fn with_cache<R>(&self, ctx: &Path, f: impl FnOnce(&mut StatCacheFile, &mut bool) -> R) -> R {
@@ -363,18 +375,19 @@ impl ContextHasher {
         filter: &Filter,
     ) -> Result<[u8; 32], ContextError> {
         let matches = match_sources(ctx, source, allow_wildcard, filter)?;
-        // The stat cache loads while the tree is walked.
-        let ((), walked) = rayon::join(
-            || self.with_cache(ctx, |_, _| ()),
-            || -> Result<Vec<Entry>, ContextError> {
-                let mut entries = Vec::new();
-                for m in &matches {
-                    entries.extend(walk_source(ctx, m, filter)?);
-                }
-                Ok(entries)
-            },
-        );
-        let entries = walked?;
+        let walk = || -> Result<Vec<Entry>, ContextError> {
+            let mut entries = Vec::new();
+            for m in &matches {
+                entries.extend(walk_source(ctx, m, filter)?);
+            }
+            Ok(entries)
+        };
+        // The stat cache loads while the tree is walked (once per context and process).
+        let entries = if self.is_loaded(ctx) {
+            walk()?
+        } else {
+            rayon::join(|| self.with_cache(ctx, |_, _| ()), walk).1?
+        };
         let digests = self.file_digests(ctx, &entries)?;
         let mut h = blake3::Hasher::new();
         h.update(b"rbuild context selection v1\0");
@@ -419,20 +432,23 @@ impl ContextHasher {
         let mut out: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
         let mut todo: Vec<usize> = Vec::new();
         self.with_cache(ctx, |cache, _| {
-            // Lookups in parallel: a no-op rebuild of a big context does little else.
-            let hits: Vec<Option<[u8; 32]>> = entries
-                .par_iter()
-                .map(|e| {
-                    if !e.meta.is_file() {
-                        return None;
-                    }
-                    cache
-                        .entries
-                        .get(e.path.to_string_lossy().as_ref())
-                        .filter(|s| s.matches(&e.meta))
-                        .map(|s| s.digest)
-                })
-                .collect();
+            // Lookups in parallel when there are many: a no-op rebuild of a big context
+            // does little else.
+            let lookup = |e: &Entry| {
+                if !e.meta.is_file() {
+                    return None;
+                }
+                cache
+                    .entries
+                    .get(e.path.to_string_lossy().as_ref())
+                    .filter(|s| s.matches(&e.meta))
+                    .map(|s| s.digest)
+            };
+            let hits: Vec<Option<[u8; 32]>> = if entries.len() > PARALLEL_LOOKUPS {
+                entries.par_iter().map(lookup).collect()
+            } else {
+                entries.iter().map(lookup).collect()
+            };
             let trim = cache.entries.len() > STAT_CACHE_MAX;
             for (i, (e, hit)) in entries.iter().zip(hits).enumerate() {
                 if !e.meta.is_file() {

@@ -463,14 +463,19 @@ impl Solver {
         if cancel.is_cancelled() {
             return Err(SolveError::Cancelled);
         }
-        let this = self.clone();
-        let g = graph.clone();
-        let o = opts.clone();
         let input_keys: Vec<CacheKey> = inputs.iter().map(|(k, _)| *k).collect();
-        let (key, image) =
+        // Only keys that read the context or the store block; the rest is a hash, done here
+        // (a thread hand-off per step was most of a no-op rebuild of many small steps).
+        let (key, image) = if key_blocks(&graph.vertex(v).op) {
+            let this = self.clone();
+            let g = graph.clone();
+            let o = opts.clone();
             tokio::task::spawn_blocking(move || this.inner.runtime_key(&g, v, &input_keys, &o))
                 .await
-                .map_err(|e| SolveError::Internal(e.to_string()))??;
+                .map_err(|e| SolveError::Internal(e.to_string()))??
+        } else {
+            self.inner.runtime_key(graph, v, &input_keys, opts)?
+        };
         let key_hex = key.to_hex();
         let op = &graph.vertex(v).op;
         let action = op.is_action();
@@ -639,6 +644,19 @@ impl Solver {
             at: Instant::now(),
         });
         Ok((key, outcome))
+    }
+}
+
+/// Whether computing the runtime key of `op` does I/O: an image source looks in the store,
+/// a COPY or a bind mount hashes context files.
+fn key_blocks(op: &Op) -> bool {
+    match op {
+        Op::Image { .. } | Op::File(_) => true,
+        Op::Exec(e) => e
+            .mounts
+            .iter()
+            .any(|m| matches!(m.kind, MountKind::Bind { .. })),
+        _ => false,
     }
 }
 
