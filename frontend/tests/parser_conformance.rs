@@ -10,9 +10,8 @@ use rbuild_frontend::dump::dump;
 use rbuild_frontend::instructions::instructions;
 use rbuild_frontend::parser::parse;
 
-fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
-}
+mod common;
+use common::conformance_dir;
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)

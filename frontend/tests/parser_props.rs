@@ -2,11 +2,12 @@
 //! panic, and what they accept is structurally sound.
 
 use std::fs;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use rbuild_frontend::dump::dump;
+mod common;
+
 use rbuild_frontend::instructions::instructions;
 use rbuild_frontend::parser::parse;
 
@@ -14,7 +15,7 @@ use rbuild_frontend::parser::parse;
 fn fixtures() -> &'static [String] {
     static FIXTURES: OnceLock<Vec<String>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+        let root = common::conformance_dir();
         let mut out = Vec::new();
         for dir in [
             "buildkit/parser/testfiles",

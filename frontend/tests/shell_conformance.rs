@@ -2,14 +2,13 @@
 //! `rbuild_frontend::shell::Lexer`. Format: ../../shared/conformance/README.md.
 
 use rbuild_frontend::shell::Lexer;
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/conformance/buildkit/shell")
-        .join(name);
+    let path = common::conformance_dir().join("buildkit/shell").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
