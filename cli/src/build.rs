@@ -48,19 +48,14 @@ impl ImageResolver for StoreResolver<'_> {
                         self.client.get_or_init(|| c)
                     }
                 };
-                let platform = rbuild_cache::registry::Platform::new(
-                    &platform.os,
-                    &platform.architecture,
-                    platform.variant.as_deref(),
-                );
-                match runtime.block_on(rbuild_cache::pull::resolve(client, reference, &platform)) {
-                    Ok(remote) => (remote.config, remote.manifest_digest),
+                let platform = platform.to_registry();
+                let resolved =
+                    runtime.block_on(rbuild_cache::pull::resolve(client, reference, &platform));
+                match (resolved, local) {
+                    (Ok(remote), _) => (remote.config, remote.manifest_digest),
                     // A local image is still usable when the registry cannot be reached.
-                    Err(_) if local.is_some() => {
-                        let img = local.expect("checked just above");
-                        (img.config, img.manifest_digest)
-                    }
-                    Err(e) => {
+                    (Err(_), Some(img)) => (img.config, img.manifest_digest),
+                    (Err(e), None) => {
                         return Err(format!(
                             "{reference} is not in the local store and pulling it failed: {e}"
                         ));

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
-use rbuild_solver::ops::source::human_size;
+use rbuild_solver::progress::human_size;
 use std::path::Path;
 use std::process::ExitCode;
 

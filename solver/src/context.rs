@@ -685,6 +685,19 @@ mod tests {
         assert!(h.digest(ctx.path(), "*.txt", true, &f).is_ok());
     }
 
+    /// Ages the files of a `setup()` context past the racy window, so they are remembered.
+    fn aged(dir: &Path) {
+        let old = SystemTime::now() - std::time::Duration::from_secs(10);
+        for p in ["a.txt", "src/x.rs", "src/sub/y.rs"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.join(p))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+
     #[test]
     fn stat_cache_persists_and_mtime_only_change_keeps_digest() {
         let ctx = setup();
@@ -694,16 +707,7 @@ mod tests {
             ignore: &empty,
             copy_exclude: &empty,
         };
-        // Age the files past the racy window so they are remembered.
-        let old = SystemTime::now() - std::time::Duration::from_secs(10);
-        for p in ["a.txt", "src/x.rs", "src/sub/y.rs"] {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(ctx.path().join(p))
-                .unwrap();
-            file.set_modified(old).unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        aged(ctx.path());
         let h = ContextHasher::new(store.path());
         let d1 = h.digest(ctx.path(), ".", false, &f).unwrap();
         assert_eq!(h.files_read(), 3);
@@ -736,14 +740,7 @@ mod tests {
 
         // Another context keeps its own file: a build reads only its context's entries.
         let other = setup();
-        for p in ["a.txt", "src/x.rs", "src/sub/y.rs"] {
-            let file = std::fs::File::options()
-                .write(true)
-                .open(other.path().join(p))
-                .unwrap();
-            file.set_modified(old).unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        aged(other.path());
         h3.digest(other.path(), ".", false, &f).unwrap();
         h3.save().unwrap();
         let other_file = h3.file_of(other.path());

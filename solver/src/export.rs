@@ -112,7 +112,7 @@ impl Solver {
             .get(&root)
             .map(|o| o.layers.clone())
             .unwrap_or_default();
-        let manifest = self.write_image(
+        let (manifest, config_digest) = self.write_image(
             graph,
             solved,
             root,
@@ -121,10 +121,8 @@ impl Solver {
             &op.tags,
             op.inline_cache,
         )?;
-        let say = |line: String| crate::ops::source::say(events, v, line);
-        if let Some(img) = self.store().image(&manifest)? {
-            say(format!("writing image {} done", img.config_digest));
-        }
+        let say = |line: String| crate::progress::say(events, v, line);
+        say(format!("writing image {config_digest} done"));
         for t in &op.tags {
             say(format!("naming to {t} done"));
         }
@@ -153,7 +151,8 @@ impl Solver {
             .get(&root)
             .map(|o| o.layers.as_slice())
             .unwrap_or(&[]);
-        self.write_image(graph, outcomes, root, &cfg, layers, tags, false)
+        let (manifest, _) = self.write_image(graph, outcomes, root, &cfg, layers, tags, false)?;
+        Ok(manifest)
     }
 
     /// Writes `cfg` over `layers` with `tags`; with `inline_cache`, the config carries the
@@ -168,7 +167,7 @@ impl Solver {
         layers: &[rbuild_cache::Layer],
         tags: &[String],
         inline_cache: bool,
-    ) -> Result<String, SolveError> {
+    ) -> Result<(String, String), SolveError> {
         let mut json = serde_json::to_vec(cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
         if inline_cache {
             let records = crate::cache_export::export_records(
@@ -183,7 +182,8 @@ impl Solver {
             )
             .map_err(|e| SolveError::Internal(format!("inline cache metadata: {e}")))?;
         }
-        Ok(self.store().put_image(&json, layers, tags)?)
+        let manifest = self.store().put_image(&json, layers, tags)?;
+        Ok((manifest, rbuild_cache::registry::sha256_digest(&json)))
     }
 }
 
@@ -196,53 +196,50 @@ pub fn image_config(
     config: &ImageConfig,
     history: &[(History, Option<VertexId>)],
 ) -> Result<ImageConfig, SolveError> {
-    {
-        let history_in = history;
-        let final_outcome = outcomes.get(&root).ok_or_else(|| {
-            SolveError::Internal(format!("export: vertex {} was not solved", root.0))
+    let final_outcome = outcomes
+        .get(&root)
+        .ok_or_else(|| SolveError::Internal(format!("export: vertex {} was not solved", root.0)))?;
+    let layers = &final_outcome.layers;
+    let added = |v: VertexId| -> Result<usize, SolveError> {
+        let own = outcomes.get(&v).ok_or_else(|| {
+            SolveError::Internal(format!("export: vertex {} was not solved", v.0))
         })?;
-        let layers = &final_outcome.layers;
-        let added = |v: VertexId| -> Result<usize, SolveError> {
-            let own = outcomes.get(&v).ok_or_else(|| {
-                SolveError::Internal(format!("export: vertex {} was not solved", v.0))
-            })?;
-            let base = graph
-                .vertex(v)
-                .inputs
-                .first()
-                .and_then(|i| outcomes.get(i))
-                .map(|o| o.layers.len())
-                .unwrap_or(0);
-            Ok(own.layers.len().saturating_sub(base))
-        };
-        let mut steps = Vec::with_capacity(history.len());
-        let mut stage_layers = 0usize;
-        for (h, v) in history {
-            let n = v.map(added).transpose()?;
-            stage_layers += n.unwrap_or(0);
-            steps.push((h.clone(), n));
-        }
-        let base_layers = layers.len().saturating_sub(stage_layers);
-        let mut history = history_flags(&steps, base_layers);
-        let vertex_times: Vec<Option<u64>> = history_in
-            .iter()
-            .map(|(_, v)| v.map(|v| outcomes.get(&v).map(|o| o.created).unwrap_or(0)))
-            .collect();
-        let created = assign_times(
-            &mut history,
-            &vertex_times,
-            final_outcome.created,
-            source_date_epoch(),
-        );
-        let mut cfg = config.clone();
-        cfg.rootfs = RootFs {
-            kind: "layers".into(),
-            diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
-        };
-        cfg.history = history;
-        cfg.created = Some(rfc3339(created));
-        Ok(cfg)
+        let base = graph
+            .vertex(v)
+            .inputs
+            .first()
+            .and_then(|i| outcomes.get(i))
+            .map(|o| o.layers.len())
+            .unwrap_or(0);
+        Ok(own.layers.len().saturating_sub(base))
+    };
+    let mut steps = Vec::with_capacity(history.len());
+    let mut stage_layers = 0usize;
+    for (h, v) in history {
+        let n = v.map(added).transpose()?;
+        stage_layers += n.unwrap_or(0);
+        steps.push((h.clone(), n));
     }
+    let base_layers = layers.len().saturating_sub(stage_layers);
+    let mut flagged = history_flags(&steps, base_layers);
+    let vertex_times: Vec<Option<u64>> = history
+        .iter()
+        .map(|(_, v)| v.map(|v| outcomes.get(&v).map(|o| o.created).unwrap_or(0)))
+        .collect();
+    let created = assign_times(
+        &mut flagged,
+        &vertex_times,
+        final_outcome.created,
+        source_date_epoch(),
+    );
+    let mut cfg = config.clone();
+    cfg.rootfs = RootFs {
+        kind: "layers".into(),
+        diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+    };
+    cfg.history = flagged;
+    cfg.created = Some(rfc3339(created));
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -70,6 +70,13 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// The same platform as the registry client names it.
+    pub fn to_registry(&self) -> rbuild_cache::registry::Platform {
+        rbuild_cache::registry::Platform::new(&self.os, &self.architecture, self.variant.as_deref())
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;

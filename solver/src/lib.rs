@@ -11,7 +11,7 @@
 //! - [`context`]: content hashing of what a COPY selects from the build context, with a
 //!   persistent stat cache.
 //! - [`export`]: writing the final image (config, history, manifest, tags).
-//! - [`progress`]: the events a solve emits.
+//! - [`progress`]: the events a solve emits, and the helpers for steps' output lines.
 //! - [`render`]: `--dry-run` output (text, dot, json); [`dockerignore`]: Docker's ignore patterns.
 
 pub mod actions;

@@ -1,9 +1,11 @@
-//! Progress events the solver emits while it runs a graph; the CLI renders them.
+//! Progress events the solver emits while it runs a graph (the CLI renders them), and the
+//! helpers steps use for their output lines.
 
 use crate::graph::VertexId;
 use rbuild_executor::Stream;
 use std::collections::VecDeque;
 use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// One thing that happened to a vertex.
 #[derive(Debug, Clone)]
@@ -90,9 +92,55 @@ impl LastLines {
     }
 }
 
+/// `1.2MB`-style sizes (decimal, as docker prints them).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+/// `sha256:0123456789ab` (docker shows 12 hex digits).
+pub fn short_digest(digest: &str) -> &str {
+    let end = "sha256:".len() + 12;
+    digest.get(..end).unwrap_or(digest)
+}
+
+/// A line of a step's progress output (what the plain printer shows after `#N`).
+pub(crate) fn say(events: &UnboundedSender<Event>, vertex: VertexId, line: String) {
+    let mut data = line.into_bytes();
+    data.push(b'\n');
+    let _ = events.send(Event::Log {
+        vertex,
+        stream: Stream::Stderr,
+        data,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_digests_read_like_dockers() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1500), "1.5kB");
+        assert_eq!(human_size(268_435_456), "268.4MB");
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123"),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short_digest("short"), "short");
+    }
 
     #[test]
     fn last_lines_keeps_tail_across_chunks() {

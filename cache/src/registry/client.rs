@@ -1470,7 +1470,7 @@ impl RegistryClient {
         }
         // Everything is sent: commit only what hashes to the digest. When the bytes were
         // not all hashed in order (a resumed or retried chunk), hash the file now.
-        let streamed = sent.lock().ok().and_then(|h| h.finished(size)).flatten();
+        let streamed = sent.lock().ok().and_then(|h| h.finished(size));
         match streamed {
             Some(actual) if actual == digest => {}
             Some(actual) => {
@@ -1819,8 +1819,8 @@ impl SentHash {
     }
 
     /// The digest of all `size` bytes if they were hashed in order; None otherwise.
-    fn finished(&self, size: u64) -> Option<Option<String>> {
-        Some((!self.broken && self.upto == size).then(|| digest_of(self.hasher.clone())))
+    fn finished(&self, size: u64) -> Option<String> {
+        (!self.broken && self.upto == size).then(|| digest_of(self.hasher.clone()))
     }
 }
 

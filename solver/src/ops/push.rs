@@ -2,8 +2,8 @@
 //! last (see `rbuild_cache::push` for skipping, mounting and resuming).
 
 use crate::graph::{BuildGraph, VertexId};
-use crate::ops::source::{human_size, say, short_digest};
 use crate::progress::Event;
+use crate::progress::{human_size, say, short_digest};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::push::{PushEvent, PushProgress, PushReport, push_with_progress};
 use rbuild_cache::registry::PushStatus;

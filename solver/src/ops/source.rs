@@ -3,11 +3,10 @@
 
 use crate::graph::{BuildGraph, Platform, VertexId};
 use crate::image::ImageConfig;
-use crate::progress::Event;
+use crate::progress::{Event, human_size, say, short_digest};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::StoredImage;
 use rbuild_cache::pull::{PullEvent, PullProgress};
-use rbuild_executor::Stream;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -26,39 +25,6 @@ pub(crate) fn image_outcome(img: &StoredImage) -> Result<Outcome, SolveError> {
         image: Some(img.manifest_digest.clone()),
         ..Default::default()
     })
-}
-
-/// `1.2MB`-style sizes (decimal, as docker prints them).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", UNITS[unit])
-    }
-}
-
-/// `sha256:0123456789ab` (docker shows 12 hex digits).
-pub fn short_digest(digest: &str) -> &str {
-    let end = "sha256:".len() + 12;
-    digest.get(..end).unwrap_or(digest)
-}
-
-/// A line of a step's progress output (what the plain printer shows after `#N`).
-pub(crate) fn say(events: &UnboundedSender<Event>, vertex: VertexId, line: String) {
-    let mut data = line.into_bytes();
-    data.push(b'\n');
-    let _ = events.send(Event::Log {
-        vertex,
-        stream: Stream::Stderr,
-        data,
-    });
 }
 
 /// The image source `v`: the local image (the pinned manifest when there is one, else the
@@ -92,11 +58,7 @@ pub(crate) async fn image(
     let fail = |e: rbuild_cache::pull::PullError| {
         SolveError::step(graph, v, format!("pulling {reference}: {e}"))
     };
-    let platform = rbuild_cache::registry::Platform::new(
-        &platform.os,
-        &platform.architecture,
-        platform.variant.as_deref(),
-    );
+    let platform = platform.to_registry();
     let remote = match digest {
         Some(d) => rbuild_cache::pull::resolve_pinned(client, reference, d, &platform).await,
         None => rbuild_cache::pull::resolve(client, reference, &platform).await,
@@ -128,22 +90,4 @@ pub(crate) async fn image(
         .map_err(fail)?;
     say(events, v, format!("pulled, digest {}", img.manifest_digest));
     image_outcome(&img)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_digests_read_like_dockers() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1500), "1.5kB");
-        assert_eq!(human_size(268_435_456), "268.4MB");
-        assert_eq!(
-            short_digest("sha256:0123456789abcdef0123"),
-            "sha256:0123456789ab"
-        );
-        assert_eq!(short_digest("short"), "short");
-    }
 }
