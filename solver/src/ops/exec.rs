@@ -1,6 +1,6 @@
 //! RUN: the executor over input 0's layer chain; the upper dir becomes the new layer.
 
-use super::{copy_rootfs, diff_rootfs, snapshots, step_dirs, view_chain};
+use super::{commit_step, copy_rootfs, snapshots, step_dirs, view_chain};
 use crate::graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
 use crate::ops::paths::clean_rel;
 use crate::progress::{Event, LastLines};
@@ -228,19 +228,7 @@ pub(crate) fn run(
             last_output: tail.finish(),
         });
     }
-    if inner.copying {
-        diff_rootfs(&copy_base, &copy_root, &upper)?;
-    }
-    let mut layers = base.layers;
-    if let Some(layer) = store.commit_layer(&upper)? {
-        layers.push(layer);
-    }
-    Ok(Outcome {
-        layers,
-        config: None,
-        created: 0,
-        ..Default::default()
-    })
+    commit_step(inner, base.layers, (&copy_base, &copy_root), &upper)
 }
 
 /// The executor's spec for an Exec op.

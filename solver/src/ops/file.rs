@@ -5,7 +5,7 @@
 use super::paths::{
     base_name, clean_abs, clean_rel, copy_target, dest_is_dir, expand_wildcard, has_wildcard,
 };
-use super::{copy_rootfs, diff_rootfs, mkdir, snapshots, step_dirs, view_chain};
+use super::{commit_step, copy_rootfs, mkdir, snapshots, step_dirs, view_chain};
 use crate::context::{self, Filter};
 use crate::dockerignore::Patterns;
 use crate::graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
@@ -130,19 +130,7 @@ pub(crate) fn run(
     }
     drop(views);
     drop(root_mount);
-    if inner.copying {
-        diff_rootfs(&copy_base, &mnt, &upper)?;
-    }
-    let mut layers = base.layers;
-    if let Some(layer) = store.commit_layer(&upper)? {
-        layers.push(layer);
-    }
-    Ok(Outcome {
-        layers,
-        config: None,
-        created: 0,
-        ..Default::default()
-    })
+    commit_step(inner, base.layers, (&copy_base, &mnt), &upper)
 }
 
 /// Why an action failed.

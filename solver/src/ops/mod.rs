@@ -9,7 +9,7 @@ pub mod push;
 pub mod run;
 pub mod source;
 
-use crate::solve::SolveError;
+use crate::solve::{Inner, Outcome, SolveError};
 use rbuild_cache::{Layer, Store};
 use std::path::{Path, PathBuf};
 
@@ -40,15 +40,36 @@ pub(crate) fn copy_rootfs(
     Ok(())
 }
 
+/// The outcome of a step that changed a rootfs: its upper dir becomes a layer on top of
+/// `base` (none when nothing changed). On the copying snapshotter the changes of `root`
+/// over `copy_base` are first written into `upper` in overlay form.
+pub(crate) fn commit_step(
+    inner: &Inner,
+    base: Vec<Layer>,
+    (copy_base, root): (&Path, &Path),
+    upper: &Path,
+) -> Result<Outcome, SolveError> {
+    if inner.copying {
+        diff_rootfs(copy_base, root, upper)?;
+    }
+    let mut layers = base;
+    if let Some(layer) = inner.store.commit_layer(upper)? {
+        layers.push(layer);
+    }
+    Ok(Outcome {
+        layers,
+        ..Default::default()
+    })
+}
+
 /// The layer diff of a copied rootfs, written into `upper` in overlay form.
-pub(crate) fn diff_rootfs(base: &Path, root: &Path, upper: &Path) -> Result<(), SolveError> {
+fn diff_rootfs(base: &Path, root: &Path, upper: &Path) -> Result<(), SolveError> {
     copysnap::diff(base, root, upper).map_err(|source| SolveError::Io {
         what: format!("computing the changes of {}", root.display()),
         source,
     })
 }
 
-/// Creates `dir` (and parents) or fails naming it.
 /// A step's scratch space under the store's tmp/: the dir itself (removed on drop) and
 /// fresh `upper/` and `work/` dirs for the overlay whose upper becomes the layer.
 pub(crate) fn step_dirs(
