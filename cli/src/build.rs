@@ -6,10 +6,11 @@ use crate::progress::Printer;
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
 use rbuild_frontend::lower::{self, ImageResolver, LowerOptions, LoweredTargets, ResolvedImage};
-use rbuild_solver::actions;
-use rbuild_solver::graph::{Platform, RunOp};
-use rbuild_solver::image::ImageConfig;
-use rbuild_solver::{SolveOptions, Solver, render};
+use rbuild_graph::actions;
+use rbuild_graph::image::ImageConfig;
+use rbuild_graph::render;
+use rbuild_graph::{Platform, RunOp};
+use rbuild_solver::{SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ impl ImageResolver for StoreResolver<'_> {
                         self.client.get_or_init(|| c)
                     }
                 };
-                let platform = platform.to_registry();
+                let platform = rbuild_solver::ops::source::registry_platform(platform);
                 let resolved =
                     runtime.block_on(rbuild_cache::pull::resolve(client, reference, &platform));
                 match (resolved, local) {
@@ -136,7 +137,7 @@ fn read_inputs(args: &BuildArgs) -> Result<Inputs> {
         }
     };
     let df_path = dockerfile.unwrap_or_else(|| context.join("Dockerfile"));
-    let ignore = rbuild_solver::dockerignore::read_ignore_file(&context, &df_path)
+    let ignore = rbuild_graph::dockerignore::read_ignore_file(&context, &df_path)
         .with_context(|| format!("cannot read the .dockerignore of {}", context.display()))?;
     Ok(Inputs {
         context,
@@ -170,8 +171,8 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
     let build_args = parse_build_args(&args.build_args)?;
     let platform = Platform::host();
     let default_network = match args.network.as_deref() {
-        None | Some("default") | Some("host") => rbuild_solver::graph::NetworkMode::Host,
-        Some("none") => rbuild_solver::graph::NetworkMode::None,
+        None | Some("default") | Some("host") => rbuild_graph::NetworkMode::Host,
+        Some("none") => rbuild_graph::NetworkMode::None,
         Some(other) => bail!("--network={other}: rbuild supports host and none"),
     };
     let opts = LowerOptions {
@@ -289,7 +290,7 @@ pub fn build(root: &Path, insecure: &[String], mut args: BuildArgs) -> Result<Ex
                 .and_then(|p| p.get(&v).copied())
                 .unwrap_or(false)
         };
-        let cached: &dyn Fn(rbuild_solver::graph::VertexId) -> bool = &cached;
+        let cached: &dyn Fn(rbuild_graph::VertexId) -> bool = &cached;
         match args.format {
             GraphFormat::Text => print!("{}", render::render_text(&graph, &roots, Some(cached))),
             GraphFormat::Dot => print!("{}", render::render_dot(&graph, &roots, Some(cached))),
@@ -482,7 +483,7 @@ mod tests {
     #[test]
     fn failures_show_output_and_the_dockerfile_lines() {
         let err = rbuild_solver::SolveError::RunFailed {
-            vertex: rbuild_solver::graph::VertexId(3),
+            vertex: rbuild_graph::VertexId(3),
             description: "[2/2] RUN false".into(),
             lines: Some((2, 2)),
             exit_code: 1,

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use rbuild_cache::Store;
 use rbuild_cache::registry::RegistryClient;
 use rbuild_frontend::lower::ImageResolver;
-use rbuild_solver::graph::{BuildGraph, Op, Platform, VertexId, VertexMeta};
+use rbuild_graph::{BuildGraph, Op, Platform, VertexId, VertexMeta};
 use rbuild_solver::{Outcome, SolveError, SolveOptions, Solver};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 
 use crate::args::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
-use rbuild_solver::graph::{BuildGraph, VertexId};
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;

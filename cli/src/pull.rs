@@ -6,8 +6,8 @@ use crate::oneshot::{self, Show, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
 use rbuild_cache::registry::{ClientOptions, RegistryClient};
+use rbuild_graph::BuildGraph;
 use rbuild_solver::SolveOptions;
-use rbuild_solver::graph::BuildGraph;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -7,8 +7,9 @@ use crate::oneshot::{self, Show, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::Store;
 use rbuild_executor::CancelToken;
-use rbuild_solver::graph::{BuildGraph, NetworkMode, RunOp};
-use rbuild_solver::{SolveError, SolveOptions, actions};
+use rbuild_graph::actions;
+use rbuild_graph::{BuildGraph, NetworkMode, RunOp};
+use rbuild_solver::{SolveError, SolveOptions};
 use std::path::Path;
 use std::process::ExitCode;
 

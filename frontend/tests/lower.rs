@@ -5,10 +5,10 @@ use rbuild_frontend::Diagnostic;
 use rbuild_frontend::lower::{
     ImageResolver, LowerOptions, Lowered, NoImages, ResolvedImage, lower,
 };
-use rbuild_solver::graph::{
+use rbuild_graph::image::{ContainerConfig, ImageConfig};
+use rbuild_graph::{
     BuildGraph, CopySource, ExecOp, FileAction, MountKind, NetworkMode, Op, Platform, VertexId,
 };
-use rbuild_solver::image::{ContainerConfig, ImageConfig};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 fn amd64() -> Platform {
@@ -93,7 +93,7 @@ fn image_with(reference: &str, config: ContainerConfig) -> Images {
                 architecture: "amd64".into(),
                 os: "linux".into(),
                 config,
-                history: vec![rbuild_solver::image::History {
+                history: vec![rbuild_graph::image::History {
                     created_by: Some("/bin/sh -c #(nop) ADD file:123 in /".into()),
                     ..Default::default()
                 }],
@@ -1015,21 +1015,21 @@ fn healthcheck_none_and_copy_exclude() {
 fn build_network_default_applies_to_runs_without_their_own() {
     let src = "FROM scratch\nRUN a\nRUN --network=host b\n";
     let mut o = opts();
-    o.default_network = rbuild_solver::graph::NetworkMode::None;
+    o.default_network = rbuild_graph::NetworkMode::None;
     let l = build_with(src, &o, &NoImages).unwrap();
     let nets: Vec<_> = l
         .graph
         .iter()
         .filter_map(|(_, v)| match &v.op {
-            rbuild_solver::graph::Op::Exec(e) => Some(e.network),
+            rbuild_graph::Op::Exec(e) => Some(e.network),
             _ => None,
         })
         .collect();
     assert_eq!(
         nets,
         [
-            rbuild_solver::graph::NetworkMode::None,
-            rbuild_solver::graph::NetworkMode::Host
+            rbuild_graph::NetworkMode::None,
+            rbuild_graph::NetworkMode::Host
         ]
     );
 }

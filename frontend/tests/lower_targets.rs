@@ -2,14 +2,14 @@
 //! target's image as a build of it alone would give.
 
 use rbuild_frontend::lower::{LowerOptions, NoImages, lower, lower_targets};
-use rbuild_solver::graph::Op;
+use rbuild_graph::Op;
 
 const DF: &str = "FROM busybox AS base\nRUN echo shared > /s\n\
 FROM base AS test\nRUN echo test\nCMD [\"test\"]\n\
 FROM base AS app\nRUN echo app\nCMD [\"app\"]\n\
 FROM busybox AS unused\nRUN echo unused\n";
 
-fn runs(g: &rbuild_solver::graph::BuildGraph) -> Vec<String> {
+fn runs(g: &rbuild_graph::BuildGraph) -> Vec<String> {
     g.iter()
         .filter_map(|(_, v)| match &v.op {
             Op::Exec(e) => Some(e.args.join(" ")),

@@ -1,8 +1,8 @@
 //! Which solved results a cache export carries (`--cache-to …,mode=min|max`).
 
-use crate::graph::{BuildGraph, VertexId};
 use crate::solve::{Outcome, SolveError};
 use rbuild_cache::CacheRecord;
+use rbuild_graph::{BuildGraph, VertexId};
 use std::collections::{BTreeMap, HashMap};
 
 /// BuildKit's export modes.
@@ -81,7 +81,7 @@ pub fn export_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{FileOp, Op, VertexMeta};
+    use rbuild_graph::{FileOp, Op, VertexMeta};
 
     fn file() -> Op {
         Op::File(FileOp { actions: vec![] })

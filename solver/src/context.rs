@@ -1,9 +1,10 @@
 //! Content hashing of what a COPY selects from the build context, with a persistent stat
 //! cache so a rebuild re-reads only files whose (size, mtime, ctime, inode) changed.
 
-use crate::dockerignore::Patterns;
-use crate::ops::paths::{base_name, clean_rel, expand_wildcard, has_wildcard, join_rel};
+use crate::ops::paths::expand_wildcard;
 use rayon::prelude::*;
+use rbuild_graph::dockerignore::Patterns;
+use rbuild_graph::paths::{base_name, clean_rel, has_wildcard, join_rel};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;

@@ -1,8 +1,8 @@
 //! Writing the final image: config (history, rootfs, created), manifest and tags.
 
-use crate::graph::{BuildGraph, VertexId};
-use crate::image::{History, ImageConfig, RootFs};
 use crate::solve::{Outcome, SolveError, Solver};
+use rbuild_graph::image::{History, ImageConfig, RootFs};
+use rbuild_graph::{BuildGraph, VertexId};
 use std::collections::HashMap;
 
 /// Whether each history step produced a layer, given how many layers its vertex added
@@ -89,7 +89,7 @@ impl Solver {
         &self,
         graph: &BuildGraph,
         v: VertexId,
-        op: &crate::graph::ExportOp,
+        op: &rbuild_graph::ExportOp,
         solved: &HashMap<VertexId, Outcome>,
         events: &tokio::sync::mpsc::UnboundedSender<crate::Event>,
     ) -> Result<Outcome, SolveError> {

@@ -1,8 +1,8 @@
 //! Progress events the solver emits while it runs a graph (the CLI renders them), and the
 //! helpers steps use for their output lines.
 
-use crate::graph::VertexId;
 use rbuild_executor::Stream;
+use rbuild_graph::VertexId;
 use std::collections::VecDeque;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;

@@ -2,15 +2,15 @@
 //! cache cannot answer.
 
 use crate::context::{ContextError, ContextHasher, Filter};
-use crate::dockerignore::Patterns;
-use crate::graph::{BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, VertexId};
-use crate::image::ImageConfig;
 use crate::ops;
 use crate::progress::Event;
 use petgraph::graph::{DiGraph, NodeIndex};
 use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_cache::{CacheRecord, Layer, Store};
 use rbuild_executor::CancelToken;
+use rbuild_graph::dockerignore::Patterns;
+use rbuild_graph::image::ImageConfig;
+use rbuild_graph::{BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, VertexId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

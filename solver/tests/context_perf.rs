@@ -1,8 +1,8 @@
 //! Context hashing at scale: 20,000 files / 400 MiB. Ignored by default (disk heavy);
 //! run with `cargo test -p rbuild-solver --release --test context_perf -- --ignored --nocapture`.
 
+use rbuild_graph::dockerignore::Patterns;
 use rbuild_solver::context::{ContextHasher, Filter};
-use rbuild_solver::dockerignore::Patterns;
 use std::time::{Duration, Instant};
 
 #[test]

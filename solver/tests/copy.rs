@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rbuild_solver::graph::{BuildGraph, CopyAction, CopySource, FileAction, FileOp, Op};
+use rbuild_graph::{BuildGraph, CopyAction, CopySource, FileAction, FileOp, Op};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 fn setup_ctx(env: &Env) {

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
+use rbuild_graph::BuildGraph;
 use rbuild_solver::Solver;
-use rbuild_solver::graph::BuildGraph;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 #[test]

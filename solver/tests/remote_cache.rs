@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use rbuild_cache::remote_cache::{self, CacheConfig, CacheSource, ImportedCache};
+use rbuild_graph::{BuildGraph, Op, VertexMeta};
 use rbuild_solver::Event;
 use rbuild_solver::cache_export::{CacheMode, export_records};
-use rbuild_solver::graph::{BuildGraph, Op, VertexMeta};
 use std::sync::Arc;
 
 #[test]

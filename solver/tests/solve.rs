@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use rbuild_solver::graph::{BuildGraph, VertexId};
-use rbuild_solver::image::{History, ImageConfig};
+use rbuild_graph::image::{History, ImageConfig};
+use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::{Event, SolveError};
 use std::os::unix::fs::MetadataExt;
 
@@ -177,10 +177,10 @@ fn missing_context_file_and_missing_image_are_reported() {
     }
     let mut g = BuildGraph::new();
     let img = g.add(
-        rbuild_solver::graph::Op::Image {
+        rbuild_graph::Op::Image {
             reference: "nosuch:1".into(),
             digest: None,
-            platform: rbuild_solver::graph::Platform::host(),
+            platform: rbuild_graph::Platform::host(),
         },
         vec![],
         meta("FROM nosuch:1"),
@@ -289,7 +289,7 @@ fn settle() {
 
 #[test]
 fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
-    use rbuild_solver::graph::{ExecMount, ExecOp, MountKind, NetworkMode, Op};
+    use rbuild_graph::{ExecMount, ExecOp, MountKind, NetworkMode, Op};
     let env = env();
     std::fs::create_dir_all(env.ctx.join("src")).unwrap();
     std::fs::write(env.ctx.join("src/a.txt"), "v1").unwrap();
@@ -363,11 +363,8 @@ fn cancel_kills_running_steps_and_cleans_up() {
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
 }
 
-fn exec_with_mounts(
-    cmd: &str,
-    mounts: Vec<rbuild_solver::graph::ExecMount>,
-) -> rbuild_solver::graph::Op {
-    use rbuild_solver::graph::{ExecOp, NetworkMode, Op};
+fn exec_with_mounts(cmd: &str, mounts: Vec<rbuild_graph::ExecMount>) -> rbuild_graph::Op {
+    use rbuild_graph::{ExecOp, NetworkMode, Op};
     Op::Exec(ExecOp {
         args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
         env: [("PATH".to_string(), "/bin".to_string())].into(),
@@ -380,7 +377,7 @@ fn exec_with_mounts(
 
 #[test]
 fn cache_mounts_persist_across_steps_and_stay_out_of_layers() {
-    use rbuild_solver::graph::{ExecMount, MountKind};
+    use rbuild_graph::{ExecMount, MountKind};
     let env = env();
     std::fs::create_dir_all(env.ctx.join("seed")).unwrap();
     std::fs::write(env.ctx.join("seed/s.txt"), "seeded").unwrap();
@@ -431,7 +428,7 @@ fn cache_mounts_persist_across_steps_and_stay_out_of_layers() {
 
 #[test]
 fn context_bind_hides_ignored_files_and_never_writes_to_the_context() {
-    use rbuild_solver::graph::{ExecMount, MountKind, Op};
+    use rbuild_graph::{ExecMount, MountKind, Op};
     let env = env();
     std::fs::write(env.ctx.join("a.txt"), "original").unwrap();
     std::fs::write(env.ctx.join("secret.txt"), "s3cret").unwrap();

@@ -18,11 +18,11 @@ use crate::ast::{Command, CommandLine, CopySpec, Healthcheck, Instruction, Span}
 use crate::shell::{Lexer, ShellError};
 use crate::{Diagnostic, instructions, parser};
 use mounts::{MountType, parse_mount};
-use rbuild_solver::graph::{
+use rbuild_graph::image::{Empty, HealthConfig, History, ImageConfig, RootFs};
+use rbuild_graph::{
     BuildGraph, CopyAction, CopySource, ExecMount, ExecOp, FileAction, FileOp, MountKind,
     NetworkMode, Op, Platform, VertexId, VertexMeta,
 };
-use rbuild_solver::image::{Empty, HealthConfig, History, ImageConfig, RootFs};
 use std::collections::{BTreeMap, HashMap};
 use util::*;
 

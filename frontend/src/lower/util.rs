@@ -1,12 +1,12 @@
 //! Small pure helpers of lowering: paths, image references, platforms,
 //! durations, modes, ports, signals and progress prefixes.
 
-use rbuild_solver::graph::{Owner, Platform};
+use rbuild_graph::{Owner, Platform};
 use regex::Regex;
 use std::sync::OnceLock;
 
 /// The solver's COPY path rules are the single definition of path cleaning.
-pub use rbuild_solver::ops::paths::clean_abs;
+pub use rbuild_graph::paths::clean_abs;
 
 /// `p` resolved against the directory `dir` (both unix paths), cleaned; with
 /// `keep_slash`, a trailing `/` (or `/.`) of `p` is kept, as COPY destinations need.

@@ -1,11 +1,11 @@
 //! RUN: the executor over input 0's layer chain; the upper dir becomes the new layer.
 
 use super::{commit_step, copy_rootfs, snapshots, step_dirs, view_chain};
-use crate::graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
-use crate::ops::paths::clean_rel;
 use crate::progress::{Event, LastLines};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions, describe};
 use rbuild_executor::{CancelToken, ExecError, Mount, MountSource, Network, RunSpec};
+use rbuild_graph::paths::clean_rel;
+use rbuild_graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::UnboundedSender;
@@ -273,7 +273,7 @@ fn local_view(
 ) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let ignore = crate::solve::local_patterns(exclude);
-    let none = crate::dockerignore::Patterns::default();
+    let none = rbuild_graph::dockerignore::Patterns::default();
     let filter = crate::context::Filter {
         ignore: &ignore,
         copy_exclude: &none,

@@ -2,15 +2,16 @@
 //! becomes the new layer. Every destination path is resolved inside the rootfs, never on
 //! the host.
 
-use super::paths::{
-    base_name, clean_abs, clean_rel, copy_target, dest_is_dir, expand_wildcard, has_wildcard,
-};
+use super::paths::expand_wildcard;
 use super::{commit_step, copy_rootfs, mkdir, snapshots, step_dirs, view_chain};
 use crate::context::{self, Filter};
-use crate::dockerignore::Patterns;
-use crate::graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions, context_error, local_patterns};
 use rbuild_executor::CancelToken;
+use rbuild_graph::dockerignore::Patterns;
+use rbuild_graph::paths::{
+    base_name, clean_abs, clean_rel, copy_target, dest_is_dir, has_wildcard,
+};
+use rbuild_graph::{BuildGraph, CopyAction, CopySource, FileAction, Op, Owner, VertexId};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,12 +1,12 @@
 //! The push action: input 0's image goes to a registry, a line per blob, the manifest
 //! last (see `rbuild_cache::push` for skipping, mounting and resuming).
 
-use crate::graph::{BuildGraph, VertexId};
 use crate::progress::Event;
 use crate::progress::{human_size, say, short_digest};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::push::{PushEvent, PushProgress, PushReport, push_with_progress};
 use rbuild_cache::registry::PushStatus;
+use rbuild_graph::{BuildGraph, VertexId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

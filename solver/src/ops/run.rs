@@ -3,10 +3,10 @@
 //! mount namespace and removed when the command exits, so a run leaves nothing behind but
 //! its exit status. The process gets rbuild's own stdin (when asked), stdout and stderr.
 
-use crate::graph::{BuildGraph, NetworkMode, RunOp, VertexId};
-use crate::image::ImageConfig;
 use crate::solve::{Inner, Outcome, SolveError};
 use rbuild_executor::{CancelToken, ExecError, Network, RunSpec, Stream};
+use rbuild_graph::image::ImageConfig;
+use rbuild_graph::{BuildGraph, NetworkMode, RunOp, VertexId};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,12 +1,12 @@
 //! Source ops: an image, from the local store or pulled from its registry (Scratch and
 //! Local need no work).
 
-use crate::graph::{BuildGraph, Platform, VertexId};
-use crate::image::ImageConfig;
 use crate::progress::{Event, human_size, say, short_digest};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::StoredImage;
 use rbuild_cache::pull::{PullEvent, PullProgress};
+use rbuild_graph::image::ImageConfig;
+use rbuild_graph::{BuildGraph, Platform, VertexId};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -58,7 +58,7 @@ pub(crate) async fn image(
     let fail = |e: rbuild_cache::pull::PullError| {
         SolveError::step(graph, v, format!("pulling {reference}: {e}"))
     };
-    let platform = platform.to_registry();
+    let platform = registry_platform(platform);
     let remote = match digest {
         Some(d) => rbuild_cache::pull::resolve_pinned(client, reference, d, &platform).await,
         None => rbuild_cache::pull::resolve(client, reference, &platform).await,
@@ -90,4 +90,9 @@ pub(crate) async fn image(
         .map_err(fail)?;
     say(events, v, format!("pulled, digest {}", img.manifest_digest));
     image_outcome(&img)
+}
+
+/// The graph's platform as the registry client names it.
+pub fn registry_platform(p: &rbuild_graph::Platform) -> rbuild_cache::registry::Platform {
+    rbuild_cache::registry::Platform::new(&p.os, &p.architecture, p.variant.as_deref())
 }

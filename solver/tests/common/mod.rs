@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use rbuild_cache::Store;
-use rbuild_solver::graph::{
+use rbuild_graph::{
     BuildGraph, CopyAction, CopySource, ExecOp, FileAction, FileOp, NetworkMode, Op, Owner,
     Platform, VertexId, VertexMeta,
 };

@@ -2,8 +2,8 @@
 //! push it, run it. They are vertices like the steps, so one solve does everything and
 //! what they share (a target both pushed and run) is done once.
 
-use crate::graph::{BuildGraph, ExportOp, ExportStep, Op, RunOp, VertexId, VertexMeta};
 use crate::image::{History, ImageConfig};
+use crate::{BuildGraph, ExportOp, ExportStep, Op, RunOp, VertexId, VertexMeta};
 
 /// Adds the export of `root` (a stage's last step) with `config` and `history` (each entry
 /// with the step whose layer it is, if any) under `tags`.
@@ -76,7 +76,7 @@ pub fn add_run(graph: &mut BuildGraph, image: VertexId, run: RunOp) -> VertexId 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Platform, VertexMeta};
+    use crate::{Platform, VertexMeta};
 
     fn h(by: &str) -> History {
         History {

@@ -5,7 +5,7 @@
 //! optional `cached` callback says per vertex whether its result would come
 //! from the cache; without it nothing is said about caching.
 
-use crate::graph::{BuildGraph, CopySource, FileAction, MountKind, Op, Vertex, VertexId};
+use crate::{BuildGraph, CopySource, FileAction, MountKind, Op, Vertex, VertexId};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -213,7 +213,7 @@ pub fn render_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{ExecOp, FileOp, NetworkMode, VertexMeta};
+    use crate::{ExecOp, FileOp, NetworkMode, VertexMeta};
     use std::collections::BTreeMap;
 
     fn sample() -> (BuildGraph, VertexId, VertexId) {
@@ -222,7 +222,7 @@ mod tests {
             Op::Image {
                 reference: "docker.io/library/alpine:latest".into(),
                 digest: None,
-                platform: crate::graph::Platform {
+                platform: crate::Platform {
                     os: "linux".into(),
                     architecture: "amd64".into(),
                     variant: None,

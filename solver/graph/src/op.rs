@@ -1,0 +1,232 @@
+//! The operations of the graph and what each carries. Everything here is part of a
+//! vertex's cache key (serde JSON of the op), so a field added here changes keys.
+
+use crate::platform::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Host,
+    None,
+}
+
+/// `uid[:gid]` or `name[:group]`, resolved inside the target rootfs when used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// What a RUN mount is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountKind {
+    /// A bind of (a subpath of) another vertex's result; `input` indexes `Vertex::inputs`.
+    Bind {
+        input: usize,
+        source: String,
+        readonly: bool,
+    },
+    /// A persistent cache directory, kept across builds, never part of a layer.
+    Cache {
+        id: String,
+        sharing: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<usize>,
+        source: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
+    Secret {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Ssh {
+        id: String,
+        required: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExecMount {
+    pub target: String,
+    pub kind: MountKind,
+}
+
+/// A RUN: input 0 is the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExecOp {
+    pub args: Vec<String>,
+    /// The process environment (image ENV plus build ARGs), sorted by key.
+    pub env: BTreeMap<String, String>,
+    pub cwd: String,
+    /// As written in USER (`name`, `uid`, `uid:gid`, …); empty means root.
+    pub user: String,
+    pub network: NetworkMode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<ExecMount>,
+}
+
+/// Where a file action reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CopySource {
+    /// A path or wildcard pattern in `Vertex::inputs[input]`'s result.
+    Input { input: usize, path: String },
+    /// Inline bytes (a heredoc).
+    Inline { data: String, mode: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CopyAction {
+    pub source: CopySource,
+    /// Absolute destination inside input 0's filesystem. A trailing `/` means "into this directory".
+    pub dest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+    /// `--chmod` as parsed octal mode bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Wildcards in `source` are expanded; no match is an error unless allowed.
+    pub allow_wildcard: bool,
+    /// ADD: a local tar archive is extracted into `dest`.
+    pub unpack_archive: bool,
+    /// Patterns (`--exclude`) not copied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum FileAction {
+    Copy(CopyAction),
+    Mkdir {
+        path: String,
+        mode: u32,
+        make_parents: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+    },
+    Rm {
+        path: String,
+        allow_not_found: bool,
+    },
+}
+
+/// COPY / ADD / WORKDIR: input 0 is the filesystem changed; others are copy sources.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileOp {
+    pub actions: Vec<FileAction>,
+}
+
+/// One history entry of an exported image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExportStep {
+    pub entry: crate::image::History,
+    /// Indexes `Vertex::inputs`: the step whose diff over its input 0 is this entry's
+    /// layer. None: a metadata-only step or an entry inherited from the base image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<usize>,
+}
+
+/// Writes input 0's filesystem as an image of the store: config (history, rootfs,
+/// created), manifest, tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExportOp {
+    /// The stage's config; export fills in rootfs, history and created.
+    pub config: crate::image::ImageConfig,
+    pub history: Vec<ExportStep>,
+    pub tags: Vec<String>,
+    /// `--cache-to type=inline`: the cache records of the image's own steps go into its
+    /// config, so the image is written once, with them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline_cache: bool,
+}
+
+/// Runs a throwaway container of input 0's image (an export or an image source), with
+/// rbuild's stdin/stdout/stderr; its exit status is the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct RunOp {
+    /// Replaces the image's CMD (not its ENTRYPOINT) when not empty.
+    pub command: Vec<String>,
+    /// `--entrypoint`: replaces ENTRYPOINT and drops CMD; `""` means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// `K=V` entries over the image's Env.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    pub network: NetworkMode,
+    /// Feed rbuild's stdin to the process; otherwise it reads /dev/null.
+    pub stdin: bool,
+    /// What to call the image in messages.
+    pub name: String,
+}
+
+/// One operation of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// The empty filesystem.
+    Scratch,
+    /// An image's filesystem (and config). `digest` pins the manifest when known.
+    Image {
+        reference: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+        platform: Platform,
+    },
+    /// A local directory (the build context); only files the consumers select are read.
+    Local {
+        name: String,
+        /// `.dockerignore` patterns, in order (with `!` exceptions).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<String>,
+    },
+    Exec(ExecOp),
+    File(FileOp),
+    /// Actions (never cached, run every time they are reached): export, push, run.
+    Export(Box<ExportOp>),
+    /// Sends input 0's image (an export or a local image source) to `reference`.
+    Push {
+        reference: String,
+    },
+    Run(RunOp),
+}
+
+impl Op {
+    /// A short name for listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Scratch => "scratch",
+            Op::Image { .. } => "image",
+            Op::Local { .. } => "local",
+            Op::Exec(_) => "exec",
+            Op::File(_) => "file",
+            Op::Export(_) => "export",
+            Op::Push { .. } => "push",
+            Op::Run(_) => "run",
+        }
+    }
+
+    /// Whether this op acts on the world (writes an image, pushes, runs a container)
+    /// rather than computing a filesystem: its result is never looked up in or written to
+    /// the cache.
+    pub fn is_action(&self) -> bool {
+        matches!(self, Op::Export(_) | Op::Push { .. } | Op::Run(_))
+    }
+}
