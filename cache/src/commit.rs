@@ -4,24 +4,14 @@
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashWriter};
 use crate::{Layer, MEDIA_TYPE_LAYER_GZIP, Store, digest_hex};
+use rbuild_fsutil::whiteout::{self, is_opaque_xattr, is_overlay_xattr};
+use rbuild_fsutil::xattr;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
-
-/// Overlay keeps its private attributes under `trusted.overlay.` (or `user.overlay.` when
-/// mounted with `userxattr`, as unprivileged overlay is).
-fn is_overlay_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
-fn is_opaque_xattr(name: &str) -> bool {
-    name == "trusted.overlay.opaque" || name == "user.overlay.opaque"
-}
-pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
-pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
 impl Store {
     /// Turns an overlay upper dir into a layer (see the crate docs). Returns `None` for an
@@ -114,8 +104,8 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
         let ft = meta.file_type();
         let mut h = EntryHeader::from_meta(&meta);
 
-        if ft.is_char_device() && meta.rdev() == 0 {
-            h.name = whiteout_name(&rel);
+        if whiteout::is_whiteout(&meta) {
+            h.name = whiteout::tar_whiteout_name(&rel);
             h.kind = tar::EntryType::Regular;
             h.mode = 0o600;
             write_entry(&mut out, &h, None::<&mut io::Empty>, &mut buf)
@@ -139,7 +129,7 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
                 });
             }
             if is_overlay_xattr(k) && !is_opaque_xattr(k) {
-                let _ = fsutil::remove_xattr(path, k);
+                let _ = xattr::remove(path, k);
             }
         }
         if ft.is_dir() {
@@ -153,9 +143,7 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
                 .any(|(k, v)| is_opaque_xattr(k) && v.as_slice() == b"y");
             if opaque {
                 let mut o = EntryHeader::from_meta(&meta);
-                o.name = rel;
-                o.name.push(b'/');
-                o.name.extend_from_slice(OPAQUE_WHITEOUT.as_bytes());
+                o.name = whiteout::tar_opaque_name(&rel);
                 o.kind = tar::EntryType::Regular;
                 o.mode = meta.mode() & 0o777;
                 write_entry(&mut out, &o, None::<&mut io::Empty>, &mut buf)
@@ -209,21 +197,10 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
     Ok(out)
 }
 
-fn whiteout_name(rel: &[u8]) -> Vec<u8> {
-    let (dir, base) = match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&rel[..=i], &rel[i + 1..]),
-        None => (&rel[..0], rel),
-    };
-    let mut n = dir.to_vec();
-    n.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
-    n.extend_from_slice(base);
-    n
-}
-
 fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
     let mut out = Vec::new();
-    for name in fsutil::list_xattrs(path).ctx("list xattrs of", path)? {
-        if let Some(v) = fsutil::get_xattr(path, &name).ctx("read xattr of", path)? {
+    for name in xattr::list(path).ctx("list xattrs of", path)? {
+        if let Some(v) = xattr::get(path, &name).ctx("read xattr of", path)? {
             out.push((name, v));
         }
     }
@@ -396,12 +373,6 @@ fn set_bytes(h: &mut tar::Header, v: &[u8], link: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn whiteout_names() {
-        assert_eq!(whiteout_name(b"a/b/c"), b"a/b/.wh.c");
-        assert_eq!(whiteout_name(b"top"), b".wh.top");
-    }
 
     #[test]
     fn pax_record_lengths_count_themselves() {

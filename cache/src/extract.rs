@@ -1,8 +1,9 @@
 //! Layer blob → directory in overlay form, refusing anything that would land outside it.
 
-use crate::commit::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashReader};
+use rbuild_fsutil::whiteout::{self, TarWhiteout};
+use rbuild_fsutil::{node, time, xattr};
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -321,23 +322,23 @@ impl Extractor<'_> {
         let name = name.to_vec();
         let parent = self.resolve_dir(&raw, parents)?;
 
-        if name == OPAQUE_WHITEOUT.as_bytes() {
-            fsutil::set_xattr(&parent, "trusted.overlay.opaque", b"y")
-                .ctx("set opaque xattr on", &parent)?;
-            return Ok(());
-        }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-                return Ok(()); // other AUFS metadata (.wh..wh.plnk etc.)
+        match whiteout::parse_tar_name(&name) {
+            None => {}
+            Some(TarWhiteout::Opaque) => {
+                whiteout::set_opaque(&parent).ctx("set opaque xattr on", &parent)?;
+                return Ok(());
             }
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            Some(TarWhiteout::AufsMeta) => return Ok(()), // .wh..wh.plnk etc.
+            Some(TarWhiteout::Invalid) => {
                 return Err(self.refuse(&raw, "is a whiteout of an invalid name"));
             }
-            let p = parent.join(OsStr::from_bytes(hidden));
-            self.last_dir = None;
-            remove_existing(&p)?;
-            fsutil::mknod(&p, libc::S_IFCHR, 0, 0).ctx("create whiteout", &p)?;
-            return Ok(());
+            Some(TarWhiteout::Deletes(hidden)) => {
+                let p = parent.join(OsStr::from_bytes(hidden));
+                self.last_dir = None;
+                remove_existing(&p)?;
+                whiteout::make_whiteout(&p).ctx("create whiteout", &p)?;
+                return Ok(());
+            }
         }
 
         let path = parent.join(OsStr::from_bytes(&name));
@@ -357,9 +358,8 @@ impl Extractor<'_> {
                         std::fs::create_dir(&path).ctx("create directory", &path)?;
                         // `.wh.d` then `d/` in one layer: a new directory replacing the
                         // lower one, which overlay expresses as an opaque directory.
-                        if is_whiteout(&m) {
-                            fsutil::set_xattr(&path, "trusted.overlay.opaque", b"y")
-                                .ctx("set opaque xattr on", &path)?;
+                        if whiteout::is_whiteout(&m) {
+                            whiteout::set_opaque(&path).ctx("set opaque xattr on", &path)?;
                         }
                     }
                     Err(_) => std::fs::create_dir(&path).ctx("create directory", &path)?,
@@ -386,7 +386,7 @@ impl Extractor<'_> {
                     .ctx("create symlink", &path)?;
                 lchown(&path, uid, gid)?;
                 apply_xattrs(&path, &xattrs)?;
-                fsutil::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
+                time::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
                 return Ok(());
             }
             tar::EntryType::Link => {
@@ -432,7 +432,7 @@ impl Extractor<'_> {
                     _ => (libc::S_IFIFO, 0, 0),
                 };
                 remove_existing(&path)?;
-                fsutil::mknod(&path, fmt | (mode & 0o777), major, minor)
+                node::mknod(&path, fmt | (mode & 0o777), major, minor)
                     .ctx("create device node", &path)?;
             }
             _ => return Ok(()), // unknown or metadata-only types carry nothing to extract
@@ -442,7 +442,7 @@ impl Extractor<'_> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .ctx("set permissions of", &path)?;
         apply_xattrs(&path, &xattrs)?;
-        fsutil::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
+        time::set_mtime_nofollow(&path, mtime).ctx("set mtime of", &path)?;
         Ok(())
     }
 
@@ -451,15 +451,10 @@ impl Extractor<'_> {
         for (p, mode, mtime) in self.dirs.drain(..).rev() {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                 .ctx("set permissions of", &p)?;
-            fsutil::set_mtime_nofollow(&p, mtime).ctx("set mtime of", &p)?;
+            time::set_mtime_nofollow(&p, mtime).ctx("set mtime of", &p)?;
         }
         Ok(())
     }
-}
-
-fn is_whiteout(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 fn dev_num(r: io::Result<Option<u32>>) -> u32 {
@@ -475,10 +470,10 @@ fn lchown(p: &Path, uid: u64, gid: u64) -> Result<(), CacheError> {
 fn apply_xattrs(p: &Path, xattrs: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
     for (k, v) in xattrs {
         // Overlay-private attributes would change how the snapshot is interpreted.
-        if k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
+        if whiteout::is_overlay_xattr(k) {
             continue;
         }
-        match fsutil::set_xattr(p, k, v) {
+        match xattr::set(p, k, v) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
             Err(e) => return Err(e).ctx("set xattr on", p),

@@ -1,8 +1,10 @@
-//! Small filesystem helpers: atomic writes, temp names owned by a pid, xattrs, hashing I/O.
+//! The store's own filesystem helpers: atomic writes, temp names owned by a pid, hashing
+//! I/O. Primitives shared with the executor and the solver (whiteouts, xattrs, times,
+//! device nodes) are in `rbuild-fsutil`.
 
 use crate::error::{CacheError, IoContext};
 use sha2::{Digest, Sha256};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -211,128 +213,6 @@ impl<R: Read> Read for HashReader<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
-    }
-}
-
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-fn cname(n: &str) -> io::Result<CString> {
-    CString::new(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-/// The xattr names of `p` (not following symlinks).
-pub(crate) fn list_xattrs(p: &Path) -> io::Result<Vec<String>> {
-    let c = cpath(p)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: buf is valid for buf.len() bytes; c is NUL-terminated.
-        let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(vec![]),
-            _ => return Err(e),
-        }
-    }
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| std::str::from_utf8(s).ok().map(str::to_owned))
-        .collect())
-}
-
-pub(crate) fn get_xattr(p: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    let c = cpath(p)?;
-    let n = cname(name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: buffers valid for their lengths; strings NUL-terminated.
-        let r =
-            unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            _ => return Err(e),
-        }
-    }
-}
-
-pub(crate) fn set_xattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let c = cpath(p)?;
-    let n = cname(name)?;
-    // SAFETY: buffers valid for their lengths; strings NUL-terminated.
-    let r = unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-pub(crate) fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
-    let c = cpath(p)?;
-    let n = cname(name)?;
-    // SAFETY: strings NUL-terminated.
-    let r = unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-pub(crate) fn mknod(p: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
-    let c = cpath(p)?;
-    let dev = libc::makedev(major, minor);
-    // SAFETY: c is NUL-terminated.
-    let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, dev) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Sets atime and mtime (seconds) without following a symlink.
-pub(crate) fn set_mtime_nofollow(p: &Path, secs: i64) -> io::Result<()> {
-    let c = cpath(p)?;
-    let ts = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [ts, ts];
-    // SAFETY: c NUL-terminated, times points at two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

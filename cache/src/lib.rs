@@ -356,7 +356,7 @@ impl Store {
         }
         // Last use, for pruning old records; best effort.
         let now = unix_now() as i64;
-        let _ = fsutil::set_mtime_nofollow(&p, now);
+        let _ = rbuild_fsutil::time::set_mtime_nofollow(&p, now);
         Ok(Some(rec))
     }
 

@@ -1,11 +1,11 @@
 //! Path resolution inside a root directory (or a stack of overlay layers)
 //! without ever leaving it: symlinks are followed as the container would see
-//! them, with `/` meaning the root.
+//! them, with `/` meaning the root. Whiteouts and opaque dirs of the layers are
+//! read by `rbuild_fsutil::whiteout`'s rules.
 
+use rbuild_fsutil::whiteout::{is_opaque, is_whiteout};
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Same limit as the kernel's.
@@ -68,33 +68,6 @@ pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
     let mut out = root.to_path_buf();
     out.extend(&resolved);
     Ok(out)
-}
-
-/// A 0/0 character device is an overlay whiteout.
-pub(crate) fn is_whiteout(m: &std::fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-pub(crate) fn is_opaque(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 4];
-    for name in [c"trusted.overlay.opaque", c"user.overlay.opaque"] {
-        // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-        let n = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n == 1 && buf[0] == b'y' {
-            return true;
-        }
-    }
-    false
 }
 
 /// Finds the host path that `path` names in the merged view of overlay
@@ -222,11 +195,8 @@ mod tests {
         fs::write(mid.join("etc/passwd"), "mid").unwrap();
         fs::create_dir_all(top.join("etc")).unwrap();
         symlink("/real", top.join("link")).unwrap();
-        // whiteout for etc/group in top
-        let c = std::ffi::CString::new(top.join("etc/group").as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path; creating a 0/0 char device needs CAP_MKNOD (tests run as root).
-        let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, 0) };
-        assert_eq!(rc, 0);
+        // whiteout for etc/group in top (needs CAP_MKNOD: tests run as root)
+        rbuild_fsutil::whiteout::make_whiteout(&top.join("etc/group")).unwrap();
         let layers = [top.as_path(), mid.as_path(), low.as_path()];
         assert_eq!(
             lookup_in_layers(&layers, "/etc/passwd").unwrap(),

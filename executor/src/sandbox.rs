@@ -1091,7 +1091,7 @@ fn cleanup_stubs(
     let empty_dir = |p: &Path| {
         std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
             && std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
-            && !crate::rootpath::is_opaque(p)
+            && !rbuild_fsutil::whiteout::is_opaque(p)
     };
     let mut order: Vec<usize> = (0..cands.len())
         .filter(|&i| created.get(i).copied().unwrap_or(false))

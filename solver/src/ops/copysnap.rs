@@ -3,34 +3,11 @@
 //! difference between that copy and the untouched original, written in overlay form
 //! (whiteouts as 0/0 char devices) so `commit_layer` treats it like an overlay upper dir.
 
-use std::ffi::CString;
+use rbuild_fsutil::whiteout::{self, is_opaque, is_whiteout};
+use rbuild_fsutil::{node, time};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-
-/// Whether `m` is an overlay whiteout (a 0/0 character device).
-fn is_whiteout(m: &std::fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-/// Whether a snapshot dir is marked opaque (hides everything below it in lower layers).
-fn is_opaque(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut buf = [0u8; 4];
-    // SAFETY: c is a valid NUL-terminated path, buf is a writable buffer of the given length.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    n == 1 && buf[0] == b'y'
-}
 
 fn remove_any(p: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(p) {
@@ -41,28 +18,14 @@ fn remove_any(p: &Path) -> io::Result<()> {
     }
 }
 
-fn set_times(p: &Path, m: &std::fs::Metadata) {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let at = TimeSpec::new(m.atime(), m.atime_nsec());
-    let mt = TimeSpec::new(m.mtime(), m.mtime_nsec());
-    // Best effort: times are metadata, the diff still sees content and mode.
-    let _ = utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &at,
-        &mt,
-        UtimensatFlags::NoFollowSymlink,
-    );
-}
-
 /// Gives `dst` the owner, mode and times of `m`.
 fn copy_meta(dst: &Path, m: &std::fs::Metadata) -> io::Result<()> {
     std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))?;
     if !m.file_type().is_symlink() {
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
     }
-    set_times(dst, m);
+    // Best effort: times are metadata, the diff still sees content and mode.
+    let _ = time::copy_times_nofollow(dst, m);
     Ok(())
 }
 
@@ -82,13 +45,7 @@ fn place(src: &Path, m: &std::fs::Metadata, dst: &Path, hardlink: bool) -> io::R
             .open(dst)?;
         io::copy(&mut from, &mut to)?;
     } else {
-        nix::sys::stat::mknod(
-            dst,
-            nix::sys::stat::SFlag::from_bits_truncate(m.mode() & libc::S_IFMT),
-            nix::sys::stat::Mode::from_bits_truncate(m.mode() & 0o7777),
-            m.rdev(),
-        )
-        .map_err(io::Error::from)?;
+        node::mknod_like(dst, m)?;
     }
     copy_meta(dst, m)
 }
@@ -222,13 +179,7 @@ fn diff_dir(base: &Path, work: &Path, upper: &Path, rel: &Path) -> io::Result<()
                 && std::fs::symlink_metadata(upper.join(&r)).is_err()
             {
                 ensure_parents(upper, work, &r)?;
-                nix::sys::stat::mknod(
-                    &upper.join(&r),
-                    nix::sys::stat::SFlag::S_IFCHR,
-                    nix::sys::stat::Mode::empty(),
-                    0,
-                )
-                .map_err(io::Error::from)?;
+                whiteout::make_whiteout(&upper.join(&r))?;
             }
         }
     }
@@ -265,13 +216,7 @@ mod tests {
         std::fs::write(l1.join("etc/gone"), "g").unwrap();
         std::fs::write(l1.join("etc/edit"), "e1").unwrap();
         std::fs::create_dir_all(l2.join("etc")).unwrap();
-        nix::sys::stat::mknod(
-            &l2.join("etc/gone"),
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::empty(),
-            0,
-        )
-        .unwrap();
+        whiteout::make_whiteout(&l2.join("etc/gone")).unwrap();
         let base = t.path().join("base");
         materialize(&[&l1, &l2], &base, true).unwrap();
         assert_eq!(names(&base), ["etc", "etc/edit", "etc/keep"]);

@@ -228,18 +228,8 @@ fn lchown(p: &Path, (uid, gid): (u32, u32)) -> Result<(), ActionError> {
 
 /// Sets atime/mtime of `p` (not following a symlink).
 fn set_times(p: &Path, meta: &std::fs::Metadata) {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let at = TimeSpec::new(meta.atime(), meta.atime_nsec());
-    let mt = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
     // Times are best effort: a failure here does not change what the layer holds.
-    let _ = utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &at,
-        &mt,
-        UtimensatFlags::NoFollowSymlink,
-    );
+    let _ = rbuild_fsutil::time::copy_times_nofollow(p, meta);
 }
 
 /// Removes whatever non-directory is at `p` so a new entry can take its place.
@@ -452,13 +442,8 @@ fn copy_one(
             lchown(&host, owner)?;
             set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
         } else {
-            nix::sys::stat::mknod(
-                &host,
-                nix::sys::stat::SFlag::from_bits_truncate(e.meta.mode() & libc::S_IFMT),
-                nix::sys::stat::Mode::from_bits_truncate(e.meta.mode() & 0o7777),
-                e.meta.rdev(),
-            )
-            .map_err(|err| other(format!("creating {dest_path}"), err))?;
+            rbuild_fsutil::node::mknod_like(&host, &e.meta)
+                .map_err(|err| other(format!("creating {dest_path}"), err))?;
             lchown(&host, owner)?;
         }
         copy_xattrs(&e.path, &host);
@@ -496,50 +481,13 @@ fn ensure_parent(
 /// after chown, which clears capabilities. Overlay-internal ones are never copied. Best
 /// effort: a filesystem without xattr support still gets the file.
 fn copy_xattrs(src: &Path, dst: &Path) {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let (Ok(s), Ok(d)) = (
-        CString::new(src.as_os_str().as_bytes()),
-        CString::new(dst.as_os_str().as_bytes()),
-    ) else {
+    use rbuild_fsutil::{whiteout, xattr};
+    let Ok(names) = xattr::list(src) else {
         return;
     };
-    let mut names = vec![0u8; 4096];
-    // SAFETY: valid NUL-terminated path; buffer pointer and length match.
-    let n = unsafe { libc::llistxattr(s.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return;
-    }
-    names.truncate(n as usize);
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") {
-            continue;
-        }
-        let Ok(cname) = CString::new(name) else {
-            continue;
-        };
-        let mut value = vec![0u8; 64 * 1024];
-        // SAFETY: as above; value buffer pointer and length match.
-        let len = unsafe {
-            libc::lgetxattr(
-                s.as_ptr(),
-                cname.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if len < 0 {
-            continue;
-        }
-        // SAFETY: as above; `len` bytes of `value` are initialised.
-        unsafe {
-            libc::lsetxattr(
-                d.as_ptr(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                len as usize,
-                0,
-            );
+    for name in names.iter().filter(|n| !whiteout::is_overlay_xattr(n)) {
+        if let Ok(Some(value)) = xattr::get(src, name) {
+            let _ = xattr::set(dst, name, &value);
         }
     }
 }
