@@ -12,6 +12,7 @@
 
 mod archive;
 mod commit;
+pub mod copysnap;
 mod error;
 mod extract;
 mod fsutil;

@@ -3,7 +3,8 @@
 //! - [`solve`]: the scheduler ([`Solver`]): runtime cache keys, cache lookups, concurrent
 //!   execution of what the cache cannot answer, cancellation.
 //! - [`ops`]: one module per op (source incl. pull, exec, file, push, run), the COPY path
-//!   rules, and the copying snapshotter used where overlayfs cannot be.
+//!   rules, and the choice between overlay and the store's copying snapshotter
+//!   (`rbuild_cache::copysnap`) where overlayfs cannot be used.
 //! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
 //! - [`context`]: content hashing of what a COPY selects from the build context, with a
 //!   persistent stat cache.

@@ -353,7 +353,7 @@ fn prepare_cache_dir(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
     if let Some(seed) = seed.filter(|s| s.is_dir()) {
-        super::copysnap::materialize(&[seed], &tmp, false)?;
+        rbuild_cache::copysnap::materialize(&[seed], &tmp, false)?;
     }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))?;
     std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;

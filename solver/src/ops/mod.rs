@@ -1,7 +1,6 @@
 //! Op implementations, one module each (sources, exec, file; the export/push/run
 //! actions), and the COPY path rules they share.
 
-pub mod copysnap;
 pub mod exec;
 pub mod file;
 pub mod paths;
@@ -10,7 +9,7 @@ pub mod run;
 pub mod source;
 
 use crate::solve::{Inner, Outcome, SolveError};
-use rbuild_cache::{Layer, Store};
+use rbuild_cache::{Layer, Store, copysnap};
 use std::path::{Path, PathBuf};
 
 /// Snapshot dirs of a layer chain, bottom first.

@@ -1,7 +1,13 @@
 //! The copying snapshotter: where overlayfs cannot be used (a store on overlayfs, as in
 //! many CI containers), a step works on a plain copy of its rootfs, and its layer is the
 //! difference between that copy and the untouched original, written in overlay form
-//! (whiteouts as 0/0 char devices) so `commit_layer` treats it like an overlay upper dir.
+//! (whiteouts as 0/0 char devices) so [`Store::commit_layer`](crate::Store::commit_layer)
+//! treats it like an overlay upper dir.
+//!
+//! It lives with the store because both of its halves are about the store's snapshot
+//! format: [`materialize`] reads snapshots (overlay form) as overlay would stack them,
+//! and [`diff`] writes what `commit_layer` reads. The solver only chooses it; the
+//! executor only runs a step on the directory it is given (`run_in_dir`).
 
 use rbuild_fsutil::whiteout::{self, is_opaque, is_whiteout};
 use rbuild_fsutil::{node, time};
@@ -53,7 +59,7 @@ fn place(src: &Path, m: &std::fs::Metadata, dst: &Path, hardlink: bool) -> io::R
 /// Applies snapshot dirs (bottom first) onto `dest`: whiteouts delete, opaque dirs hide
 /// what lower layers put there. With `hardlink`, files are linked, not copied (only for
 /// trees nobody writes to).
-pub(crate) fn materialize(layers: &[&Path], dest: &Path, hardlink: bool) -> io::Result<()> {
+pub fn materialize(layers: &[&Path], dest: &Path, hardlink: bool) -> io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for layer in layers {
         let mut dirs = Vec::new();
@@ -132,7 +138,7 @@ fn ensure_parents(upper: &Path, work: &Path, rel: &Path) -> io::Result<()> {
 
 /// Writes into `upper` what changed from `base` to `work`: new and changed entries are
 /// moved from `work`, deleted ones become whiteouts. `work` is consumed.
-pub(crate) fn diff(base: &Path, work: &Path, upper: &Path) -> io::Result<()> {
+pub fn diff(base: &Path, work: &Path, upper: &Path) -> io::Result<()> {
     diff_dir(base, work, upper, Path::new(""))
 }
 
