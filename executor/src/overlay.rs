@@ -3,7 +3,8 @@
 //! like (no escaping of `:` or `,`), so 200+ layers fit in the one-page limit
 //! of mount options without changing the (process-wide) cwd.
 
-use crate::ExecError;
+use crate::cstr::{cpath, cstring};
+use crate::error::{ExecError, SpecError};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -62,11 +63,6 @@ pub(crate) fn clear_volatile_marker(workdir: &Path) {
     let _ = std::fs::remove_dir(&incompat);
 }
 
-pub(crate) fn cstring(p: &Path) -> Result<CString, ExecError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| ExecError::InvalidSpec(format!("path contains NUL: {}", p.display())))
-}
-
 fn open_path(p: &Path) -> io::Result<OwnedFd> {
     let f = File::options()
         .read(true)
@@ -75,7 +71,7 @@ fn open_path(p: &Path) -> io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-pub(crate) fn mount_raw(
+fn mount_raw(
     source: &std::ffi::CStr,
     target: &std::ffi::CStr,
     fstype: &std::ffi::CStr,
@@ -136,17 +132,14 @@ impl OverlayMount {
         let upper_fd = open(upper)?;
         let work_fd = open(work)?;
         let nums: Vec<i32> = lower_fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let target_c = cstring(target)?;
+        let target_c = cpath(target)?;
         let mut last = None;
         for extra in OPTION_VARIANTS {
             let opts = overlay_options(&nums, upper_fd.as_raw_fd(), work_fd.as_raw_fd(), extra);
             if opts.len() > MAX_OPTIONS {
-                return Err(ExecError::InvalidSpec(format!(
-                    "too many layers ({}) for one overlay mount",
-                    lowers.len()
-                )));
+                return Err(SpecError::TooManyLayers(lowers.len()).into());
             }
-            let opts_c = CString::new(opts).map_err(|_| ExecError::InvalidSpec("NUL".into()))?;
+            let opts_c = cstring(&opts)?;
             match mount_raw(c"overlay", &target_c, c"overlay", 0, Some(&opts_c)) {
                 Ok(()) => {
                     return Ok(OverlayMount {

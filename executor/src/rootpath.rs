@@ -23,6 +23,22 @@ fn components(path: &Path) -> Vec<OsString> {
         .collect()
 }
 
+/// Normalises a container path to its components, lexically ("/a/./b/../c" → [a, c];
+/// `..` stops at the root).
+pub(crate) fn normalize(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    out
+}
+
 /// Resolves `path` inside `root` as if `root` were `/`. Symlinks (absolute or
 /// relative, with `..`) are followed but never leave `root`; a missing tail is
 /// appended lexically, so the result may not exist (COPY destinations).
@@ -167,6 +183,12 @@ mod tests {
         );
         assert_eq!(resolve_in_root(r, "/../../a").unwrap(), r.join("a"));
         assert_eq!(resolve_in_root(r, "/").unwrap(), r.to_path_buf());
+    }
+
+    #[test]
+    fn container_paths_normalise() {
+        assert_eq!(normalize("/a/./b/../c/"), vec!["a", "c"]);
+        assert!(normalize("/../").is_empty());
     }
 
     #[test]

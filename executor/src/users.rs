@@ -210,11 +210,11 @@ pub fn resolve_in_rootfs(user: &str, rootfs: &Path) -> Result<ResolvedUser, User
         }
     }
     let passwd = read_optional(
-        &crate::resolve_in_root(rootfs, PASSWD).map_err(io(PASSWD))?,
+        &crate::rootpath::resolve_in_root(rootfs, PASSWD).map_err(io(PASSWD))?,
         PASSWD,
     )?;
     let group = read_optional(
-        &crate::resolve_in_root(rootfs, GROUP).map_err(io(GROUP))?,
+        &crate::rootpath::resolve_in_root(rootfs, GROUP).map_err(io(GROUP))?,
         GROUP,
     )?;
     resolve(user, passwd.as_deref(), group.as_deref())
