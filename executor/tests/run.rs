@@ -350,22 +350,40 @@ fn background_processes_and_mounts_do_not_survive() {
 }
 
 #[test]
-fn cancel_kills_promptly_and_leaves_nothing() {
+fn cancel_kills_the_container_and_leaves_nothing() {
+    // Cancelled from the output callback once the script says its background sleep
+    // has started: nothing here depends on how fast the machine is. Without the kill
+    // the script would sleep for 11 days and never print "finished".
     let f = Fixture::new();
-    let spec = f.spec("sleep 987456 & sleep 987456");
+    let spec = f.spec(
+        "sleep 987456 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; \
+         echo started; sleep 987456; echo finished",
+    );
     let cancel = CancelToken::new();
-    let c2 = cancel.clone();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        c2.cancel();
-        Instant::now()
+    let mut out = Vec::new();
+    let mut running_when_cancelled = Vec::new();
+    let r = run(&spec, &cancel, &mut |_, b| {
+        out.extend_from_slice(b);
+        if out.ends_with(b"started\n") {
+            running_when_cancelled = host_processes("sleep 987456");
+            cancel.cancel();
+        }
     });
-    let r = run(&spec, &cancel, &mut |_, _| {});
-    let cancelled_at = t.join().unwrap();
     assert!(matches!(r, Err(ExecError::Cancelled)), "{r:?}");
-    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "started\n",
+        "killed, not finished"
+    );
+    // The script's shell and its background sleep were there, and are gone.
+    assert!(
+        running_when_cancelled.len() >= 2,
+        "{running_when_cancelled:?}"
+    );
     assert!(host_processes("sleep 987456").is_empty());
     assert!(mounts_mentioning("rbuild-run").is_empty());
+    assert!(mounts_mentioning(&f.dir.path().display().to_string()).is_empty());
+    assert_eq!(upper_entries(&f), Vec::<String>::new());
 }
 
 #[test]
