@@ -160,3 +160,138 @@ fn root_flag_works_before_and_after_subcommands() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(out(&o).starts_with("REPOSITORY"), "{}", out(&o));
 }
+
+/// Bad flag values: each is refused before anything is built, with the message and exit
+/// status rbuild has always given (1 for rbuild's own checks, 2 for clap's usage errors).
+#[test]
+fn bad_flags_keep_their_messages_and_exit_codes() {
+    let (dir, root) = ctx(&[("Dockerfile", "FROM scratch\n")]);
+    let c = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["build", "--network=bogus", "--dry-run", c],
+            1,
+            "error: --network=bogus: rbuild supports host and none\n",
+        ),
+        (
+            &["--network", "bridge", "--dry-run", c],
+            1,
+            "error: --network=bridge: rbuild supports host and none\n",
+        ),
+        (
+            &["run", "--network", "bogus", "img"],
+            1,
+            "error: --network=bogus: rbuild supports host and none\n",
+        ),
+        (
+            &["build", "--", "ls", c],
+            1,
+            "error: a command after `--` is only for --run: rbuild build --run [-- CMD…] CONTEXT\n",
+        ),
+        (
+            &["build", "--push", c],
+            1,
+            "error: --push needs a name to push to: add -t REGISTRY/NAME:TAG\n",
+        ),
+        (
+            &["build", "-t", "a=x", c],
+            1,
+            "error: -t \"a=x\": \"a\" is not a --target of this build; name one of the stages given with --target\n",
+        ),
+        (
+            &["build", "--cache-to", "type=gha", c],
+            1,
+            "error: --cache-to: cache type \"gha\" is not supported; use type=local, type=registry or type=inline\n",
+        ),
+        (
+            &["build", "--cache-from", "type=local", c],
+            1,
+            "error: --cache-from \"type=local\": type=local needs src=DIR\n",
+        ),
+        (
+            &["build", "--build-arg", "=x", "--dry-run", c],
+            1,
+            "error: --build-arg \"=x\": the name is empty; write --build-arg NAME=VALUE\n",
+        ),
+        (
+            &["run", "-e", "=x", "img"],
+            1,
+            "error: -e \"=x\": the variable name is empty; write -e NAME=VALUE\n",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let o = rbuild(&root, args);
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", err(&o));
+        assert_eq!(err(&o), *message, "{args:?}");
+        assert!(out(&o).is_empty(), "{args:?}: {}", out(&o));
+    }
+    for (args, value) in [
+        (&["build", "--progress=bogus", c][..], "bogus"),
+        (&["run", "--pull", "sometimes", "img"][..], "sometimes"),
+        (&["build", "--dry-run", "--format", "yaml", c][..], "yaml"),
+    ] {
+        let o = rbuild(&root, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(
+            err(&o).starts_with(&format!("error: invalid value '{value}'")),
+            "{args:?}: {}",
+            err(&o)
+        );
+    }
+    assert!(!root.exists(), "a refused command must not create a store");
+}
+
+#[test]
+fn dockerfile_from_a_file_or_stdin_and_build_args() {
+    let df = "FROM scratch\nARG A\nARG B=b\nLABEL a=$A b=$B\n";
+    let (dir, root) = ctx(&[("other.Dockerfile", df), ("Dockerfile", "bad")]);
+    let c = dir.path().to_str().unwrap();
+    let f = dir.path().join("other.Dockerfile");
+    let o = rbuild(
+        &root,
+        &[
+            "build",
+            "--dry-run",
+            "--format",
+            "json",
+            "-f",
+            f.to_str().unwrap(),
+            "--build-arg",
+            "A=1",
+            c,
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let from_file = out(&o);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .env("RBUILD_ROOT", &root)
+        .env("A", "1")
+        .args(["build", "--dry-run", "--format", "json", "-f", "-"])
+        .args(["--build-arg", "A", c])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(df.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), from_file, "same graph from stdin and the env's A");
+
+    let o = rbuild(&root, &["build", "--dry-run", "-f", "nope", c]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).starts_with(
+            "error: cannot read Dockerfile nope; name it with -f or put a Dockerfile in the context"
+        ),
+        "{}",
+        err(&o)
+    );
+}
