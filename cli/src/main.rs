@@ -1,27 +1,19 @@
-//! `rbuild`: the command-line entry point. Parses flags, then hands each
-//! command to its module; errors get their context here and nowhere deeper.
+//! `rbuild`: the command-line entry point. Reads the flags once into settings, then hands
+//! the command to its module; errors get their context at this edge and nowhere deeper.
 
-mod args;
-mod build;
-mod cache_flags;
 mod commands;
-mod oneshot;
-mod outputs;
-mod progress;
-mod pull;
-mod push;
-mod run;
-mod targets;
+mod flags;
+mod shared;
 
-use anyhow::{Context, Result};
-use args::{Cli, Command, DebugCommand};
-use clap::Parser;
+use anyhow::Result;
+use commands::{build, debug, images, login, pull, push, run};
+use flags::HiArgs;
+use flags::hiargs::Command;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    match flags::parse().and_then(dispatch) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -41,47 +33,21 @@ fn limit_malloc_arenas() {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let root = cli.root;
-    let insecure = cli.insecure_registries;
-    match cli.command {
-        None => build::build(&root, &insecure, cli.build),
-        Some(Command::Build(args)) => build::build(&root, &insecure, args),
-        Some(Command::Pull { reference, quiet }) => {
-            pull::pull_cmd(&root, &reference, &insecure, quiet)
-        }
-        Some(Command::Push { reference, quiet }) => {
-            push::push_cmd(&root, &insecure, &reference, quiet)
-        }
-        Some(Command::Tag { source, target }) => push::tag_cmd(&root, &source, &target),
-        Some(Command::Login {
-            server,
-            username,
-            password,
-            password_stdin,
-        }) => push::login_cmd(
-            &insecure,
-            server.as_deref(),
-            username,
-            password,
-            password_stdin,
-        ),
-        Some(Command::Logout { server }) => push::logout_cmd(&insecure, server.as_deref()),
-        Some(Command::Debug {
-            command: DebugCommand::Parse { file },
-        }) => {
-            let source = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let df = rbuild_frontend::parser::parse(&source)
-                .map_err(|d| anyhow::anyhow!("{}", d.in_file(file.display().to_string())))?;
-            print!("{}", rbuild_frontend::dump::dump(&df));
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Load { input, quiet }) => commands::load(&root, &input, quiet),
-        Some(Command::Images { quiet }) => commands::images(&root, quiet),
-        Some(Command::Inspect { image }) => commands::inspect(&root, &image),
-        Some(Command::Rmi { images }) => commands::rmi(&root, &images),
-        Some(Command::Prune { all }) => commands::prune(&root, all),
-        Some(Command::Run(args)) => run::run(&root, &insecure, args),
+fn dispatch(args: HiArgs) -> Result<ExitCode> {
+    let g = &args.global;
+    match &args.command {
+        Command::Build(b) => build::build(g, b),
+        Command::Run(r) => run::run(g, r),
+        Command::Pull(p) => pull::pull(g, p),
+        Command::Push(p) => push::push(g, p),
+        Command::Login(l) => login::login(g, l),
+        Command::Logout(l) => login::logout(g, l),
+        Command::Load(l) => images::load(g, l),
+        Command::Images(i) => images::images(g, i),
+        Command::Inspect(i) => images::inspect(g, i),
+        Command::Tag(t) => images::tag(g, t),
+        Command::Rmi(r) => images::rmi(g, r),
+        Command::Prune(p) => images::prune(g, p),
+        Command::DebugParse(d) => debug::parse(d),
     }
 }

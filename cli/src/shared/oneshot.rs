@@ -1,9 +1,9 @@
 //! `rbuild pull`, `push` and `run` as small graphs: an image-source vertex and the action
 //! on it, solved like a build (same pull, push and run code, same progress).
 
-use crate::args::Progress;
-use crate::build::StoreResolver;
-use crate::progress::Printer;
+use crate::shared::progress::{self, Printer};
+use crate::shared::resolver::StoreResolver;
+use crate::shared::runtime::cancel_on_signals;
 use anyhow::{Result, anyhow};
 use rbuild_cache::Store;
 use rbuild_cache::registry::RegistryClient;
@@ -31,12 +31,11 @@ pub fn image_vertex(
     source: &Source,
     reference: &str,
 ) -> Result<Option<(VertexId, Option<RegistryClient>)>> {
-    let resolver = StoreResolver {
-        store: source.store,
-        pull: source.registry.map(|r| (source.runtime, r)),
-        always_pull: source.always,
-        client: std::cell::OnceCell::new(),
-    };
+    let resolver = StoreResolver::new(
+        source.store,
+        source.registry.map(|r| (source.runtime, r)),
+        source.always,
+    );
     let platform = Platform::host();
     let Some(resolved) = resolver
         .resolve(reference, &platform)
@@ -60,12 +59,12 @@ pub fn image_vertex(
             ..Default::default()
         },
     );
-    Ok(Some((v, resolver.client.into_inner())))
+    Ok(Some((v, resolver.into_client())))
 }
 
 /// What to show of a small solve.
 pub struct Show {
-    pub progress: Progress,
+    pub progress: progress::Mode,
     /// Vertices whose events are not shown at all.
     pub hidden: Vec<VertexId>,
     /// Whether cache hits are shown (`#1 … CACHED`).
@@ -83,7 +82,7 @@ pub fn solve(
     show: Show,
 ) -> Result<HashMap<VertexId, Outcome>, SolveError> {
     opts.registry = registry;
-    crate::run::cancel_on_signals(runtime, &opts.cancel);
+    cancel_on_signals(runtime, &opts.cancel);
     let graph = Arc::new(graph);
     let solver = Solver::new(store.clone());
     runtime.block_on(async {

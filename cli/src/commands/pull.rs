@@ -1,38 +1,24 @@
 //! `rbuild pull`: a graph of one image source, solved: the manifest is resolved in the
 //! registry, the vertex fetches the layers the store lacks.
 
-use crate::args::Progress;
-use crate::oneshot::{self, Show, Source};
+use crate::flags::hiargs::{Global, Pull};
+use crate::shared::oneshot::{self, Show, Source};
+use crate::shared::{runtime, store};
 use anyhow::{Context, Result, anyhow, bail};
-use rbuild_cache::Store;
-use rbuild_cache::registry::{ClientOptions, RegistryClient};
 use rbuild_graph::BuildGraph;
 use rbuild_solver::SolveOptions;
-use std::path::Path;
 use std::process::ExitCode;
 
-pub fn client(insecure: &[String]) -> Result<RegistryClient> {
-    RegistryClient::new(ClientOptions {
-        insecure: insecure.to_vec(),
-        ..ClientOptions::default()
-    })
-    .context("cannot set up the registry client")
-}
-
-pub fn pull_cmd(
-    root: &Path,
-    reference: &str,
-    insecure: &[String],
-    quiet: bool,
-) -> Result<ExitCode> {
-    let store = Store::open(root)
-        .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+/// Pulls the image and tags it in the store; prints its manifest digest.
+pub fn pull(global: &Global, pull: &Pull) -> Result<ExitCode> {
+    let reference = &pull.reference;
+    let store = store::open(&global.root)?;
+    let runtime = runtime::start(None)?;
     let mut graph = BuildGraph::new();
     let source = Source {
         runtime: &runtime,
         store: &store,
-        registry: Some(insecure),
+        registry: Some(global.insecure_registries.as_slice()),
         always: true,
     };
     let Some((v, client)) = oneshot::image_vertex(&mut graph, &source, reference)
@@ -47,11 +33,7 @@ pub fn pull_cmd(
         ..Default::default()
     };
     let show = Show {
-        progress: if quiet {
-            Progress::Quiet
-        } else {
-            Progress::Plain
-        },
+        progress: pull.progress,
         hidden: vec![],
         cached: true,
     };
@@ -61,7 +43,7 @@ pub fn pull_cmd(
         .get(&v)
         .and_then(|o| o.image.clone())
         .unwrap_or_default();
-    if quiet {
+    if pull.quiet {
         println!("{reference}");
     } else {
         println!("{reference}: pulled, digest {digest}");

@@ -2,7 +2,6 @@
 //! (numbered steps, `CACHED`, output lines with timestamps, `DONE 0.3s`), and
 //! on a terminal a compact live view (indicatif) of the steps in flight.
 
-use crate::args::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
@@ -12,8 +11,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// How progress is shown; `--progress=auto` is settled (terminal or not) before a command runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A live view of the steps in flight.
+    Tty,
+    /// BuildKit's plain lines.
+    Plain,
+    /// Nothing.
+    Quiet,
+}
+
+impl Mode {
+    /// `auto`: the live view when stderr is a terminal, plain lines otherwise.
+    pub fn auto() -> Mode {
+        if std::io::stderr().is_terminal() {
+            Mode::Tty
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+/// Prints the events of one solve as they arrive, in one [`Mode`].
 pub struct Printer {
-    mode: Progress,
+    mode: Mode,
     graph: Arc<BuildGraph>,
     /// Step numbers in order of first appearance, as BuildKit numbers them.
     numbers: HashMap<VertexId, usize>,
@@ -28,18 +50,13 @@ pub struct Printer {
 }
 
 /// `12.3s`-style durations.
-pub fn seconds(d: Duration) -> String {
+fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
 impl Printer {
-    pub fn new(mode: Progress, graph: Arc<BuildGraph>) -> Self {
-        let mode = match mode {
-            Progress::Auto if std::io::stderr().is_terminal() => Progress::Tty,
-            Progress::Auto => Progress::Plain,
-            m => m,
-        };
-        let multi = (mode == Progress::Tty).then(MultiProgress::new);
+    pub fn new(mode: Mode, graph: Arc<BuildGraph>) -> Self {
+        let multi = (mode == Mode::Tty).then(MultiProgress::new);
         Printer {
             mode,
             graph,
@@ -95,9 +112,9 @@ impl Printer {
             return;
         }
         match self.mode {
-            Progress::Quiet => {}
-            Progress::Plain | Progress::Auto => self.handle_plain(ev),
-            Progress::Tty => self.handle_tty(ev),
+            Mode::Quiet => {}
+            Mode::Plain => self.handle_plain(ev),
+            Mode::Tty => self.handle_tty(ev),
         }
     }
 

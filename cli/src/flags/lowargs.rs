@@ -1,4 +1,7 @@
-//! Command-line surface: docker-compatible flags, parsed with clap.
+//! Low-level arguments: the command line as clap reads it, docker's spellings, before any
+//! check that needs more than one flag or the environment. Closed sets of values are
+//! `ValueEnum`s, so a value outside the set never reaches a command. `hiargs` turns these
+//! into the settings a command runs with.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use std::path::PathBuf;
     about = "Daemonless Dockerfile build engine",
     subcommand_negates_reqs = true
 )]
-pub struct Cli {
+pub struct LowArgs {
     /// Where images, layers and the build cache live.
     #[arg(
         long,
@@ -32,65 +35,32 @@ pub struct Cli {
     pub build: BuildArgs,
 }
 
+// Each command's flags are a struct of their own, so one set of flags can serve several
+// spellings of a command (docker's `image ls` and `images`).
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
     /// Import images from a `docker save` tarball, an OCI archive or an OCI layout.
-    Load {
-        /// The archive or layout directory.
-        #[arg(short = 'i', long = "input")]
-        input: PathBuf,
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Load(LoadArgs),
     /// Fetch an image from a registry into the local store.
-    Pull {
-        reference: String,
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Pull(PullArgs),
     /// Upload an image of the local store to the registry its name says.
-    Push {
-        /// A local tag, e.g. `127.0.0.1:5000/app:1` (`rbuild tag` names an image so).
-        reference: String,
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Push(PushArgs),
     /// Give a stored image another name (`docker tag`).
-    Tag { source: String, target: String },
+    Tag(TagArgs),
     /// Log in to a registry (credentials go to the docker config.json).
-    Login {
-        /// The registry host (default: Docker Hub).
-        server: Option<String>,
-        #[arg(short = 'u', long)]
-        username: Option<String>,
-        #[arg(short = 'p', long)]
-        password: Option<String>,
-        /// Read the password from stdin.
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Login(LoginArgs),
     /// Remove a registry's credentials from the docker config.json.
-    Logout { server: Option<String> },
+    Logout(LogoutArgs),
     /// List the images in the local store.
-    Images {
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Images(ImagesArgs),
     /// Print an image's manifest digest, config and layers as JSON.
-    Inspect { image: String },
+    Inspect(InspectArgs),
     /// Remove image tags (blobs are freed by `prune`).
-    Rmi {
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rmi(RmiArgs),
     /// Free blobs, snapshots and cache records no image needs.
-    Prune {
-        /// Drop the whole build cache, not only unreferenced data.
-        #[arg(short, long)]
-        all: bool,
-    },
+    Prune(PruneArgs),
     /// Run a command in a new container from an image (always removed afterwards).
     Run(RunArgs),
     /// Developer tools.
@@ -106,8 +76,82 @@ pub enum DebugCommand {
     Parse { file: PathBuf },
 }
 
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The archive or layout directory.
+    #[arg(short = 'i', long = "input")]
+    pub input: PathBuf,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    pub reference: String,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// A local tag, e.g. `127.0.0.1:5000/app:1` (`rbuild tag` names an image so).
+    pub reference: String,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry host (default: Docker Hub).
+    pub server: Option<String>,
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Read the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Drop the whole build cache, not only unreferenced data.
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+/// `--progress`: how solver events are shown.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
-pub enum Progress {
+pub enum ProgressFlag {
+    // `tty` on a terminal, `plain` otherwise.
     #[default]
     Auto,
     Tty,
@@ -115,12 +159,34 @@ pub enum Progress {
     Quiet,
 }
 
+/// `--format`: how `--dry-run` prints the graph.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
 pub enum GraphFormat {
     #[default]
     Text,
     Dot,
     Json,
+}
+
+/// `--network`: the network namespace of RUN steps and containers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum NetworkFlag {
+    // Docker's name for the default, which is `host` here.
+    #[value(hide = true)]
+    Default,
+    #[default]
+    Host,
+    None,
+}
+
+/// `--pull` of `rbuild run`: when an image is fetched from its registry (docker's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum PullPolicy {
+    /// Only when it is not in the local store.
+    #[default]
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Args, Debug, Default)]
@@ -152,11 +218,11 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
-    pub progress: Progress,
-    /// Default network for RUN steps (`host` or `none`).
-    #[arg(long)]
-    pub network: Option<String>,
+    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    pub progress: ProgressFlag,
+    /// Default network for RUN steps.
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkFlag>,
     /// Print the lowered build graph instead of building.
     #[arg(long)]
     pub dry_run: bool,
@@ -203,8 +269,8 @@ pub struct RunArgs {
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// When to fetch the image from its registry.
-    #[arg(long, value_enum, default_value_t = crate::run::PullPolicy::Missing)]
-    pub pull: crate::run::PullPolicy,
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
     /// Replace the image's ENTRYPOINT (its CMD is dropped too); `""` for none.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -212,8 +278,8 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
-    #[arg(long, default_value = "host")]
-    pub network: String,
+    #[arg(long, value_enum, default_value_t = NetworkFlag::Host)]
+    pub network: NetworkFlag,
     /// Feed rbuild's stdin to the process (without it, the process reads /dev/null).
     #[arg(short = 'i', long)]
     pub interactive: bool,

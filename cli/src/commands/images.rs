@@ -1,21 +1,19 @@
-//! Store commands: load, images, inspect, rmi, prune.
+//! Commands on the local image store: load, images, inspect, tag, rmi, prune.
 
+use crate::flags::hiargs::{Global, Images, Inspect, Load, Prune, Rmi, Tag};
+use crate::shared::store;
 use anyhow::{Context, Result, anyhow, bail};
-use rbuild_cache::Store;
 use rbuild_solver::progress::human_size;
-use std::path::Path;
 use std::process::ExitCode;
 
-fn open(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("cannot open the store at {}", root.display()))
-}
-
-pub fn load(root: &Path, input: &Path, quiet: bool) -> Result<ExitCode> {
-    let store = open(root)?;
+/// Imports the images of an archive or layout; prints their names unless `-q`.
+pub fn load(global: &Global, load: &Load) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
+    let input = &load.input;
     let names = store
         .load(input)
         .with_context(|| format!("cannot load {}", input.display()))?;
-    if !quiet {
+    if !load.quiet {
         for n in names {
             println!("Loaded image: {n}");
         }
@@ -29,8 +27,9 @@ fn short_id(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
-    let store = open(root)?;
+/// Lists the stored images as docker does: a row per name, sorted.
+pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
     let mut rows = Vec::new();
     for img in store.images()? {
         let size: u64 = img.layers.iter().map(|l| l.size).sum();
@@ -48,7 +47,7 @@ pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
         }
     }
     rows.sort();
-    if quiet {
+    if images.quiet {
         for r in rows {
             println!("{}", r.2);
         }
@@ -64,12 +63,14 @@ pub fn images(root: &Path, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn inspect(root: &Path, name: &str) -> Result<ExitCode> {
-    let store = open(root)?;
+/// Prints an image's digests, names, layers and config as one JSON object.
+pub fn inspect(global: &Global, inspect: &Inspect) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
+    let name = &inspect.image;
     let img = store.image(name)?.ok_or_else(|| {
         anyhow!(
             "no image {name:?} in {}; `rbuild images` lists them",
-            root.display()
+            global.root.display()
         )
     })?;
     let config: serde_json::Value =
@@ -85,10 +86,21 @@ pub fn inspect(root: &Path, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rmi(root: &Path, names: &[String]) -> Result<ExitCode> {
-    let store = open(root)?;
+/// `rbuild tag SOURCE TARGET`.
+pub fn tag(global: &Global, tag: &Tag) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
+    let (source, target) = (&tag.source, &tag.target);
+    store
+        .tag_image(source, target)
+        .with_context(|| format!("cannot tag {source} as {target}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes names; every name that is not there is reported together at the end.
+pub fn rmi(global: &Global, rmi: &Rmi) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
     let mut missing = Vec::new();
-    for n in names {
+    for n in &rmi.images {
         if store.remove_tag(n)? {
             println!("Untagged: {n}");
         } else {
@@ -101,9 +113,10 @@ pub fn rmi(root: &Path, names: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prune(root: &Path, all: bool) -> Result<ExitCode> {
-    let store = open(root)?;
-    let freed = store.prune(all)?;
+/// Frees what no image needs (with `-a`, the whole build cache).
+pub fn prune(global: &Global, prune: &Prune) -> Result<ExitCode> {
+    let store = store::open(&global.root)?;
+    let freed = store.prune(prune.all)?;
     println!("Total reclaimed space: {}", human_size(freed));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,84 @@
+//! Step 3 of a build: the actions it ends with, added as vertices like the steps. Each
+//! target is exported (the last one carrying inline cache metadata when asked), each of
+//! its names pushed with `--push`, and the last one run with `--run`.
+
+use crate::flags::cache_spec::CacheTo;
+use crate::flags::hiargs::Build;
+use anyhow::{Result, anyhow};
+use rbuild_frontend::lower::LoweredTargets;
+use rbuild_graph::actions;
+use rbuild_graph::{BuildGraph, RunOp, VertexId};
+
+/// The graph to solve and the vertices the build is after.
+pub struct Plan {
+    pub graph: BuildGraph,
+    /// One export per target, in target order.
+    pub exports: Vec<VertexId>,
+    /// Everything the solve must reach: the exports, pushes and the run.
+    pub roots: Vec<VertexId>,
+    /// The `--run` vertex.
+    pub run: Option<VertexId>,
+    /// The last target's final step (what a cache export of `mode=min` starts from).
+    pub last_root: VertexId,
+}
+
+/// Adds the exports, pushes and run to the lowered graph.
+pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
+    let mut graph = lowered.graph;
+    let inline = build.cache.to.contains(&CacheTo::Inline);
+    let mut exports = Vec::new();
+    for (i, (target, tags)) in lowered.targets.iter().zip(&build.target_tags).enumerate() {
+        let history: Vec<_> = target
+            .history
+            .iter()
+            .map(|h| (h.entry.clone(), h.vertex))
+            .collect();
+        let last = i + 1 == lowered.targets.len();
+        exports.push(actions::add_export(
+            &mut graph,
+            target.root,
+            &target.config,
+            &history,
+            tags,
+            inline && last,
+        ));
+    }
+    let mut roots = exports.clone();
+    if build.push {
+        for (export, tags) in exports.iter().zip(&build.target_tags) {
+            for t in tags {
+                roots.push(actions::add_push(&mut graph, *export, t));
+            }
+        }
+    }
+    let no_target = || anyhow!("no target was built");
+    let last_export = *exports.last().ok_or_else(no_target)?;
+    let run = build.run.as_ref().map(|command| {
+        let name = build
+            .target_tags
+            .last()
+            .and_then(|t| t.first().cloned())
+            .unwrap_or_else(|| "the built image".to_string());
+        let run = RunOp {
+            command: command.clone(),
+            network: build.network,
+            name,
+            ..Default::default()
+        };
+        let v = actions::add_run(&mut graph, last_export, run);
+        roots.push(v);
+        v
+    });
+    let last_root = lowered
+        .targets
+        .last()
+        .map(|t| t.root)
+        .ok_or_else(no_target)?;
+    Ok(Plan {
+        graph,
+        exports,
+        roots,
+        run,
+        last_root,
+    })
+}

@@ -1,0 +1,53 @@
+//! Step 2 of a build: the Dockerfile lowered into one graph for every target, base images
+//! resolved in the store or their registry on the way.
+
+use super::inputs::Inputs;
+use crate::flags::hiargs::Build;
+use crate::shared::resolver::StoreResolver;
+use anyhow::{Result, anyhow};
+use rbuild_cache::Store;
+use rbuild_cache::registry::RegistryClient;
+use rbuild_frontend::lower::{self, LowerOptions, LoweredTargets};
+use rbuild_graph::Platform;
+use tokio::runtime::Runtime;
+
+/// The lowered targets, and the registry client if resolving a base image needed one (the
+/// solve reuses it to pull).
+pub struct Lowered {
+    pub targets: LoweredTargets,
+    pub client: Option<RegistryClient>,
+}
+
+/// Lowers against `store` (none: a dry run with no store yet, where every image is
+/// unknown), reaching registries through `pull` (a runtime and the `--insecure-registry`
+/// hosts) when given.
+pub fn lower(
+    build: &Build,
+    inputs: &Inputs,
+    store: Option<&Store>,
+    pull: Option<(&Runtime, &[String])>,
+) -> Result<Lowered> {
+    let opts = LowerOptions {
+        dockerfile_name: inputs.dockerfile_name.clone(),
+        target: None,
+        build_args: build.build_args.clone(),
+        platform: Platform::host(),
+        ignore_patterns: inputs.ignore.clone(),
+        default_network: build.network,
+    };
+    let (lowered, client) = match store {
+        Some(s) => {
+            let resolver = StoreResolver::new(s, pull, build.always_pull);
+            let lowered = lower::lower_targets(&inputs.source, &opts, &build.targets, &resolver);
+            (lowered, resolver.into_client())
+        }
+        None => (
+            lower::lower_targets(&inputs.source, &opts, &build.targets, &lower::NoImages),
+            None,
+        ),
+    };
+    Ok(Lowered {
+        targets: lowered.map_err(|d| anyhow!("{d}"))?,
+        client,
+    })
+}

@@ -1,0 +1,124 @@
+//! Step 6 of a build: what it leaves beside the store — `-q`'s image IDs, each `--output`
+//! (an OCI or docker archive, or the root filesystem as a tar or a directory) and
+//! `--iidfile`.
+
+use crate::flags::hiargs::Build;
+use crate::flags::output_spec::Output;
+use anyhow::{Context, Result, anyhow, bail};
+use rbuild_cache::{Store, StoredImage};
+use rbuild_graph::VertexId;
+use rbuild_solver::Outcome;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+/// The image each of `exports` wrote, in target order.
+pub fn built_images(
+    store: &Store,
+    exports: &[VertexId],
+    outcomes: &HashMap<VertexId, Outcome>,
+) -> Result<Vec<StoredImage>> {
+    let mut built = Vec::new();
+    for export in exports {
+        let manifest = outcomes
+            .get(export)
+            .and_then(|o| o.image.clone())
+            .ok_or_else(|| anyhow!("an export did not produce an image"))?;
+        let image = store
+            .image(&manifest)?
+            .ok_or_else(|| anyhow!("the exported image {manifest} is missing from the store"))?;
+        built.push(image);
+    }
+    Ok(built)
+}
+
+/// Prints every image ID with `-q`; writes the last target's `--output`s and `--iidfile`.
+pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Result<()> {
+    if build.quiet {
+        for image in &built {
+            println!("{}", image.config_digest);
+        }
+    }
+    let image = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
+    let tags = build.target_tags.last().cloned().unwrap_or_default();
+    for output in &build.outputs {
+        let output = output.as_ref().map_err(|e| anyhow!("{e}"))?;
+        write(store, &image, &tags, output)?;
+    }
+    if let Some(path) = &build.iidfile {
+        std::fs::write(path, &image.config_digest)
+            .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `image` (named `tags` in archives) where `output` says.
+pub fn write(store: &Store, image: &StoredImage, tags: &[String], output: &Output) -> Result<()> {
+    match output {
+        Output::Oci(dest) | Output::Docker(dest) => {
+            let file =
+                File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+            let mut w = BufWriter::new(file);
+            if matches!(output, Output::Oci(_)) {
+                store.write_oci_archive(image, tags, &mut w)?;
+            } else {
+                store.write_docker_archive(image, tags, &mut w)?;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+        }
+        Output::Tar(dest) | Output::Local(dest) => {
+            let merged = store.tmp_dir("export")?;
+            let (upper, work, mnt) = (
+                merged.path().join("u"),
+                merged.path().join("w"),
+                merged.path().join("m"),
+            );
+            for d in [&upper, &work, &mnt] {
+                std::fs::create_dir(d)?;
+            }
+            let mut lowers = Vec::new();
+            for l in &image.layers {
+                lowers.push(store.snapshot(l)?);
+            }
+            if lowers.is_empty() {
+                lowers.push(merged.path().join("empty"));
+                std::fs::create_dir(&lowers[0])?;
+            }
+            let mount = rbuild_executor::OverlayMount::mount(&lowers, &upper, &work, &mnt)?;
+            if matches!(output, Output::Tar(_)) {
+                write_rootfs_tar(mount.path(), dest)?;
+            } else {
+                copy_tree(mount.path(), dest)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_rootfs_tar(rootfs: &Path, dest: &Path) -> Result<()> {
+    let file = File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut b = tar::Builder::new(BufWriter::new(file));
+    b.follow_symlinks(false);
+    b.append_dir_all(".", rootfs)?;
+    b.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    if !status.success() {
+        bail!("copying the image filesystem to {} failed", to.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! High-level arguments: the settings each command runs with, made once from the low-level
+//! (clap) arguments. Everything that can be checked without doing the work is checked
+//! here, flags that depend on each other are settled here (`-q` over `--progress`, `-t`
+//! among `--target`s, the `--run` command and the context after `--`), and values are
+//! typed, so a command never looks at a flag's text.
+
+use super::cache_spec::CacheFlags;
+use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
+use super::output_spec::{self, Output};
+use super::{targets, vars};
+use crate::shared::progress;
+use anyhow::{Result, bail};
+use rbuild_graph::NetworkMode;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use super::lowargs::{GraphFormat, PullPolicy};
+
+/// What rbuild was asked to do.
+#[derive(Debug)]
+pub struct HiArgs {
+    pub global: Global,
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug)]
+pub struct Global {
+    /// `--root`: where the store lives.
+    pub root: PathBuf,
+    /// `--insecure-registry` hosts.
+    pub insecure_registries: Vec<String>,
+}
+
+/// A command and its settings.
+#[derive(Debug)]
+pub enum Command {
+    Build(Box<Build>),
+    Load(Load),
+    Pull(Pull),
+    Push(Push),
+    Tag(Tag),
+    Login(Login),
+    Logout(Logout),
+    Images(Images),
+    Inspect(Inspect),
+    Rmi(Rmi),
+    Prune(Prune),
+    Run(Box<Run>),
+    DebugParse(DebugParse),
+}
+
+/// Where the Dockerfile is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dockerfile {
+    /// `-f -`.
+    Stdin,
+    /// `-f PATH`, or `CONTEXT/Dockerfile`.
+    File(PathBuf),
+}
+
+/// `rbuild build`.
+#[derive(Debug)]
+pub struct Build {
+    /// The context directory as given (checked when it is read).
+    pub context: PathBuf,
+    pub dockerfile: Dockerfile,
+    /// `--target`s in order; empty: the last stage.
+    pub targets: Vec<String>,
+    /// The image names of each target built (one entry per target, the last stage alone
+    /// when there is no `--target`).
+    pub target_tags: Vec<Vec<String>>,
+    pub build_args: BTreeMap<String, String>,
+    /// The network of RUN steps (and of `--run`).
+    pub network: NetworkMode,
+    pub no_cache: bool,
+    /// `--pull`: resolve base images in their registry even when they are local.
+    pub always_pull: bool,
+    /// Push every name of every target.
+    pub push: bool,
+    /// `--run`: run the last target, with this command (empty: the image's CMD).
+    pub run: Option<Vec<String>>,
+    /// `--dry-run`, and in which format.
+    pub dry_run: Option<GraphFormat>,
+    pub progress: progress::Mode,
+    /// `-q`: no notes on stderr, the image IDs on stdout.
+    pub quiet: bool,
+    pub cache: CacheFlags,
+    /// `--output`s, in order. A value that is not valid is kept as its message and reported
+    /// when the outputs are written, after the build, where rbuild has always reported it.
+    pub outputs: Vec<Result<Output, String>>,
+    pub iidfile: Option<PathBuf>,
+}
+
+/// `rbuild run`.
+#[derive(Debug)]
+pub struct Run {
+    pub image: String,
+    /// Replaces the image's CMD when not empty.
+    pub command: Vec<String>,
+    pub entrypoint: Option<String>,
+    /// `-e` entries as `K=V`.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub network: NetworkMode,
+    /// `-i`: the container reads rbuild's stdin.
+    pub stdin: bool,
+    /// `-t`: accepted, no pseudo-terminal.
+    pub tty: bool,
+    pub pull: PullPolicy,
+}
+
+/// `rbuild pull`.
+#[derive(Debug)]
+pub struct Pull {
+    pub reference: String,
+    pub quiet: bool,
+    pub progress: progress::Mode,
+}
+
+/// `rbuild push`.
+#[derive(Debug)]
+pub struct Push {
+    pub reference: String,
+    pub quiet: bool,
+    pub progress: progress::Mode,
+}
+
+/// `rbuild tag`.
+#[derive(Debug)]
+pub struct Tag {
+    pub source: String,
+    pub target: String,
+}
+
+/// Where `rbuild login` gets the password.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Password {
+    /// `-p`.
+    Given(String),
+    /// `--password-stdin`.
+    Stdin,
+    /// Asked on the terminal.
+    Prompt,
+}
+
+/// `rbuild login`.
+#[derive(Debug)]
+pub struct Login {
+    /// The registry host; Docker Hub when none is named.
+    pub server: String,
+    pub username: Option<String>,
+    pub password: Password,
+}
+
+/// `rbuild logout`.
+#[derive(Debug)]
+pub struct Logout {
+    pub server: String,
+}
+
+/// `rbuild load`.
+#[derive(Debug)]
+pub struct Load {
+    pub input: PathBuf,
+    pub quiet: bool,
+}
+
+/// `rbuild images`.
+#[derive(Debug)]
+pub struct Images {
+    pub quiet: bool,
+}
+
+/// `rbuild inspect`.
+#[derive(Debug)]
+pub struct Inspect {
+    pub image: String,
+}
+
+/// `rbuild rmi`.
+#[derive(Debug)]
+pub struct Rmi {
+    pub images: Vec<String>,
+}
+
+/// `rbuild prune`.
+#[derive(Debug)]
+pub struct Prune {
+    pub all: bool,
+}
+
+/// `rbuild debug parse`.
+#[derive(Debug)]
+pub struct DebugParse {
+    pub file: PathBuf,
+}
+
+impl HiArgs {
+    /// Settles and checks the low-level arguments.
+    pub fn from_low(low: LowArgs) -> Result<HiArgs> {
+        use lowargs::Command as C;
+        let command = match low.command {
+            // `rbuild [build flags] CONTEXT` is a build: the flags clap read beside the
+            // (absent) subcommand are the build's.
+            None => Command::Build(Box::new(build(low.build)?)),
+            Some(C::Build(args)) => Command::Build(Box::new(build(args)?)),
+            Some(C::Run(args)) => Command::Run(Box::new(run(args)?)),
+            Some(C::Load(a)) => Command::Load(Load {
+                input: a.input,
+                quiet: a.quiet,
+            }),
+            Some(C::Pull(a)) => Command::Pull(Pull {
+                progress: plain_unless(a.quiet),
+                reference: a.reference,
+                quiet: a.quiet,
+            }),
+            Some(C::Push(a)) => Command::Push(Push {
+                progress: plain_unless(a.quiet),
+                reference: a.reference,
+                quiet: a.quiet,
+            }),
+            Some(C::Tag(a)) => Command::Tag(Tag {
+                source: a.source,
+                target: a.target,
+            }),
+            Some(C::Login(a)) => Command::Login(Login {
+                password: password(a.password, a.password_stdin)?,
+                server: server_or_hub(a.server),
+                username: a.username,
+            }),
+            Some(C::Logout(a)) => Command::Logout(Logout {
+                server: server_or_hub(a.server),
+            }),
+            Some(C::Images(a)) => Command::Images(Images { quiet: a.quiet }),
+            Some(C::Inspect(a)) => Command::Inspect(Inspect { image: a.image }),
+            Some(C::Rmi(a)) => Command::Rmi(Rmi { images: a.images }),
+            Some(C::Prune(a)) => Command::Prune(Prune { all: a.all }),
+            Some(C::Debug {
+                command: lowargs::DebugCommand::Parse { file },
+            }) => Command::DebugParse(DebugParse { file }),
+        };
+        Ok(HiArgs {
+            global: Global {
+                root: low.root,
+                insecure_registries: low.insecure_registries,
+            },
+            command,
+        })
+    }
+}
+
+fn build(mut args: BuildArgs) -> Result<Build> {
+    if !args.run && !args.run_command.is_empty() {
+        bail!("a command after `--` is only for --run: rbuild build --run [-- CMD…] CONTEXT");
+    }
+    let (context, run_command) =
+        targets::split_run_command(args.context.take(), std::mem::take(&mut args.run_command));
+    if args.push && args.tags.is_empty() && !args.dry_run {
+        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
+    }
+    // Which stages are built: each --target, or the last stage.
+    let stages: Vec<Option<String>> = if args.targets.is_empty() {
+        vec![None]
+    } else {
+        args.targets.iter().cloned().map(Some).collect()
+    };
+    let target_tags = targets::assign_tags(&args.tags, &stages)?;
+    let context = context.unwrap_or_else(|| PathBuf::from("."));
+    let dockerfile = match args.file {
+        Some(f) if f.as_os_str() == "-" => Dockerfile::Stdin,
+        Some(f) => Dockerfile::File(f),
+        None => Dockerfile::File(context.join("Dockerfile")),
+    };
+    let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
+    let build_args = vars::parse_build_args(&args.build_args)?;
+    let progress = if args.quiet {
+        progress::Mode::Quiet
+    } else {
+        progress_mode(args.progress)
+    };
+    Ok(Build {
+        context,
+        dockerfile,
+        targets: args.targets,
+        target_tags,
+        build_args,
+        network: network(args.network.unwrap_or_default()),
+        no_cache: args.no_cache,
+        always_pull: args.pull,
+        push: args.push,
+        run: args.run.then_some(run_command),
+        dry_run: args.dry_run.then_some(args.format),
+        progress,
+        quiet: args.quiet,
+        cache,
+        outputs: args
+            .outputs
+            .iter()
+            .map(|o| output_spec::parse_output(o))
+            .collect(),
+        iidfile: args.iidfile,
+    })
+}
+
+fn run(args: RunArgs) -> Result<Run> {
+    Ok(Run {
+        env: vars::resolve_env(&args.env)?,
+        network: network(args.network),
+        image: args.image,
+        command: args.command,
+        entrypoint: args.entrypoint,
+        user: args.user,
+        workdir: args.workdir,
+        stdin: args.interactive,
+        tty: args.tty,
+        pull: args.pull,
+    })
+}
+
+fn network(flag: NetworkFlag) -> NetworkMode {
+    match flag {
+        NetworkFlag::Default | NetworkFlag::Host => NetworkMode::Host,
+        NetworkFlag::None => NetworkMode::None,
+    }
+}
+
+fn progress_mode(flag: ProgressFlag) -> progress::Mode {
+    match flag {
+        ProgressFlag::Auto => progress::Mode::auto(),
+        ProgressFlag::Tty => progress::Mode::Tty,
+        ProgressFlag::Plain => progress::Mode::Plain,
+        ProgressFlag::Quiet => progress::Mode::Quiet,
+    }
+}
+
+/// `pull` and `push` print plain progress, or nothing with `-q`.
+fn plain_unless(quiet: bool) -> progress::Mode {
+    if quiet {
+        progress::Mode::Quiet
+    } else {
+        progress::Mode::Plain
+    }
+}
+
+/// Docker Hub when no server is named.
+fn server_or_hub(server: Option<String>) -> String {
+    server.unwrap_or_else(|| "docker.io".to_string())
+}
+
+fn password(given: Option<String>, from_stdin: bool) -> Result<Password> {
+    Ok(match (given, from_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (None, true) => Password::Stdin,
+        (Some(p), false) => Password::Given(p),
+        (None, false) => Password::Prompt,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn hi(args: &[&str]) -> Result<HiArgs> {
+        let low = LowArgs::try_parse_from(std::iter::once("rbuild").chain(args.iter().copied()))?;
+        HiArgs::from_low(low)
+    }
+
+    fn build_of(args: &[&str]) -> Build {
+        match hi(args).unwrap().command {
+            Command::Build(b) => *b,
+            other => panic!("{args:?}: not a build: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bare_context_is_a_build_with_docker_defaults() {
+        let b = build_of(&["-t", "app:1", "ctx"]);
+        assert_eq!(b.context, PathBuf::from("ctx"));
+        assert_eq!(b.dockerfile, Dockerfile::File("ctx/Dockerfile".into()));
+        assert_eq!(b.target_tags, [vec!["app:1".to_string()]]);
+        assert_eq!(b.network, NetworkMode::Host);
+        assert!(b.run.is_none() && b.dry_run.is_none() && !b.quiet);
+        let b = build_of(&["build"]);
+        assert_eq!(b.context, PathBuf::from("."));
+        assert_eq!(b.dockerfile, Dockerfile::File("./Dockerfile".into()));
+    }
+
+    #[test]
+    fn build_flags_are_settled_once() {
+        let b = build_of(&[
+            "build",
+            "-q",
+            "--progress=plain",
+            "--network=none",
+            "-f",
+            "-",
+            "--dry-run",
+            "--format",
+            "dot",
+            "-o",
+            "type=bogus,dest=x",
+            "--run",
+            "--",
+            "echo",
+            "hi",
+            "ctx",
+        ]);
+        assert_eq!(b.progress, progress::Mode::Quiet, "-q wins over --progress");
+        assert_eq!(b.network, NetworkMode::None);
+        assert_eq!(b.dockerfile, Dockerfile::Stdin);
+        assert_eq!(b.dry_run, Some(GraphFormat::Dot));
+        assert_eq!(b.run, Some(vec!["echo".to_string(), "hi".to_string()]));
+        assert_eq!(b.context, PathBuf::from("ctx"));
+        assert!(b.outputs[0].is_err(), "kept to be reported after the build");
+        assert_eq!(
+            build_of(&["build", "--network", "default"]).network,
+            NetworkMode::Host
+        );
+        assert_eq!(
+            build_of(&["build", "--progress", "plain"]).progress,
+            progress::Mode::Plain
+        );
+    }
+
+    #[test]
+    fn run_and_login_settings() {
+        let Command::Run(r) = hi(&["run", "-i", "--network", "none", "img", "sh", "-c", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a run")
+        };
+        assert_eq!(r.network, NetworkMode::None);
+        assert!(r.stdin);
+        assert_eq!(r.command, ["sh", "-c", "x"]);
+        assert_eq!(r.pull, PullPolicy::Missing);
+
+        let Command::Login(l) = hi(&["login", "--password-stdin", "-u", "me"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a login")
+        };
+        assert_eq!(
+            (l.server.as_str(), l.password),
+            ("docker.io", Password::Stdin)
+        );
+        let e = hi(&["login", "-p", "x", "--password-stdin", "r:5000"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--password and --password-stdin are mutually exclusive"
+        );
+        let Command::Logout(l) = hi(&["logout", "r:1"]).unwrap().command else {
+            panic!("not a logout")
+        };
+        assert_eq!(l.server, "r:1");
+    }
+}

@@ -1,0 +1,92 @@
+//! The image resolver lowering asks for each `FROM` (and `--from` image): the local store,
+//! or the image's registry when it is missing there (or always, with `--pull`).
+
+use crate::shared::registry;
+use rbuild_cache::Store;
+use rbuild_cache::registry::RegistryClient;
+use rbuild_frontend::lower::{ImageResolver, ResolvedImage};
+use rbuild_graph::Platform;
+use rbuild_graph::image::ImageConfig;
+use std::cell::OnceCell;
+use tokio::runtime::Runtime;
+
+/// Only the manifest and config are fetched here, what lowering needs; the image-source
+/// vertex fetches the layers when the solve reaches it. The manifest digest pins the
+/// cache key.
+pub struct StoreResolver<'a> {
+    store: &'a Store,
+    /// How to reach registries (the runtime and `--insecure-registry` hosts); None: only
+    /// what is local.
+    pull: Option<(&'a Runtime, &'a [String])>,
+    always_pull: bool,
+    /// Made on first use: setting up TLS reads every CA certificate, which a build of
+    /// local images should not pay for. The solve reuses it to pull.
+    client: OnceCell<RegistryClient>,
+}
+
+impl<'a> StoreResolver<'a> {
+    /// Resolves in `store`, and through `pull` when given: in the registry when the image
+    /// is not local, or every time when `always_pull`.
+    pub fn new(
+        store: &'a Store,
+        pull: Option<(&'a Runtime, &'a [String])>,
+        always_pull: bool,
+    ) -> Self {
+        StoreResolver {
+            store,
+            pull,
+            always_pull,
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The registry client, if a resolve needed one.
+    pub fn into_client(self) -> Option<RegistryClient> {
+        self.client.into_inner()
+    }
+
+    fn client(&self, insecure: &[String]) -> Result<&RegistryClient, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = registry::client(insecure).map_err(|e| format!("{e:#}"))?;
+        Ok(self.client.get_or_init(|| c))
+    }
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<ResolvedImage>, String> {
+        let local = self.store.image(reference).map_err(|e| e.to_string())?;
+        let (config, digest) = match (local, &self.pull) {
+            (Some(img), _) if !self.always_pull => (img.config, img.manifest_digest),
+            (local, Some((runtime, insecure))) => {
+                let client = self.client(insecure)?;
+                let platform = rbuild_solver::ops::source::registry_platform(platform);
+                let resolved =
+                    runtime.block_on(rbuild_cache::pull::resolve(client, reference, &platform));
+                match (resolved, local) {
+                    (Ok(remote), _) => (remote.config, remote.manifest_digest),
+                    // A local image is still usable when the registry cannot be reached.
+                    (Err(_), Some(img)) => (img.config, img.manifest_digest),
+                    (Err(e), None) => {
+                        return Err(format!(
+                            "{reference} is not in the local store and pulling it failed: {e}"
+                        ));
+                    }
+                }
+            }
+            (Some(img), None) => (img.config, img.manifest_digest),
+            (None, None) => return Ok(None),
+        };
+        let config: ImageConfig = serde_json::from_slice(&config)
+            .map_err(|e| format!("image {reference}: config is not valid JSON: {e}"))?;
+        Ok(Some(ResolvedImage {
+            digest: Some(digest),
+            config,
+        }))
+    }
+}
