@@ -8,10 +8,12 @@ use anyhow::{Result, anyhow};
 use rbuild_frontend::lower::LoweredTargets;
 use rbuild_graph::actions;
 use rbuild_graph::{BuildGraph, RunOp, VertexId};
+use std::sync::Arc;
 
 /// The graph to solve and the vertices the build is after.
 pub struct Plan {
-    pub graph: BuildGraph,
+    /// Shared with the solve and the progress printer.
+    pub graph: Arc<BuildGraph>,
     /// One export per target, in target order.
     pub exports: Vec<VertexId>,
     /// Everything the solve must reach: the exports, pushes and the run.
@@ -75,7 +77,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         .map(|t| t.root)
         .ok_or_else(no_target)?;
     Ok(Plan {
-        graph,
+        graph: Arc::new(graph),
         exports,
         roots,
         run,

@@ -2,6 +2,7 @@
 //! solve (lazily: no layer blob), and the `--cache-to` exports written after it.
 
 use crate::flags::cache_spec::{CacheFrom, CacheTo};
+use crate::flags::hiargs::Build;
 use anyhow::{Context, Result, bail};
 use rbuild_cache::Store;
 use rbuild_cache::registry::{Reference, RegistryClient};
@@ -11,6 +12,39 @@ use rbuild_solver::cache_export::{CacheMode, export_records};
 use rbuild_solver::{Outcome, SolveOptions, Solver};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Before the solve: the `--cache-from` sources, unless `--no-cache` (or there is no
+/// registry client, which a build with `--cache-from` always has). Warnings go to stderr.
+pub fn import_for(
+    build: &Build,
+    runtime: &tokio::runtime::Runtime,
+    client: Option<&RegistryClient>,
+) -> Option<Arc<ImportedCache>> {
+    let client = client.filter(|_| !build.cache.from.is_empty() && !build.no_cache)?;
+    import(runtime, client, &build.cache.from, &mut |w| {
+        eprintln!("{w}")
+    })
+}
+
+/// Step 5, after the solve: the `--cache-to` exports, then what the import brought in,
+/// noted unless `-q`. Outcomes are remembered for cache records imported lazily.
+pub fn export_for(build: &Build, store: &Store, solved: &Built) -> Result<()> {
+    if build.cache.to.is_empty() && build.cache.from.is_empty() {
+        return Ok(());
+    }
+    export(store, solved, &build.cache.to, &mut |n| {
+        if !build.quiet {
+            eprintln!("{n}")
+        }
+    })?;
+    solved.solver.remember_outcomes(solved.outcomes)?;
+    if let Some(imported) = &solved.opts.imported
+        && !build.quiet
+    {
+        eprintln!("{}", import_summary(imported));
+    }
+    Ok(())
+}
 
 /// Reads the metadata of every `--cache-from` source (no layer blob). A source that cannot
 /// be read is a warning and the build goes on without it, as with docker.

@@ -12,12 +12,10 @@ mod solve;
 
 use crate::flags::hiargs::{Build, Global};
 use crate::shared::{exit, registry, runtime, store};
-use anyhow::{Result, bail};
-use rbuild_cache::Store;
+use anyhow::Result;
 use rbuild_cache::registry::RegistryClient;
-use rbuild_solver::{SolveError, Solver};
+use solve::Ended;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Runs the build; the exit code is that of the `--run` container when there is one.
 pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
@@ -34,41 +32,12 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     let mut opts = solve::options(build, &inputs);
     let client = registry_client(lowered.client, build, insecure)?;
     opts.registry = client.clone();
-    if let Some(client) = &client
-        && !build.cache.from.is_empty()
-        && !build.no_cache
-    {
-        opts.imported = cache::import(&runtime, client, &build.cache.from, &mut |w| {
-            eprintln!("{w}")
-        });
-    }
+    opts.imported = cache::import_for(build, &runtime, client.as_ref());
 
-    let graph = Arc::new(plan.graph);
-    let solver = Solver::new(store.clone());
-    if solver.uses_copying_snapshotter() && !build.quiet {
-        eprintln!(
-            "note: overlayfs cannot be used under {} (is it on overlayfs itself?); using the slower copying snapshotter",
-            global.root.display()
-        );
-    }
-    let solved = solve::solve(
-        &runtime,
-        &solver,
-        &graph,
-        &plan.roots,
-        &opts,
-        build.progress,
-    );
-    let outcomes = match solved {
-        Ok(o) => o,
-        // Ctrl-C while the container of --run runs: its status, as `docker run` gives it.
-        Err(SolveError::Cancelled) if plan.run.is_some() => {
-            return Ok(exit::exit_code(Some(exit::INTERRUPTED)));
-        }
-        Err(e) => bail!(
-            "{}",
-            solve::explain_failure(&e, &inputs.dockerfile_name, &inputs.source)
-        ),
+    let solver = solve::solver(&store, &global.root, build.quiet);
+    let outcomes = match solve::solve(&runtime, &solver, &plan, &opts, build.progress, &inputs)? {
+        Ended::Solved(outcomes) => outcomes,
+        Ended::Interrupted => return Ok(exit::exit_code(Some(exit::INTERRUPTED))),
     };
 
     let built = outputs::built_images(&store, &plan.exports, &outcomes)?;
@@ -78,11 +47,11 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
             client,
             solver: &solver,
             opts: &opts,
-            graph: &graph,
+            graph: &plan.graph,
             outcomes: &outcomes,
             root: plan.last_root,
         };
-        export_cache(&store, &solved, build)?;
+        cache::export_for(build, &store, &solved)?;
     }
     outputs::finish(&store, build, built)?;
     match plan.run {
@@ -104,24 +73,4 @@ fn registry_client(
         None if needed => Some(registry::client(insecure)?),
         None => None,
     })
-}
-
-/// Step 5: the `--cache-to` exports, then what the import brought in, noted unless `-q`.
-/// Outcomes are remembered for cache records imported lazily.
-fn export_cache(store: &Store, solved: &cache::Built, build: &Build) -> Result<()> {
-    if build.cache.to.is_empty() && build.cache.from.is_empty() {
-        return Ok(());
-    }
-    cache::export(store, solved, &build.cache.to, &mut |n| {
-        if !build.quiet {
-            eprintln!("{n}")
-        }
-    })?;
-    solved.solver.remember_outcomes(solved.outcomes)?;
-    if let Some(imported) = &solved.opts.imported
-        && !build.quiet
-    {
-        eprintln!("{}", cache::import_summary(imported));
-    }
-    Ok(())
 }

@@ -1,14 +1,25 @@
 //! Step 4 of a build: one solve of every root, its events printed as they come, Ctrl-C
 //! cancelling it; a failure shown with the Dockerfile lines it came from.
 
+use super::actions::Plan;
 use super::inputs::Inputs;
 use crate::flags::hiargs::Build;
 use crate::shared::progress::{self, Printer};
-use rbuild_graph::{BuildGraph, VertexId};
+use anyhow::{Result, bail};
+use rbuild_cache::Store;
+use rbuild_graph::VertexId;
 use rbuild_solver::{Outcome, SolveError, SolveOptions, Solver};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::Path;
 use tokio::runtime::Runtime;
+
+/// How a solve ended, when it did not fail.
+pub enum Ended {
+    /// Every root reached: what each vertex produced.
+    Solved(HashMap<VertexId, Outcome>),
+    /// Ctrl-C while the `--run` container ran.
+    Interrupted,
+}
 
 /// The solve's options before the registry and imported cache are known.
 pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
@@ -20,15 +31,48 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
     }
 }
 
-/// Solves `roots` of `graph`, printing progress in `mode`.
+/// The solver on `store` (under `root`), saying once, unless `quiet`, when it has to use
+/// the copying snapshotter.
+pub fn solver(store: &Store, root: &Path, quiet: bool) -> Solver {
+    let solver = Solver::new(store.clone());
+    if solver.uses_copying_snapshotter() && !quiet {
+        eprintln!(
+            "note: overlayfs cannot be used under {} (is it on overlayfs itself?); using the slower copying snapshotter",
+            root.display()
+        );
+    }
+    solver
+}
+
+/// Solves every root of `plan`, printing progress in `mode`. A failed step is explained
+/// with the lines of the Dockerfile in `inputs` it came from.
 pub fn solve(
     runtime: &Runtime,
     solver: &Solver,
-    graph: &Arc<BuildGraph>,
-    roots: &[VertexId],
+    plan: &Plan,
+    opts: &SolveOptions,
+    mode: progress::Mode,
+    inputs: &Inputs,
+) -> Result<Ended> {
+    match solve_roots(runtime, solver, plan, opts, mode) {
+        Ok(outcomes) => Ok(Ended::Solved(outcomes)),
+        // Ctrl-C while the container of --run runs: its status, as `docker run` gives it.
+        Err(SolveError::Cancelled) if plan.run.is_some() => Ok(Ended::Interrupted),
+        Err(e) => bail!(
+            "{}",
+            explain_failure(&e, &inputs.dockerfile_name, &inputs.source)
+        ),
+    }
+}
+
+fn solve_roots(
+    runtime: &Runtime,
+    solver: &Solver,
+    plan: &Plan,
     opts: &SolveOptions,
     mode: progress::Mode,
 ) -> Result<HashMap<VertexId, Outcome>, SolveError> {
+    let graph = &plan.graph;
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let printer = Printer::new(mode, graph.clone());
@@ -39,7 +83,7 @@ pub fn solve(
                 cancel.cancel();
             }
         });
-        let solved = solver.solve(graph.clone(), roots, opts, tx).await;
+        let solved = solver.solve(graph.clone(), &plan.roots, opts, tx).await;
         ctrl_c.abort();
         let _ = printing.await;
         solved
