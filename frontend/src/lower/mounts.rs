@@ -1,8 +1,15 @@
-//! `RUN --mount=` fields into a checked mount description (before the
-//! `from=` source is turned into a graph input).
+//! `RUN --mount=`: the fields checked and normalized into a mount description
+//! (`parse_mount`), then lowered to the exec's mounts and inputs (`run_mounts`), a `from=`
+//! source becoming an input of the exec.
 
-use super::util::{base_name, parse_ram_size};
-use crate::ast::MountSpec;
+use super::Lowerer;
+use super::paths::{base_name, clean_abs, resolve_path};
+use super::stage::{StageCx, StageState};
+use super::values::parse_ram_size;
+use super::vars::env_get;
+use crate::Diagnostic;
+use crate::ast::{MountSpec, Span};
+use rbuild_graph::{ExecMount, MountKind, VertexId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountType {
@@ -222,6 +229,118 @@ pub fn parse_mount(
         m.id = m.target.clone();
     }
     Ok(m)
+}
+
+/// The inputs and mounts of an exec being assembled; input 0 is the rootfs it runs on.
+pub(super) struct ExecInputs {
+    pub inputs: Vec<VertexId>,
+    pub mounts: Vec<ExecMount>,
+}
+
+impl ExecInputs {
+    pub fn new(root: VertexId) -> Self {
+        ExecInputs {
+            inputs: vec![root],
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Adds `v` as a new input; its index.
+    pub fn push(&mut self, v: VertexId) -> usize {
+        self.inputs.push(v);
+        self.inputs.len() - 1
+    }
+
+    /// The input index of `v`, added once however many mounts read it.
+    pub fn input_of(&mut self, v: VertexId) -> usize {
+        match self.inputs[1..].iter().position(|x| *x == v) {
+            Some(p) => p + 1,
+            None => self.push(v),
+        }
+    }
+}
+
+impl Lowerer<'_> {
+    /// The `--mount`s of a RUN of stage `cx` as exec mounts; `cwd` is what relative targets
+    /// resolve against. A bind without `from=` reads the build context.
+    pub(super) fn run_mounts(
+        &mut self,
+        cx: &StageCx,
+        st: &StageState,
+        span: Span,
+        specs: &[MountSpec],
+        cwd: &str,
+        exec: &mut ExecInputs,
+    ) -> Result<(), Diagnostic> {
+        let mut ssh_count = 0;
+        for spec in specs {
+            let mut expand = |w: &str| -> Result<String, String> {
+                self.lexer
+                    .expand_word(w, &|k| env_get(&st.env, k))
+                    .map_err(|e| e.message)
+            };
+            let m = parse_mount(spec, &mut expand).map_err(|e| {
+                self.err(span, "--mount", format!("invalid --mount: {e}"))
+                    .help("write mounts as --mount=type=bind|cache|tmpfs|secret|ssh,target=PATH[,from=STAGE][,source=PATH]")
+            })?;
+            // SSH mounts without a target are numbered: /run/buildkit/ssh_agent.0, .1, …
+            let target = if m.kind == MountType::Ssh && m.target.is_empty() {
+                ssh_count += 1;
+                format!("/run/buildkit/ssh_agent.{}", ssh_count - 1)
+            } else {
+                resolve_path(cwd, &m.target, false)
+            };
+            if target == "/" {
+                return Err(self
+                    .err(span, "--mount", "invalid mount target \"/\"")
+                    .help("mount somewhere below /, e.g. target=/src"));
+            }
+            let from_vertex = match &m.from {
+                Some(f) => {
+                    let r = self.resolve_from(cx.index, f, span)?;
+                    Some(self.ref_vertex(&r, cx.done, &st.platform, span)?)
+                }
+                None => None,
+            };
+            let source = clean_abs(&m.source);
+            let kind = match m.kind {
+                MountType::Bind => {
+                    let v = match from_vertex {
+                        Some(v) => v,
+                        None => self.context_vertex(),
+                    };
+                    MountKind::Bind {
+                        input: exec.input_of(v),
+                        source,
+                        readonly: m.readonly,
+                    }
+                }
+                MountType::Cache => MountKind::Cache {
+                    id: m.id.clone(),
+                    sharing: m.sharing.clone().unwrap_or_else(|| "shared".into()),
+                    from: from_vertex.map(|v| exec.input_of(v)),
+                    source,
+                    mode: m.mode.unwrap_or(0o755),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                },
+                MountType::Tmpfs => MountKind::Tmpfs { size: m.size },
+                MountType::Secret => MountKind::Secret {
+                    id: m.id.clone(),
+                    required: m.required,
+                    mode: m.mode.unwrap_or(0o400),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                },
+                MountType::Ssh => MountKind::Ssh {
+                    id: m.id.clone(),
+                    required: m.required,
+                },
+            };
+            exec.mounts.push(ExecMount { target, kind });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! COPY and ADD: sources expanded and checked, the destination resolved against the
+//! working directory, `--chown`/`--chmod`/`--exclude`, heredoc files as inline data; one
+//! file step that copies from the build context or from what `--from` names.
+
+use super::Lowerer;
+use super::dispatch::Step;
+use super::paths::{clean_abs, resolve_path};
+use super::stage::{StageCx, StageState};
+use super::values::{parse_chmod, parse_owner};
+use super::vars::{env_get, expand_raw};
+use crate::Diagnostic;
+use crate::ast::CopySpec;
+use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Op};
+
+impl Lowerer<'_> {
+    /// COPY, or ADD when `is_add` (archives from the context are unpacked).
+    pub(super) fn dispatch_copy(
+        &mut self,
+        cx: &mut StageCx,
+        st: &mut StageState,
+        step: &Step,
+        spec: &CopySpec,
+        is_add: bool,
+    ) -> Result<(), Diagnostic> {
+        let ins = step.ins;
+        let span = ins.span;
+        let kw = if is_add { "ADD" } else { "COPY" };
+        if spec.parents {
+            return Err(self
+                .err(
+                    span,
+                    "--parents",
+                    format!("{kw} --parents is not supported yet"),
+                )
+                .help("copy each directory with its own COPY instead"));
+        }
+        let mut sources = Vec::new();
+        for s in &spec.sources {
+            // Heredoc markers are carried in `heredocs`, not copied as paths.
+            if spec.heredocs.iter().any(|h| {
+                s.trim_start_matches("<<")
+                    .trim_start_matches('-')
+                    .trim_matches(['"', '\''])
+                    == h.name
+                    && s.starts_with("<<")
+            }) {
+                continue;
+            }
+            let e = self.expand(s, &st.env, span)?;
+            if is_url(&e) {
+                let msg = if is_add {
+                    "ADD from a URL is not supported yet"
+                } else {
+                    "source can't be a URL for COPY"
+                };
+                return Err(self
+                    .err(span, s, msg)
+                    .help("download the file in a RUN step (e.g. with wget or curl), or add it to the build context"));
+            }
+            sources.push(e);
+        }
+        if spec.checksum.is_some() {
+            let msg = if is_add {
+                "--checksum requires HTTP(S) or Git sources"
+            } else {
+                "--checksum can't be specified for COPY"
+            };
+            return Err(self.err(span, "--checksum", msg).help("remove --checksum"));
+        }
+        let dest_raw = self.expand(&spec.dest, &st.env, span)?;
+        let dest = resolve_path(&st.cwd(), &dest_raw, true);
+        let chown = match &spec.chown {
+            Some(c) => Some(self.expand(c, &st.env, span)?),
+            None => None,
+        };
+        let owner = chown.as_deref().and_then(parse_owner);
+        let chmod = match &spec.chmod {
+            Some(c) => Some(self.expand(c, &st.env, span)?),
+            None => None,
+        };
+        let mode = match &chmod {
+            None => None,
+            Some(c) => Some(parse_chmod(c).ok_or_else(|| {
+                self.err(
+                    span,
+                    "--chmod",
+                    format!("invalid chmod parameter: '{c}'. it should be octal string and between 0 and 07777"),
+                )
+                .help("write the mode in octal, e.g. --chmod=755 or --chmod=0644")
+            })?),
+        };
+        let mut exclude = Vec::new();
+        for e in &spec.exclude {
+            exclude.push(self.expand(e, &st.env, span)?);
+        }
+
+        let mut inputs = vec![st.root];
+        let mut actions = Vec::new();
+        if !sources.is_empty() {
+            let src_vertex = match step.refs.first() {
+                Some(r) => self.ref_vertex(r, cx.done, &st.platform, span)?,
+                None => self.context_vertex(),
+            };
+            inputs.push(src_vertex);
+            for s in &sources {
+                actions.push(FileAction::Copy(CopyAction {
+                    source: CopySource::Input {
+                        input: 1,
+                        path: clean_abs(s),
+                    },
+                    dest: dest.clone(),
+                    owner: owner.clone(),
+                    mode,
+                    allow_wildcard: true,
+                    unpack_archive: is_add,
+                    exclude: exclude.clone(),
+                }));
+            }
+        }
+        for h in &spec.heredocs {
+            let data = if h.expand {
+                expand_raw(&h.content, &|k| env_get(&st.env, k), false)
+            } else {
+                h.content.clone()
+            };
+            let file_dest = if dest.ends_with('/') {
+                format!("{dest}{}", h.name)
+            } else {
+                dest.clone()
+            };
+            actions.push(FileAction::Copy(CopyAction {
+                source: CopySource::Inline { data, mode: 0o644 },
+                dest: file_dest,
+                owner: owner.clone(),
+                mode,
+                allow_wildcard: false,
+                unpack_archive: false,
+                exclude: vec![],
+            }));
+        }
+        if actions.is_empty() {
+            return Err(self
+                .err(
+                    span,
+                    "",
+                    format!("{kw} needs at least one source and a destination"),
+                )
+                .help(format!("write it as {kw} <src>... <dest>")));
+        }
+
+        let description = cx.describe(step, &ins.original, &st.env);
+        let v = self.graph.add(
+            Op::File(FileOp { actions }),
+            inputs,
+            self.meta(description, cx.index, span),
+        );
+        st.root = v;
+
+        let mut msg = String::from(kw);
+        if let Some(c) = &chown {
+            msg.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(c) = &chmod {
+            msg.push_str(&format!(" --chmod={c}"));
+        }
+        for s in &sources {
+            msg.push(' ');
+            msg.push_str(s);
+        }
+        for h in &spec.heredocs {
+            msg.push_str(&format!(" <<{}", h.name));
+        }
+        msg.push_str(&format!(" {dest_raw} # buildkit"));
+        st.commit(msg, Some(v));
+        Ok(())
+    }
+}
+
+/// Whether a source is a URL (ADD from HTTP/git).
+fn is_url(src: &str) -> bool {
+    let l = src.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@")
+}

@@ -1,0 +1,168 @@
+//! What `COPY --from` and `RUN --mount from=` name: an earlier stage (by name or index),
+//! `scratch` or an image; resolved for every instruction before lowering (pass 2), and
+//! turned into the vertex the instruction reads when it is lowered.
+
+use super::Lowerer;
+use super::reference::parse_image_ref;
+use super::stage::StageState;
+use crate::Diagnostic;
+use crate::ast::{Command, Instruction, Span};
+use rbuild_graph::{Op, Platform, VertexId, VertexMeta};
+
+/// What a `--from` / `from=` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum FromRef {
+    Stage(usize),
+    Scratch,
+    Image(String),
+}
+
+impl Lowerer<'_> {
+    /// `name` as used by an instruction of stage `i`; a stage must be defined before `i`.
+    pub(super) fn resolve_from(
+        &self,
+        i: usize,
+        name: &str,
+        span: Span,
+    ) -> Result<FromRef, Diagnostic> {
+        if name.contains('$') {
+            return Err(self
+                .err(span, name, "variable expansion is not supported for --from")
+                .help("define a stage with `FROM ${VAR} AS alias` using a global ARG, and use --from=alias"));
+        }
+        let later = |j: usize| {
+            let msg = if j == i {
+                format!("stage {:?} depends on itself", self.stage_label(i))
+            } else {
+                format!(
+                    "stage {:?} uses stage {:?}, which is defined after it",
+                    self.stage_label(i),
+                    self.stage_label(j)
+                )
+            };
+            self.err(span, name, msg).help(
+                "a stage can only use stages defined above it; move the stage it needs earlier",
+            )
+        };
+        if let Ok(n) = name.parse::<usize>() {
+            if n >= self.stages.len() {
+                return Err(self
+                    .err(span, name, format!("invalid stage index {n}"))
+                    .help(format!(
+                        "stages are numbered from 0; this Dockerfile has {}",
+                        self.stages.len()
+                    )));
+            }
+            return if n >= i {
+                Err(later(n))
+            } else {
+                Ok(FromRef::Stage(n))
+            };
+        }
+        if let Some(j) = self.stages.iter().position(|s| {
+            s.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) {
+            return if j >= i {
+                Err(later(j))
+            } else {
+                Ok(FromRef::Stage(j))
+            };
+        }
+        if name.eq_ignore_ascii_case("scratch") {
+            return Ok(FromRef::Scratch);
+        }
+        match parse_image_ref(name) {
+            Some(r) => Ok(FromRef::Image(r.normalized())),
+            None => Err(self
+                .err(span, name, format!("unknown stage {name:?}"))
+                .help(format!(
+                    "it is neither a stage nor a valid image reference; {}",
+                    self.stage_names()
+                ))),
+        }
+    }
+
+    /// What one instruction of stage `i` reads from besides its own stage.
+    pub(super) fn command_refs(
+        &self,
+        i: usize,
+        ins: &Instruction,
+    ) -> Result<Vec<FromRef>, Diagnostic> {
+        let mut out = Vec::new();
+        match &ins.command {
+            Command::Copy(spec) | Command::Add(spec) => {
+                if let Some(f) = &spec.from {
+                    out.push(self.resolve_from(i, f, ins.span)?);
+                }
+            }
+            Command::Run { mounts, .. } => {
+                for m in mounts {
+                    for (k, v) in &m.fields {
+                        if k.eq_ignore_ascii_case("from") {
+                            out.push(self.resolve_from(i, v, ins.span)?);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// The references of every instruction of every stage: `needed_stages` follows them, and
+    /// a bad `--from` is reported even in a stage the target does not need.
+    pub(super) fn resolve_refs(&mut self) -> Result<(), Diagnostic> {
+        for i in 0..self.stages.len() {
+            let refs = self.stages[i]
+                .commands
+                .iter()
+                .map(|c| self.command_refs(i, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.stages[i].refs = refs;
+        }
+        Ok(())
+    }
+
+    /// The vertex a `--from` reads: the stage's last step, scratch, or the image's source.
+    pub(super) fn ref_vertex(
+        &mut self,
+        r: &FromRef,
+        results: &[Option<StageState>],
+        platform: &Platform,
+        span: Span,
+    ) -> Result<VertexId, Diagnostic> {
+        Ok(match r {
+            FromRef::Stage(j) => {
+                results[*j]
+                    .as_ref()
+                    .expect("stages a stage needs are lowered before it")
+                    .root
+            }
+            FromRef::Scratch => self.scratch_vertex(),
+            FromRef::Image(reference) => {
+                let digest = self
+                    .resolve_image(reference, platform, span)?
+                    .and_then(|r| r.digest);
+                let description = match &digest {
+                    Some(d) => format!("FROM {reference}@{d}"),
+                    None => format!("FROM {reference}"),
+                };
+                self.graph.add(
+                    Op::Image {
+                        reference: reference.clone(),
+                        digest,
+                        platform: platform.clone(),
+                    },
+                    vec![],
+                    VertexMeta {
+                        description,
+                        stage: None,
+                        lines: Some((span.start_line, span.end_line)),
+                    },
+                )
+            }
+        })
+    }
+}
