@@ -577,7 +577,7 @@ impl Cx<'_> {
                 match go_duration_nanos(&v) {
                     Err(e) => {
                         return Err(self
-                            .err_at(e, &format!("--{name}"))
+                            .err_at(e.to_string(), &format!("--{name}"))
                             .help("durations look like 30s, 1m30s or 500ms"));
                     }
                     Ok(ns) if ns != 0.0 && ns < 1e6 => {
@@ -719,9 +719,20 @@ fn unterminated_quote(s: &str, esc: char) -> Option<(char, usize)> {
     open
 }
 
+/// Why Go's `time.ParseDuration` rejects a duration (its messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DurationError {
+    #[error("time: invalid duration {}", go_quote(.0))]
+    Invalid(String),
+    #[error("time: missing unit in duration {}", go_quote(.0))]
+    MissingUnit(String),
+    #[error("time: unknown unit {} in duration {}", go_quote(.unit), go_quote(.duration))]
+    UnknownUnit { unit: String, duration: String },
+}
+
 /// Go's `time.ParseDuration`, in nanoseconds (as f64: only compared).
-fn go_duration_nanos(s: &str) -> Result<f64, String> {
-    let invalid = || format!("time: invalid duration {}", go_quote(s));
+fn go_duration_nanos(s: &str) -> Result<f64, DurationError> {
+    let invalid = || DurationError::Invalid(s.to_string());
     let mut rest = s;
     let mut neg = false;
     if let Some(r) = rest.strip_prefix('-') {
@@ -757,7 +768,7 @@ fn go_duration_nanos(s: &str) -> Result<f64, String> {
             .unwrap_or(r.len());
         let (unit, r) = r.split_at(unit_len);
         let scale = match unit {
-            "" => return Err(format!("time: missing unit in duration {}", go_quote(s))),
+            "" => return Err(DurationError::MissingUnit(s.to_string())),
             "ns" => 1.0,
             "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
             "ms" => 1e6,
@@ -765,11 +776,10 @@ fn go_duration_nanos(s: &str) -> Result<f64, String> {
             "m" => 60e9,
             "h" => 3600e9,
             _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    go_quote(unit),
-                    go_quote(s)
-                ));
+                return Err(DurationError::UnknownUnit {
+                    unit: unit.to_string(),
+                    duration: s.to_string(),
+                });
             }
         };
         let num: f64 = format!(
@@ -819,11 +829,13 @@ mod tests {
         assert!(
             go_duration_nanos("10")
                 .unwrap_err()
+                .to_string()
                 .contains("missing unit")
         );
         assert!(
             go_duration_nanos("5x")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown unit")
         );
         assert!(go_duration_nanos("").is_err());

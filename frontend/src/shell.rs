@@ -503,9 +503,25 @@ fn is_special_param(c: char) -> bool {
     matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0')
 }
 
+/// Why a `${v#p}`-style pattern is unusable; expansion reports it as
+/// `invalid pattern (P) in substitution: <this>`.
+#[derive(Debug, thiserror::Error)]
+enum PatternError {
+    #[error("invalid escape '\\{0}'")]
+    InvalidEscape(char),
+    #[error("invalid escape '\\' at end of pattern")]
+    TrailingEscape,
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+}
+
 /// Converts a substitution pattern (`*`, `?`, `\`-escapes) to a regex. `\}` and `\/` are the
 /// escaped delimiters of `${...}` and stand for the plain character.
-fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
+fn shell_pattern_to_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<Regex, PatternError> {
     let mut out = String::with_capacity(pattern.len() + 8);
     if anchored {
         out.push('^');
@@ -521,17 +537,17 @@ fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result
                     chars.next();
                     out.push_str(&regex::escape(&e.to_string()));
                 }
-                Some(e) => return Err(format!("invalid escape '\\{e}'")),
-                None => return Err("invalid escape '\\' at end of pattern".to_string()),
+                Some(e) => return Err(PatternError::InvalidEscape(e)),
+                None => return Err(PatternError::TrailingEscape),
             },
             _ => out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
         }
     }
-    Regex::new(&out).map_err(|e| e.to_string())
+    Ok(Regex::new(&out)?)
 }
 
 /// `${v#p}` / `${v##p}`: removes the shortest (longest when greedy) matching prefix.
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
     let re = shell_pattern_to_regex(pattern, greedy, true)?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_string(),
@@ -541,7 +557,7 @@ fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, Strin
 
 /// `${v%p}` / `${v%%p}`: the shortest rightmost match is found as a leftmost match of the
 /// reversed pattern in the reversed value (regexes only search leftmost).
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, PatternError> {
     let reversed = trim_prefix(&reverse_pattern(pattern), &reverse(value), greedy)?;
     Ok(reverse(&reversed))
 }
@@ -872,7 +888,18 @@ mod tests {
         assert_eq!(reverse_pattern("\\\\\\ab"), "b\\a\\\\");
         assert_eq!(reverse_pattern("ab\\"), "\\ba");
         assert!(shell_pattern_to_regex("\\", true, true).is_err());
-        assert!(shell_pattern_to_regex("\\x", true, true).is_err());
+        assert_eq!(
+            shell_pattern_to_regex("\\x", true, true)
+                .unwrap_err()
+                .to_string(),
+            "invalid escape '\\x'"
+        );
+        assert_eq!(
+            shell_pattern_to_regex("a\\", true, true)
+                .unwrap_err()
+                .to_string(),
+            "invalid escape '\\' at end of pattern"
+        );
         assert!(shell_pattern_to_regex("\\\\\\", true, true).is_err());
         let re = shell_pattern_to_regex("a-b#c d&~", true, true).unwrap();
         assert!(re.is_match("a-b#c d&~"));

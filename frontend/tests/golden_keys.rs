@@ -7,7 +7,8 @@
 //! the commit.
 
 use rbuild_frontend::lower::{
-    ImageResolver, LowerOptions, LoweredTargets, ResolvedImage, TargetImage, lower, lower_targets,
+    ImageResolver, LowerOptions, LoweredTargets, ResolveError, ResolvedImage, TargetImage, lower,
+    lower_targets,
 };
 use rbuild_graph::image::{ContainerConfig, History, ImageConfig};
 use rbuild_graph::{BuildGraph, NetworkMode, Platform};
@@ -109,7 +110,11 @@ fn opts() -> LowerOptions {
 struct Images(HashMap<String, ResolvedImage>);
 
 impl ImageResolver for Images {
-    fn resolve(&self, reference: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _: &Platform,
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
         Ok(self.0.get(reference).cloned())
     }
 }

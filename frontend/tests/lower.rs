@@ -3,7 +3,7 @@
 
 use rbuild_frontend::Diagnostic;
 use rbuild_frontend::lower::{
-    ImageResolver, LowerOptions, Lowered, NoImages, ResolvedImage, lower,
+    ImageResolver, LowerOptions, Lowered, NoImages, ResolveError, ResolvedImage, lower,
 };
 use rbuild_graph::image::{ContainerConfig, ImageConfig};
 use rbuild_graph::{
@@ -78,7 +78,11 @@ fn file_actions(g: &BuildGraph, needle: &str) -> Vec<FileAction> {
 struct Images(HashMap<String, ResolvedImage>);
 
 impl ImageResolver for Images {
-    fn resolve(&self, reference: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _: &Platform,
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
         Ok(self.0.get(reference).cloned())
     }
 }
@@ -958,6 +962,40 @@ EOF
     assert_eq!(
         exec(g, "RUN cat").args,
         ["/bin/sh", "-c", "cat <<EOF > /x\nhello $HOME\nEOF"]
+    );
+}
+
+/// A resolver that cannot reach the registry.
+struct Unreachable;
+
+impl ImageResolver for Unreachable {
+    fn resolve(
+        &self,
+        reference: &str,
+        _: &Platform,
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
+        Err(ResolveError::Pull {
+            reference: reference.to_string(),
+            error: "connection refused".into(),
+        })
+    }
+}
+
+#[test]
+fn resolver_errors_point_at_the_from_that_names_the_image() {
+    let d = match build_with(
+        "FROM scratch\nRUN true\nFROM alpine:3\n",
+        &opts(),
+        &Unreachable,
+    ) {
+        Ok(_) => panic!("lowering should have failed"),
+        Err(d) => d,
+    };
+    assert_diag(
+        &d,
+        "failed to resolve image docker.io/library/alpine:3: docker.io/library/alpine:3 is not \
+         in the local store and pulling it failed: connection refused",
+        3,
     );
 }
 

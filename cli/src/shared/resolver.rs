@@ -4,7 +4,7 @@
 use crate::shared::registry;
 use rbuild_cache::Store;
 use rbuild_cache::registry::RegistryClient;
-use rbuild_frontend::lower::{ImageResolver, ResolvedImage};
+use rbuild_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
 use rbuild_graph::Platform;
 use rbuild_graph::image::ImageConfig;
 use std::cell::OnceCell;
@@ -45,11 +45,13 @@ impl<'a> StoreResolver<'a> {
         self.client.into_inner()
     }
 
-    fn client(&self, insecure: &[String]) -> Result<&RegistryClient, String> {
+    fn client(&self, insecure: &[String]) -> Result<&RegistryClient, ResolveError> {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = registry::client(insecure).map_err(|e| format!("{e:#}"))?;
+        // `{:#}`: the whole anyhow chain, as the message always said.
+        let c = registry::client(insecure)
+            .map_err(|e| ResolveError::Client(format!("{e:#}").into()))?;
         Ok(self.client.get_or_init(|| c))
     }
 }
@@ -59,8 +61,11 @@ impl ImageResolver for StoreResolver<'_> {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<Option<ResolvedImage>, String> {
-        let local = self.store.image(reference).map_err(|e| e.to_string())?;
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
+        let local = self
+            .store
+            .image(reference)
+            .map_err(|e| ResolveError::Store(e.into()))?;
         let (config, digest) = match (local, &self.pull) {
             (Some(img), _) if !self.always_pull => (img.config, img.manifest_digest),
             (local, Some((runtime, insecure))) => {
@@ -73,17 +78,21 @@ impl ImageResolver for StoreResolver<'_> {
                     // A local image is still usable when the registry cannot be reached.
                     (Err(_), Some(img)) => (img.config, img.manifest_digest),
                     (Err(e), None) => {
-                        return Err(format!(
-                            "{reference} is not in the local store and pulling it failed: {e}"
-                        ));
+                        return Err(ResolveError::Pull {
+                            reference: reference.to_string(),
+                            error: e.into(),
+                        });
                     }
                 }
             }
             (Some(img), None) => (img.config, img.manifest_digest),
             (None, None) => return Ok(None),
         };
-        let config: ImageConfig = serde_json::from_slice(&config)
-            .map_err(|e| format!("image {reference}: config is not valid JSON: {e}"))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&config).map_err(|error| ResolveError::Config {
+                reference: reference.to_string(),
+                error,
+            })?;
         Ok(Some(ResolvedImage {
             digest: Some(digest),
             config,

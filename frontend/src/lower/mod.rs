@@ -40,7 +40,7 @@ mod values;
 mod vars;
 mod workdir;
 
-pub use resolve::{ImageResolver, NoImages, ResolvedImage};
+pub use resolve::{BoxError, ImageResolver, NoImages, ResolveError, ResolvedImage};
 
 use crate::ast::Instruction;
 use crate::shell::Lexer;

@@ -9,6 +9,7 @@ use super::values::parse_ram_size;
 use super::vars::env_get;
 use crate::Diagnostic;
 use crate::ast::{MountSpec, Span};
+use crate::shell::ShellError;
 use rbuild_graph::{ExecMount, MountKind, VertexId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,47 @@ impl MountType {
     }
 }
 
+/// What is wrong with a `--mount`; lowering reports it as `invalid --mount: <this>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("'from' doesn't support variable expansion, define an alias stage instead")]
+    FromVariable,
+    /// A value's variables could not be expanded.
+    #[error("{0}")]
+    Expand(#[from] ShellError),
+    #[error("unsupported mount type {0:?} (use bind, cache, tmpfs, secret or ssh)")]
+    UnsupportedType(String),
+    #[error("unexpected key '{0}' in mount")]
+    UnknownKey(String),
+    /// A key that only some mount types take (`required`, `size`).
+    #[error("unexpected key '{key}' for mount type '{}'", .kind.name())]
+    KeyNotForType { key: &'static str, kind: MountType },
+    #[error("invalid value for {key}: {value}")]
+    InvalidBool { key: String, value: String },
+    #[error("invalid value for size: {0}")]
+    InvalidSize(String),
+    /// `mode`, `uid` or `gid` that is not a number (octal for mode).
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber { key: &'static str, value: String },
+    #[error("unsupported sharing value {0:?} (use shared, private or locked)")]
+    UnsupportedSharing(String),
+    /// `mode`, `uid` or `gid` on a mount that creates no file (bind, tmpfs).
+    #[error("{key} not allowed for {:?} type mounts", .kind.name())]
+    FileInfoNotAllowed { key: &'static str, kind: MountType },
+    #[error("invalid cache sharing set for {} mount", .0.name())]
+    SharingNotCache(MountType),
+    #[error("secret mount should not have a from")]
+    SecretWithFrom,
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
+    #[error("invalid secret mount: one of source, id, target required")]
+    SecretUnnamed,
+    #[error("tmpfs mount should not have a from")]
+    TmpfsWithFrom,
+    #[error("mount type '{}' needs a target", .0.name())]
+    NoTarget(MountType),
+}
+
 /// One `--mount`, validated, values expanded (except `from`), defaults not yet applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedMount {
@@ -49,19 +91,22 @@ pub struct ParsedMount {
     pub size: Option<u64>,
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str) -> Result<bool, MountError> {
     match value.to_ascii_lowercase().as_str() {
         "" | "1" | "t" | "true" => Ok(true),
         "0" | "f" | "false" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {value}")),
+        _ => Err(MountError::InvalidBool {
+            key: key.to_string(),
+            value: value.to_string(),
+        }),
     }
 }
 
 /// Checks and normalizes one mount. `expand` applies the stage's variables to a value.
 pub fn parse_mount(
     spec: &MountSpec,
-    expand: &mut dyn FnMut(&str) -> Result<String, String>,
-) -> Result<ParsedMount, String> {
+    expand: &mut dyn FnMut(&str) -> Result<String, ShellError>,
+) -> Result<ParsedMount, MountError> {
     let mut m = ParsedMount {
         kind: MountType::Bind,
         from: None,
@@ -81,10 +126,7 @@ pub fn parse_mount(
         let key = key.to_ascii_lowercase();
         let value = if key == "from" {
             if raw.contains('$') {
-                return Err(
-                    "'from' doesn't support variable expansion, define an alias stage instead"
-                        .into(),
-                );
+                return Err(MountError::FromVariable);
             }
             raw.clone()
         } else {
@@ -98,11 +140,7 @@ pub fn parse_mount(
                     "tmpfs" => MountType::Tmpfs,
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
-                    _ => {
-                        return Err(format!(
-                            "unsupported mount type {value:?} (use bind, cache, tmpfs, secret or ssh)"
-                        ));
-                    }
+                    _ => return Err(MountError::UnsupportedType(value)),
                 }
             }
             "from" => m.from = Some(value),
@@ -118,54 +156,51 @@ pub fn parse_mount(
             }
             "required" => {
                 if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                    return Err(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        m.kind.name()
-                    ));
+                    return Err(MountError::KeyNotForType {
+                        key: "required",
+                        kind: m.kind,
+                    });
                 }
                 m.required = parse_bool(&key, &value)?;
             }
             "size" => {
                 if m.kind != MountType::Tmpfs {
-                    return Err(format!(
-                        "unexpected key 'size' for mount type '{}'",
-                        m.kind.name()
-                    ));
+                    return Err(MountError::KeyNotForType {
+                        key: "size",
+                        kind: m.kind,
+                    });
                 }
-                m.size =
-                    Some(parse_ram_size(&value).ok_or(format!("invalid value for size: {value}"))?);
+                m.size = Some(parse_ram_size(&value).ok_or(MountError::InvalidSize(value))?);
             }
             "id" => m.id = value,
             "sharing" => {
                 let v = value.to_ascii_lowercase();
                 if !matches!(v.as_str(), "shared" | "private" | "locked") {
-                    return Err(format!(
-                        "unsupported sharing value {value:?} (use shared, private or locked)"
-                    ));
+                    return Err(MountError::UnsupportedSharing(value));
                 }
                 m.sharing = Some(v);
             }
             "mode" => {
                 m.mode = Some(
                     u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
+                        .map_err(|_| MountError::InvalidNumber { key: "mode", value })?,
                 )
             }
             "uid" => {
                 m.uid = Some(
                     value
                         .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
+                        .map_err(|_| MountError::InvalidNumber { key: "uid", value })?,
                 )
             }
             "gid" => {
                 m.gid = Some(
                     value
                         .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
+                        .map_err(|_| MountError::InvalidNumber { key: "gid", value })?,
                 )
             }
-            other => return Err(format!("unexpected key '{other}' in mount")),
+            other => return Err(MountError::UnknownKey(other.to_string())),
         }
     }
     let file_info = matches!(
@@ -173,16 +208,13 @@ pub fn parse_mount(
         MountType::Secret | MountType::Ssh | MountType::Cache
     );
     if !file_info {
-        for (name, set) in [
+        for (key, set) in [
             ("mode", m.mode.is_some()),
             ("uid", m.uid.is_some()),
             ("gid", m.gid.is_some()),
         ] {
             if set {
-                return Err(format!(
-                    "{name} not allowed for {:?} type mounts",
-                    m.kind.name()
-                ));
+                return Err(MountError::FileInfoNotAllowed { key, kind: m.kind });
             }
         }
     }
@@ -190,25 +222,22 @@ pub fn parse_mount(
         m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(format!(
-            "invalid cache sharing set for {} mount",
-            m.kind.name()
-        ));
+        return Err(MountError::SharingNotCache(m.kind));
     }
     match m.kind {
         MountType::Secret => {
             if m.from.is_some() {
-                return Err("secret mount should not have a from".into());
+                return Err(MountError::SecretWithFrom);
             }
             if !m.source.is_empty() && !m.id.is_empty() {
-                return Err("both source and id can't be set".into());
+                return Err(MountError::SecretSourceAndId);
             }
             if !m.source.is_empty() {
                 m.id = std::mem::take(&mut m.source);
             }
             if m.id.is_empty() {
                 if m.target.is_empty() {
-                    return Err("invalid secret mount: one of source, id, target required".into());
+                    return Err(MountError::SecretUnnamed);
                 }
                 m.id = base_name(&m.target).to_string();
             }
@@ -218,12 +247,12 @@ pub fn parse_mount(
         }
         MountType::Ssh if m.id.is_empty() => m.id = "default".into(),
         MountType::Tmpfs if m.from.is_some() => {
-            return Err("tmpfs mount should not have a from".into());
+            return Err(MountError::TmpfsWithFrom);
         }
         _ => {}
     }
     if m.kind != MountType::Ssh && m.target.is_empty() {
-        return Err(format!("mount type '{}' needs a target", m.kind.name()));
+        return Err(MountError::NoTarget(m.kind));
     }
     if m.kind == MountType::Cache && m.id.is_empty() {
         m.id = m.target.clone();
@@ -274,11 +303,7 @@ impl Lowerer<'_> {
     ) -> Result<(), Diagnostic> {
         let mut ssh_count = 0;
         for spec in specs {
-            let mut expand = |w: &str| -> Result<String, String> {
-                self.lexer
-                    .expand_word(w, &|k| env_get(&st.env, k))
-                    .map_err(|e| e.message)
-            };
+            let mut expand = |w: &str| self.lexer.expand_word(w, &|k| env_get(&st.env, k));
             let m = parse_mount(spec, &mut expand).map_err(|e| {
                 self.err(span, "--mount", format!("invalid --mount: {e}"))
                     .help("write mounts as --mount=type=bind|cache|tmpfs|secret|ssh,target=PATH[,from=STAGE][,source=PATH]")
@@ -361,7 +386,9 @@ mod tests {
     }
 
     fn err(fields: &[(&str, &str)]) -> String {
-        parse_mount(&spec(fields), &mut |v| Ok(v.to_string())).unwrap_err()
+        parse_mount(&spec(fields), &mut |v| Ok(v.to_string()))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -381,6 +408,86 @@ mod tests {
         assert_eq!(t.size, Some(1 << 20));
         let rw = ok(&[("target", "/src"), ("rw", "")]);
         assert!(!rw.readonly);
+    }
+
+    /// The exact texts users see after `invalid --mount: ` (BuildKit's, where it has one).
+    #[test]
+    fn error_messages() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("from", "$S"), ("target", "/x")],
+                "'from' doesn't support variable expansion, define an alias stage instead",
+            ),
+            (
+                &[("type", "nfs")],
+                "unsupported mount type \"nfs\" (use bind, cache, tmpfs, secret or ssh)",
+            ),
+            (&[("bogus", "1")], "unexpected key 'bogus' in mount"),
+            (
+                &[("required", "true")],
+                "unexpected key 'required' for mount type 'bind'",
+            ),
+            (
+                &[("type", "cache"), ("size", "1m")],
+                "unexpected key 'size' for mount type 'cache'",
+            ),
+            (&[("ro", "maybe")], "invalid value for ro: maybe"),
+            (
+                &[("type", "tmpfs"), ("size", "lots")],
+                "invalid value for size: lots",
+            ),
+            (
+                &[("type", "cache"), ("mode", "9")],
+                "invalid value 9 for mode",
+            ),
+            (
+                &[("type", "cache"), ("uid", "x")],
+                "invalid value x for uid",
+            ),
+            (
+                &[("type", "cache"), ("gid", "-")],
+                "invalid value - for gid",
+            ),
+            (
+                &[("type", "cache"), ("sharing", "all")],
+                "unsupported sharing value \"all\" (use shared, private or locked)",
+            ),
+            (
+                &[("target", "/x"), ("uid", "1")],
+                "uid not allowed for \"bind\" type mounts",
+            ),
+            (
+                &[("type", "tmpfs"), ("target", "/x"), ("sharing", "locked")],
+                "invalid cache sharing set for tmpfs mount",
+            ),
+            (
+                &[("type", "secret"), ("id", "a"), ("from", "b")],
+                "secret mount should not have a from",
+            ),
+            (
+                &[("type", "secret"), ("id", "a"), ("source", "b")],
+                "both source and id can't be set",
+            ),
+            (
+                &[("type", "secret")],
+                "invalid secret mount: one of source, id, target required",
+            ),
+            (
+                &[("type", "tmpfs"), ("target", "/t"), ("from", "b")],
+                "tmpfs mount should not have a from",
+            ),
+            (&[("type", "cache")], "mount type 'cache' needs a target"),
+        ];
+        for (fields, message) in cases {
+            assert_eq!(err(fields), *message, "{fields:?}");
+        }
+        let failing = parse_mount(&spec(&[("target", "${X:?unset}")]), &mut |_| {
+            Err(ShellError {
+                message: "X: unset".into(),
+                offset: 0,
+            })
+        });
+        assert_eq!(failing.unwrap_err().to_string(), "X: unset");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Base images: what lowering asks about an image reference (its config and manifest
-//! digest), and the per-build cache of the answers.
+//! digest), the error a resolver may give, and the per-build cache of the answers.
 
 use super::Lowerer;
 use crate::Diagnostic;
@@ -16,7 +16,7 @@ pub trait ImageResolver {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<Option<ResolvedImage>, String>;
+    ) -> Result<Option<ResolvedImage>, ResolveError>;
 }
 
 /// What a resolver knows about an image.
@@ -26,12 +26,39 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
+/// An error of the store or registry behind a resolver (the frontend knows neither's types).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a resolver could not answer. Lowering reports it at the instruction that named the
+/// image, as `failed to resolve image REF: <this>`.
+///
+/// Each message already includes the underlying error's, so no `source()` chain is kept:
+/// a printer walking the chain (`{:#}`) would otherwise repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The local image store could not be read.
+    #[error("{0}")]
+    Store(BoxError),
+    /// No registry client could be set up.
+    #[error("{0}")]
+    Client(BoxError),
+    /// The image is not local and its registry could not resolve it.
+    #[error("{reference} is not in the local store and pulling it failed: {error}")]
+    Pull { reference: String, error: BoxError },
+    /// The image's config is not valid JSON.
+    #[error("image {reference}: config is not valid JSON: {error}")]
+    Config {
+        reference: String,
+        error: serde_json::Error,
+    },
+}
+
 /// A resolver that knows no images (tests, `--dry-run` without a store).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<ResolvedImage>, ResolveError> {
         Ok(None)
     }
 }

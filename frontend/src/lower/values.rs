@@ -28,19 +28,32 @@ pub fn parse_owner(s: &str) -> Option<Owner> {
     })
 }
 
+/// What is wrong with an EXPOSE spec (Docker's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("no port specified: {0}<empty>")]
+    NoPort(String),
+    #[error("invalid proto: {0}")]
+    InvalidProto(String),
+    #[error("invalid containerPort: {0}")]
+    InvalidPort(String),
+    #[error("invalid range specified for port: {0}")]
+    InvalidRange(String),
+}
+
 /// EXPOSE specs (`80`, `80/udp`, `8000-8002/tcp`, `[ip:]host:container/proto`) as `port/proto` keys.
-pub fn parse_port_spec(raw: &str) -> Result<Vec<String>, String> {
+pub fn parse_port_spec(raw: &str) -> Result<Vec<String>, PortError> {
     let container = raw.rsplit(':').next().unwrap_or(raw);
     let (port, proto) = container.split_once('/').unwrap_or((container, ""));
     if port.is_empty() {
-        return Err(format!("no port specified: {raw}<empty>"));
+        return Err(PortError::NoPort(raw.to_string()));
     }
     let proto = match proto.to_ascii_lowercase().as_str() {
         "" => "tcp".to_string(),
         p @ ("tcp" | "udp" | "sctp") => p.to_string(),
-        p => return Err(format!("invalid proto: {p}")),
+        p => return Err(PortError::InvalidProto(p.to_string())),
     };
-    let bad = || format!("invalid containerPort: {port}");
+    let bad = || PortError::InvalidPort(port.to_string());
     let (start, end) = match port.split_once('-') {
         Some((a, b)) => (
             a.parse::<u16>().map_err(|_| bad())?,
@@ -52,7 +65,7 @@ pub fn parse_port_spec(raw: &str) -> Result<Vec<String>, String> {
         }
     };
     if end < start {
-        return Err(format!("invalid range specified for port: {port}"));
+        return Err(PortError::InvalidRange(port.to_string()));
     }
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
@@ -139,8 +152,11 @@ mod tests {
             parse_port_spec("8000-8002").unwrap(),
             ["8000/tcp", "8001/tcp", "8002/tcp"]
         );
-        assert!(parse_port_spec("80/xyz").is_err());
-        assert!(parse_port_spec("http").is_err());
+        let e = |s: &str| parse_port_spec(s).unwrap_err().to_string();
+        assert_eq!(e("80/xyz"), "invalid proto: xyz");
+        assert_eq!(e("http"), "invalid containerPort: http");
+        assert_eq!(e("1.2.3.4:/tcp"), "no port specified: 1.2.3.4:/tcp<empty>");
+        assert_eq!(e("90-80"), "invalid range specified for port: 90-80");
         assert!(valid_signal("SIGTERM"));
         assert!(valid_signal("kill"));
         assert!(valid_signal("9"));

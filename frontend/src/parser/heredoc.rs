@@ -5,9 +5,10 @@
 //! `^(\d*)<<(-?)\s*([^<]*)$`; the delimiter is that word with quotes removed,
 //! and a quoted delimiter turns off expansion of the body.
 
+use super::Parsed;
+use nom::Parser;
 use nom::bytes::complete::{tag, take_while};
 use nom::combinator::{eof, opt};
-use nom::{IResult, Parser};
 
 use super::lex::{is_re_space, is_space};
 
@@ -339,7 +340,7 @@ fn shell_words(text: &str, raw_quotes: bool, raw_escapes: bool) -> Result<Vec<St
 }
 
 /// `(\d*)<<(-?)\s*([^<]*)$` on a whole word: (chomp, delimiter text).
-fn marker_syntax(word: &str) -> IResult<&str, (bool, &str)> {
+fn marker_syntax(word: &str) -> Parsed<'_, (bool, &str)> {
     let (i, _) = take_while(|c: char| c.is_ascii_digit()).parse(word)?;
     let (i, _) = tag("<<").parse(i)?;
     let (i, dash) = opt(tag("-")).parse(i)?;

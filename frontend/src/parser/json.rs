@@ -2,11 +2,12 @@
 //! with the same acceptance rules as Go's `encoding/json` so that text
 //! which is not valid JSON falls back to shell form exactly as BuildKit does.
 
+use super::Parsed;
+use nom::Parser;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while_m_n, take_while1};
 use nom::character::complete::{char, one_of, satisfy};
 use nom::combinator::{opt, recognize};
-use nom::{IResult, Parser};
 
 /// Go's decoder refuses nesting deeper than this.
 const MAX_DEPTH: usize = 10_000;
@@ -26,7 +27,7 @@ fn json_ws(i: &str) -> &str {
     i.trim_start_matches([' ', '\t', '\n', '\r'])
 }
 
-fn hex4(i: &str) -> IResult<&str, u32> {
+fn hex4(i: &str) -> Parsed<'_, u32> {
     let (i, _) = tag("\\u").parse(i)?;
     let (i, h) = take_while_m_n(4, 4, |c: char| c.is_ascii_hexdigit()).parse(i)?;
     // Four hex digits always fit.
@@ -34,7 +35,7 @@ fn hex4(i: &str) -> IResult<&str, u32> {
 }
 
 /// A JSON string literal, decoded (lone surrogates become U+FFFD like Go).
-pub(crate) fn json_string(i: &str) -> IResult<&str, String> {
+pub(crate) fn json_string(i: &str) -> Parsed<'_, String> {
     let (mut i, _) = char('"').parse(i)?;
     let mut out = String::new();
     loop {
@@ -77,7 +78,7 @@ pub(crate) fn json_string(i: &str) -> IResult<&str, String> {
     }
 }
 
-fn json_number(i: &str) -> IResult<&str, &str> {
+fn json_number(i: &str) -> Parsed<'_, &str> {
     recognize((
         opt(char('-')),
         alt((
@@ -97,7 +98,7 @@ fn json_number(i: &str) -> IResult<&str, &str> {
     .parse(i)
 }
 
-fn json_scalar(i: &str) -> IResult<&str, ()> {
+fn json_scalar(i: &str) -> Parsed<'_, ()> {
     alt((
         json_string.map(|_| ()),
         tag("true").map(|_| ()),

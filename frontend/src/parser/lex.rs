@@ -2,14 +2,13 @@
 //! leading `--flags`, BuildKit's quote-aware word splitting (ENV/LABEL/ARG)
 //! and the parser-directive comment syntax.
 
+use super::Parsed;
+use nom::Parser;
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{anychar, char, satisfy};
 use nom::combinator::{eof, map, opt, value};
 use nom::multi::{fold_many0, fold_many1};
-use nom::{IResult, Parser};
-
-type PResult<'a, T> = IResult<&'a str, T>;
 
 /// Go's `unicode.IsSpace` (the Unicode White_Space property, as Rust's).
 pub(crate) fn is_space(c: char) -> bool {
@@ -54,7 +53,7 @@ pub(crate) fn split_command(line: &str, esc: char) -> (&str, Vec<String>, &str) 
 
 /// One piece of a flag word: quotes are removed and the escape character
 /// takes the next character literally (also inside quotes).
-fn flag_piece(esc: char) -> impl FnMut(&str) -> PResult<'_, String> {
+fn flag_piece(esc: char) -> impl FnMut(&str) -> Parsed<'_, String> {
     move |i: &str| {
         let escaped = alt((
             map(preceded_char(esc), |c| c.to_string()),
@@ -93,7 +92,7 @@ fn flag_piece(esc: char) -> impl FnMut(&str) -> PResult<'_, String> {
     }
 }
 
-fn preceded_char(esc: char) -> impl FnMut(&str) -> PResult<'_, char> {
+fn preceded_char(esc: char) -> impl FnMut(&str) -> Parsed<'_, char> {
     move |i: &str| {
         let (i, _) = char(esc).parse(i)?;
         anychar(i)
@@ -110,7 +109,7 @@ pub(crate) fn extract_flags(line: &str, esc: char) -> (Vec<String>, &str) {
         if !after_ws.starts_with("--") {
             return (flags, after_ws);
         }
-        let parsed: PResult<'_, String> = fold_many1(flag_piece(esc), String::new, |mut s, p| {
+        let parsed: Parsed<'_, String> = fold_many1(flag_piece(esc), String::new, |mut s, p| {
             s.push_str(&p);
             s
         })
@@ -128,7 +127,7 @@ pub(crate) fn extract_flags(line: &str, esc: char) -> (Vec<String>, &str) {
 }
 
 /// One piece of an ENV/LABEL/ARG word: quotes and escapes are kept as written.
-fn kv_piece(esc: char) -> impl FnMut(&str) -> PResult<'_, String> {
+fn kv_piece(esc: char) -> impl FnMut(&str) -> Parsed<'_, String> {
     move |i: &str| {
         let escaped = alt((
             map(preceded_char(esc), move |c| format!("{esc}{c}")),
@@ -190,7 +189,7 @@ pub(crate) fn kv_words(rest: &str, esc: char) -> Vec<String> {
         if input.is_empty() {
             return words;
         }
-        let parsed: PResult<'_, String> = fold_many1(kv_piece(esc), String::new, |mut s, p| {
+        let parsed: Parsed<'_, String> = fold_many1(kv_piece(esc), String::new, |mut s, p| {
             s.push_str(&p);
             s
         })
@@ -231,7 +230,7 @@ pub(crate) fn directive_line(line: &str) -> Option<DirectiveLine<'_>> {
         take_while(is_re_space),
         tag("="),
     );
-    let res: PResult<'_, _> = p.parse(body);
+    let res: Parsed<'_, _> = p.parse(body);
     let (after, (name, _, _)) = res.ok()?;
     if after.is_empty() {
         return None;

@@ -14,6 +14,10 @@ use crate::Diagnostic;
 use crate::ast::{Directives, Dockerfile, Heredoc, Node, Span};
 
 pub(crate) use heredoc::parse_marker;
+
+/// What the nom tokenisers return: the rest of the input and the `T` read from it (the
+/// error is nom's own; a failed tokeniser means "not this form", never a user error).
+type Parsed<'a, T> = nom::IResult<&'a str, T>;
 use json::JsonArgs;
 
 /// Every instruction keyword, upper-case, for messages and suggestions.
