@@ -1,4 +1,4 @@
-//! `cargo fuzz run parse -s none` (from /work/main/fuzz): any bytes through
+//! `cargo fuzz run parse -s none` (in fuzz/): any bytes through
 //! parse + dump + typed instructions must never panic, and a file that
 //! parses must dump one line per instruction.
 #![no_main]
