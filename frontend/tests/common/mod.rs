@@ -35,11 +35,13 @@ pub fn conformance_dir_or_skip(test: &str) -> Option<PathBuf> {
         dir.display()
     );
     // Through the stderr handle: libtest's capture would hide eprintln! from a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: conformance fixtures not found at {} (no shared/ beside this clone); \
-         set RBUILD_CONFORMANCE_DIR to run it",
+    // One write of the whole line, so that parallel tests' output cannot tear it, starting on
+    // a line of its own (libtest may be mid-line, e.g. its `-q` dots).
+    let line = format!(
+        "\nSKIPPED {test}: conformance fixtures not found at {} (no shared/ beside this clone); \
+         set RBUILD_CONFORMANCE_DIR to run it\n",
         dir.display()
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     None
 }
