@@ -6,6 +6,7 @@ use crate::ast::{
     Command, CommandLine, CopySpec, Dockerfile, Healthcheck, Heredoc, Instruction, KeyValue,
     MountSpec, Node,
 };
+use crate::duration::go_duration_nanos;
 use crate::parser::{INSTRUCTIONS, escape_of, go_quote, parse_marker, suggest};
 
 /// Typed instruction of one node (validates flags and arity; flags the
@@ -719,85 +720,6 @@ fn unterminated_quote(s: &str, esc: char) -> Option<(char, usize)> {
     open
 }
 
-/// Why Go's `time.ParseDuration` rejects a duration (its messages).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum DurationError {
-    #[error("time: invalid duration {}", go_quote(.0))]
-    Invalid(String),
-    #[error("time: missing unit in duration {}", go_quote(.0))]
-    MissingUnit(String),
-    #[error("time: unknown unit {} in duration {}", go_quote(.unit), go_quote(.duration))]
-    UnknownUnit { unit: String, duration: String },
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds (as f64: only compared).
-fn go_duration_nanos(s: &str) -> Result<f64, DurationError> {
-    let invalid = || DurationError::Invalid(s.to_string());
-    let mut rest = s;
-    let mut neg = false;
-    if let Some(r) = rest.strip_prefix('-') {
-        neg = true;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
-    }
-    if rest == "0" {
-        return Ok(0.0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let int_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (int, r) = rest.split_at(int_len);
-        let (frac, r) = match r.strip_prefix('.') {
-            Some(r) => {
-                let n = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-                r.split_at(n)
-            }
-            None => ("", r),
-        };
-        if int.is_empty() && frac.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = r
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(r.len());
-        let (unit, r) = r.split_at(unit_len);
-        let scale = match unit {
-            "" => return Err(DurationError::MissingUnit(s.to_string())),
-            "ns" => 1.0,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => {
-                return Err(DurationError::UnknownUnit {
-                    unit: unit.to_string(),
-                    duration: s.to_string(),
-                });
-            }
-        };
-        let num: f64 = format!(
-            "{}.{}",
-            if int.is_empty() { "0" } else { int },
-            if frac.is_empty() { "0" } else { frac }
-        )
-        .parse()
-        .map_err(|_| invalid())?;
-        total += num * scale;
-        rest = r;
-    }
-    if total > 9.223_372_036_854_776e18 {
-        return Err(invalid());
-    }
-    Ok(if neg { -total } else { total })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -819,27 +741,6 @@ mod tests {
         assert_eq!(unterminated_quote("'a\\'", '\\'), None);
         assert_eq!(unterminated_quote("a\\\"b", '\\'), None);
         assert_eq!(unterminated_quote("\"it's\"", '\\'), None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(go_duration_nanos("1m30s"), Ok(90e9));
-        assert_eq!(go_duration_nanos("0"), Ok(0.0));
-        assert_eq!(go_duration_nanos("1.5h"), Ok(5400e9));
-        assert!(
-            go_duration_nanos("10")
-                .unwrap_err()
-                .to_string()
-                .contains("missing unit")
-        );
-        assert!(
-            go_duration_nanos("5x")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown unit")
-        );
-        assert!(go_duration_nanos("").is_err());
-        assert!(go_duration_nanos(".s").is_err());
     }
 
     #[test]

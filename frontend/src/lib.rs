@@ -3,6 +3,7 @@
 pub mod ast;
 pub mod diagnostic;
 pub mod dump;
+mod duration;
 pub mod instructions;
 pub mod lower;
 pub mod parser;

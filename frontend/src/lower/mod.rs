@@ -22,7 +22,6 @@ mod args;
 mod copy;
 mod diagnostics;
 mod dispatch;
-mod duration;
 mod metadata;
 mod mounts;
 mod onbuild;
