@@ -1,5 +1,6 @@
-//! The executor's errors: [`ExecError`] for a run or a mount, and [`SpecError`] for a
-//! [`RunSpec`](crate::RunSpec) that cannot be run as given (found before anything starts).
+//! The executor's errors: [`ExecError`] for a run or a mount, [`SpecError`] for a
+//! [`RunSpec`](crate::RunSpec) that cannot be run as given (found before anything
+//! starts), and [`SeccompError`] for a seccomp profile that cannot be compiled.
 
 use crate::users::UserError;
 use std::io;
@@ -21,6 +22,8 @@ pub enum ExecError {
     },
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// The container was built but the command could not be started.
     #[error("exec {program:?}: {reason}")]
     Exec { program: String, reason: String },
@@ -52,4 +55,17 @@ pub enum SpecError {
     TooManyMounts,
     #[error("mount target must be an absolute path below /: {0:?}")]
     MountTarget(String),
+    #[error("cgroup parent must stay inside the cgroup hierarchy: {0:?}")]
+    CgroupParent(String),
+}
+
+/// Why no seccomp filter could be made for a run.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp profile: {0}")]
+    Profile(String),
+    #[error("seccomp: no filter for this architecture ({0}); rbuild filters x86_64 and aarch64")]
+    Architecture(&'static str),
+    #[error("seccomp: compiling the profile: {0}")]
+    Compile(#[from] seccompiler::BackendError),
 }

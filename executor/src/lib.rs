@@ -1,11 +1,14 @@
 //! Runs RUN steps in Linux namespaces over an overlay rootfs.
 //!
-//! - [`spec`]: what a caller asks for ([`RunSpec`], [`Mount`], [`Network`]) and how to
-//!   stop it ([`CancelToken`]); [`error`]: [`ExecError`], [`SpecError`].
+//! - [`spec`]: what a caller asks for ([`RunSpec`], [`Mount`], [`Network`],
+//!   [`Security`], [`Rlimit`], [`CgroupOptions`]), what it gets back ([`RunExit`]) and
+//!   how to stop it ([`CancelToken`]); [`error`]: [`ExecError`], [`SpecError`],
+//!   [`SeccompError`].
 //! - `sandbox/`: the container itself, one module per kernel concern (namespaces,
-//!   rootfs, mounts, devices, kernel paths, capabilities, the process), the plan the
-//!   parent builds, the child that applies it, the status protocol between them; the
-//!   order of a [`run`] is described there.
+//!   cgroup, rootfs, mounts, devices, kernel paths, rlimits, capabilities, seccomp, the
+//!   process), the plan the parent builds, the child that applies it, the status
+//!   protocol between them; the order of a [`run`] is described there. The seccomp
+//!   profile is data: `executor/seccomp/default.toml`.
 //! - `overlay`: overlay mount options, and host-side overlay mounts ([`OverlayMount`]);
 //!   `rootpath`: paths inside a root or a stack of layers, never leaving it
 //!   ([`resolve_in_root`]); [`users`]: USER against the image's /etc/passwd and /etc/group.
@@ -22,8 +25,11 @@ mod sandbox;
 pub mod spec;
 pub mod users;
 
-pub use error::{ExecError, SpecError};
+pub use error::{ExecError, SeccompError, SpecError};
 pub use overlay::{OverlayMount, overlay_supported};
 pub use rootpath::resolve_in_root;
 pub use sandbox::{run, run_in_dir};
-pub use spec::{CancelToken, Mount, MountSource, Network, RunSpec, Stream};
+pub use spec::{
+    CancelToken, CgroupOptions, DEFAULT_RLIMITS, Mount, MountSource, Network, Resource, Rlimit,
+    RunExit, RunSpec, Security, Stream,
+};

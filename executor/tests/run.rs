@@ -1,93 +1,13 @@
 //! End-to-end RUN tests (need root, overlayfs and namespaces) over a rootfs
 //! made of /bin/busybox.
 
-use rbuild_executor::{
-    CancelToken, ExecError, Mount, MountSource, Network, RunSpec, Stream, run, users::UserError,
-};
+mod common;
+
+use common::{Fixture, TestParent, exec, host_processes, sh};
+use rbuild_executor::{CancelToken, ExecError, Mount, MountSource, Network, run, users::UserError};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const APPLETS: &[&str] = &[
-    "sh", "echo", "ls", "cat", "id", "sleep", "ps", "true", "false", "env", "pwd", "rm", "touch",
-    "mkdir", "grep", "wc", "test", "kill", "stat", "hostname", "head", "ping", "nc", "mount",
-];
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("base");
-        std::fs::create_dir_all(base.join("bin")).unwrap();
-        std::fs::create_dir_all(base.join("etc")).unwrap();
-        std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", base.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(
-            base.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            base.join("etc/group"),
-            "root:x:0:\napp:x:1000:\nextra:x:2000:app\n",
-        )
-        .unwrap();
-        std::fs::write(base.join("etc/lowerfile"), "from lower\n").unwrap();
-        for d in ["upper", "work"] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        Fixture { dir }
-    }
-    fn base(&self) -> PathBuf {
-        self.dir.path().join("base")
-    }
-    fn upper(&self) -> PathBuf {
-        self.dir.path().join("upper")
-    }
-    fn spec(&self, script: &str) -> RunSpec {
-        RunSpec {
-            lowerdirs: vec![self.base()],
-            upperdir: self.upper(),
-            workdir: self.dir.path().join("work"),
-            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec![],
-            cwd: "/".into(),
-            user: String::new(),
-            network: Network::None,
-            hostname: "testhost".into(),
-            mounts: vec![],
-            stdin: false,
-        }
-    }
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn exec(spec: &RunSpec) -> Result<Out, ExecError> {
-    let (mut o, mut e) = (Vec::new(), Vec::new());
-    let code = run(spec, &CancelToken::new(), &mut |s, b| match s {
-        Stream::Stdout => o.extend_from_slice(b),
-        Stream::Stderr => e.extend_from_slice(b),
-    })?;
-    Ok(Out {
-        code,
-        stdout: String::from_utf8_lossy(&o).into_owned(),
-        stderr: String::from_utf8_lossy(&e).into_owned(),
-    })
-}
-
-fn sh(f: &Fixture, script: &str) -> Out {
-    exec(&f.spec(script)).unwrap()
-}
 
 fn upper_entries(f: &Fixture) -> Vec<String> {
     let mut v: Vec<String> = walk(&f.upper())
@@ -108,20 +28,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Host processes whose command line contains `needle`.
-fn host_processes(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains(needle) {
-                found.push(c);
-            }
-        }
-    }
-    found
 }
 
 fn mounts_mentioning(needle: &str) -> Vec<String> {
@@ -681,7 +587,8 @@ fn run_in_a_plain_directory() {
     let code = rbuild_executor::run_in_dir(&root, &spec, &CancelToken::new(), &mut |_, b| {
         out.extend_from_slice(b)
     })
-    .unwrap();
+    .unwrap()
+    .code;
     // mkdir in / is denied to uid 1000.
     assert_eq!((code, out.as_slice()), (0, b"denied\n1000\n".as_slice()));
     assert_eq!(
@@ -820,21 +727,23 @@ fn signals_start_at_defaults() {
     );
 }
 
-/// Not a test on its own: the body of `killing_the_builder_kills_the_container`,
-/// run in a child process of the test binary as the user it names.
+/// The body of `killing_the_builder_kills_the_container`, run by it in a child process
+/// of the test binary as the user and under the cgroup parent it names.
 #[test]
+#[ignore = "a helper: run by killing_the_builder_kills_the_container"]
 fn helper_long_run() {
-    let Some(user) = std::env::var_os("RBUILD_EXECUTOR_HELPER") else {
-        return;
-    };
+    let user = std::env::var("RBUILD_EXECUTOR_HELPER")
+        .expect("run by killing_the_builder_kills_the_container");
     let f = Fixture::new();
-    let user = user.to_string_lossy().into_owned();
     let mut spec = f.spec(&format!(
         "sleep 98799{} & sleep 98799{}",
         user.len(),
         user.len()
     ));
     spec.user = user;
+    if let Ok(parent) = std::env::var("RBUILD_EXECUTOR_HELPER_CGROUP") {
+        spec.cgroup.parent = parent;
+    }
     let _ = exec(&spec);
 }
 
@@ -843,11 +752,13 @@ fn killing_the_builder_kills_the_container() {
     // A uid change clears the parent-death signal: check root and a user.
     for user in ["root", "app"] {
         let marker = format!("sleep 98799{}", user.len());
+        let parent = TestParent::new(&format!("killed-{user}"));
         // The killed helper cannot clean up: its temp dirs go in ours.
         let tmp = tempfile::tempdir().unwrap();
         let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["helper_long_run", "--exact", "--nocapture"])
+            .args(["helper_long_run", "--exact", "--ignored", "--nocapture"])
             .env("RBUILD_EXECUTOR_HELPER", user)
+            .env("RBUILD_EXECUTOR_HELPER_CGROUP", &parent.name)
             .env("TMPDIR", tmp.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -871,6 +782,14 @@ fn killing_the_builder_kills_the_container() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The dead builder's cgroup stays behind until the next run under that parent
+        // sweeps it away.
+        assert!(!parent.leaves().is_empty(), "{user}");
+        let f = Fixture::new();
+        let mut spec = f.spec("true");
+        spec.cgroup.parent = parent.name.clone();
+        assert_eq!(exec(&spec).unwrap().code, 0);
+        assert_eq!(parent.leaves(), Vec::<PathBuf>::new(), "{user}");
     }
 }
 
@@ -893,7 +812,8 @@ fn run_in_dir_works_on_an_overlayfs_root() {
         rbuild_executor::run_in_dir(outer.path(), &spec, &CancelToken::new(), &mut |_, b| {
             out.extend_from_slice(b)
         })
-        .unwrap();
+        .unwrap()
+        .code;
     assert_eq!(
         (code, String::from_utf8_lossy(&out).as_ref()),
         (0, "1000\ndenied\n")
@@ -902,7 +822,8 @@ fn run_in_dir_works_on_an_overlayfs_root() {
     spec.args[2] = "echo hi > /new".into();
     let code =
         rbuild_executor::run_in_dir(outer.path(), &spec, &CancelToken::new(), &mut |_, _| {})
-            .unwrap();
+            .unwrap()
+            .code;
     assert_eq!(code, 0);
     assert_eq!(std::fs::read(outer.path().join("new")).unwrap(), b"hi\n");
     for stub in ["proc", "dev", "sys", "etc/hosts"] {

@@ -24,6 +24,56 @@ struct CapData {
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two [`CapData`].
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
+/// Every capability's name, at its number.
+const NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The number of the capability called `name` (`CAP_SYS_ADMIN`).
+pub(super) fn by_name(name: &str) -> Option<u32> {
+    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
+}
+
 /// Parent side: this process's permitted capabilities (all bits when unknown).
 pub(super) fn permitted() -> u64 {
     let hdr = CapHeader {
@@ -96,6 +146,15 @@ pub(super) unsafe fn apply(mask: u64, st: StatusPipe) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capability_names_are_at_their_numbers() {
+        assert_eq!(by_name("CAP_CHOWN"), Some(0));
+        assert_eq!(by_name("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(by_name("CAP_SYSLOG"), Some(34));
+        assert_eq!(by_name("CAP_CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(by_name("CAP_NOPE"), None);
+    }
 
     #[test]
     fn permitted_caps_match_proc_status() {

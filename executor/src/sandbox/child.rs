@@ -8,8 +8,8 @@ use super::plan::Plan;
 use super::process::{self, ChildFds};
 use super::protocol::Step;
 use super::syscall::errno;
-use super::{capabilities, devices, kernel_paths, mountpoints, mounts, namespaces};
-use super::{rootfs, sources};
+use super::{capabilities, cgroup, devices, kernel_paths, mountpoints, mounts, namespaces};
+use super::{rlimits, rootfs, seccomp, sources};
 
 /// Sets the container up as `p` says and execs its process.
 ///
@@ -21,7 +21,16 @@ pub(super) unsafe fn main(p: &Plan, fds: &ChildFds) -> ! {
     unsafe {
         process::reset_signals();
         process::watch_parent(fds);
+        // Into the run's cgroup before anything else runs (or forks), then a cgroup
+        // namespace rooted there.
+        let joined = cgroup::join(&p.cgroup_procs);
         let st = process::setup_stdio(&p.process, fds);
+        if let Err((i, e)) = joined {
+            st.fail(Step::Cgroup, i, e);
+        }
+        if p.cgroup_namespace {
+            namespaces::unshare_cgroup(st);
+        }
 
         mounts::make_private(st);
         if p.private_network {
@@ -47,14 +56,15 @@ pub(super) unsafe fn main(p: &Plan, fds: &ChildFds) -> ! {
                 devices::populate(&p.devices, &p.sources, &opened, st);
             }
         }
-        kernel_paths::protect(p.readonly_paths, p.masked_paths, st);
+        kernel_paths::protect(&p.readonly_paths, &p.masked_paths, st);
 
         rootfs::pivot(&p.rootfs, st);
         process::enter_workdir(&p.process, st);
+        rlimits::apply(&p.rlimits, st);
         capabilities::apply(p.capabilities, st);
         process::set_user(&p.process, st);
-        // A seccomp filter (issue 9) would be installed here: last, so setup is not
-        // filtered, with no_new_privs, just before the exec.
+        // Last, so no setup step is filtered; from here on only the exec.
+        seccomp::install(p.no_new_privs, p.seccomp.as_ref(), st);
         process::exec(&p.process, st)
     }
 }

@@ -1,17 +1,17 @@
 //! Kernel paths under /proc and /sys the container may not change or see: the policy's
 //! read-only paths are bound onto themselves read-only, its masked paths hidden behind
-//! /dev/null (files) or an empty read-only tmpfs (directories). Paths the kernel does
-//! not have are skipped.
+//! /dev/null (files: reading `/proc/kcore` gives nothing) or an empty read-only tmpfs
+//! (directories). Paths the kernel does not have are skipped.
 
 use super::protocol::{StatusPipe, Step};
 use super::syscall::{self, errno};
-use std::ffi::CStr;
+use std::ffi::CString;
 
 /// Child side, chrooted, after /proc and /sys are mounted.
 ///
 /// # Safety
 /// Child only.
-pub(super) unsafe fn protect(readonly: &[&CStr], masked: &[&CStr], st: StatusPipe) {
+pub(super) unsafe fn protect(readonly: &[CString], masked: &[CString], st: StatusPipe) {
     use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT};
     // SAFETY: see the function's contract.
     unsafe {

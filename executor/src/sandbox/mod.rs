@@ -4,29 +4,39 @@
 //! How [`run`] works, in order:
 //! 1. The parent resolves USER against the layer stack without mounting it (overlay
 //!    lookup emulated: whiteouts, opaque dirs, symlinks inside the root), writes
-//!    hosts/resolv.conf/hostname into a private run dir (`rundir`) and builds the
-//!    [`Plan`](plan::Plan): every string, path and fd number the child will need, with
-//!    the sandbox [`Policy`](policy::Policy) applied.
-//! 2. A raw `clone` (fork-like) creates the child in new mount, pid, ipc, uts, cgroup
-//!    (and net for [`Network::None`](crate::Network::None)) namespaces (`namespaces`).
-//!    Until `execve` the child runs only raw syscalls (`child`, `syscall`), so forking
-//!    from a multi-threaded tokio process is safe; it reports on a status pipe
-//!    (`protocol`).
-//! 3. The child makes `/` private, mounts the overlay *inside its own mount namespace*
-//!    (layers passed as `/proc/self/fd/N`, so 200+ layers fit in the one-page option
-//!    limit; `rootfs`, `sources`), chroots into it to create missing mountpoints
+//!    hosts/resolv.conf/hostname into a private run dir (`rundir`), makes the run's
+//!    cgroup with its pids limit (`cgroup`; v2, or v1 pids and memory hierarchies, or
+//!    none with a warning) and builds the [`Plan`](plan::Plan): every string, path, fd
+//!    number, rlimit and seccomp program (`seccomp`, compiled from the profile in
+//!    `executor/seccomp/`) the child will need, with the sandbox
+//!    [`Policy`](policy::Policy) applied.
+//! 2. A raw `clone` (fork-like) creates the child in new mount, pid, ipc, uts (and net
+//!    for [`Network::None`](crate::Network::None)) namespaces (`namespaces`). Until
+//!    `execve` the child runs only raw syscalls (`child`, `syscall`), so forking from a
+//!    multi-threaded tokio process is safe; it reports on a status pipe (`protocol`).
+//! 3. The child writes itself into its cgroup and makes a cgroup namespace rooted there,
+//!    makes `/` private, mounts the overlay *inside its own mount namespace* (layers
+//!    passed as `/proc/self/fd/N`, so 200+ layers fit in the one-page option limit;
+//!    `rootfs`, `sources`), chroots into it to create missing mountpoints
 //!    (`mountpoints`) and mount /proc, /dev (`devices`), /sys (ro), the /etc files and
 //!    the caller's mounts with image symlinks contained (`mounts`), masks kernel paths
 //!    as Docker does (`kernel_paths`), then pivot_roots and drops the host's mounts.
-//! 4. Capabilities are cut to Docker's default set (`capabilities`), groups/gid/uid
-//!    set, and the command becomes pid 1 (`process`). When it exits the kernel kills
+//! 4. It sets its rlimits (`rlimits`), cuts its capabilities to Docker's default set
+//!    (`capabilities`), sets groups/gid/uid, then `no_new_privs` and the seccomp filter,
+//!    last, and the command becomes pid 1 (`process`). When it exits the kernel kills
 //!    everything else in its pid namespace and the mount namespace (overlay included)
 //!    goes with it; nothing needs unmounting on the host.
 //! 5. The parent streams stdout/stderr, SIGKILLs pid 1 on cancel, reaps it (`parent`),
-//!    and removes from the upper dir the empty mountpoints the child had to create (and
-//!    parents copied up only for them), so the upper dir is the diff.
+//!    reads the cgroup's peak memory and pids events and removes it, and removes from
+//!    the upper dir the empty mountpoints the child had to create (and parents copied
+//!    up only for them), so the upper dir is the diff.
+//!
+//! `RUN --security=insecure` ([`Security::Insecure`](crate::Security::Insecure)) skips
+//! the seccomp filter, `no_new_privs` and the masked paths and keeps every capability;
+//! namespaces, rlimits and the cgroup stay.
 
 mod capabilities;
+mod cgroup;
 mod child;
 mod devices;
 mod kernel_paths;
@@ -38,14 +48,17 @@ mod plan;
 mod policy;
 mod process;
 mod protocol;
+mod rlimits;
 mod rootfs;
 mod rundir;
+mod seccomp;
 mod sources;
 mod syscall;
 
 use crate::error::{ExecError, SpecError};
 use crate::overlay::clear_volatile_marker;
-use crate::spec::{CancelToken, RunSpec, Stream};
+use crate::spec::{CancelToken, RunExit, RunSpec, Stream};
+use cgroup::RunCgroup;
 use plan::{Inputs, Plan};
 use policy::Policy;
 use protocol::Report;
@@ -53,13 +66,13 @@ use rootfs::Root;
 use rundir::RunDir;
 use std::path::Path;
 
-/// Runs the command and returns its exit code (128+signal when killed by a
-/// signal). Blocking; output is delivered as it comes.
+/// Runs the command and returns how it exited (128+signal when killed by a signal)
+/// and what its cgroup measured. Blocking; output is delivered as it comes.
 pub fn run(
     spec: &RunSpec,
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
-) -> Result<i32, ExecError> {
+) -> Result<RunExit, ExecError> {
     let r = run_impl(spec, None, cancel, output);
     // The container (and with it its mount namespace) is gone.
     clear_volatile_marker(&spec.workdir);
@@ -75,7 +88,7 @@ pub fn run_in_dir(
     spec: &RunSpec,
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
-) -> Result<i32, ExecError> {
+) -> Result<RunExit, ExecError> {
     run_impl(spec, Some(rootfs), cancel, output)
 }
 
@@ -84,7 +97,7 @@ fn run_impl(
     dir: Option<&Path>,
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
-) -> Result<i32, ExecError> {
+) -> Result<RunExit, ExecError> {
     if spec.args.first().is_none_or(String::is_empty) {
         return Err(SpecError::NoCommand.into());
     }
@@ -95,19 +108,27 @@ fn run_impl(
     let user = root.resolve_user(&spec.user)?;
     let hostname = hostname(spec)?;
     let run_dir = RunDir::create(hostname)?;
+    // Removed when it drops, on every path out of here (after the child is reaped).
+    let (cgroup, warning) = RunCgroup::create(&spec.cgroup)?;
     let inputs = Inputs {
         spec,
         root: &root,
         user: &user,
         hostname,
         run_dir: &run_dir,
+        cgroup_procs: cgroup
+            .as_ref()
+            .map(RunCgroup::procs_fds)
+            .unwrap_or_default(),
     };
-    // Where a per-run policy (seccomp, rlimits, cgroup, rootless) would be chosen.
-    let policy = Policy::docker_default(spec.network);
+    let policy = Policy::for_run(spec.network, spec.security);
     let plan = Plan::build(&inputs, &policy)?;
 
-    let running = parent::spawn(&plan, policy.namespaces)?;
+    // The cgroup namespace is the child's to make, once it is in its cgroup.
+    let running = parent::spawn(&plan, policy.namespaces & !libc::CLONE_NEWCGROUP)?;
     let exited = parent::supervise(running, cancel, output)?;
+    let usage = cgroup.as_ref().map(RunCgroup::usage).unwrap_or_default();
+    drop(cgroup);
     let report = Report::read(&exited.status_bytes, plan.mountpoints.len());
     mountpoints::cleanup(
         root.upper(),
@@ -115,7 +136,13 @@ fn run_impl(
         &plan.mountpoints,
         &report.created,
     );
-    parent::outcome(spec, &plan, &exited, &report)
+    let code = parent::outcome(spec, &plan, &exited, &report)?;
+    Ok(RunExit {
+        code,
+        peak_memory: usage.peak_memory,
+        pids_limit_reached: usage.pids_limit_reached,
+        warning,
+    })
 }
 
 /// The container's hostname: the spec's, or `rbuild`.

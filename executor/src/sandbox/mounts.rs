@@ -1,7 +1,8 @@
 //! The container's mounts, made by the child while chrooted in the rootfs (so image
 //! symlinks cannot point them at the host): /proc, /dev, /sys read-only with a
-//! read-only cgroup2 tree, the run's /etc files, then the caller's binds and tmpfs
-//! mounts, parents before children as docker sorts them.
+//! read-only cgroup2 tree (both writable for an insecure step), the run's /etc files,
+//! then the caller's binds and tmpfs mounts, parents before children as docker sorts
+//! them.
 
 use super::mountpoints::Mountpoints;
 use super::protocol::{StatusPipe, Step};
@@ -19,9 +20,11 @@ pub(super) enum MountKind {
     Proc,
     /// A tmpfs, filled with devices next (see `devices`).
     Dev,
-    /// sysfs, or the host's /sys (source `host`) bound read-only where sysfs cannot be.
+    /// sysfs, or the host's /sys (source `host`) bound where sysfs cannot be;
+    /// read-only unless `writable`.
     Sys {
         host: usize,
+        writable: bool,
     },
     /// One of the run's /etc files (source `src`); skipped when the image has no place
     /// for it.
@@ -52,16 +55,23 @@ pub(super) struct MountStep {
     pub mountpoints: Vec<usize>,
 }
 
-/// Plans the mounts every run gets: /proc, /dev and /sys.
+/// Plans the mounts every run gets: /proc, /dev and /sys (`writable_sys`: read-write).
 pub(super) fn plan_system(
     sources: &mut SourcePlan,
     mountpoints: &mut Mountpoints,
+    writable_sys: bool,
 ) -> Result<Vec<MountStep>, SpecError> {
     let host = sources.add(Path::new("/sys"), true, true)?;
     [
         ("/proc", MountKind::Proc),
         ("/dev", MountKind::Dev),
-        ("/sys", MountKind::Sys { host }),
+        (
+            "/sys",
+            MountKind::Sys {
+                host,
+                writable: writable_sys,
+            },
+        ),
     ]
     .into_iter()
     .map(|(target, kind)| {
@@ -190,8 +200,9 @@ pub(super) unsafe fn mount(
                     st.fail(Step::MountDev, 0, errno());
                 }
             }
-            MountKind::Sys { host } => {
-                let flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+            MountKind::Sys { host, writable } => {
+                let ro = if *writable { 0 } else { MS_RDONLY };
+                let flags = ro | MS_NOSUID | MS_NODEV | MS_NOEXEC;
                 if syscall::mount(c"sysfs", t, Some(c"sysfs"), flags, None) {
                     // Our own cgroup as the root of a read-only cgroup2 tree,
                     // as docker's private cgroupns does; absent on v1-only hosts.
@@ -199,6 +210,7 @@ pub(super) unsafe fn mount(
                     syscall::mount(c"cgroup2", cgroup, Some(c"cgroup2"), flags, None);
                 } else if opened[*host]
                     && syscall::mount(&sources[*host].proc_path, t, None, MS_BIND | MS_REC, None)
+                    && !*writable
                 {
                     // sysfs needs a network namespace we own; with the host's
                     // in a restricted container, bind the host /sys read-only.

@@ -1,6 +1,8 @@
 //! Namespaces: the parent creates the child in the policy's new namespaces with a raw,
-//! fork-like `clone`; inside them the child names its UTS namespace and, when it has a
-//! network namespace of its own, brings its loopback interface up.
+//! fork-like `clone`, all but the cgroup namespace, which the child makes once it has
+//! joined its cgroup (so that cgroup is the root it sees); inside them the child names
+//! its UTS namespace and, when it has a network namespace of its own, brings its
+//! loopback interface up.
 
 use super::protocol::{StatusPipe, Step};
 use super::syscall::errno;
@@ -29,6 +31,17 @@ pub(super) unsafe fn clone(flags: libc::c_int) -> io::Result<Option<libc::pid_t>
         0 => Ok(None),
         p if p < 0 => Err(io::Error::last_os_error()),
         p => Ok(Some(p as libc::pid_t)),
+    }
+}
+
+/// Child side, once in its cgroup: a cgroup namespace rooted there.
+///
+/// # Safety
+/// Child only.
+pub(super) unsafe fn unshare_cgroup(st: StatusPipe) {
+    // SAFETY: unshare of the caller's own cgroup namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        st.fail(Step::CgroupNamespace, 0, errno());
     }
 }
 

@@ -8,7 +8,7 @@ use super::plan::Plan;
 use super::process::ChildFds;
 use super::protocol::{Report, Step};
 use crate::error::ExecError;
-use crate::spec::{CancelToken, RunSpec, Stream};
+use crate::spec::{CancelToken, Resource, Rlimit, RunSpec, Stream};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -289,6 +289,8 @@ fn describe(step: Step, index: usize, spec: &RunSpec, plan: &Plan) -> String {
     };
     match step {
         Step::Stdio => "setting up stdio".into(),
+        Step::Cgroup => "joining the run's cgroup".into(),
+        Step::CgroupNamespace => "creating the cgroup namespace".into(),
         Step::MakePrivate => "making mounts private".into(),
         Step::Loopback => "bringing up the loopback interface".into(),
         Step::Hostname => "setting the hostname".into(),
@@ -323,9 +325,33 @@ fn describe(step: Step, index: usize, spec: &RunSpec, plan: &Plan) -> String {
         Step::Protect => "masking kernel paths".into(),
         Step::Pivot => "pivoting into the rootfs".into(),
         Step::Chdir => format!("changing to working directory {}", spec.cwd),
+        Step::Rlimits => match plan.rlimits.get(index) {
+            Some(l) => format!(
+                "setting the {} limit to {}:{}",
+                rlimit_name(l.resource),
+                rlimit_value(l.soft),
+                rlimit_value(l.hard)
+            ),
+            None => "setting resource limits".into(),
+        },
         Step::Capabilities => "setting capabilities".into(),
         Step::SetUser => format!("switching to user {:?}", spec.user),
+        Step::NoNewPrivs => "setting no_new_privs".into(),
+        Step::Seccomp => "installing the seccomp filter".into(),
         Step::Exec => "starting the process".into(),
+    }
+}
+
+/// Docker's name of a resource limit (`nofile`).
+fn rlimit_name(raw: u32) -> &'static str {
+    Resource::from_raw(raw).map_or("resource", Resource::name)
+}
+
+fn rlimit_value(v: u64) -> String {
+    if v == Rlimit::UNLIMITED {
+        "unlimited".into()
+    } else {
+        v.to_string()
     }
 }
 

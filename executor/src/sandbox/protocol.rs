@@ -11,6 +11,8 @@ use super::syscall::exit_now;
 #[repr(u32)]
 pub(super) enum Step {
     Stdio = 1,
+    Cgroup,
+    CgroupNamespace,
     MakePrivate,
     Loopback,
     Hostname,
@@ -29,13 +31,18 @@ pub(super) enum Step {
     Protect,
     Pivot,
     Chdir,
+    Rlimits,
     Capabilities,
     SetUser,
+    NoNewPrivs,
+    Seccomp,
     Exec,
 }
 
-const STEPS: [Step; 22] = [
+const STEPS: [Step; 27] = [
     Step::Stdio,
+    Step::Cgroup,
+    Step::CgroupNamespace,
     Step::MakePrivate,
     Step::Loopback,
     Step::Hostname,
@@ -54,8 +61,11 @@ const STEPS: [Step; 22] = [
     Step::Protect,
     Step::Pivot,
     Step::Chdir,
+    Step::Rlimits,
     Step::Capabilities,
     Step::SetUser,
+    Step::NoNewPrivs,
+    Step::Seccomp,
     Step::Exec,
 ];
 

@@ -3,7 +3,9 @@
 use super::{commit_step, copy_rootfs, snapshots, step_dirs, view_chain};
 use crate::progress::{Event, LastLines};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions, describe};
-use rbuild_executor::{CancelToken, ExecError, Mount, MountSource, Network, RunSpec};
+use rbuild_executor::{
+    CancelToken, CgroupOptions, ExecError, Mount, MountSource, Network, RunSpec, Security,
+};
 use rbuild_graph::paths::clean_rel;
 use rbuild_graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
 use std::os::unix::fs::PermissionsExt;
@@ -212,7 +214,7 @@ pub(crate) fn run(
     drop(views);
     drop(locks);
     let code = match result {
-        Ok(code) => code,
+        Ok(exit) => exit.code,
         Err(ExecError::Cancelled) => return Err(SolveError::Cancelled),
         Err(e) => return Err(SolveError::step(graph, v, e.to_string())),
     };
@@ -258,6 +260,9 @@ fn run_spec(
         hostname: HOSTNAME.into(),
         mounts,
         stdin: false,
+        security: Security::default(),
+        rlimits: Vec::new(),
+        cgroup: CgroupOptions::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! its exit status. The process gets rbuild's own stdin (when asked), stdout and stderr.
 
 use crate::solve::{Inner, Outcome, SolveError};
-use rbuild_executor::{CancelToken, ExecError, Network, RunSpec, Stream};
+use rbuild_executor::{CancelToken, CgroupOptions, ExecError, Network, RunSpec, Security, Stream};
 use rbuild_graph::image::ImageConfig;
 use rbuild_graph::{BuildGraph, NetworkMode, RunOp, VertexId};
 use std::io::Write;
@@ -108,6 +108,9 @@ pub(crate) fn run(
         hostname: "rbuild".into(),
         mounts: vec![],
         stdin: op.stdin,
+        security: Security::default(),
+        rlimits: Vec::new(),
+        cgroup: CgroupOptions::default(),
     };
     // Our own token: a reader that went away ends this container without cancelling the
     // solve; the solve's token is forwarded to it.
@@ -144,7 +147,7 @@ pub(crate) fn run(
     let _ = forward.join();
     drop(scratch);
     let code = match result {
-        Ok(code) => code,
+        Ok(exit) => exit.code,
         Err(ExecError::Cancelled) if broken_pipe => 128 + nix::sys::signal::Signal::SIGPIPE as i32,
         Err(ExecError::Cancelled) => 130,
         Err(e @ ExecError::Exec { .. }) => {
