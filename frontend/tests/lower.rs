@@ -7,7 +7,8 @@ use rbuild_frontend::lower::{
 };
 use rbuild_graph::image::{ContainerConfig, ImageConfig};
 use rbuild_graph::{
-    BuildGraph, CopySource, ExecOp, FileAction, MountKind, NetworkMode, Op, Platform, VertexId,
+    BuildGraph, CopySource, ExecOp, FileAction, MountKind, NetworkMode, Op, Platform, SecurityMode,
+    VertexId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -877,6 +878,21 @@ fn malformed_variable_points_at_the_column() {
     assert!(d.message.starts_with("failed to expand"), "{d}");
     assert!(d.column >= 5, "{d}");
     assert!(d.help.is_some());
+}
+
+#[test]
+fn run_security_insecure_is_in_the_op_and_sandbox_is_the_default() {
+    let src = "FROM scratch\nRUN --security=insecure a\nRUN --security=sandbox b\nRUN c\n";
+    let g = build(src).graph;
+    assert_eq!(
+        exec(&g, "RUN --security=insecure a").security,
+        SecurityMode::Insecure
+    );
+    for needle in ["RUN --security=sandbox b", "RUN c"] {
+        assert_eq!(exec(&g, needle).security, SecurityMode::Sandbox, "{needle}");
+    }
+    let d = fail("FROM alpine\nRUN --security=privileged true\n", &opts());
+    assert_diag(&d, "unsupported security mode \"privileged\"", 2);
 }
 
 #[test]

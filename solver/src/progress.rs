@@ -20,8 +20,15 @@ pub enum Event {
         stream: Stream,
         data: Vec<u8>,
     },
-    /// The vertex finished executing.
-    Done { vertex: VertexId, at: Instant },
+    /// The vertex finished executing; a RUN step says how much memory it used at most.
+    Done {
+        vertex: VertexId,
+        at: Instant,
+        peak_memory: Option<u64>,
+    },
+    /// Something the user should know while this vertex ran, said once per solver
+    /// (e.g. that RUN steps get no cgroup on this machine).
+    Warning { vertex: VertexId, message: String },
     /// The vertex failed (or was cancelled because another one failed).
     Failed { vertex: VertexId, error: String },
 }
@@ -34,6 +41,7 @@ impl Event {
             | Event::Cached { vertex }
             | Event::Log { vertex, .. }
             | Event::Done { vertex, .. }
+            | Event::Warning { vertex, .. }
             | Event::Failed { vertex, .. } => *vertex,
         }
     }

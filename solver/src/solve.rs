@@ -10,7 +10,9 @@ use rbuild_cache::{CacheRecord, Layer, Store};
 use rbuild_executor::CancelToken;
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::image::ImageConfig;
-use rbuild_graph::{BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, VertexId};
+use rbuild_graph::{
+    BuildGraph, CacheKey, CopySource, FileAction, MountKind, Op, SecurityMode, VertexId,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +34,9 @@ pub struct SolveOptions {
     /// How image sources that are not local are pulled and pushes are sent; None: only
     /// local images, no push.
     pub registry: Option<rbuild_cache::registry::RegistryClient>,
+    /// `--allow security.insecure`: RUN steps may ask for `--security=insecure`.
+    /// Without it a graph with such a step is refused before anything runs.
+    pub allow_insecure: bool,
 }
 
 /// The result of one vertex.
@@ -57,7 +62,10 @@ pub struct Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
-    #[error("{description}: process did not complete successfully: exit code: {exit_code}")]
+    #[error(
+        "{description}: process did not complete successfully: exit code: {exit_code}{}",
+        .note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+    )]
     RunFailed {
         vertex: VertexId,
         description: String,
@@ -65,6 +73,8 @@ pub enum SolveError {
         exit_code: i32,
         /// The last lines the step printed (stdout and stderr interleaved).
         last_output: Vec<String>,
+        /// What else is known about why: the step hit its pids limit.
+        note: Option<String>,
     },
     #[error(
         "{description}: {path:?}: not found (not in the build context, excluded by .dockerignore, or missing in the source stage)"
@@ -138,6 +148,8 @@ pub(crate) struct Inner {
     /// Blobs seen in the store by this solver: every cached step checks its whole layer
     /// chain, so without this a rebuild of N steps would stat O(N²) blobs.
     pub(crate) blobs_present: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Warnings already sent (a missing cgroup is the same for every RUN): each once.
+    pub(crate) warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Domain separation of runtime keys; bump when their derivation changes.
@@ -189,6 +201,7 @@ impl Solver {
                 hasher,
                 copying,
                 blobs_present: Default::default(),
+                warned: Default::default(),
             }),
         }
     }
@@ -217,6 +230,9 @@ impl Solver {
         events: UnboundedSender<Event>,
     ) -> Result<HashMap<VertexId, Outcome>, SolveError> {
         let order = graph.reachable(roots);
+        if !opts.allow_insecure {
+            refuse_insecure(&graph, &order)?;
+        }
         let (dag, index) = build_dag(&graph, &order);
         let mut pending: HashMap<NodeIndex, usize> = dag
             .node_indices()
@@ -550,6 +566,8 @@ impl Solver {
         self.ensure_layers(&needed, opts)
             .await
             .map_err(|e| SolveError::step(graph, v, e.to_string()))?;
+        // What a RUN step's cgroup measured: part of its progress, not of its result.
+        let mut peak_memory = None;
         let mut outcome = match op {
             Op::Scratch | Op::Local { .. } => Outcome::default(),
             Op::Image {
@@ -604,11 +622,13 @@ impl Solver {
                 let o = opts.clone();
                 let c = cancel.clone();
                 let ev = events.clone();
-                tokio::task::spawn_blocking(move || {
+                let (outcome, peak) = tokio::task::spawn_blocking(move || {
                     ops::exec::run(&this.inner, &g, v, &outcomes, &o, &c, &ev)
                 })
                 .await
-                .map_err(|e| SolveError::Internal(e.to_string()))??
+                .map_err(|e| SolveError::Internal(e.to_string()))??;
+                peak_memory = peak;
+                outcome
             }
             Op::File(_) => {
                 let this = self.clone();
@@ -642,8 +662,25 @@ impl Solver {
         let _ = events.send(Event::Done {
             vertex: v,
             at: Instant::now(),
+            peak_memory,
         });
         Ok((key, outcome))
+    }
+}
+
+/// Refuses a graph with a `RUN --security=insecure` among `order` when the build did not
+/// allow it, naming the first such step, as buildx refuses the entitlement.
+fn refuse_insecure(graph: &BuildGraph, order: &[VertexId]) -> Result<(), SolveError> {
+    let insecure = order.iter().find(
+        |v| matches!(&graph.vertex(**v).op, Op::Exec(e) if e.security == SecurityMode::Insecure),
+    );
+    match insecure {
+        Some(v) => Err(SolveError::step(
+            graph,
+            *v,
+            "RUN --security=insecure is not allowed: the build needs --allow security.insecure",
+        )),
+        None => Ok(()),
     }
 }
 

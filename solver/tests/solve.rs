@@ -109,7 +109,7 @@ fn independent_runs_overlap() {
             .iter()
             .find_map(|e| match e {
                 Event::Started { vertex, at } if start && *vertex == v => Some(*at),
-                Event::Done { vertex, at } if !start && *vertex == v => Some(*at),
+                Event::Done { vertex, at, .. } if !start && *vertex == v => Some(*at),
                 _ => None,
             })
             .unwrap()
@@ -317,6 +317,7 @@ fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
                     readonly: true,
                 },
             }],
+            security: Default::default(),
         }),
         vec![b, c],
         meta("RUN --mount=type=bind"),
@@ -372,6 +373,7 @@ fn exec_with_mounts(cmd: &str, mounts: Vec<rbuild_graph::ExecMount>) -> rbuild_g
         user: String::new(),
         network: NetworkMode::Host,
         mounts,
+        security: Default::default(),
     })
 }
 
@@ -506,4 +508,61 @@ fn a_shared_input_runs_once() {
         std::fs::read_to_string(env.top(&out[&right]).join("r")).unwrap(),
         "s\n"
     );
+}
+
+#[test]
+fn an_insecure_run_needs_the_builds_permission_and_then_runs_unfiltered() {
+    use rbuild_graph::{ExecOp, NetworkMode, Op, SecurityMode};
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let sandboxed = run(&mut g, b, "true");
+    let insecure = g.add(
+        Op::Exec(ExecOp {
+            args: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep Seccomp: /proc/self/status > /seccomp".into(),
+            ],
+            env: [("PATH".to_string(), "/bin".to_string())].into(),
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Host,
+            mounts: vec![],
+            security: SecurityMode::Insecure,
+        }),
+        vec![sandboxed],
+        meta("RUN --security=insecure grep"),
+    );
+    // Refused before anything runs, naming the step.
+    let (res, events) = solve(&env.solver(), &g, &[insecure], &env.opts());
+    match res {
+        Err(SolveError::Step {
+            vertex, message, ..
+        }) => {
+            assert_eq!(vertex, insecure);
+            assert!(message.contains("--allow security.insecure"), "{message}");
+        }
+        other => panic!("expected the insecure step refused, got {other:?}"),
+    }
+    assert!(started(&events).is_empty(), "{events:?}");
+
+    let mut opts = env.opts();
+    opts.allow_insecure = true;
+    let (res, events) = solve(&env.solver(), &g, &[insecure], &opts);
+    let out = res.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.top(&out[&insecure]).join("seccomp")).unwrap(),
+        "Seccomp:\t0\n"
+    );
+    // A RUN reports its peak memory where the machine has a memory cgroup.
+    let peak = events.iter().find_map(|e| match e {
+        Event::Done {
+            vertex,
+            peak_memory,
+            ..
+        } if *vertex == sandboxed => Some(*peak_memory),
+        _ => None,
+    });
+    assert!(matches!(peak, Some(Some(n)) if n > 0), "{peak:?}");
 }

@@ -73,6 +73,8 @@ pub struct Build {
     pub build_args: BTreeMap<String, String>,
     /// The network of RUN steps (and of `--run`).
     pub network: NetworkMode,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run.
+    pub allow_insecure: bool,
     pub no_cache: bool,
     /// `--pull`: resolve base images in their registry even when they are local.
     pub always_pull: bool,
@@ -275,6 +277,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     };
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let build_args = vars::parse_build_args(&args.build_args)?;
+    let allow_insecure = entitlements(&args.allow)?;
     let progress = if args.quiet {
         progress::Mode::Quiet
     } else {
@@ -287,6 +290,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         target_tags,
         build_args,
         network: network(args.network.unwrap_or_default()),
+        allow_insecure,
         no_cache: args.no_cache,
         always_pull: args.pull,
         push: args.push,
@@ -317,6 +321,22 @@ fn run(args: RunArgs) -> Result<Run> {
         tty: args.tty,
         pull: args.pull,
     })
+}
+
+/// `--allow` values: whether `security.insecure` is among them. Unknown ones are
+/// refused rather than ignored, as buildx does.
+fn entitlements(allow: &[String]) -> Result<bool> {
+    let mut insecure = false;
+    for a in allow {
+        match a.trim() {
+            "security.insecure" => insecure = true,
+            "network.host" => {}
+            other => bail!(
+                "--allow {other:?}: unknown entitlement (rbuild knows security.insecure and network.host)"
+            ),
+        }
+    }
+    Ok(insecure)
 }
 
 fn network(flag: NetworkFlag) -> NetworkMode {
@@ -386,6 +406,17 @@ mod tests {
         let b = build_of(&["build"]);
         assert_eq!(b.context, PathBuf::from("."));
         assert_eq!(b.dockerfile, Dockerfile::File("./Dockerfile".into()));
+    }
+
+    #[test]
+    fn allow_security_insecure_and_nothing_unknown() {
+        assert!(!build_of(&["build", "."]).allow_insecure);
+        assert!(build_of(&["build", "--allow", "security.insecure", "."]).allow_insecure);
+        let b = build_of(&["build", "--allow=network.host,security.insecure", "."]);
+        assert!(b.allow_insecure);
+        assert!(!build_of(&["build", "--allow", "network.host", "."]).allow_insecure);
+        let e = hi(&["build", "--allow", "device", "."]).err().unwrap();
+        assert!(e.to_string().contains("unknown entitlement"), "{e}");
     }
 
     #[test]

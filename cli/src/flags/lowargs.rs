@@ -223,6 +223,11 @@ pub struct BuildArgs {
     /// Default network for RUN steps.
     #[arg(long, value_enum)]
     pub network: Option<NetworkFlag>,
+    /// Allow an extra privilege (buildx's entitlements): `security.insecure` lets
+    /// `RUN --security=insecure` run; `network.host` is accepted (RUN may always use
+    /// the host network).
+    #[arg(long = "allow", value_delimiter = ',')]
+    pub allow: Vec<String>,
     /// Print the lowered build graph instead of building.
     #[arg(long)]
     pub dry_run: bool,

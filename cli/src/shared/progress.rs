@@ -54,6 +54,29 @@ fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// What follows DONE: the time, and a RUN step's peak memory.
+fn done(took: Duration, peak_memory: Option<u64>) -> String {
+    match peak_memory {
+        Some(b) => format!("{} (peak memory {})", seconds(took), memory(b)),
+        None => seconds(took),
+    }
+}
+
+/// `bytes` in binary units, one decimal (`52.5 MiB`).
+fn memory(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 impl Printer {
     pub fn new(mode: Mode, graph: Arc<BuildGraph>) -> Self {
         let multi = (mode == Mode::Tty).then(MultiProgress::new);
@@ -147,7 +170,11 @@ impl Printer {
                     self.plain(&format!("#{n} {since:.3} {l}"));
                 }
             }
-            Event::Done { vertex, at } => {
+            Event::Done {
+                vertex,
+                at,
+                peak_memory,
+            } => {
                 let n = self.number(vertex);
                 self.flush_partial(vertex, n);
                 let took = self
@@ -155,7 +182,11 @@ impl Printer {
                     .get(&vertex)
                     .map(|s| at.saturating_duration_since(*s))
                     .unwrap_or_default();
-                self.plain(&format!("#{n} DONE {}", seconds(took)));
+                self.plain(&format!("#{n} DONE {}", done(took, peak_memory)));
+            }
+            Event::Warning { vertex, message } => {
+                let n = self.number(vertex);
+                self.plain(&format!("#{n} WARNING: {message}"));
             }
             Event::Failed { vertex, error } => {
                 let n = self.number(vertex);
@@ -202,7 +233,11 @@ impl Printer {
                     bar.set_message(format!("{} | {}", self.name(vertex), last.trim()));
                 }
             }
-            Event::Done { vertex, at } => {
+            Event::Done {
+                vertex,
+                at,
+                peak_memory,
+            } => {
                 let n = self.number(vertex);
                 let took = self
                     .started
@@ -212,7 +247,15 @@ impl Printer {
                 if let Some(bar) = self.bars.remove(&vertex) {
                     bar.finish_and_clear();
                 }
-                let _ = multi.println(format!("#{n} {} DONE {}", self.name(vertex), seconds(took)));
+                let line = format!(
+                    "#{n} {} DONE {}",
+                    self.name(vertex),
+                    done(took, peak_memory)
+                );
+                let _ = multi.println(line);
+            }
+            Event::Warning { message, .. } => {
+                let _ = multi.println(format!("WARNING: {message}"));
             }
             Event::Failed { vertex, error } => {
                 let n = self.number(vertex);
@@ -222,5 +265,20 @@ impl Printer {
                 let _ = multi.println(format!("#{n} {} ERROR: {error}", self.name(vertex)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_says_the_peak_memory_of_a_run() {
+        let t = Duration::from_millis(1250);
+        assert_eq!(done(t, None), "1.2s");
+        assert_eq!(done(t, Some(52_953_088)), "1.2s (peak memory 50.5 MiB)");
+        assert_eq!(memory(512), "512 B");
+        assert_eq!(memory(262_144), "256.0 KiB");
+        assert_eq!(memory(3 << 30), "3.0 GiB");
     }
 }

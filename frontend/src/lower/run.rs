@@ -12,7 +12,7 @@ use crate::Diagnostic;
 use crate::ast::{CommandLine, Heredoc, Instruction, MountSpec, Span};
 use rbuild_graph::{
     CopyAction, CopySource, ExecMount, ExecOp, FileAction, FileOp, MountKind, NetworkMode, Op,
-    VertexMeta,
+    SecurityMode, VertexMeta,
 };
 use regex::Regex;
 use std::sync::OnceLock;
@@ -37,7 +37,7 @@ impl Lowerer<'_> {
         let ins = step.ins;
         let span = ins.span;
         let network = self.run_network(run.network, span)?;
-        self.check_security(run.security, span)?;
+        let security = self.run_security(run.security, span)?;
         let mut exec = ExecInputs::new(st.root);
         let mut name = ins.original.clone();
         let args = self.run_args(cx, st, ins, run, &mut exec, &mut name)?;
@@ -54,6 +54,7 @@ impl Lowerer<'_> {
                 user: st.config.config.user.clone(),
                 network,
                 mounts: exec.mounts,
+                security,
             }),
             exec.inputs,
             self.meta(description, cx.index, span),
@@ -80,24 +81,20 @@ impl Lowerer<'_> {
         }
     }
 
-    /// `--security`: only the sandbox (Docker's default capabilities) is supported.
-    fn check_security(&self, security: Option<&str>, span: Span) -> Result<(), Diagnostic> {
+    /// `--security`: the sandbox (the default), or `insecure`. Whether the build may use
+    /// the latter (`--allow security.insecure`) is the solver's to check, before anything
+    /// runs.
+    fn run_security(&self, security: Option<&str>, span: Span) -> Result<SecurityMode, Diagnostic> {
         match security {
-            None | Some("sandbox") => Ok(()),
-            Some("insecure") => Err(self
-                .err(
-                    span,
-                    "--security",
-                    "RUN --security=insecure is not supported yet",
-                )
-                .help("remove --security=insecure; RUN gets Docker's default capabilities")),
+            None | Some("sandbox") => Ok(SecurityMode::Sandbox),
+            Some("insecure") => Ok(SecurityMode::Insecure),
             Some(other) => Err(self
                 .err(
                     span,
                     "--security",
                     format!("unsupported security mode {other:?}"),
                 )
-                .help("use --security=sandbox")),
+                .help("use --security=sandbox or --security=insecure")),
         }
     }
 

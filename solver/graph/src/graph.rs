@@ -107,7 +107,7 @@ impl BuildGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::op::{ExecOp, NetworkMode};
+    use crate::op::{ExecOp, NetworkMode, SecurityMode};
     use std::collections::BTreeMap;
 
     fn exec(cmd: &str) -> Op {
@@ -118,6 +118,7 @@ mod tests {
             user: String::new(),
             network: NetworkMode::Host,
             mounts: vec![],
+            security: SecurityMode::Sandbox,
         })
     }
 
@@ -147,6 +148,24 @@ mod tests {
         let a_on_b = g.add(exec("a"), vec![b], VertexMeta::default());
         assert_ne!(g.key(a), g.key(b));
         assert_ne!(g.key(a), g.key(a_on_b));
+    }
+
+    #[test]
+    fn only_an_insecure_run_encodes_its_security_mode() {
+        // A sandboxed RUN keeps the key it had before the field existed.
+        let Op::Exec(mut op) = exec("a") else {
+            unreachable!()
+        };
+        let before = r#"{"op":"exec","args":["/bin/sh","-c","a"],"env":{},"cwd":"/","user":"","network":"host"}"#;
+        assert_eq!(
+            serde_json::to_string(&Op::Exec(op.clone())).unwrap(),
+            before
+        );
+        let sandbox = crate::cache_key(&Op::Exec(op.clone()), &[]);
+        op.security = SecurityMode::Insecure;
+        let json = serde_json::to_string(&Op::Exec(op.clone())).unwrap();
+        assert!(json.ends_with(r#""security":"insecure"}"#), "{json}");
+        assert_ne!(crate::cache_key(&Op::Exec(op), &[]), sandbox);
     }
 
     #[test]

@@ -13,6 +13,22 @@ pub enum NetworkMode {
     None,
 }
 
+/// `RUN --security`: Docker's sandbox, or buildx's insecure entitlement (every
+/// capability, no seccomp filter, no masked paths), which the build must allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    #[default]
+    Sandbox,
+    Insecure,
+}
+
+impl SecurityMode {
+    pub fn is_sandbox(&self) -> bool {
+        *self == SecurityMode::Sandbox
+    }
+}
+
 /// `uid[:gid]` or `name[:group]`, resolved inside the target rootfs when used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
@@ -76,6 +92,10 @@ pub struct ExecOp {
     pub network: NetworkMode,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<ExecMount>,
+    /// Left out of the encoding when it is the sandbox, so the cache keys of every RUN
+    /// written before this field existed stay the same.
+    #[serde(default, skip_serializing_if = "SecurityMode::is_sandbox")]
+    pub security: SecurityMode,
 }
 
 /// Where a file action reads from.

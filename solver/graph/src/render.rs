@@ -244,6 +244,7 @@ mod tests {
                 user: String::new(),
                 network: NetworkMode::Host,
                 mounts: vec![],
+                security: Default::default(),
             }),
             vec![base],
             VertexMeta {

@@ -7,7 +7,7 @@ use rbuild_executor::{
     CancelToken, CgroupOptions, ExecError, Mount, MountSource, Network, RunSpec, Security,
 };
 use rbuild_graph::paths::clean_rel;
-use rbuild_graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, VertexId};
+use rbuild_graph::{BuildGraph, ExecOp, MountKind, NetworkMode, Op, SecurityMode, VertexId};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::UnboundedSender;
@@ -18,7 +18,8 @@ const TAIL_LINES: usize = 10;
 /// The container's hostname, as BuildKit's sandbox has a fixed one.
 const HOSTNAME: &str = "rbuild";
 
-/// Runs one Exec vertex (blocking) and returns its outcome.
+/// Runs one Exec vertex (blocking) and returns its outcome and the peak memory of its
+/// processes (where its cgroup measured it).
 pub(crate) fn run(
     inner: &Inner,
     graph: &BuildGraph,
@@ -27,7 +28,7 @@ pub(crate) fn run(
     opts: &SolveOptions,
     cancel: &CancelToken,
     events: &UnboundedSender<Event>,
-) -> Result<Outcome, SolveError> {
+) -> Result<(Outcome, Option<u64>), SolveError> {
     let vertex = graph.vertex(v);
     let Op::Exec(op) = &vertex.op else {
         return Err(SolveError::Internal(
@@ -213,24 +214,41 @@ pub(crate) fn run(
     };
     drop(views);
     drop(locks);
-    let code = match result {
-        Ok(exit) => exit.code,
+    let exit = match result {
+        Ok(exit) => exit,
         Err(ExecError::Cancelled) => return Err(SolveError::Cancelled),
         Err(e) => return Err(SolveError::step(graph, v, e.to_string())),
     };
+    if let Some(message) = exit.warning.clone() {
+        warn_once(inner, v, message, events);
+    }
     if cancel.is_cancelled() {
         return Err(SolveError::Cancelled);
     }
-    if code != 0 {
+    if exit.code != 0 {
         return Err(SolveError::RunFailed {
             vertex: v,
             description: describe(graph, v),
             lines: vertex.meta.lines,
-            exit_code: code,
+            exit_code: exit.code,
             last_output: tail.finish(),
+            note: exit.limit_note(),
         });
     }
-    commit_step(inner, base.layers, (&copy_base, &copy_root), &upper)
+    let outcome = commit_step(inner, base.layers, (&copy_base, &copy_root), &upper)?;
+    Ok((outcome, exit.peak_memory))
+}
+
+/// Sends `message` unless this solver already has.
+fn warn_once(inner: &Inner, v: VertexId, message: String, events: &UnboundedSender<Event>) {
+    let first = inner
+        .warned
+        .lock()
+        .map(|mut w| w.insert(message.clone()))
+        .unwrap_or(false);
+    if first {
+        let _ = events.send(Event::Warning { vertex: v, message });
+    }
 }
 
 /// The executor's spec for an Exec op.
@@ -241,6 +259,11 @@ fn run_spec(
     workdir: PathBuf,
     mounts: Vec<Mount>,
 ) -> RunSpec {
+    // Allowed or not was settled before the solve started (`--allow security.insecure`).
+    let security = match op.security {
+        SecurityMode::Sandbox => Security::Sandbox,
+        SecurityMode::Insecure => Security::Insecure,
+    };
     RunSpec {
         lowerdirs,
         upperdir,
@@ -260,7 +283,7 @@ fn run_spec(
         hostname: HOSTNAME.into(),
         mounts,
         stdin: false,
-        security: Security::default(),
+        security,
         rlimits: Vec::new(),
         cgroup: CgroupOptions::default(),
     }

@@ -134,6 +134,7 @@ pub fn run(g: &mut BuildGraph, input: VertexId, cmd: &str) -> VertexId {
             user: String::new(),
             network: NetworkMode::Host,
             mounts: vec![],
+            security: Default::default(),
         }),
         vec![input],
         meta(&format!("RUN {cmd}")),

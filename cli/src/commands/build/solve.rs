@@ -27,6 +27,7 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
         no_cache: build.no_cache,
         context_dir: Some(inputs.context.clone()),
         cancel: rbuild_executor::CancelToken::new(),
+        allow_insecure: build.allow_insecure,
         ..Default::default()
     }
 }
@@ -136,6 +137,7 @@ mod tests {
             lines: Some((2, 2)),
             exit_code: 1,
             last_output: vec!["oops".into()],
+            note: None,
         };
         let text = explain_failure(&err, "ctx/Dockerfile", "FROM scratch\nRUN false\n");
         assert!(text.contains("  oops\n"), "{text}");
