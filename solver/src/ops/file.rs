@@ -2,10 +2,10 @@
 //! becomes the new layer. Every destination path is resolved inside the rootfs, never on
 //! the host.
 
-use super::paths::expand_wildcard;
 use super::{commit_step, copy_rootfs, mkdir, snapshots, step_dirs, view_chain};
 use crate::context::{self, Filter};
 use crate::solve::{Inner, Outcome, SolveError, SolveOptions, context_error, local_patterns};
+use crate::wildcard::expand_wildcard;
 use rbuild_executor::CancelToken;
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::paths::{

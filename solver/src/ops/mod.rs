@@ -1,9 +1,8 @@
 //! Op implementations, one module each (sources, exec, file; the export/push/run
-//! actions), and the COPY path rules they share.
+//! actions).
 
 pub mod exec;
 pub mod file;
-pub mod paths;
 pub mod push;
 pub mod run;
 pub mod source;

@@ -1,10 +1,18 @@
 //! Content hashing of what a COPY selects from the build context, with a persistent stat
 //! cache so a rebuild re-reads only files whose (size, mtime, ctime, inode) changed.
+//!
+//! - [`select`]: which entries a COPY source selects (matches, trees, ignore rules);
+//! - `stat_cache`: the stat cache's file format;
+//! - this module: [`ContextHasher`] (digests of selections, the stat cache per context
+//!   directory) and [`LocalContext`] (a local source as steps read it).
 
-use crate::ops::paths::expand_wildcard;
+mod select;
+mod stat_cache;
+
+pub use select::{Entry, Filter, match_sources, resolve_source, walk_source};
+
 use rayon::prelude::*;
-use rbuild_graph::dockerignore::Patterns;
-use rbuild_graph::paths::{base_name, clean_rel, has_wildcard, join_rel};
+use stat_cache::{StatCacheFile, StatEntry, ns};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -18,7 +26,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// One line per file (see [`StatCacheFile::encode`]); JSON cost a no-op rebuild of a
 /// 20,000-file context ~100M instructions to parse, this ~10M.
 const STAT_CACHE_DIR: &str = "context-stat-cache";
-const STAT_CACHE_HEADER: &str = "rbuild context stat cache v1";
 
 /// Files changed this recently (ns) are hashed but not remembered: a second write within
 /// the same timestamp tick would otherwise go unnoticed ("racy clean" as git calls it).
@@ -32,91 +39,10 @@ pub enum ContextError {
     Io { path: String, source: io::Error },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
     move |source| ContextError::Io {
         path: path.display().to_string(),
         source,
-    }
-}
-
-/// What the stat cache remembers for one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct StatEntry {
-    size: u64,
-    mtime: i64,
-    ctime: i64,
-    ino: u64,
-    /// blake3 of the content (hex in the file).
-    digest: [u8; 32],
-}
-
-impl StatEntry {
-    fn matches(&self, m: &std::fs::Metadata) -> bool {
-        self.size == m.size()
-            && self.mtime == ns(m.mtime(), m.mtime_nsec())
-            && self.ctime == ns(m.ctime(), m.ctime_nsec())
-            && self.ino == m.ino()
-    }
-}
-
-fn ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-#[derive(Debug, Default)]
-struct StatCacheFile {
-    /// foldhash: SipHash's DoS resistance buys nothing for paths of our own context.
-    entries: HashMap<String, StatEntry, foldhash::fast::RandomState>,
-    /// Entries used by this process (not saved): when the file grows past
-    /// [`STAT_CACHE_MAX`], only these are kept.
-    used: std::collections::HashSet<String>,
-}
-
-impl StatCacheFile {
-    /// `size\tmtime\tctime\tino\tdigest\tpath` lines after a header line; the path
-    /// goes last so it may hold tabs. Paths with a newline are not kept (they are
-    /// simply hashed again next time).
-    fn encode(&self, out: &mut impl Write) -> io::Result<()> {
-        writeln!(out, "{STAT_CACHE_HEADER}")?;
-        for (path, e) in &self.entries {
-            if path.contains('\n') {
-                continue;
-            }
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{path}",
-                e.size,
-                e.mtime,
-                e.ctime,
-                e.ino,
-                blake3::Hash::from_bytes(e.digest).to_hex()
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The cache in `text`; None when it is not one (then the files are hashed again).
-    fn decode(text: &str) -> Option<StatCacheFile> {
-        let mut lines = text.lines();
-        if lines.next()? != STAT_CACHE_HEADER {
-            return None;
-        }
-        let mut entries = HashMap::with_hasher(foldhash::fast::RandomState::default());
-        for line in lines {
-            let mut f = line.splitn(6, '\t');
-            let entry = StatEntry {
-                size: f.next()?.parse().ok()?,
-                mtime: f.next()?.parse().ok()?,
-                ctime: f.next()?.parse().ok()?,
-                ino: f.next()?.parse().ok()?,
-                digest: *blake3::Hash::from_hex(f.next()?).ok()?.as_bytes(),
-            };
-            entries.insert(f.next()?.to_string(), entry);
-        }
-        Some(StatCacheFile {
-            entries,
-            used: Default::default(),
-        })
     }
 }
 
@@ -125,165 +51,6 @@ const PARALLEL_LOOKUPS: usize = 2048;
 
 /// Entries the stat cache holds before it forgets the ones the current build did not use.
 const STAT_CACHE_MAX: usize = 200_000;
-
-/// Which files of a source are part of a selection: `.dockerignore` patterns (matched on
-/// context-relative paths) and `COPY --exclude` patterns (matched relative to the source).
-pub struct Filter<'a> {
-    pub ignore: &'a Patterns,
-    pub copy_exclude: &'a Patterns,
-}
-
-impl Filter<'_> {
-    /// Whether an entry is left out. `rel_ctx`: path in the context; `rel_src`: path below the
-    /// matched source (its base name for the source itself).
-    pub fn excluded(&self, rel_ctx: &str, rel_src: &str) -> bool {
-        (!rel_ctx.is_empty() && self.ignore.excluded(rel_ctx))
-            || (!rel_src.is_empty() && self.copy_exclude.excluded(rel_src))
-    }
-
-    /// Whether nothing below this excluded directory can be included again.
-    pub fn can_skip_dir(&self, rel_ctx: &str, rel_src: &str) -> bool {
-        let ignored = !rel_ctx.is_empty() && self.ignore.excluded(rel_ctx);
-        let copy_ex = !rel_src.is_empty() && self.copy_exclude.excluded(rel_src);
-        (ignored && self.ignore.can_skip_dir(rel_ctx))
-            || (copy_ex && self.copy_exclude.can_skip_dir(rel_src))
-    }
-}
-
-/// One entry of a selection, relative to the context root.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub rel: String,
-    pub path: PathBuf,
-    pub meta: std::fs::Metadata,
-}
-
-/// The matched sources of one COPY source pattern (context-relative, sorted).
-pub fn match_sources(
-    ctx: &Path,
-    source: &str,
-    allow_wildcard: bool,
-    filter: &Filter,
-) -> Result<Vec<String>, ContextError> {
-    let rel = clean_rel(source);
-    let hidden = |p: &str| filter.ignore.excluded(p);
-    let matches = if allow_wildcard && has_wildcard(&rel) {
-        expand_wildcard(ctx, &rel, &hidden).map_err(io_err(ctx))?
-    } else if rel.is_empty() || (std::fs::symlink_metadata(ctx.join(&rel)).is_ok() && !hidden(&rel))
-    {
-        vec![rel.clone()]
-    } else {
-        vec![]
-    };
-    if matches.is_empty() {
-        return Err(ContextError::NotFound {
-            path: source.to_string(),
-        });
-    }
-    Ok(matches)
-}
-
-/// Every entry a matched source contributes (the source itself first, then its tree in
-/// file-name order, depth first), honouring the filter. A top-level symlink is followed
-/// inside the context.
-///
-/// Subdirectories are walked in parallel, and each entry is stat'ed relative to its
-/// directory (`DirEntry::metadata` is an `fstatat` on the open directory): a no-op
-/// rebuild of a 20,000-file context spends its time here.
-pub fn walk_source(ctx: &Path, matched: &str, filter: &Filter) -> Result<Vec<Entry>, ContextError> {
-    let top = resolve_source(ctx, matched)?;
-    let meta = std::fs::symlink_metadata(&top).map_err(io_err(&top))?;
-    let mut out = vec![Entry {
-        rel: matched.to_string(),
-        path: top.clone(),
-        meta: meta.clone(),
-    }];
-    if meta.is_dir() {
-        walk_dir(&top, matched, "", filter, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// What one directory entry contributes before its subtree is walked.
-struct Child {
-    entry: Option<Entry>,
-    /// Walk below it: (host path, path below the source).
-    descend: Option<(PathBuf, String)>,
-}
-
-/// Appends the tree under `dir` (`below` the matched source `matched`) to `out`.
-fn walk_dir(
-    dir: &Path,
-    matched: &str,
-    below: &str,
-    filter: &Filter,
-    out: &mut Vec<Entry>,
-) -> Result<(), ContextError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ContextError::Io { path, source }
-    };
-    let mut listed: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .collect::<Result<_, _>>()
-        .map_err(io(dir))?;
-    listed.sort_by_key(|e| e.file_name());
-    let mut children = Vec::with_capacity(listed.len());
-    for e in listed {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let below = join_rel(below, &name);
-        let rel = join_rel(matched, &below);
-        let is_dir = e.file_type().map_err(io(&e.path()))?.is_dir();
-        if filter.excluded(&rel, &below) {
-            // An excluded directory that may hold re-included files is walked without
-            // being listed; its included children create it when copied.
-            if is_dir && !filter.can_skip_dir(&rel, &below) {
-                children.push(Child {
-                    entry: None,
-                    descend: Some((e.path(), below)),
-                });
-            }
-            continue;
-        }
-        let meta = e.metadata().map_err(io(&e.path()))?;
-        let path = e.path();
-        children.push(Child {
-            descend: is_dir.then(|| (path.clone(), below)),
-            entry: Some(Entry { rel, path, meta }),
-        });
-    }
-    // Subtrees in parallel, then stitched in order: each directory's entries follow it.
-    // One subdirectory or none is walked here: waking the pool costs more than it saves.
-    let walk = |c: &Child| match &c.descend {
-        Some((path, below)) => {
-            let mut sub = Vec::new();
-            walk_dir(path, matched, below, filter, &mut sub).map(|_| sub)
-        }
-        None => Ok(Vec::new()),
-    };
-    let subdirs = children.iter().filter(|c| c.descend.is_some()).count();
-    let subtrees: Vec<Result<Vec<Entry>, ContextError>> = if subdirs > 1 {
-        children.par_iter().map(walk).collect()
-    } else {
-        children.iter().map(walk).collect()
-    };
-    for (c, sub) in children.into_iter().zip(subtrees) {
-        out.extend(c.entry);
-        out.extend(sub?);
-    }
-    Ok(())
-}
-
-/// The host path of a matched source, a top-level symlink resolved inside the context.
-pub fn resolve_source(ctx: &Path, matched: &str) -> Result<PathBuf, ContextError> {
-    if matched.is_empty() {
-        return Ok(ctx.to_path_buf());
-    }
-    rbuild_executor::resolve_in_root(ctx, matched).map_err(|_| ContextError::NotFound {
-        path: matched.to_string(),
-    })
-}
 
 /// Hashes context selections; owns the persistent stat cache of one store root.
 pub struct ContextHasher {
@@ -522,39 +289,10 @@ fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
     Ok(*h.finalize().as_bytes())
 }
 
-/// The base name a matched source is copied under.
-pub fn source_name(matched: &str) -> &str {
-    base_name(matched)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_cache_lines_round_trip() {
-        let entry = |n: u64| StatEntry {
-            size: n,
-            mtime: -5,
-            ctime: 1_700_000_000_123_456_789,
-            ino: n * 7,
-            digest: *blake3::hash(&n.to_le_bytes()).as_bytes(),
-        };
-        let mut c = StatCacheFile::default();
-        c.entries.insert("/ctx/a b\twith tab".into(), entry(1));
-        c.entries.insert("/ctx/plain".into(), entry(2));
-        c.entries.insert("/ctx/new\nline".into(), entry(3));
-        let mut bytes = Vec::new();
-        c.encode(&mut bytes).unwrap();
-        let back = StatCacheFile::decode(std::str::from_utf8(&bytes).unwrap()).unwrap();
-        assert_eq!(back.entries.len(), 2, "a path with a newline is not kept");
-        assert_eq!(back.entries["/ctx/a b\twith tab"], entry(1));
-        assert_eq!(back.entries["/ctx/plain"], entry(2));
-        assert!(StatCacheFile::decode("{\"entries\":{}}").is_none());
-        assert!(
-            StatCacheFile::decode(&format!("{STAT_CACHE_HEADER}\n1\tx\t2\t3\td\tp\n")).is_none()
-        );
-    }
+    use rbuild_graph::dockerignore::Patterns;
     use std::os::unix::fs::PermissionsExt;
 
     fn pats(p: &[&str]) -> Patterns {
@@ -593,50 +331,6 @@ mod tests {
         assert_ne!(
             h.digest(one.path(), "src", false, &f).unwrap(),
             h.digest(two.path(), "src", false, &f).unwrap()
-        );
-    }
-
-    #[test]
-    fn walk_is_depth_first_in_name_order_and_honours_reincluded_files() {
-        let ctx = tempfile::tempdir().unwrap();
-        for (p, body) in [
-            ("b/z.txt", "z"),
-            ("b/a/deep.txt", "d"),
-            ("a.txt", "a"),
-            ("B.txt", "B"),
-            ("skip/x.txt", "x"),
-            ("skip/keep.txt", "k"),
-            ("gone/y.txt", "y"),
-        ] {
-            let path = ctx.path().join(p);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-        }
-        let ignore = pats(&["skip", "!skip/keep.txt", "gone"]);
-        let none = pats(&[]);
-        let f = Filter {
-            ignore: &ignore,
-            copy_exclude: &none,
-        };
-        let rels: Vec<String> = walk_source(ctx.path(), "", &f)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.rel)
-            .collect();
-        // Byte order ("B" < "a"); a directory's tree right after it; an excluded directory
-        // is not listed but its re-included file is; a wholly excluded one is skipped.
-        assert_eq!(
-            rels,
-            [
-                "",
-                "B.txt",
-                "a.txt",
-                "b",
-                "b/a",
-                "b/a/deep.txt",
-                "b/z.txt",
-                "skip/keep.txt"
-            ]
         );
     }
 
