@@ -1,6 +1,7 @@
 //! Which solved results a cache export carries (`--cache-to …,mode=min|max`).
 
-use crate::solve::{Outcome, SolveError};
+use crate::error::SolveError;
+use crate::outcome::Outcome;
 use rbuild_cache::CacheRecord;
 use rbuild_graph::{BuildGraph, VertexId};
 use std::collections::{BTreeMap, HashMap};
@@ -60,20 +61,7 @@ pub fn export_records(
     for v in export_vertices(graph, outcomes, root, mode) {
         let o = &outcomes[&v];
         let Some(key) = &o.cache_key else { continue };
-        let config = o
-            .config
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|e| SolveError::Internal(e.to_string()))?;
-        records.insert(
-            key.clone(),
-            CacheRecord {
-                layers: o.layers.clone(),
-                config,
-                created: o.created,
-            },
-        );
+        records.insert(key.clone(), o.record()?);
     }
     Ok(records)
 }

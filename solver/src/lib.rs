@@ -1,22 +1,41 @@
 //! The concurrent solver that runs build graphs (`rbuild_graph`).
 //!
-//! - [`solve`]: the scheduler ([`Solver`]): runtime cache keys, cache lookups, concurrent
-//!   execution of what the cache cannot answer, cancellation.
-//! - [`ops`]: one module per op (source incl. pull, exec, file, push, run), and the choice
-//!   between overlay and the store's copying snapshotter (`rbuild_cache::copysnap`) where
-//!   overlayfs cannot be used.
-//! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
+//! - [`Solver`] (`solver.rs`): the public entry point; wires the op implementations into
+//!   the scheduler.
+//! - `scheduler`: runs the vertices of a graph concurrently (dedup, cancel on the first
+//!   failure): per vertex the runtime key, the local or imported cache, else the op.
+//!   It sees ops only through the op interface.
+//! - `op`: the op interface (`SolveOp`: what a runtime key is made of, whether computing
+//!   it blocks, how the op executes), the one `StepContext` a step gets, `RuntimeKey`,
+//!   and `Work` (done, blocking or async; the one place steps reach the blocking pool).
+//! - [`ops`]: the op implementations, one module each (sources incl. pull, exec and its
+//!   mounts, file and ADD archives, the export/push/run actions), a step's filesystem
+//!   (`rootfs`: on overlays, or on the store's copying snapshotter where overlayfs cannot
+//!   be used).
+//! - `services`: what steps share across solves: the store, the context hasher, memos of
+//!   blobs seen present and of parsed `.dockerignore` lists.
 //! - [`context`]: content hashing of what a COPY selects from the build context, with a
 //!   persistent stat cache; `wildcard`: COPY wildcards against a real tree.
-//! - [`export`]: writing the final image (config, history, manifest, tags).
+//! - [`SolveOptions`], [`Outcome`] (and its cache record), [`SolveError`] /
+//!   [`StepFailure`] (typed: what happened, in which step).
+//! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
 //! - [`progress`]: the events a solve emits, and the helpers for steps' output lines.
 
 pub mod cache_export;
 pub mod context;
-pub mod export;
+mod error;
+mod op;
 pub mod ops;
+mod options;
+mod outcome;
 pub mod progress;
-pub mod solve;
+mod scheduler;
+mod services;
+mod solver;
 mod wildcard;
+
+pub use error::{LayerFetchError, SolveError, StepFailure};
+pub use options::SolveOptions;
+pub use outcome::Outcome;
 pub use progress::Event;
-pub use solve::{Outcome, SolveError, SolveOptions, Solver};
+pub use solver::Solver;

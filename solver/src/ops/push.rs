@@ -1,16 +1,15 @@
 //! The push action: input 0's image goes to a registry, a line per blob, the manifest
 //! last (see `rbuild_cache::push` for skipping, mounting and resuming).
 
-use crate::progress::Event;
+use crate::error::{SolveError, StepFailure};
+use crate::op::{SolveOp, StepContext, Work};
+use crate::outcome::Outcome;
 use crate::progress::{human_size, say, short_digest};
-use crate::solve::{Inner, Outcome, SolveError, SolveOptions};
 use rbuild_cache::push::{PushEvent, PushProgress, PushReport, push_with_progress};
 use rbuild_cache::registry::PushStatus;
-use rbuild_graph::{BuildGraph, VertexId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// The line shown when a blob is done.
 pub fn blob_line(digest: &str, size: u64, status: PushStatus, took: f64) -> String {
@@ -33,57 +32,83 @@ pub fn summary(report: &PushReport) -> String {
     )
 }
 
-/// Pushes the image of `input` (its manifest must be in the store) to `reference`.
-pub(crate) async fn run(
-    inner: &Inner,
-    graph: &BuildGraph,
-    v: VertexId,
-    input: &Outcome,
-    reference: &str,
-    opts: &SolveOptions,
-    events: &UnboundedSender<Event>,
-) -> Result<Outcome, SolveError> {
-    let manifest = input.image.as_deref().ok_or_else(|| {
-        SolveError::step(graph, v, "the input of a push is not an image".to_string())
-    })?;
-    let client = opts
-        .registry
-        .as_ref()
-        .ok_or_else(|| SolveError::step(graph, v, "no registry client was set up".to_string()))?;
-    say(events, v, "pushing layers".into());
-    let begun: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let ev = events.clone();
-    let progress: PushProgress = Arc::new(move |e| match e {
-        PushEvent::BlobStarted { digest, .. } => {
-            if let Ok(mut b) = begun.lock() {
-                b.insert(digest, Instant::now());
+/// Sends input 0's image (an export or a local image source) to a registry.
+pub struct PushAction {
+    reference: String,
+}
+
+impl PushAction {
+    pub(crate) fn new(reference: &str) -> Self {
+        PushAction {
+            reference: reference.to_string(),
+        }
+    }
+
+    /// Pushes the image of input 0 (its manifest must be in the store).
+    async fn push(&self, step: &StepContext) -> Result<Outcome, SolveError> {
+        let reference = &self.reference;
+        let input = step.input(0);
+        let manifest = input
+            .image
+            .as_deref()
+            .ok_or_else(|| step.fail(StepFailure::NotAnImage { action: "push" }))?;
+        let client = step
+            .opts
+            .registry
+            .as_ref()
+            .ok_or_else(|| step.fail(StepFailure::NoRegistry))?;
+        step.say("pushing layers".into());
+        let begun: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let (events, v) = (step.events.clone(), step.vertex);
+        let progress: PushProgress = Arc::new(move |e| match e {
+            PushEvent::BlobStarted { digest, .. } => {
+                if let Ok(mut b) = begun.lock() {
+                    b.insert(digest, Instant::now());
+                }
             }
-        }
-        PushEvent::BlobDone {
-            digest,
-            size,
-            status,
-        } => {
-            let took = begun
-                .lock()
-                .ok()
-                .and_then(|b| b.get(&digest).map(|t| t.elapsed().as_secs_f64()))
-                .unwrap_or(0.0);
-            say(&ev, v, blob_line(&digest, size, status, took));
-        }
-        PushEvent::Manifest { digest, .. } => say(&ev, v, format!("pushing manifest {digest}")),
-    });
-    let report = push_with_progress(&inner.store, client, manifest, reference, progress)
-        .await
-        .map_err(|e| SolveError::step(graph, v, format!("cannot push {reference}: {e}")))?;
-    say(events, v, summary(&report));
-    Ok(Outcome {
-        layers: input.layers.clone(),
-        config: input.config.clone(),
-        image: Some(report.manifest_digest.clone()),
-        pushed: Some(report),
-        ..Default::default()
-    })
+            PushEvent::BlobDone {
+                digest,
+                size,
+                status,
+            } => {
+                let took = begun
+                    .lock()
+                    .ok()
+                    .and_then(|b| b.get(&digest).map(|t| t.elapsed().as_secs_f64()))
+                    .unwrap_or(0.0);
+                say(&events, v, blob_line(&digest, size, status, took));
+            }
+            PushEvent::Manifest { digest, .. } => {
+                say(&events, v, format!("pushing manifest {digest}"))
+            }
+        });
+        let report = push_with_progress(step.store(), client, manifest, reference, progress)
+            .await
+            .map_err(|source| {
+                step.fail(StepFailure::Push {
+                    reference: reference.clone(),
+                    source: Box::new(source),
+                })
+            })?;
+        step.say(summary(&report));
+        Ok(Outcome {
+            layers: input.layers,
+            config: input.config,
+            image: Some(report.manifest_digest.clone()),
+            pushed: Some(report),
+            ..Default::default()
+        })
+    }
+}
+
+impl SolveOp for PushAction {
+    fn cacheable(&self) -> bool {
+        false
+    }
+
+    fn execute(self: Arc<Self>, step: Arc<StepContext>) -> Work<Outcome> {
+        Work::future(async move { self.push(&step).await })
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //! mount namespace and removed when the command exits, so a run leaves nothing behind but
 //! its exit status. The process gets rbuild's own stdin (when asked), stdout and stderr.
 
-use crate::solve::{Inner, Outcome, SolveError};
+use super::rootfs::{snapshots, step_dirs};
+use crate::error::{SolveError, StepFailure};
+use crate::op::{SolveOp, StepContext, Work};
+use crate::outcome::Outcome;
 use rbuild_executor::{CancelToken, CgroupOptions, ExecError, Network, RunSpec, Security, Stream};
 use rbuild_graph::image::ImageConfig;
-use rbuild_graph::{BuildGraph, NetworkMode, RunOp, VertexId};
+use rbuild_graph::{NetworkMode, RunOp};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,39 +54,45 @@ pub fn exec_failure_code(message: &str) -> i32 {
     }
 }
 
+/// Runs a throwaway container of input 0's image; its exit status is the outcome.
+pub struct RunAction {
+    op: RunOp,
+}
+
+impl RunAction {
+    pub(crate) fn new(op: &RunOp) -> Self {
+        RunAction { op: op.clone() }
+    }
+}
+
+impl SolveOp for RunAction {
+    fn cacheable(&self) -> bool {
+        false
+    }
+
+    fn execute(self: Arc<Self>, step: Arc<StepContext>) -> Work<Outcome> {
+        Work::blocking(move || run_container(&self.op, &step))
+    }
+}
+
 /// Runs the container and returns its exit status (128+signal when killed; 130 when
 /// cancelled; 141 when the reader of its stdout went away, as SIGPIPE would end it).
-pub(crate) fn run(
-    inner: &Inner,
-    graph: &BuildGraph,
-    v: VertexId,
-    input: &Outcome,
-    op: &RunOp,
-    cancel: &CancelToken,
-) -> Result<Outcome, SolveError> {
-    let fail = |m: String| SolveError::step(graph, v, m);
+fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> {
+    let input = step.input(0);
     let config = input
         .config
         .as_ref()
-        .ok_or_else(|| fail("the input of a run is not an image".into()))?;
+        .ok_or_else(|| step.fail(StepFailure::NotAnImage { action: "run" }))?;
     let argv = container_args(config, op.entrypoint.as_deref(), &op.command);
     if argv.is_empty() {
-        return Err(fail(format!(
-            "image {} has no ENTRYPOINT or CMD; give a command after the image name",
-            op.name
-        )));
+        return Err(step.fail(StepFailure::NoCommand {
+            name: op.name.clone(),
+        }));
     }
-    let lowerdirs = crate::ops::snapshots(&inner.store, &input.layers)?;
+    let lowerdirs = snapshots(step, &input.layers)?;
     // The upper dir lives in the store's tmp/ and goes when `scratch` drops (or at the
     // next store open, if rbuild itself is killed).
-    let scratch = inner.store.tmp_dir("run")?;
-    let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
-    for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(|source| SolveError::Io {
-            what: format!("creating {}", d.display()),
-            source,
-        })?;
-    }
+    let (scratch, upper, work) = step_dirs(step, "run")?;
     let spec = RunSpec {
         lowerdirs,
         upperdir: upper,
@@ -117,7 +126,7 @@ pub(crate) fn run(
     let local = CancelToken::new();
     let finished = Arc::new(AtomicBool::new(false));
     let forward = {
-        let (parent, child, finished) = (cancel.clone(), local.clone(), finished.clone());
+        let (parent, child, finished) = (step.cancel.clone(), local.clone(), finished.clone());
         std::thread::spawn(move || {
             while !finished.load(Ordering::SeqCst) {
                 if parent.is_cancelled() {
@@ -154,7 +163,12 @@ pub(crate) fn run(
             eprintln!("error: {e}");
             exec_failure_code(&e.to_string())
         }
-        Err(e) => return Err(fail(format!("cannot run {}: {e}", op.name))),
+        Err(source) => {
+            return Err(step.fail(StepFailure::Run {
+                name: op.name.clone(),
+                source,
+            }));
+        }
     };
     Ok(Outcome {
         exit_code: Some(code),

@@ -1,9 +1,14 @@
-//! Writing the final image: config (history, rootfs, created), manifest and tags.
+//! The export action: the final image's config (history, rootfs, created: where the
+//! image config is assembled), manifest and tags.
 
-use crate::solve::{Outcome, SolveError, Solver};
+use crate::cache_export::{CacheMode, export_records};
+use crate::error::SolveError;
+use crate::op::{SolveOp, StepContext, Work};
+use crate::outcome::Outcome;
 use rbuild_graph::image::{History, ImageConfig, RootFs};
-use rbuild_graph::{BuildGraph, VertexId};
+use rbuild_graph::{BuildGraph, ExportOp, VertexId};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Whether each history step produced a layer, given how many layers its vertex added
 /// over its input 0 (`None` entries are metadata-only steps or inherited base entries).
@@ -81,23 +86,28 @@ fn rfc3339(secs: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-impl Solver {
-    /// The export action: the image of input 0 with the op's config, history and tags.
-    /// `solved` holds the results of every vertex the export depends on (history entries
-    /// count the layers of their steps; inline cache needs their keys).
-    pub(crate) fn run_export(
-        &self,
-        graph: &BuildGraph,
-        v: VertexId,
-        op: &rbuild_graph::ExportOp,
-        solved: &HashMap<VertexId, Outcome>,
-        events: &tokio::sync::mpsc::UnboundedSender<crate::Event>,
-    ) -> Result<Outcome, SolveError> {
+/// Writes input 0's filesystem as an image: the op's config with history, rootfs and
+/// created filled in, the manifest, the tags. It reads the results of every step of the
+/// image ([`StepContext::ancestors`]): history entries count the layers of their steps,
+/// inline cache needs their keys.
+pub struct ExportAction {
+    op: ExportOp,
+}
+
+impl ExportAction {
+    pub(crate) fn new(op: &ExportOp) -> Self {
+        ExportAction { op: op.clone() }
+    }
+
+    /// Writes the image (blocking) and says what it wrote.
+    fn write(&self, step: &StepContext) -> Result<Outcome, SolveError> {
+        let (graph, v, solved) = (&step.graph, step.vertex, &step.ancestors);
         let inputs = &graph.vertex(v).inputs;
         let root = *inputs
             .first()
             .ok_or_else(|| SolveError::Internal("export without an input".into()))?;
-        let history: Vec<(History, Option<VertexId>)> = op
+        let history: Vec<(History, Option<VertexId>)> = self
+            .op
             .history
             .iter()
             .map(|s| {
@@ -107,24 +117,30 @@ impl Solver {
                 )
             })
             .collect();
-        let cfg = image_config(graph, solved, root, &op.config, &history)?;
+        let cfg = image_config(graph, solved, root, &self.op.config, &history)?;
         let layers = solved
             .get(&root)
             .map(|o| o.layers.clone())
             .unwrap_or_default();
-        let (manifest, config_digest) = self.write_image(
-            graph,
-            solved,
-            root,
-            &cfg,
-            &layers,
-            &op.tags,
-            op.inline_cache,
-        )?;
-        let say = |line: String| crate::progress::say(events, v, line);
-        say(format!("writing image {config_digest} done"));
-        for t in &op.tags {
-            say(format!("naming to {t} done"));
+        let mut json = serde_json::to_vec(&cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
+        if self.op.inline_cache {
+            // `--cache-to type=inline`: the cache records of the image's own steps.
+            let records = export_records(graph, solved, root, CacheMode::Min)?;
+            json = rbuild_cache::remote_cache::add_inline(
+                &json,
+                &rbuild_cache::remote_cache::CacheConfig::new(records),
+            )
+            // The config was serialized just above: it is a JSON object.
+            .map_err(|e| SolveError::Internal(format!("inline cache metadata: {e}")))?;
+        }
+        let manifest = step
+            .store()
+            .put_image(&json, &layers, &self.op.tags)
+            .map_err(|e| step.fail(e))?;
+        let config_digest = rbuild_cache::registry::sha256_digest(&json);
+        step.say(format!("writing image {config_digest} done"));
+        for t in &self.op.tags {
+            step.say(format!("naming to {t} done"));
         }
         Ok(Outcome {
             layers,
@@ -133,57 +149,19 @@ impl Solver {
             ..Default::default()
         })
     }
+}
 
-    /// Writes the image of `root` to the store: config with history (empty_layer for
-    /// metadata steps and for steps whose diff was empty), rootfs.diff_ids and created;
-    /// then the manifest and tags. Returns the manifest digest.
-    pub fn export(
-        &self,
-        graph: &BuildGraph,
-        outcomes: &HashMap<VertexId, Outcome>,
-        root: VertexId,
-        config: &ImageConfig,
-        history: &[(History, Option<VertexId>)],
-        tags: &[String],
-    ) -> Result<String, SolveError> {
-        let cfg = image_config(graph, outcomes, root, config, history)?;
-        let layers = outcomes
-            .get(&root)
-            .map(|o| o.layers.as_slice())
-            .unwrap_or(&[]);
-        let (manifest, _) = self.write_image(graph, outcomes, root, &cfg, layers, tags, false)?;
-        Ok(manifest)
+impl SolveOp for ExportAction {
+    fn cacheable(&self) -> bool {
+        false
     }
 
-    /// Writes `cfg` over `layers` with `tags`; with `inline_cache`, the config carries the
-    /// cache records of the image's own steps (`--cache-to type=inline`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write_image(
-        &self,
-        graph: &BuildGraph,
-        outcomes: &HashMap<VertexId, Outcome>,
-        root: VertexId,
-        cfg: &ImageConfig,
-        layers: &[rbuild_cache::Layer],
-        tags: &[String],
-        inline_cache: bool,
-    ) -> Result<(String, String), SolveError> {
-        let mut json = serde_json::to_vec(cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
-        if inline_cache {
-            let records = crate::cache_export::export_records(
-                graph,
-                outcomes,
-                root,
-                crate::cache_export::CacheMode::Min,
-            )?;
-            json = rbuild_cache::remote_cache::add_inline(
-                &json,
-                &rbuild_cache::remote_cache::CacheConfig::new(records),
-            )
-            .map_err(|e| SolveError::Internal(format!("inline cache metadata: {e}")))?;
-        }
-        let manifest = self.store().put_image(&json, layers, tags)?;
-        Ok((manifest, rbuild_cache::registry::sha256_digest(&json)))
+    fn needs_ancestors(&self) -> bool {
+        true
+    }
+
+    fn execute(self: Arc<Self>, step: Arc<StepContext>) -> Work<Outcome> {
+        Work::blocking(move || self.write(&step))
     }
 }
 

@@ -1,0 +1,27 @@
+//! How one solve runs ([`SolveOptions`]).
+
+use rbuild_cache::remote_cache::ImportedCache;
+use rbuild_executor::CancelToken;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How one solve runs.
+#[derive(Debug, Clone, Default)]
+pub struct SolveOptions {
+    /// Execute every vertex even when the cache could answer it (results are still recorded).
+    pub no_cache: bool,
+    /// The directory of the `Op::Local` named "context".
+    pub context_dir: Option<PathBuf>,
+    /// Cancelled by the caller (e.g. on Ctrl-C): running steps are killed.
+    pub cancel: CancelToken,
+    /// Records imported with `--cache-from`, consulted when the local cache misses. Their
+    /// blobs are fetched only when a step needs their content (see
+    /// [`Solver::ensure_layers`](crate::Solver::ensure_layers)).
+    pub imported: Option<Arc<ImportedCache>>,
+    /// How image sources that are not local are pulled and pushes are sent; None: only
+    /// local images, no push.
+    pub registry: Option<rbuild_cache::registry::RegistryClient>,
+    /// `--allow security.insecure`: RUN steps may ask for `--security=insecure`.
+    /// Without it a graph with such a step is refused before anything runs.
+    pub allow_insecure: bool,
+}
