@@ -348,21 +348,60 @@ fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
 
 #[test]
 fn cancel_kills_running_steps_and_cleans_up() {
+    use rbuild_graph::{ExecMount, MountKind};
     let env = env();
+    // The step marks in a cache mount (on the host, kept across steps) that it began, and
+    // would mark that it finished: killed, it never does.
+    let marks = rbuild_solver::ops::mounts::cache_mount_dir(env.store.root(), "cancel-marks");
+    let cache = ExecMount {
+        target: "/marks".into(),
+        kind: MountKind::Cache {
+            id: "cancel-marks".into(),
+            sharing: "shared".into(),
+            from: None,
+            source: String::new(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    };
     let mut g = BuildGraph::new();
     let b = base(&mut g);
-    let slow = run(&mut g, b, "sleep 30");
+    let slow = g.add(
+        exec_with_mounts(
+            "touch /marks/began; sleep 30; touch /marks/finished",
+            vec![cache],
+        ),
+        vec![b],
+        meta("RUN slow"),
+    );
     let opts = env.opts();
-    let cancel = opts.cancel.clone();
-    let t = std::time::Instant::now();
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        cancel.cancel();
-    });
+    let solved = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let canceller = {
+        let (cancel, solved, began) = (opts.cancel.clone(), solved.clone(), marks.join("began"));
+        // Cancels once the command runs (or gives up when the solve ended without it).
+        std::thread::spawn(move || {
+            while !began.exists() && !solved.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            cancel.cancel();
+        })
+    };
     let (res, events) = solve(&env.solver(), &g, &[slow], &opts);
+    solved.store(true, std::sync::atomic::Ordering::SeqCst);
+    canceller.join().unwrap();
     assert!(matches!(res, Err(SolveError::Cancelled)), "{res:?}");
-    assert!(t.elapsed() < std::time::Duration::from_secs(10));
     assert!(started(&events).contains(&slow));
+    assert!(marks.join("began").exists());
+    assert!(
+        !marks.join("finished").exists(),
+        "the command ran to its end instead of being killed"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Done { vertex, .. } if *vertex == slow))
+    );
     assert!(env.tmp_entries().is_empty(), "{:?}", env.tmp_entries());
 }
 
