@@ -215,6 +215,55 @@ fn plan_reports_what_the_cache_answers() {
 }
 
 #[test]
+fn malformed_ignore_and_exclude_patterns_fail_the_step_naming_them() {
+    let env = env();
+    std::fs::write(env.ctx.join("a.txt"), "A").unwrap();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let ignoring = g.add(
+        rbuild_graph::Op::Local {
+            name: "context".into(),
+            exclude: vec!["ok".into(), "a[".into()],
+        },
+        vec![],
+        meta("context"),
+    );
+    let cp = copy(&mut g, b, ignoring, vec![copy_action(1, "a.txt", "/a")]);
+    let (res, events) = solve(&env.solver(), &g, &[cp], &env.opts());
+    match res {
+        Err(SolveError::Step {
+            vertex,
+            lines,
+            cause,
+            ..
+        }) => {
+            assert_eq!((vertex, lines), (cp, Some((1, 1))));
+            let text = cause.to_string();
+            assert!(text.contains(".dockerignore pattern \"a[\""), "{text}");
+        }
+        other => panic!("expected a step error, got {other:?}"),
+    }
+    assert!(
+        !started(&events).contains(&cp),
+        "the copy never ran: {events:?}"
+    );
+
+    let c = context(&mut g);
+    let mut excluding = copy_action(1, "a.txt", "/a");
+    excluding.exclude = vec!["[-x]".into()];
+    let cp = copy(&mut g, b, c, vec![excluding]);
+    let err = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap_err();
+    assert!(
+        matches!(&err, SolveError::Step { vertex, .. } if *vertex == cp),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("--exclude pattern \"[-x]\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn export_writes_diff_ids_and_empty_layer_flags() {
     let env = env();
     let mut g = BuildGraph::new();
