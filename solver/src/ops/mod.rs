@@ -46,3 +46,67 @@ pub(crate) fn resolve(op: &Op) -> Result<Arc<dyn SolveOp>, StepFailure> {
         Op::Run(op) => Arc::new(run::RunAction::new(op)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_graph::{ExecMount, ExecOp, ExportOp, FileOp, MountKind, Platform, RunOp};
+
+    fn exec(mounts: Vec<ExecMount>) -> Op {
+        Op::Exec(ExecOp {
+            args: vec!["true".into()],
+            env: Default::default(),
+            cwd: "/".into(),
+            user: String::new(),
+            network: Default::default(),
+            mounts,
+        })
+    }
+
+    /// A no-op rebuild of many RUN steps must not pay a thread hand-off per step: only
+    /// keys that read files or the store block.
+    #[test]
+    fn only_keys_that_read_files_or_the_store_block() {
+        let bind = ExecMount {
+            target: "/src".into(),
+            kind: MountKind::Bind {
+                input: 1,
+                source: String::new(),
+                readonly: true,
+            },
+        };
+        let tmpfs = ExecMount {
+            target: "/tmp".into(),
+            kind: MountKind::Tmpfs { size: None },
+        };
+        let image = Op::Image {
+            reference: "x".into(),
+            digest: None,
+            platform: Platform::host(),
+        };
+        let local = Op::Local {
+            name: "context".into(),
+            exclude: vec![],
+        };
+        let blocking = |op: &Op| resolve(op).unwrap().key_blocks();
+        assert!(!blocking(&exec(vec![])));
+        assert!(!blocking(&exec(vec![tmpfs])));
+        assert!(blocking(&exec(vec![bind])));
+        assert!(blocking(&Op::File(FileOp { actions: vec![] })));
+        assert!(blocking(&image));
+        assert!(!blocking(&Op::Scratch) && !blocking(&local));
+        let export = Op::Export(Box::new(ExportOp {
+            config: Default::default(),
+            history: vec![],
+            tags: vec![],
+            inline_cache: false,
+        }));
+        let push = Op::Push {
+            reference: "r".into(),
+        };
+        for action in [export, push, Op::Run(RunOp::default())] {
+            let op = resolve(&action).unwrap();
+            assert!(!op.key_blocks() && !op.cacheable(), "{action:?}");
+        }
+    }
+}
