@@ -60,6 +60,7 @@ mod tests {
             user: String::new(),
             network: Default::default(),
             mounts,
+            security: Default::default(),
         })
     }
 
