@@ -21,7 +21,6 @@ mod pargz;
 mod prune;
 pub mod pull;
 pub mod push;
-pub mod registry;
 pub mod remote_cache;
 mod reuse;
 
@@ -29,6 +28,9 @@ pub use error::CacheError;
 pub use extract::extract_layer;
 pub use layout::{familiar_name, normalize_tag};
 pub use prune::PruneOptions;
+/// The registry client, a crate of its own; re-exported because the store's pull, push and
+/// cache import/export take its types.
+pub use rbuild_registry as registry;
 
 use error::IoContext;
 use serde::{Deserialize, Serialize};

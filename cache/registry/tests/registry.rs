@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rbuild_cache::registry::{
+use rbuild_registry::{
     ClientOptions, Credential, CredentialSource, Platform, PushStatus, Reference, RegistryClient,
     RegistryError, RetryPolicy, media_types,
 };

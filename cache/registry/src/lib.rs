@@ -1,0 +1,55 @@
+//! OCI distribution (registry) client: reference parsing, credentials,
+//! anonymous/basic/bearer auth, pull and push of manifests and blobs, retries.
+//!
+//! - Loopback registries (127.0.0.0/8, `localhost`, `[::1]`) and hosts in
+//!   [`ClientOptions::insecure`] are reached over plain HTTP, others over TLS.
+//! - Auth is learned from the registry's 401 challenge: basic credentials, or a
+//!   bearer token from the token service, cached per scope set.
+//! - 5xx, timeouts and broken connections are retried with exponential backoff
+//!   ([`RetryPolicy`]); other 4xx are not.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rbuild_registry::*;
+//! let client = RegistryClient::new(ClientOptions::default())?;
+//! let image = Reference::parse("busybox")?; // docker.io/library/busybox:latest
+//! let resolved = client.resolve(&image, &Platform::host()).await?;
+//! let config = client.fetch_config(&image, &resolved.config_digest).await?;
+//! for layer in &resolved.layers {
+//!     let dest = std::path::Path::new("/tmp").join(&layer.digest[7..]);
+//!     client.fetch_blob(&image, &layer.digest, &dest).await?;
+//! }
+//! // Push: blobs first (skipped when present, mounted when possible), then the manifest.
+//! let target = Reference::parse("127.0.0.1:5000/me/busybox:1")?;
+//! for layer in &resolved.layers {
+//!     let path = std::path::Path::new("/tmp").join(&layer.digest[7..]);
+//!     client.mount_or_push_blob(&target, None, &layer.digest, layer.size, &path).await?;
+//! }
+//! let config_path = std::path::Path::new("/tmp/config.json");
+//! std::fs::write(config_path, &config)?;
+//! client.push_blob(&target, &resolved.config_digest, config.len() as u64, config_path).await?;
+//! client.push_manifest(&target, &resolved.media_type, &resolved.manifest_bytes).await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod blobs;
+mod client;
+pub mod credentials;
+mod error;
+mod login;
+mod manifests;
+pub mod media_types;
+mod platform;
+pub mod reference;
+mod retry;
+mod uploads;
+
+pub use client::{ClientOptions, RegistryClient, sha256_digest};
+pub use credentials::{Credential, CredentialSource};
+pub use error::RegistryError;
+pub use manifests::{Descriptor, ManifestBytes, Resolved};
+pub use platform::Platform;
+pub use reference::Reference;
+pub use retry::RetryPolicy;
+pub use uploads::PushStatus;
