@@ -3,13 +3,15 @@
 use crate::commit::{EntryHeader, write_entry};
 use crate::error::{CacheError, IoContext};
 use crate::extract::{self, Compression, safe_components};
-use crate::layout::{
-    CONTAINERD_NAME, DOCKER_LIST, Descriptor, Index, Manifest, REF_NAME, check_tag, config_diff_ids,
+use crate::layout::check_tag;
+use crate::oci::{
+    CONTAINERD_NAME, REF_NAME, annotation, config_diff_ids, descriptor, index_json, parse_index,
+    parse_manifest, with_annotations,
 };
-use crate::{
-    Layer, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
-    Store, StoredImage, digest_hex, fsutil,
-};
+use crate::{Layer, Store, StoredImage, digest_hex, fsutil};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+use rbuild_registry::media_types::is_index;
+use rbuild_registry::{declared_media_type, platform};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -26,17 +28,6 @@ struct DockerEntry {
     repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
-}
-
-/// Docker's GOARCH name of the machine we run on.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 impl Store {
@@ -99,35 +90,25 @@ impl Store {
             .map(|t| check_tag(t))
             .collect::<Result<_, _>>()?;
         let mbytes = self.read_blob(&image.manifest_digest)?;
-        let mtype = serde_json::from_slice::<serde_json::Value>(&mbytes)
+        let mtype = declared_media_type(&mbytes)
             .ok()
-            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
-        let base = Descriptor {
-            media_type: mtype,
-            digest: image.manifest_digest.clone(),
-            size: mbytes.len() as u64,
-            annotations: BTreeMap::new(),
-            platform: None,
-        };
+            .flatten()
+            .unwrap_or(MediaType::ImageManifest);
+        let base = descriptor(mtype, &image.manifest_digest, mbytes.len() as u64)?;
         let mut manifests = Vec::new();
         for t in &tags {
-            let mut d = base.clone();
-            d.annotations = BTreeMap::from([
-                (REF_NAME.to_string(), t.clone()),
-                (CONTAINERD_NAME.to_string(), t.clone()),
-            ]);
-            manifests.push(d);
+            manifests.push(with_annotations(
+                base.clone(),
+                &[(REF_NAME, t), (CONTAINERD_NAME, t)],
+            ));
         }
         if manifests.is_empty() {
             manifests.push(base);
         }
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_INDEX.to_string()),
-            manifests,
-        };
-        let index = serde_json::to_vec(&index).map_err(|e| encode_err(self, e))?;
+        let mut index = ImageIndex::default();
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(manifests);
+        let index = index_json(&index);
         let mut w = TarOut::new(out);
         w.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         w.file("index.json", &index)?;
@@ -462,10 +443,12 @@ impl Importer<'_> {
         let mut out = Vec::new();
         for (ent, cp, lps) in plan {
             let config = std::fs::read(&cp).ctx("read image config", &cp)?;
-            let diff_ids = config_diff_ids(&config).map_err(|reason| CacheError::Corrupt {
-                path: cp.clone(),
-                reason,
-            })?;
+            let diff_ids = config_diff_ids(&config)
+                .map_err(|e| CacheError::Corrupt {
+                    path: cp.clone(),
+                    reason: e.to_string(),
+                })?
+                .unwrap_or_default();
             if diff_ids.len() != ent.layers.len() {
                 return Err(CacheError::Corrupt {
                     path: mp.clone(),
@@ -480,15 +463,16 @@ impl Importer<'_> {
             let mut layers = Vec::new();
             for (p, diff_id) in lps.iter().zip(diff_ids) {
                 let (digest, size, kind) = self.import_file(p, None)?;
+                // docker save names no media types: the content says what a layer is.
                 let media_type = match kind {
-                    Compression::Gzip => MEDIA_TYPE_LAYER_GZIP,
-                    _ => MEDIA_TYPE_LAYER_TAR,
+                    Compression::Gzip => MediaType::ImageLayerGzip,
+                    _ => MediaType::ImageLayer,
                 };
                 let layer = Layer {
                     digest,
                     diff_id,
                     size,
-                    media_type: media_type.to_string(),
+                    media_type,
                 };
                 self.store.snapshot(&layer)?;
                 layers.push(layer);
@@ -512,21 +496,19 @@ impl Importer<'_> {
     fn oci(&mut self) -> Result<Vec<String>, CacheError> {
         let ip = self.dir.join("index.json");
         let bytes = std::fs::read(&ip).ctx("read", &ip)?;
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+        let index = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
             path: ip.clone(),
             reason: format!("invalid OCI index: {e}"),
         })?;
         let mut out = Vec::new();
-        for desc in index.manifests {
-            let name = desc
-                .annotations
-                .get(CONTAINERD_NAME)
-                .or_else(|| desc.annotations.get(REF_NAME))
-                .cloned();
-            let Some(mdesc) = self.oci_manifest(&desc, 0)? else {
+        for desc in index.manifests() {
+            let name = annotation(desc, CONTAINERD_NAME)
+                .or_else(|| annotation(desc, REF_NAME))
+                .map(str::to_string);
+            let Some(mdesc) = self.oci_manifest(desc, 0)? else {
                 continue;
             };
-            let digest = mdesc.digest.clone();
+            let digest = mdesc.digest().to_string();
             let tags: Vec<String> = name
                 .iter()
                 .map(|t| crate::layout::familiar_name(t).to_string())
@@ -548,83 +530,88 @@ impl Importer<'_> {
         desc: &Descriptor,
         depth: usize,
     ) -> Result<Option<Descriptor>, CacheError> {
-        let p = self.oci_blob_path(&desc.digest)?;
+        let expected = desc.digest().as_ref();
+        let p = self.oci_blob_path(expected)?;
         let bytes = std::fs::read(&p).ctx("read manifest", &p)?;
         let actual = format!("sha256:{}", fsutil::sha256_hex(&bytes));
-        if actual != desc.digest {
+        if actual != expected {
             return Err(CacheError::DigestMismatch {
                 what: format!("manifest {}", p.display()),
-                expected: desc.digest.clone(),
+                expected: expected.to_string(),
                 actual,
             });
         }
-        if desc.media_type == MEDIA_TYPE_INDEX || desc.media_type == DOCKER_LIST {
+        if is_index(desc.media_type()) {
             if depth > 4 {
                 return Err(CacheError::Corrupt {
                     path: p,
                     reason: "image indexes nested too deeply".into(),
                 });
             }
-            let idx: Index = serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+            let idx = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
                 path: p.clone(),
                 reason: format!("invalid image index: {e}"),
             })?;
+            let host = platform::host();
             let is_host = |d: &&Descriptor| {
-                d.platform.as_ref().is_some_and(|pl| {
-                    pl.get("os").and_then(|v| v.as_str()) == Some("linux")
-                        && pl.get("architecture").and_then(|v| v.as_str()) == Some(host_arch())
+                d.platform().as_ref().is_some_and(|pl| {
+                    pl.os().to_string() == "linux" && pl.architecture() == host.architecture()
                 })
             };
             let chosen = idx
-                .manifests
+                .manifests()
                 .iter()
                 .find(is_host)
-                .or(idx.manifests.first())
+                .or(idx.manifests().first())
                 .cloned();
             return match chosen {
                 Some(c) => self.oci_manifest(&c, depth + 1),
                 None => Ok(None),
             };
         }
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+        let m = parse_manifest(&bytes).map_err(|e| CacheError::Corrupt {
             path: p.clone(),
             reason: format!("invalid image manifest: {e}"),
         })?;
-        let cp = self.oci_blob_path(&m.config.digest)?;
+        let config_digest = m.config().digest().as_ref();
+        let cp = self.oci_blob_path(config_digest)?;
         let config = std::fs::read(&cp).ctx("read image config", &cp)?;
-        let diff_ids = config_diff_ids(&config).map_err(|reason| CacheError::Corrupt {
-            path: cp.clone(),
-            reason,
-        })?;
-        if diff_ids.len() != m.layers.len() {
+        let diff_ids = config_diff_ids(&config)
+            .map_err(|e| CacheError::Corrupt {
+                path: cp.clone(),
+                reason: e.to_string(),
+            })?
+            .unwrap_or_default();
+        if diff_ids.len() != m.layers().len() {
             return Err(CacheError::Corrupt {
                 path: p,
                 reason: format!(
                     "manifest lists {} layers but its config has {} diff_ids",
-                    m.layers.len(),
+                    m.layers().len(),
                     diff_ids.len()
                 ),
             });
         }
-        self.import_file(&cp, Some(&m.config.digest))?;
-        for (l, diff_id) in m.layers.iter().zip(diff_ids) {
-            let lp = self.oci_blob_path(&l.digest)?;
-            let (digest, size, _) = self.import_file(&lp, Some(&l.digest))?;
+        self.import_file(&cp, Some(config_digest))?;
+        for (l, diff_id) in m.layers().iter().zip(diff_ids) {
+            let lp = self.oci_blob_path(l.digest().as_ref())?;
+            let (digest, size, _) = self.import_file(&lp, Some(l.digest().as_ref()))?;
             self.store.snapshot(&Layer {
                 digest,
                 diff_id,
                 size,
-                media_type: l.media_type.clone(),
+                media_type: l.media_type().clone(),
             })?;
         }
         self.store.put_blob(&bytes)?;
-        Ok(Some(Descriptor {
-            media_type: m.media_type.unwrap_or_else(|| desc.media_type.clone()),
-            digest: desc.digest.clone(),
-            size: bytes.len() as u64,
-            annotations: BTreeMap::new(),
-            platform: desc.platform.clone(),
-        }))
+        // The entry as the layout names it, without its annotations (tags are set apart).
+        let media_type = m
+            .media_type()
+            .clone()
+            .unwrap_or_else(|| desc.media_type().clone());
+        let mut entry = descriptor(media_type, expected, bytes.len() as u64)?;
+        entry.set_platform(desc.platform().clone());
+        Ok(Some(entry))
     }
 }
 

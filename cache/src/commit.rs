@@ -3,7 +3,8 @@
 
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashWriter};
-use crate::{Layer, MEDIA_TYPE_LAYER_GZIP, Store, digest_hex};
+use crate::{Layer, Store, digest_hex};
+use oci_spec::image::MediaType;
 use rbuild_fsutil::whiteout::{self, is_opaque_xattr, is_overlay_xattr};
 use rbuild_fsutil::xattr;
 use std::collections::HashMap;
@@ -48,7 +49,7 @@ impl Store {
             digest,
             diff_id,
             size,
-            media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
+            media_type: MediaType::ImageLayerGzip,
         };
         let target = self.snapshot_path(&layer.diff_id)?;
         if target.is_dir() {

@@ -1,16 +1,13 @@
 //! The OCI image layout under `root/oci`: index.json, manifests, tags.
 
 use crate::error::{CacheError, IoContext};
-use crate::{
-    Layer, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR,
-    MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST, Store, StoredImage, digest_hex, fsutil,
+use crate::oci::{
+    REF_NAME, config_diff_ids, config_platform, descriptor, index_json, manifest_json, parse_index,
+    parse_manifest, ref_name, with_annotations,
 };
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
-pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+use crate::{Layer, Store, StoredImage, digest_hex, fsutil};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifestBuilder, MediaType, SCHEMA_VERSION};
+use rbuild_registry::media_types::{is_index, manifest_layer_media_type};
 
 /// `name` with `:latest` appended when it has neither a tag nor a digest.
 pub fn normalize_tag(name: &str) -> String {
@@ -70,98 +67,35 @@ pub(crate) fn check_tag(tag: &str) -> Result<String, CacheError> {
     Ok(normalize_tag(tag))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Index {
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Manifest {
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct ConfigRootfs {
-    #[serde(default)]
-    rootfs: Option<RootfsIds>,
-}
-#[derive(Deserialize)]
-struct RootfsIds {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
-/// The diff_ids listed in an image config.
-pub(crate) fn config_diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
-    let c: ConfigRootfs =
-        serde_json::from_slice(config).map_err(|e| format!("invalid image config: {e}"))?;
-    Ok(c.rootfs.map(|r| r.diff_ids).unwrap_or_default())
-}
-
-/// The OCI media type for a layer of `media_type` (docker's names mapped to OCI's).
-pub(crate) fn oci_layer_media_type(media_type: &str) -> &str {
-    match media_type {
-        "" | "application/vnd.docker.image.rootfs.diff.tar.gzip" => MEDIA_TYPE_LAYER_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar" => MEDIA_TYPE_LAYER_TAR,
-        "application/vnd.docker.image.rootfs.diff.tar.zstd" => MEDIA_TYPE_LAYER_ZSTD,
-        m => m,
-    }
-}
-
 impl Store {
     fn index_path(&self) -> std::path::PathBuf {
         self.oci_dir().join("index.json")
     }
 
-    pub(crate) fn read_index(&self) -> Result<Index, CacheError> {
+    pub(crate) fn read_index(&self) -> Result<ImageIndex, CacheError> {
         let p = self.index_path();
         let bytes = std::fs::read(&p).ctx("read", &p)?;
-        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+        parse_index(&bytes).map_err(|e| CacheError::Corrupt {
             path: p,
             reason: format!("invalid OCI index: {e}; fix or remove the file"),
         })
     }
 
-    fn write_index(&self, idx: &Index) -> Result<(), CacheError> {
-        let p = self.index_path();
-        let bytes = serde_json::to_vec(idx).map_err(|e| CacheError::Corrupt {
-            path: p.clone(),
-            reason: format!("cannot encode index: {e}"),
-        })?;
-        fsutil::atomic_write(&p, &bytes)
-    }
-
     /// Read-modify-write of index.json under the cross-process index lock.
-    pub(crate) fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> Result<T, CacheError> {
+    pub(crate) fn update_index<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<Descriptor>) -> T,
+    ) -> Result<T, CacheError> {
         let _g = self.lock_index()?;
         let mut idx = self.read_index()?;
-        let before = serde_json::to_vec(&idx).ok();
-        let out = f(&mut idx);
+        let before = index_json(&idx);
+        let mut entries = idx.manifests().clone();
+        let out = f(&mut entries);
+        idx.set_manifests(entries);
+        let after = index_json(&idx);
         // A no-op rebuild re-tags the same manifest: skip the write and its fsyncs.
-        if before != serde_json::to_vec(&idx).ok() {
-            self.write_index(&idx)?;
+        if before != after {
+            fsutil::atomic_write(&self.index_path(), &after)?;
         }
         Ok(out)
     }
@@ -175,37 +109,30 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let mut seen = std::collections::HashSet::new();
         tags.retain(|t| seen.insert(tag_key(t)));
-        self.update_index(|idx| {
+        self.update_index(|entries| {
             if tags.is_empty() {
-                if !idx.manifests.iter().any(|d| d.digest == desc.digest) {
-                    let mut d = desc.clone();
-                    d.annotations.clear();
-                    idx.manifests.push(d);
+                if !entries.iter().any(|d| d.digest() == desc.digest()) {
+                    entries.push(with_annotations(desc.clone(), &[]));
                 }
                 return;
             }
             let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
             let already = |k: &String| {
-                idx.manifests.iter().any(|d| {
-                    d.digest == desc.digest
-                        && d.annotations
-                            .get(REF_NAME)
-                            .is_some_and(|n| &tag_key(n) == k)
+                entries.iter().any(|d| {
+                    d.digest() == desc.digest() && ref_name(d).is_some_and(|n| &tag_key(n) == k)
                 })
             };
             if keys.iter().all(already) {
                 return;
             }
-            idx.manifests.retain(|d| {
-                let named = d.annotations.get(REF_NAME);
+            entries.retain(|d| {
+                let named = ref_name(d);
                 // Drop entries of the same tags, and the unnamed entry of this manifest.
                 !(named.is_some_and(|n| keys.contains(&tag_key(n)))
-                    || (named.is_none() && d.digest == desc.digest))
+                    || (named.is_none() && d.digest() == desc.digest()))
             });
             for t in &tags {
-                let mut d = desc.clone();
-                d.annotations = BTreeMap::from([(REF_NAME.to_string(), t.clone())]);
-                idx.manifests.push(d);
+                entries.push(with_annotations(desc.clone(), &[(REF_NAME, t)]));
             }
         })
     }
@@ -230,10 +157,12 @@ impl Store {
             }
         }
         // A config that disagrees with its layers makes an image no tool can use.
-        let ids = config_diff_ids(config_json).map_err(|reason| CacheError::Corrupt {
-            path: self.oci_dir(),
-            reason: format!("put_image: {reason}"),
-        })?;
+        let ids = config_diff_ids(config_json)
+            .map_err(|e| CacheError::Corrupt {
+                path: self.oci_dir(),
+                reason: format!("put_image: {e}"),
+            })?
+            .unwrap_or_default();
         if ids
             .iter()
             .map(String::as_str)
@@ -248,39 +177,29 @@ impl Store {
             });
         }
         let config_digest = self.put_blob(config_json)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
-            config: Descriptor {
-                media_type: MEDIA_TYPE_CONFIG.to_string(),
-                digest: config_digest,
-                size: config_json.len() as u64,
-                annotations: BTreeMap::new(),
-                platform: None,
-            },
-            layers: layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: oci_layer_media_type(&l.media_type).to_string(),
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    annotations: BTreeMap::new(),
-                    platform: None,
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| CacheError::Corrupt {
-            path: self.oci_dir(),
-            reason: format!("cannot encode manifest: {e}"),
-        })?;
+        let config = descriptor(
+            MediaType::ImageConfig,
+            &config_digest,
+            config_json.len() as u64,
+        )?;
+        let layers = layers
+            .iter()
+            .map(|l| descriptor(manifest_layer_media_type(&l.media_type), &l.digest, l.size))
+            .collect::<Result<Vec<_>, _>>()?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(layers)
+            .build()
+            .map_err(|e| CacheError::Corrupt {
+                path: self.oci_dir(),
+                reason: format!("put_image: cannot make the manifest: {e}"),
+            })?;
+        let bytes = manifest_json(&manifest);
         let digest = self.put_blob(&bytes)?;
-        let desc = Descriptor {
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            annotations: BTreeMap::new(),
-            platform: platform_of(config_json),
-        };
+        let mut desc = descriptor(MediaType::ImageManifest, &digest, bytes.len() as u64)?;
+        desc.set_platform(config_platform(config_json));
         self.tag_manifest(desc, tags)?;
         Ok(digest)
     }
@@ -291,7 +210,7 @@ impl Store {
     pub fn put_manifest(
         &self,
         bytes: &[u8],
-        media_type: &str,
+        media_type: &MediaType,
         tags: &[String],
     ) -> Result<String, CacheError> {
         for t in tags {
@@ -301,33 +220,31 @@ impl Store {
             path: self.oci_dir(),
             reason: format!("put_manifest: {reason}"),
         };
-        let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| corrupt(format!("invalid image manifest: {e}")))?;
-        for d in m.layers.iter().chain([&m.config]) {
-            if !self.has_blob(&d.digest) {
+        let m =
+            parse_manifest(bytes).map_err(|e| corrupt(format!("invalid image manifest: {e}")))?;
+        for d in m.layers().iter().chain([m.config()]) {
+            let d = d.digest().as_ref();
+            if !self.has_blob(d) {
                 return Err(CacheError::MissingBlob {
-                    digest: d.digest.clone(),
-                    path: self.blob_path(&d.digest),
+                    digest: d.to_string(),
+                    path: self.blob_path(d),
                 });
             }
         }
-        let config = self.read_blob(&m.config.digest)?;
-        let ids = config_diff_ids(&config).map_err(&corrupt)?;
-        if ids.len() != m.layers.len() {
+        let config = self.read_blob(m.config().digest().as_ref())?;
+        let ids = config_diff_ids(&config)
+            .map_err(|e| corrupt(e.to_string()))?
+            .unwrap_or_default();
+        if ids.len() != m.layers().len() {
             return Err(corrupt(format!(
                 "the manifest has {} layers but its config {} diff_ids",
-                m.layers.len(),
+                m.layers().len(),
                 ids.len()
             )));
         }
         let digest = self.put_blob(bytes)?;
-        let desc = Descriptor {
-            media_type: media_type.to_string(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            annotations: BTreeMap::new(),
-            platform: platform_of(&config),
-        };
+        let mut desc = descriptor(media_type.clone(), &digest, bytes.len() as u64)?;
+        desc.set_platform(config_platform(&config));
         self.tag_manifest(desc, tags)?;
         Ok(digest)
     }
@@ -339,39 +256,42 @@ impl Store {
         tags: Vec<String>,
     ) -> Result<StoredImage, CacheError> {
         let mbytes = self.read_blob(digest)?;
-        let m: Manifest = serde_json::from_slice(&mbytes).map_err(|e| CacheError::Corrupt {
+        let m = parse_manifest(&mbytes).map_err(|e| CacheError::Corrupt {
             path: self.blob_path(digest),
             reason: format!("invalid image manifest: {e}"),
         })?;
-        let config = self.read_blob(&m.config.digest)?;
-        let diff_ids = config_diff_ids(&config).map_err(|reason| CacheError::Corrupt {
-            path: self.blob_path(&m.config.digest),
-            reason,
-        })?;
-        if diff_ids.len() != m.layers.len() {
+        let config_digest = m.config().digest().to_string();
+        let config = self.read_blob(&config_digest)?;
+        let diff_ids = config_diff_ids(&config)
+            .map_err(|e| CacheError::Corrupt {
+                path: self.blob_path(&config_digest),
+                reason: e.to_string(),
+            })?
+            .unwrap_or_default();
+        if diff_ids.len() != m.layers().len() {
             return Err(CacheError::Corrupt {
                 path: self.blob_path(digest),
                 reason: format!(
                     "manifest lists {} layers but its config lists {} diff_ids",
-                    m.layers.len(),
+                    m.layers().len(),
                     diff_ids.len()
                 ),
             });
         }
         let layers = m
-            .layers
+            .layers()
             .iter()
             .zip(diff_ids)
             .map(|(d, diff_id)| Layer {
-                digest: d.digest.clone(),
+                digest: d.digest().to_string(),
                 diff_id,
-                size: d.size,
-                media_type: d.media_type.clone(),
+                size: d.size(),
+                media_type: d.media_type().clone(),
             })
             .collect();
         Ok(StoredImage {
             manifest_digest: digest.to_string(),
-            config_digest: m.config.digest,
+            config_digest,
             config,
             layers,
             tags,
@@ -382,19 +302,20 @@ impl Store {
     pub(crate) fn index_images(&self) -> Result<Vec<(String, Vec<String>)>, CacheError> {
         let idx = self.read_index()?;
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for d in idx.manifests {
-            if d.media_type == MEDIA_TYPE_INDEX || d.media_type == DOCKER_LIST {
+        for d in idx.manifests() {
+            if is_index(d.media_type()) {
                 continue;
             }
-            let pos = match out.iter().position(|(dg, _)| *dg == d.digest) {
+            let digest = d.digest().as_ref();
+            let pos = match out.iter().position(|(dg, _)| dg == digest) {
                 Some(p) => p,
                 None => {
-                    out.push((d.digest.clone(), vec![]));
+                    out.push((digest.to_string(), vec![]));
                     out.len() - 1
                 }
             };
-            if let Some(n) = d.annotations.get(REF_NAME) {
-                out[pos].1.push(n.clone());
+            if let Some(n) = ref_name(d) {
+                out[pos].1.push(n.to_string());
             }
         }
         Ok(out)
@@ -467,18 +388,15 @@ impl Store {
     pub fn remove_tag(&self, name: &str) -> Result<bool, CacheError> {
         let tag = normalize_tag(name);
         let key = tag_key(name);
-        self.update_index(|idx| {
-            let before = idx.manifests.len();
-            let exact = idx
-                .manifests
-                .iter()
-                .any(|d| d.annotations.get(REF_NAME) == Some(&tag));
-            idx.manifests.retain(|d| match d.annotations.get(REF_NAME) {
-                Some(n) if exact => *n != tag,
+        self.update_index(|entries| {
+            let before = entries.len();
+            let exact = entries.iter().any(|d| ref_name(d) == Some(tag.as_str()));
+            entries.retain(|d| match ref_name(d) {
+                Some(n) if exact => n != tag,
                 Some(n) => tag_key(n) != key,
                 None => true,
             });
-            idx.manifests.len() != before
+            entries.len() != before
         })
     }
 }
@@ -498,28 +416,13 @@ impl Store {
             return Ok(vec![t]);
         }
         let digest = img.manifest_digest.clone();
-        self.update_index(|idx| idx.manifests.retain(|d| d.digest != digest))?;
+        self.update_index(|entries| entries.retain(|d| d.digest().as_ref() != digest))?;
         Ok(if img.tags.is_empty() {
             vec![digest]
         } else {
             img.tags
         })
     }
-}
-
-/// `{architecture, os, variant}` of a config, for the index descriptor.
-fn platform_of(config: &[u8]) -> Option<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
-    let arch = v.get("architecture")?.as_str()?;
-    let os = v.get("os")?.as_str()?;
-    if arch.is_empty() || os.is_empty() {
-        return None;
-    }
-    let mut p = serde_json::json!({"architecture": arch, "os": os});
-    if let Some(var) = v.get("variant").and_then(|x| x.as_str()) {
-        p["variant"] = serde_json::Value::String(var.to_string());
-    }
-    Some(p)
 }
 
 #[cfg(test)]
@@ -556,13 +459,5 @@ mod tests {
         assert!(check_tag("").is_err());
         assert!(check_tag(":x").is_err());
         assert_eq!(check_tag("x").unwrap(), "x:latest");
-    }
-
-    #[test]
-    fn diff_ids_from_config() {
-        let c = br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aa"]}}"#;
-        assert_eq!(config_diff_ids(c).unwrap(), vec!["sha256:aa".to_string()]);
-        assert!(config_diff_ids(b"nope").is_err());
-        assert_eq!(config_diff_ids(b"{}").unwrap(), Vec::<String>::new());
     }
 }

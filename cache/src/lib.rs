@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod fsutil;
 mod layout;
+mod oci;
 mod pargz;
 mod prune;
 pub mod pull;
@@ -27,6 +28,9 @@ mod reuse;
 pub use error::CacheError;
 pub use extract::extract_layer;
 pub use layout::{familiar_name, normalize_tag};
+pub use oci::ConfigError;
+/// oci-spec's media type, the type of [`Layer::media_type`].
+pub use oci_spec::image::MediaType;
 pub use prune::PruneOptions;
 /// The registry client, a crate of its own; re-exported because the store's pull, push and
 /// cache import/export take its types.
@@ -40,13 +44,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
 /// One layer blob of an image or cache record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
@@ -56,7 +53,8 @@ pub struct Layer {
     pub diff_id: String,
     /// Size of the blob in bytes.
     pub size: u64,
-    pub media_type: String,
+    /// As the manifest names it (serialized as the plain string).
+    pub media_type: MediaType,
 }
 
 /// What a cache key resolved to.

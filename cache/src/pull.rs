@@ -5,11 +5,11 @@
 //! once, and the manifest is stored as the registry has it, tagged with the
 //! reference the user gave.
 
+use crate::oci::config_diff_ids;
+use crate::registry::media_types::layer_media_type;
 use crate::registry::{Platform, Reference, RegistryClient, RegistryError};
-use crate::{
-    CacheError, Layer, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_ZSTD, Store,
-    StoredImage, normalize_tag,
-};
+use crate::{CacheError, ConfigError, Layer, Store, StoredImage, normalize_tag};
+use oci_spec::image::MediaType;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -26,34 +26,9 @@ pub enum PullError {
     Invalid { reference: String, message: String },
 }
 
-/// The OCI media type a registry layer is stored under, or why it cannot be used.
-pub fn layer_media_type(registry_type: &str) -> Result<&'static str, String> {
-    match registry_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-        | MEDIA_TYPE_LAYER_GZIP => Ok(MEDIA_TYPE_LAYER_GZIP),
-        "application/vnd.docker.image.rootfs.diff.tar" | MEDIA_TYPE_LAYER_TAR => {
-            Ok(MEDIA_TYPE_LAYER_TAR)
-        }
-        MEDIA_TYPE_LAYER_ZSTD => Err("zstd-compressed layers are not supported yet".into()),
-        other => Err(format!("unknown layer media type {other:?}")),
-    }
-}
-
-/// The `rootfs.diff_ids` of an image config.
-pub fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(config).map_err(|e| format!("config is not valid JSON: {e}"))?;
-    v["rootfs"]["diff_ids"]
-        .as_array()
-        .ok_or("config has no rootfs.diff_ids")?
-        .iter()
-        .map(|d| {
-            d.as_str()
-                .map(String::from)
-                .ok_or_else(|| "a diff_id is not a string".to_string())
-        })
-        .collect()
+/// The `rootfs.diff_ids` of a registry image's config, which must list them.
+fn required_diff_ids(config: &[u8]) -> Result<Vec<String>, ConfigError> {
+    config_diff_ids(config)?.ok_or(ConfigError::NoDiffIds)
 }
 
 /// A registry image resolved for one platform: manifest and config, no layers yet.
@@ -65,7 +40,7 @@ pub struct RemoteImage {
     /// The registry's digest of the manifest (through an index, the platform's entry).
     pub manifest_digest: String,
     pub manifest_bytes: Vec<u8>,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub config: Vec<u8>,
     pub layers: Vec<Layer>,
 }
@@ -104,8 +79,10 @@ async fn resolve_ref(
         message,
     };
     let resolved = client.resolve(&r, platform).await?;
-    let config = client.fetch_config(&r, &resolved.config_digest).await?;
-    let ids = diff_ids(&config).map_err(invalid)?;
+    let config = client
+        .fetch_config(&r, resolved.config.digest().as_ref())
+        .await?;
+    let ids = required_diff_ids(&config).map_err(|e| invalid(e.to_string()))?;
     if ids.len() != resolved.layers.len() {
         return Err(invalid(format!(
             "the manifest has {} layers but the config {} diff_ids",
@@ -116,12 +93,11 @@ async fn resolve_ref(
     let mut layers = Vec::with_capacity(ids.len());
     for (desc, diff_id) in resolved.layers.iter().zip(ids) {
         layers.push(Layer {
-            digest: desc.digest.clone(),
+            digest: desc.digest().to_string(),
             diff_id,
-            size: desc.size,
-            media_type: layer_media_type(&desc.media_type)
-                .map_err(|m| invalid(format!("layer {}: {m}", desc.digest)))?
-                .to_string(),
+            size: desc.size(),
+            media_type: layer_media_type(desc.media_type())
+                .map_err(|e| invalid(format!("layer {}: {e}", desc.digest())))?,
         });
     }
     Ok(RemoteImage {
@@ -249,24 +225,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn docker_and_oci_layer_types_map_to_oci() {
-        assert_eq!(
-            layer_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
-            Ok(MEDIA_TYPE_LAYER_GZIP)
-        );
-        assert_eq!(
-            layer_media_type(MEDIA_TYPE_LAYER_TAR),
-            Ok(MEDIA_TYPE_LAYER_TAR)
-        );
-        assert!(layer_media_type(MEDIA_TYPE_LAYER_ZSTD).is_err());
-        assert!(layer_media_type("text/plain").is_err());
-    }
-
-    #[test]
     fn diff_ids_come_from_the_config() {
         let c = br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aa","sha256:bb"]}}"#;
-        assert_eq!(diff_ids(c).unwrap(), ["sha256:aa", "sha256:bb"]);
-        assert!(diff_ids(b"{}").is_err());
-        assert!(diff_ids(b"nope").is_err());
+        assert_eq!(required_diff_ids(c).unwrap(), ["sha256:aa", "sha256:bb"]);
+        assert!(matches!(
+            required_diff_ids(b"{}"),
+            Err(ConfigError::NoDiffIds)
+        ));
+        assert!(matches!(
+            required_diff_ids(b"nope"),
+            Err(ConfigError::Json(_))
+        ));
     }
 }

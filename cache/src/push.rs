@@ -13,8 +13,10 @@
 //! to a repository. It is a hint only: a stale line costs one declined mount.
 
 use crate::error::IoContext;
-use crate::registry::{PushStatus, Reference, RegistryClient, RegistryError, media_types};
-use crate::{CacheError, MEDIA_TYPE_MANIFEST, Store, digest_hex, fsutil};
+use crate::registry::media_types::is_image_manifest;
+use crate::registry::{PushStatus, Reference, RegistryClient, RegistryError, declared_media_type};
+use crate::{CacheError, Store, digest_hex, fsutil};
+use oci_spec::image::MediaType;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -36,6 +38,12 @@ pub enum PushError {
     NoSuchImage(String),
     #[error("{reference}: {message}")]
     Invalid { reference: String, message: String },
+    #[error("{reference}: {source}")]
+    Manifest {
+        reference: String,
+        #[source]
+        source: ManifestTypeError,
+    },
 }
 
 /// What a push did.
@@ -111,7 +119,10 @@ pub async fn push_with_progress(
         .image(local_name)?
         .ok_or_else(|| PushError::NoSuchImage(local_name.to_string()))?;
     let manifest = store.read_blob(&image.manifest_digest)?;
-    let media_type = manifest_media_type(&manifest).map_err(invalid)?;
+    let media_type = manifest_media_type(&manifest).map_err(|source| PushError::Manifest {
+        reference: target.to_string(),
+        source,
+    })?;
     let mut blobs = vec![Blob {
         digest: image.config_digest.clone(),
         size: image.config.len() as u64,
@@ -208,16 +219,21 @@ async fn push_one(
         .await?)
 }
 
+/// Why a stored manifest cannot be pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestTypeError {
+    #[error("the stored manifest is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("cannot push a manifest of media type {0:?}; only image manifests")]
+    NotAnImage(String),
+}
+
 /// The manifest's media type as it says itself; the store writes OCI manifests.
-fn manifest_media_type(manifest: &[u8]) -> Result<String, String> {
-    let v: serde_json::Value = serde_json::from_slice(manifest)
-        .map_err(|e| format!("the stored manifest is not valid JSON: {e}"))?;
-    match v.get("mediaType").and_then(|m| m.as_str()) {
-        Some(t @ (media_types::OCI_MANIFEST | media_types::DOCKER_MANIFEST)) => Ok(t.to_string()),
-        Some(other) => Err(format!(
-            "cannot push a manifest of media type {other:?}; only image manifests"
-        )),
-        None => Ok(MEDIA_TYPE_MANIFEST.to_string()),
+fn manifest_media_type(manifest: &[u8]) -> Result<MediaType, ManifestTypeError> {
+    match declared_media_type(manifest).map_err(ManifestTypeError::NotJson)? {
+        Some(t) if is_image_manifest(&t) => Ok(t),
+        Some(other) => Err(ManifestTypeError::NotAnImage(other.to_string())),
+        None => Ok(MediaType::ImageManifest),
     }
 }
 
@@ -285,9 +301,9 @@ impl Store {
             .ok_or_else(|| PushError::NoSuchImage(source.to_string()))?;
         let index = self.read_index()?;
         let desc = index
-            .manifests
+            .manifests()
             .iter()
-            .find(|d| d.digest == image.manifest_digest)
+            .find(|d| d.digest().as_ref() == image.manifest_digest)
             .cloned()
             .ok_or_else(|| PushError::NoSuchImage(source.to_string()))?;
         self.tag_manifest(desc, &[target.to_string()])?;
@@ -331,18 +347,16 @@ mod tests {
     fn manifest_media_types() {
         assert_eq!(
             manifest_media_type(br#"{"schemaVersion":2}"#).unwrap(),
-            MEDIA_TYPE_MANIFEST
+            MediaType::ImageManifest
         );
+        let docker = crate::registry::media_types::DOCKER_MANIFEST;
         assert_eq!(
-            manifest_media_type(
-                format!(r#"{{"mediaType":"{}"}}"#, media_types::DOCKER_MANIFEST).as_bytes()
-            )
-            .unwrap(),
-            media_types::DOCKER_MANIFEST
+            manifest_media_type(format!(r#"{{"mediaType":"{docker}"}}"#).as_bytes()).unwrap(),
+            MediaType::from(docker)
         );
         assert!(
             manifest_media_type(
-                format!(r#"{{"mediaType":"{}"}}"#, media_types::OCI_INDEX).as_bytes()
+                format!(r#"{{"mediaType":"{}"}}"#, MediaType::ImageIndex).as_bytes()
             )
             .is_err()
         );

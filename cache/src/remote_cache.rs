@@ -14,9 +14,15 @@
 //! counts what it fetched.
 
 use crate::error::IoContext;
-use crate::layout::Descriptor;
-use crate::registry::{Platform, Reference, RegistryClient, RegistryError};
-use crate::{CacheError, CacheRecord, Layer, MEDIA_TYPE_MANIFEST, Store, digest_hex, fsutil};
+use crate::oci::{
+    REF_NAME, descriptor, index_json, manifest_json, parse_index, parse_manifest, ref_name,
+    with_annotations,
+};
+use crate::registry::{Reference, RegistryClient, RegistryError, platform};
+use crate::{CacheError, CacheRecord, Layer, Store, digest_hex, fsutil};
+use oci_spec::image::{
+    Descriptor, ImageIndex, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -32,7 +38,6 @@ pub const INLINE_KEY: &str = "rbuild.cache.v1";
 /// The only format version this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Cache configs are small (a few hundred bytes per record); refuse absurd ones.
 const MAX_CONFIG: u64 = 64 << 20;
 
@@ -133,52 +138,31 @@ impl CacheConfig {
     }
 }
 
-/// The manifest of a cache artifact.
-#[derive(Debug, Serialize, Deserialize)]
-struct CacheManifest {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    artifact_type: Option<String>,
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
-fn descriptor(media_type: &str, digest: String, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest,
-        size,
-        annotations: BTreeMap::new(),
-        platform: None,
-    }
-}
-
-/// The manifest bytes for `cfg` whose config blob is `config_json`.
-fn manifest_bytes(cfg: &CacheConfig, config_json: &[u8]) -> Vec<u8> {
-    let m = CacheManifest {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
-        artifact_type: Some(ARTIFACT_TYPE.to_string()),
-        config: descriptor(
-            MEDIA_TYPE_CACHE_CONFIG,
-            format!("sha256:{}", fsutil::sha256_hex(config_json)),
-            config_json.len() as u64,
-        ),
-        layers: cfg
-            .layers()
-            .into_iter()
-            .map(|l| descriptor(&l.media_type, l.digest, l.size))
-            .collect(),
-    };
-    serde_json::to_vec(&m).unwrap_or_default()
+/// The manifest bytes for `cfg` whose config blob is `config_json`: an OCI image manifest
+/// with `artifactType` [`ARTIFACT_TYPE`].
+fn manifest_bytes(cfg: &CacheConfig, config_json: &[u8]) -> Result<Vec<u8>, CacheError> {
+    let config = descriptor(
+        MediaType::Other(MEDIA_TYPE_CACHE_CONFIG.to_string()),
+        &format!("sha256:{}", fsutil::sha256_hex(config_json)),
+        config_json.len() as u64,
+    )?;
+    let layers = cfg
+        .layers()
+        .into_iter()
+        .map(|l| descriptor(l.media_type, &l.digest, l.size))
+        .collect::<Result<Vec<_>, _>>()?;
+    let m: ImageManifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(ARTIFACT_TYPE.to_string()))
+        .config(config)
+        .layers(layers)
+        .build()
+        .map_err(|e| CacheError::Corrupt {
+            path: "<cache manifest>".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(manifest_json(&m))
 }
 
 /// What an export wrote.
@@ -257,7 +241,7 @@ pub fn export_local(
         copy_blob(&store.blob_path(&l.digest), &target)?;
     }
     let config_json = cfg.to_json();
-    let manifest = manifest_bytes(cfg, &config_json);
+    let manifest = manifest_bytes(cfg, &config_json)?;
     let manifest_digest = format!("sha256:{}", fsutil::sha256_hex(&manifest));
     for bytes in [&config_json, &manifest] {
         let target = blobs.join(fsutil::sha256_hex(bytes));
@@ -270,26 +254,20 @@ pub fn export_local(
     let index_path = dest.join("index.json");
     let mut manifests: Vec<Descriptor> = std::fs::read(&index_path)
         .ok()
-        .and_then(|b| serde_json::from_slice::<crate::layout::Index>(&b).ok())
-        .map(|i| i.manifests)
+        .and_then(|b| parse_index(&b).ok())
+        .map(|i| i.manifests().clone())
         .unwrap_or_default();
-    manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
-    let mut desc = descriptor(
-        MEDIA_TYPE_MANIFEST,
-        manifest_digest.clone(),
+    manifests.retain(|d| ref_name(d) != Some(tag));
+    let desc = descriptor(
+        MediaType::ImageManifest,
+        &manifest_digest,
         manifest.len() as u64,
-    );
-    desc.annotations
-        .insert(REF_NAME.to_string(), tag.to_string());
-    manifests.push(desc);
-    let index = crate::layout::Index {
-        schema_version: 2,
-        media_type: Some(crate::MEDIA_TYPE_INDEX.to_string()),
-        manifests,
-    };
-    let bytes = serde_json::to_vec(&index)
-        .map_err(|e| invalid(dest.display().to_string(), e.to_string()))?;
-    fsutil::atomic_write(&index_path, &bytes)?;
+    )?;
+    manifests.push(with_annotations(desc, &[(REF_NAME, tag)]));
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(manifests);
+    fsutil::atomic_write(&index_path, &index_json(&index))?;
     Ok(ExportSummary {
         manifest_digest,
         records: cfg.records.len(),
@@ -346,9 +324,9 @@ pub async fn export_registry(
     client
         .push_blob(reference, &config_digest, config_json.len() as u64, &path)
         .await?;
-    let manifest = manifest_bytes(cfg, &config_json);
+    let manifest = manifest_bytes(cfg, &config_json)?;
     let manifest_digest = client
-        .push_manifest(reference, MEDIA_TYPE_MANIFEST, &manifest)
+        .push_manifest(reference, &MediaType::ImageManifest, &manifest)
         .await?;
     Ok(ExportSummary {
         manifest_digest,
@@ -427,22 +405,22 @@ pub fn load_local(dir: &Path, tag: &str) -> Result<CacheConfig, RemoteCacheError
     let name = dir.display().to_string();
     let index_path = dir.join("index.json");
     let bytes = std::fs::read(&index_path).ctx("read", &index_path)?;
-    let index: crate::layout::Index = serde_json::from_slice(&bytes)
+    let index = parse_index(&bytes)
         .map_err(|e| invalid(&name, format!("index.json is not a valid OCI index: {e}")))?;
     let desc = index
-        .manifests
+        .manifests()
         .iter()
-        .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
-        .or(match index.manifests.as_slice() {
+        .find(|d| ref_name(d) == Some(tag))
+        .or(match index.manifests().as_slice() {
             [only] => Some(only),
             _ => None,
         })
         .ok_or_else(|| invalid(&name, format!("no cache tagged {tag:?} in index.json")))?;
-    let manifest = read_layout_blob(dir, &desc.digest, MAX_CONFIG)?;
-    let m: CacheManifest = serde_json::from_slice(&manifest)
-        .map_err(|e| invalid(&name, format!("manifest {}: {e}", desc.digest)))?;
-    let config = read_layout_blob(dir, &m.config.digest, MAX_CONFIG)?;
-    if m.config.media_type == MEDIA_TYPE_CACHE_CONFIG {
+    let manifest = read_layout_blob(dir, desc.digest().as_ref(), MAX_CONFIG)?;
+    let m = parse_manifest(&manifest)
+        .map_err(|e| invalid(&name, format!("manifest {}: {e}", desc.digest())))?;
+    let config = read_layout_blob(dir, m.config().digest().as_ref(), MAX_CONFIG)?;
+    if m.config().media_type().as_ref() == MEDIA_TYPE_CACHE_CONFIG {
         return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
     }
     // An image layout whose image carries inline cache metadata works too.
@@ -463,14 +441,14 @@ pub async fn load_registry(
     reference: &Reference,
 ) -> Result<CacheConfig, RemoteCacheError> {
     let name = reference.to_string();
-    let resolved = client.resolve(reference, &Platform::host()).await?;
-    if resolved.config.size > MAX_CONFIG {
+    let resolved = client.resolve(reference, &platform::host()).await?;
+    if resolved.config.size() > MAX_CONFIG {
         return Err(invalid(&name, "cache config is too large"));
     }
     let config = client
-        .fetch_config(reference, &resolved.config_digest)
+        .fetch_config(reference, resolved.config.digest().as_ref())
         .await?;
-    if resolved.config.media_type == MEDIA_TYPE_CACHE_CONFIG {
+    if resolved.config.media_type().as_ref() == MEDIA_TYPE_CACHE_CONFIG {
         return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
     }
     read_inline(&config).map_err(|e| invalid(&name, e))?.ok_or_else(|| {
@@ -613,7 +591,7 @@ mod tests {
             digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
             diff_id: format!("sha256:{}", format!("{:02x}", n + 100).repeat(32)),
             size: n as u64 * 10,
-            media_type: crate::MEDIA_TYPE_LAYER_GZIP.into(),
+            media_type: MediaType::ImageLayerGzip,
         }
     }
 
@@ -669,9 +647,10 @@ mod tests {
     fn manifest_is_an_artifact_listing_every_blob() {
         let cfg = sample();
         let json = cfg.to_json();
-        let m: serde_json::Value = serde_json::from_slice(&manifest_bytes(&cfg, &json)).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_slice(&manifest_bytes(&cfg, &json).unwrap()).unwrap();
         assert_eq!(m["artifactType"], ARTIFACT_TYPE);
-        assert_eq!(m["mediaType"], MEDIA_TYPE_MANIFEST);
+        assert_eq!(m["mediaType"], MediaType::ImageManifest.as_ref());
         assert_eq!(m["config"]["mediaType"], MEDIA_TYPE_CACHE_CONFIG);
         assert_eq!(
             m["config"]["digest"],
@@ -710,7 +689,7 @@ mod tests {
             digest: d.to_string(),
             diff_id: layer(9).diff_id,
             size,
-            media_type: crate::MEDIA_TYPE_LAYER_GZIP.into(),
+            media_type: MediaType::ImageLayerGzip,
         };
         let cfg = CacheConfig::new(BTreeMap::from([
             ("k1".to_string(), rec(vec![l(&d1, 9)])),

@@ -119,7 +119,7 @@ fn put_manifest_keeps_registry_bytes_and_media_type() {
     let digest = store
         .put_manifest(
             manifest.as_bytes(),
-            "application/vnd.docker.distribution.manifest.v2+json",
+            &"application/vnd.docker.distribution.manifest.v2+json".into(),
             &["docker.io/library/base:1".into()],
         )
         .unwrap();
@@ -133,7 +133,7 @@ fn put_manifest_keeps_registry_bytes_and_media_type() {
         r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"sha256:32f142c49fbcf5d3157e488fa4879ee49367d67b9ce2d122e1618a4d46f0d4b8","size":679,"annotations":{"org.opencontainers.image.ref.name":"docker.io/library/base:1"},"platform":{"architecture":"arm64","os":"linux","variant":"v8"}}]}"#,
     );
     let img = store.image("base:1").unwrap().unwrap();
-    let types: Vec<&str> = img.layers.iter().map(|l| l.media_type.as_str()).collect();
+    let types: Vec<&str> = img.layers.iter().map(|l| l.media_type.as_ref()).collect();
     assert_eq!(
         types,
         ["application/vnd.docker.image.rootfs.diff.tar.gzip"; 2]

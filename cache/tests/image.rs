@@ -362,7 +362,7 @@ fn load_old_docker_save_with_linked_duplicate_layers() {
         "an uncompressed layer is stored as is"
     );
     assert_eq!(
-        one.layers[0].media_type,
+        one.layers[0].media_type.as_ref(),
         "application/vnd.oci.image.layer.v1.tar"
     );
     assert_ne!(one.config_digest, two.config_digest);

@@ -187,17 +187,25 @@ pub struct Token {
     pub refresh_token: Option<String>,
 }
 
+/// A token-service answer that holds no token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token response is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("token response has no token")]
+    NoToken,
+}
+
 /// Parse `{"token"|"access_token", "expires_in"}`; tokens default to 60 s.
-pub fn parse_token_response(body: &[u8]) -> Result<Token, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("token response is not JSON: {e}"))?;
+pub fn parse_token_response(body: &[u8]) -> Result<Token, TokenError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(TokenError::NotJson)?;
     let token = v
         .get("token")
         .and_then(|t| t.as_str())
         .filter(|t| !t.is_empty())
         .or_else(|| v.get("access_token").and_then(|t| t.as_str()))
         .filter(|t| !t.is_empty())
-        .ok_or("token response has no token")?;
+        .ok_or(TokenError::NoToken)?;
     let secs = v
         .get("expires_in")
         .and_then(|e| e.as_u64())

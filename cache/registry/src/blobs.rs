@@ -66,7 +66,7 @@ impl RegistryClient {
     ) -> Result<Ctx<'a>, RegistryError> {
         validate_digest(digest).map_err(|reason| RegistryError::InvalidReference {
             input: digest.to_string(),
-            reason,
+            reason: reason.into(),
         })?;
         Ok(Ctx {
             registry: &r.registry,

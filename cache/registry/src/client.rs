@@ -22,7 +22,7 @@ use crate::RegistryError;
 use crate::auth::{AuthCache, Challenge, challenge_of};
 use crate::credentials::CredentialSource;
 use crate::error::{Ctx, error_chain, error_message, io_err};
-use crate::reference::{Reference, api_host, normalize_registry};
+use crate::reference::{Reference, ReferenceError, api_host, normalize_registry};
 use crate::retry::RetryPolicy;
 
 /// Client configuration.
@@ -231,7 +231,10 @@ impl RegistryClient {
         let s = format!("{}{}/{path}", self.base_url(&r.registry), r.repository);
         Url::parse(&s).map_err(|e| RegistryError::InvalidReference {
             input: r.to_string(),
-            reason: format!("cannot form URL {s}: {e}"),
+            reason: ReferenceError::Url {
+                url: s.clone(),
+                message: e.to_string(),
+            },
         })
     }
 
@@ -285,8 +288,8 @@ impl RegistryClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Platform;
-    use crate::media_types::OCI_MANIFEST;
+    use crate::media_types::MediaType;
+    use crate::platform;
     use std::path::Path;
 
     #[test]
@@ -326,7 +329,7 @@ mod tests {
         let r = Reference::parse("127.0.0.1:1/x:y").unwrap();
         let d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
         let p = Path::new("/nonexistent");
-        let plat = Platform::host();
+        let plat = platform::host();
         send(&c.resolve(&r, &plat));
         send(&c.fetch_manifest(&r));
         send(&c.head_manifest(&r));
@@ -336,7 +339,7 @@ mod tests {
         send(&c.push_blob(&r, d, 0, p));
         send(&c.mount_blob(&r, "a", d));
         send(&c.mount_or_push_blob(&r, None, d, 0, p));
-        send(&c.push_manifest(&r, OCI_MANIFEST, b"{}"));
+        send(&c.push_manifest(&r, &MediaType::ImageManifest, b"{}"));
         send(&c.login("x", "u", "p"));
         send(&c.logout("x"));
     }

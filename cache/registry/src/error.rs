@@ -9,7 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("invalid image reference {input:?}: {reason}")]
-    InvalidReference { input: String, reason: String },
+    InvalidReference {
+        input: String,
+        reason: crate::reference::ReferenceError,
+    },
     #[error("{registry}: authentication failed ({scope}): {message}")]
     Unauthorized {
         registry: String,

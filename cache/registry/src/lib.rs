@@ -13,21 +13,23 @@
 //! use rbuild_registry::*;
 //! let client = RegistryClient::new(ClientOptions::default())?;
 //! let image = Reference::parse("busybox")?; // docker.io/library/busybox:latest
-//! let resolved = client.resolve(&image, &Platform::host()).await?;
-//! let config = client.fetch_config(&image, &resolved.config_digest).await?;
+//! let resolved = client.resolve(&image, &platform::host()).await?;
+//! let config_digest = resolved.config.digest().to_string();
+//! let config = client.fetch_config(&image, &config_digest).await?;
 //! for layer in &resolved.layers {
-//!     let dest = std::path::Path::new("/tmp").join(&layer.digest[7..]);
-//!     client.fetch_blob(&image, &layer.digest, &dest).await?;
+//!     let dest = std::path::Path::new("/tmp").join(layer.digest().digest());
+//!     client.fetch_blob(&image, layer.digest().as_ref(), &dest).await?;
 //! }
 //! // Push: blobs first (skipped when present, mounted when possible), then the manifest.
 //! let target = Reference::parse("127.0.0.1:5000/me/busybox:1")?;
 //! for layer in &resolved.layers {
-//!     let path = std::path::Path::new("/tmp").join(&layer.digest[7..]);
-//!     client.mount_or_push_blob(&target, None, &layer.digest, layer.size, &path).await?;
+//!     let path = std::path::Path::new("/tmp").join(layer.digest().digest());
+//!     let digest = layer.digest().as_ref();
+//!     client.mount_or_push_blob(&target, None, digest, layer.size(), &path).await?;
 //! }
 //! let config_path = std::path::Path::new("/tmp/config.json");
 //! std::fs::write(config_path, &config)?;
-//! client.push_blob(&target, &resolved.config_digest, config.len() as u64, config_path).await?;
+//! client.push_blob(&target, &config_digest, config.len() as u64, config_path).await?;
 //! client.push_manifest(&target, &resolved.media_type, &resolved.manifest_bytes).await?;
 //! # Ok(()) }
 //! ```
@@ -40,7 +42,7 @@ mod error;
 mod login;
 mod manifests;
 pub mod media_types;
-mod platform;
+pub mod platform;
 pub mod reference;
 mod retry;
 mod uploads;
@@ -48,7 +50,9 @@ mod uploads;
 pub use client::{ClientOptions, RegistryClient, sha256_digest};
 pub use credentials::{Credential, CredentialSource};
 pub use error::RegistryError;
-pub use manifests::{Descriptor, ManifestBytes, Resolved};
+pub use manifests::{ManifestBytes, Resolved, declared_media_type};
+pub use media_types::MediaType;
+pub use oci_spec::image::Descriptor;
 pub use platform::Platform;
 pub use reference::Reference;
 pub use retry::RetryPolicy;

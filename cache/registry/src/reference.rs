@@ -6,6 +6,55 @@ use std::str::FromStr;
 
 use super::RegistryError;
 
+/// Why a reference (or its tag or digest) is not valid; the text completes
+/// "invalid image reference \"…\": ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("empty reference")]
+    Empty,
+    #[error("leading or trailing whitespace")]
+    Whitespace,
+    #[error("empty registry host")]
+    EmptyHost,
+    #[error("invalid registry host {0:?}")]
+    Host(String),
+    #[error("invalid port in registry host {0:?}")]
+    Port(String),
+    #[error("repository name longer than 255 characters")]
+    NameTooLong,
+    #[error("empty repository name")]
+    EmptyRepository,
+    #[error("empty path component in repository name")]
+    EmptyComponent,
+    #[error("repository name must be lowercase (got {0:?})")]
+    Uppercase(String),
+    #[error(
+        "invalid repository path component {0:?}: use lowercase letters, digits and single separators (. _ __ -)"
+    )]
+    Component(String),
+    #[error("empty tag")]
+    EmptyTag,
+    #[error("tag longer than 128 characters")]
+    TagTooLong,
+    #[error("invalid tag {0:?}: use letters, digits, '_', '.', '-' (not first)")]
+    Tag(String),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("cannot form URL {url}: {message}")]
+    Url { url: String, message: String },
+}
+
+/// Why a digest is refused: only `sha256:` and 64 lowercase hex digits are used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("invalid digest {0:?}: expected sha256:<hex>")]
+    Format(String),
+    #[error("unsupported digest algorithm {0:?} (only sha256)")]
+    Algorithm(String),
+    #[error("invalid digest {0:?}: sha256 needs 64 lowercase hex characters")]
+    Hex(String),
+}
+
 /// Registry name Docker uses for images without an explicit registry.
 pub const DOCKER_HUB: &str = "docker.io";
 /// Host that actually serves Docker Hub's distribution API.
@@ -31,19 +80,19 @@ pub struct Reference {
 impl Reference {
     /// Parse and normalise a reference the way `docker pull` does.
     pub fn parse(input: &str) -> Result<Self, RegistryError> {
-        let bad = |reason: &str| RegistryError::InvalidReference {
+        let bad = |reason: ReferenceError| RegistryError::InvalidReference {
             input: input.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
         if input.is_empty() {
-            return Err(bad("empty reference"));
+            return Err(bad(ReferenceError::Empty));
         }
         if input.trim() != input {
-            return Err(bad("leading or trailing whitespace"));
+            return Err(bad(ReferenceError::Whitespace));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
-                validate_digest(d).map_err(|e| bad(&e))?;
+                validate_digest(d).map_err(|e| bad(e.into()))?;
                 (r, Some(d.to_string()))
             }
             None => (input, None),
@@ -58,16 +107,16 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(t) = &tag {
-            validate_tag(t).map_err(|e| bad(&e))?;
+            validate_tag(t).map_err(bad)?;
         }
         let (registry, repository) = split_domain(name);
         if registry.is_empty() {
-            return Err(bad("empty registry host"));
+            return Err(bad(ReferenceError::EmptyHost));
         }
-        validate_host(&registry).map_err(|e| bad(&e))?;
-        validate_repository(&repository).map_err(|e| bad(&e))?;
+        validate_host(&registry).map_err(bad)?;
+        validate_repository(&repository).map_err(bad)?;
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(bad("repository name longer than 255 characters"));
+            return Err(bad(ReferenceError::NameTooLong));
         }
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_string())
@@ -185,39 +234,37 @@ fn split_domain(name: &str) -> (String, String) {
     }
 }
 
-fn validate_host(host: &str) -> Result<(), String> {
+fn validate_host(host: &str) -> Result<(), ReferenceError> {
     let ok = host
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
     if !ok {
-        return Err(format!("invalid registry host {host:?}"));
+        return Err(ReferenceError::Host(host.to_string()));
     }
     if let Some((_, port)) = host.rsplit_once(':')
         && !host.ends_with(']')
         && !host.starts_with('[')
         && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()))
     {
-        return Err(format!("invalid port in registry host {host:?}"));
+        return Err(ReferenceError::Port(host.to_string()));
     }
     Ok(())
 }
 
 /// Repository components: `[a-z0-9]+` joined by `.`, `_`, `__` or `-+`.
-fn validate_repository(repo: &str) -> Result<(), String> {
+fn validate_repository(repo: &str) -> Result<(), ReferenceError> {
     if repo.is_empty() {
-        return Err("empty repository name".into());
+        return Err(ReferenceError::EmptyRepository);
     }
     for comp in repo.split('/') {
         if comp.is_empty() {
-            return Err("empty path component in repository name".into());
+            return Err(ReferenceError::EmptyComponent);
         }
         if comp.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(format!("repository name must be lowercase (got {comp:?})"));
+            return Err(ReferenceError::Uppercase(comp.to_string()));
         }
         if !valid_component(comp) {
-            return Err(format!(
-                "invalid repository path component {comp:?}: use lowercase letters, digits and single separators (. _ __ -)"
-            ));
+            return Err(ReferenceError::Component(comp.to_string()));
         }
     }
     Ok(())
@@ -248,41 +295,35 @@ fn valid_component(comp: &str) -> bool {
     true
 }
 
-fn validate_tag(tag: &str) -> Result<(), String> {
+fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     let b = tag.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     if b.is_empty() {
-        return Err("empty tag".into());
+        return Err(ReferenceError::EmptyTag);
     }
     if b.len() > 128 {
-        return Err("tag longer than 128 characters".into());
+        return Err(ReferenceError::TagTooLong);
     }
     if !word(b[0]) || !b.iter().all(|&c| word(c) || c == b'.' || c == b'-') {
-        return Err(format!(
-            "invalid tag {tag:?}: use letters, digits, '_', '.', '-' (not first)"
-        ));
+        return Err(ReferenceError::Tag(tag.to_string()));
     }
     Ok(())
 }
 
 /// Accepts `sha256:<64 lowercase hex>`; other algorithms are refused by name.
-pub fn validate_digest(d: &str) -> Result<(), String> {
+pub fn validate_digest(d: &str) -> Result<(), DigestError> {
     let Some((alg, hex)) = d.split_once(':') else {
-        return Err(format!("invalid digest {d:?}: expected sha256:<hex>"));
+        return Err(DigestError::Format(d.to_string()));
     };
     if alg != "sha256" {
-        return Err(format!(
-            "unsupported digest algorithm {alg:?} (only sha256)"
-        ));
+        return Err(DigestError::Algorithm(alg.to_string()));
     }
     if hex.len() != 64
         || !hex
             .bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     {
-        return Err(format!(
-            "invalid digest {d:?}: sha256 needs 64 lowercase hex characters"
-        ));
+        return Err(DigestError::Hex(d.to_string()));
     }
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rbuild_registry::{
-    ClientOptions, Credential, CredentialSource, Platform, PushStatus, Reference, RegistryClient,
-    RegistryError, RetryPolicy, media_types,
+    ClientOptions, Credential, CredentialSource, MediaType, PushStatus, Reference, RegistryClient,
+    RegistryError, RetryPolicy, platform,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,9 +80,9 @@ fn make_image(content: &[u8], arch: &str) -> TestImage {
     .expect("json");
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": {"mediaType": media_types::OCI_CONFIG, "digest": sha(&config), "size": config.len()},
-        "layers": [{"mediaType": media_types::OCI_LAYER_GZIP, "digest": sha(&layer), "size": layer.len()}],
+        "mediaType": MediaType::ImageManifest,
+        "config": {"mediaType": MediaType::ImageConfig, "digest": sha(&config), "size": config.len()},
+        "layers": [{"mediaType": MediaType::ImageLayerGzip, "digest": sha(&layer), "size": layer.len()}],
     }))
     .expect("json");
     TestImage {
@@ -105,32 +105,32 @@ async fn push_image(c: &RegistryClient, r: &Reference, img: &TestImage, work: &P
             .await
             .expect("push blob");
     }
-    c.push_manifest(r, media_types::OCI_MANIFEST, &img.manifest)
+    c.push_manifest(r, &MediaType::ImageManifest, &img.manifest)
         .await
         .expect("push manifest")
 }
 
 async fn pull_and_check(c: &RegistryClient, r: &Reference, img: &TestImage, work: &Path) {
     let res = c
-        .resolve(r, &Platform::new("linux", "amd64", None))
+        .resolve(r, &platform::of("linux", "amd64", None))
         .await
         .expect("resolve");
     assert_eq!(res.manifest_digest, sha(&img.manifest));
     assert_eq!(res.manifest_bytes, img.manifest);
-    assert_eq!(res.media_type, media_types::OCI_MANIFEST);
-    assert_eq!(res.config_digest, sha(&img.config));
+    assert_eq!(res.media_type, MediaType::ImageManifest);
+    assert_eq!(res.config.digest().to_string(), sha(&img.config));
     assert_eq!(res.layers.len(), 1);
-    assert_eq!(res.layers[0].digest, sha(&img.layer));
-    assert_eq!(res.layers[0].size, img.layer.len() as u64);
+    assert_eq!(res.layers[0].digest().to_string(), sha(&img.layer));
+    assert_eq!(res.layers[0].size(), img.layer.len() as u64);
     let dest = work.join("pulled-layer");
     let n = c
-        .fetch_blob(r, &res.layers[0].digest, &dest)
+        .fetch_blob(r, res.layers[0].digest().as_ref(), &dest)
         .await
         .expect("fetch blob");
     assert_eq!(n, img.layer.len() as u64);
     assert_eq!(std::fs::read(&dest).expect("read"), img.layer);
     let cfg = c
-        .fetch_config(r, &res.config_digest)
+        .fetch_config(r, res.config.digest().as_ref())
         .await
         .expect("fetch config");
     assert_eq!(cfg, img.config);
@@ -152,9 +152,9 @@ async fn open_registry_push_resolve_fetch_mount() {
 
     // HEAD gives the same digest without the body.
     let head = c.head_manifest(&r).await.unwrap().expect("tag exists");
-    assert_eq!(head.digest, digest);
-    assert_eq!(head.size, img.manifest.len() as u64);
-    assert_eq!(head.media_type, media_types::OCI_MANIFEST);
+    assert_eq!(head.digest().to_string(), digest);
+    assert_eq!(head.size(), img.manifest.len() as u64);
+    assert_eq!(head.media_type(), &MediaType::ImageManifest);
     assert_eq!(
         c.head_manifest(&reference(&reg, "team/app:none"))
             .await
@@ -174,7 +174,7 @@ async fn open_registry_push_resolve_fetch_mount() {
 
     // By digest, too.
     let by_digest = r.with_digest(&digest);
-    let res = c.resolve(&by_digest, &Platform::host()).await.unwrap();
+    let res = c.resolve(&by_digest, &platform::host()).await.unwrap();
     assert_eq!(res.manifest_bytes, img.manifest);
 
     // A second push is a no-op for blobs and yields the same manifest digest.
@@ -185,7 +185,7 @@ async fn open_registry_push_resolve_fetch_mount() {
         .unwrap();
     assert_eq!(st, PushStatus::AlreadyExists);
     assert_eq!(
-        c.push_manifest(&r, media_types::OCI_MANIFEST, &img.manifest)
+        c.push_manifest(&r, &MediaType::ImageManifest, &img.manifest)
             .await
             .unwrap(),
         digest
@@ -233,14 +233,14 @@ async fn open_registry_push_resolve_fetch_mount() {
         .unwrap(),
         PushStatus::Uploaded
     );
-    c.push_manifest(&other, media_types::OCI_MANIFEST, &img.manifest)
+    c.push_manifest(&other, &MediaType::ImageManifest, &img.manifest)
         .await
         .unwrap();
     pull_and_check(&c, &other, &img, work.path()).await;
 
     // Unknown tag and blob: clear not-found errors naming the repository.
     let err = c
-        .resolve(&reference(&reg, "team/app:nope"), &Platform::host())
+        .resolve(&reference(&reg, "team/app:nope"), &platform::host())
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
@@ -273,37 +273,37 @@ async fn open_registry_index_selects_platform() {
     let arm_digest = push_image(&c, &r, &arm, work.path()).await;
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
+        "mediaType": MediaType::ImageIndex,
         "manifests": [
-            {"mediaType": media_types::OCI_MANIFEST, "digest": arm_digest, "size": arm.manifest.len(),
+            {"mediaType": MediaType::ImageManifest, "digest": arm_digest, "size": arm.manifest.len(),
              "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"mediaType": media_types::OCI_MANIFEST, "digest": amd_digest, "size": amd.manifest.len(),
+            {"mediaType": MediaType::ImageManifest, "digest": amd_digest, "size": amd.manifest.len(),
              "platform": {"os": "linux", "architecture": "amd64"}},
         ],
     }))
     .unwrap();
     let index_digest = c
-        .push_manifest(&r, media_types::OCI_INDEX, &index)
+        .push_manifest(&r, &MediaType::ImageIndex, &index)
         .await
         .unwrap();
     let raw = c.fetch_manifest(&r).await.unwrap();
     assert_eq!(raw.bytes, index);
     assert_eq!(raw.digest, index_digest);
-    assert_eq!(raw.media_type, media_types::OCI_INDEX);
+    assert_eq!(raw.media_type, MediaType::ImageIndex);
     let res = c
-        .resolve(&r, &Platform::new("linux", "amd64", None))
+        .resolve(&r, &platform::of("linux", "amd64", None))
         .await
         .unwrap();
     assert_eq!(res.manifest_digest, amd_digest);
     assert_eq!(res.index_digest.as_deref(), Some(index_digest.as_str()));
     let res = c
-        .resolve(&r, &Platform::new("linux", "arm64", None))
+        .resolve(&r, &platform::of("linux", "arm64", None))
         .await
         .unwrap();
     assert_eq!(res.manifest_digest, arm_digest);
-    assert_eq!(res.layers[0].digest, sha(&arm.layer));
+    assert_eq!(res.layers[0].digest().to_string(), sha(&arm.layer));
     let err = c
-        .resolve(&r, &Platform::new("linux", "s390x", None))
+        .resolve(&r, &platform::of("linux", "s390x", None))
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -401,7 +401,7 @@ async fn htpasswd_registry_basic_auth() {
 
     // Anonymous: told to log in.
     let anon = client(CredentialSource::Anonymous);
-    let err = anon.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = anon.resolve(&r, &platform::host()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("rbuild login 127.0.0.1"), "{err}");
 
@@ -486,7 +486,7 @@ async fn htpasswd_registry_basic_auth() {
         serde_json::from_slice(&std::fs::read(cfg_dir.path().join("config.json")).unwrap())
             .unwrap();
     assert!(cfg["auths"].get(&reg.host).is_none());
-    let err = from_cfg.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = from_cfg.resolve(&r, &platform::host()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 }
 
@@ -504,7 +504,7 @@ async fn docker_config_env_child() {
     let host = std::env::var("RBUILD_TEST_REGISTRY").expect("RBUILD_TEST_REGISTRY");
     let c = client(CredentialSource::Default);
     let r = Reference::parse(&format!("{host}/secure/app:1")).unwrap();
-    let res = c.resolve(&r, &Platform::host()).await.unwrap();
+    let res = c.resolve(&r, &platform::host()).await.unwrap();
     assert_eq!(
         res.manifest_digest,
         std::env::var("RBUILD_TEST_DIGEST").unwrap()
@@ -853,13 +853,13 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
         reg.host.clone(),
         basic("alice", "nope"),
     )]));
-    let err = wrong.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = wrong.resolve(&r, &platform::host()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("token service"), "{err}");
 
     // Anonymous gets an empty token; the registry refuses it: log in.
     let anon = client(CredentialSource::Anonymous);
-    let err = anon.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = anon.resolve(&r, &platform::host()).await.unwrap_err();
     assert!(err.to_string().contains("rbuild login"), "{err}");
 
     // An `identitytoken` in config.json is exchanged with a refresh-token grant.
@@ -889,7 +889,7 @@ async fn token_registry_challenge_scopes_push_pull_mount() {
     let idc = client(CredentialSource::DockerConfig(Some(
         idcfg.path().to_path_buf(),
     )));
-    let err = idc.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = idc.resolve(&r, &platform::host()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 
     // login against a token registry checks with the token service.
@@ -1102,7 +1102,7 @@ async fn timeouts_are_retried_then_reported() {
     })
     .unwrap();
     let r = Reference::parse(&format!("{host}/x/y:1")).unwrap();
-    let err = c.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = c.resolve(&r, &platform::host()).await.unwrap_err();
     task.abort();
     assert!(matches!(err, RegistryError::Network { .. }), "{err}");
     assert!(
@@ -1425,7 +1425,7 @@ async fn tls_registry_with_private_ca() {
         ..ClientOptions::default()
     })
     .unwrap();
-    let err = untrusting.resolve(&r, &Platform::host()).await.unwrap_err();
+    let err = untrusting.resolve(&r, &platform::host()).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, RegistryError::Network { .. }), "{msg}");
     assert!(
