@@ -52,6 +52,46 @@ pub enum RemoteCacheError {
         source_name: String,
         message: String,
     },
+    #[error("cache {source_name}: {source}")]
+    Format {
+        source_name: String,
+        #[source]
+        source: CacheFormatError,
+    },
+}
+
+/// Cache metadata (a cache config blob, or inline records in an image config) that
+/// cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFormatError {
+    #[error("invalid cache config: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error(
+        "cache format version {0} is not supported (this rbuild reads version {FORMAT_VERSION})"
+    )]
+    Version(u32),
+    #[error("invalid cache key {0:?}")]
+    Key(String),
+    #[error(transparent)]
+    Digest(CacheError),
+    #[error("layer {0} is described in two ways")]
+    LayerTwice(String),
+    #[error("image config: {0}")]
+    ImageConfig(#[source] serde_json::Error),
+    #[error("image config is not a JSON object")]
+    NotAnObject,
+    #[error("image config does not end with '}}'")]
+    NoClosingBrace,
+    #[error("inline cache metadata: {0}")]
+    Inline(#[source] serde_json::Error),
+}
+
+fn format_err(source_name: impl Into<String>) -> impl FnOnce(CacheFormatError) -> RemoteCacheError {
+    let source_name = source_name.into();
+    move |source| RemoteCacheError::Format {
+        source_name,
+        source,
+    }
 }
 
 fn invalid(source_name: impl Into<String>, message: impl Into<String>) -> RemoteCacheError {
@@ -100,19 +140,15 @@ impl CacheConfig {
 
     /// Parses and checks a cache config: version, key syntax, digests, and that the same
     /// blob is described the same way everywhere.
-    pub fn parse(bytes: &[u8]) -> Result<CacheConfig, String> {
-        let cfg: CacheConfig =
-            serde_json::from_slice(bytes).map_err(|e| format!("invalid cache config: {e}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<CacheConfig, CacheFormatError> {
+        let cfg: CacheConfig = serde_json::from_slice(bytes).map_err(CacheFormatError::Json)?;
         cfg.check()?;
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CacheFormatError> {
         if self.version != FORMAT_VERSION {
-            return Err(format!(
-                "cache format version {} is not supported (this rbuild reads version {FORMAT_VERSION})",
-                self.version
-            ));
+            return Err(CacheFormatError::Version(self.version));
         }
         let mut blobs: HashMap<&str, &Layer> = HashMap::new();
         for (key, rec) in &self.records {
@@ -122,15 +158,15 @@ impl CacheConfig {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
-                return Err(format!("invalid cache key {key:?}"));
+                return Err(CacheFormatError::Key(key.clone()));
             }
             for l in &rec.layers {
-                digest_hex(&l.digest).map_err(|e| e.to_string())?;
-                digest_hex(&l.diff_id).map_err(|e| e.to_string())?;
+                digest_hex(&l.digest).map_err(CacheFormatError::Digest)?;
+                digest_hex(&l.diff_id).map_err(CacheFormatError::Digest)?;
                 if let Some(prev) = blobs.insert(&l.digest, l)
                     && prev != l
                 {
-                    return Err(format!("layer {} is described in two ways", l.digest));
+                    return Err(CacheFormatError::LayerTwice(l.digest.clone()));
                 }
             }
         }
@@ -337,15 +373,15 @@ pub async fn export_registry(
 
 /// `config_json` (an image config object) with the records added under [`INLINE_KEY`].
 /// The existing bytes are kept as they are (field order included) and the key appended.
-pub fn add_inline(config_json: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, String> {
+pub fn add_inline(config_json: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, CacheFormatError> {
     let v: serde_json::Value =
-        serde_json::from_slice(config_json).map_err(|e| format!("image config: {e}"))?;
-    let obj = v.as_object().ok_or("image config is not a JSON object")?;
+        serde_json::from_slice(config_json).map_err(CacheFormatError::ImageConfig)?;
+    let obj = v.as_object().ok_or(CacheFormatError::NotAnObject)?;
     let mut out = if obj.contains_key(INLINE_KEY) {
         // Rebuilt without the old records (key order then follows serde_json's map).
         let mut o = obj.clone();
         o.remove(INLINE_KEY);
-        serde_json::to_vec(&o).map_err(|e| e.to_string())?
+        serde_json::to_vec(&o).map_err(CacheFormatError::ImageConfig)?
     } else {
         config_json.to_vec()
     };
@@ -353,7 +389,7 @@ pub fn add_inline(config_json: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, Stri
         out.pop();
     }
     if out.pop() != Some(b'}') {
-        return Err("image config does not end with '}'".into());
+        return Err(CacheFormatError::NoClosingBrace);
     }
     let empty = out.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !empty {
@@ -367,14 +403,14 @@ pub fn add_inline(config_json: &[u8], cfg: &CacheConfig) -> Result<Vec<u8>, Stri
 }
 
 /// The inline cache records of an image config, if it has any.
-pub fn read_inline(config_json: &[u8]) -> Result<Option<CacheConfig>, String> {
+pub fn read_inline(config_json: &[u8]) -> Result<Option<CacheConfig>, CacheFormatError> {
     let v: serde_json::Value =
-        serde_json::from_slice(config_json).map_err(|e| format!("image config: {e}"))?;
+        serde_json::from_slice(config_json).map_err(CacheFormatError::ImageConfig)?;
     let Some(inline) = v.get(INLINE_KEY) else {
         return Ok(None);
     };
-    let cfg: CacheConfig = serde_json::from_value(inline.clone())
-        .map_err(|e| format!("inline cache metadata: {e}"))?;
+    let cfg: CacheConfig =
+        serde_json::from_value(inline.clone()).map_err(CacheFormatError::Inline)?;
     cfg.check()?;
     Ok(Some(cfg))
 }
@@ -421,11 +457,11 @@ pub fn load_local(dir: &Path, tag: &str) -> Result<CacheConfig, RemoteCacheError
         .map_err(|e| invalid(&name, format!("manifest {}: {e}", desc.digest())))?;
     let config = read_layout_blob(dir, m.config().digest().as_ref(), MAX_CONFIG)?;
     if m.config().media_type().as_ref() == MEDIA_TYPE_CACHE_CONFIG {
-        return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
+        return CacheConfig::parse(&config).map_err(format_err(&name));
     }
     // An image layout whose image carries inline cache metadata works too.
     read_inline(&config)
-        .map_err(|e| invalid(&name, e))?
+        .map_err(format_err(&name))?
         .ok_or_else(|| {
             invalid(
                 &name,
@@ -449,9 +485,9 @@ pub async fn load_registry(
         .fetch_config(reference, resolved.config.digest().as_ref())
         .await?;
     if resolved.config.media_type().as_ref() == MEDIA_TYPE_CACHE_CONFIG {
-        return CacheConfig::parse(&config).map_err(|e| invalid(&name, e));
+        return CacheConfig::parse(&config).map_err(format_err(&name));
     }
-    read_inline(&config).map_err(|e| invalid(&name, e))?.ok_or_else(|| {
+    read_inline(&config).map_err(format_err(&name))?.ok_or_else(|| {
         invalid(
             &name,
             "not an rbuild cache: neither a cache manifest nor an image with inline cache metadata",
@@ -625,6 +661,7 @@ mod tests {
         assert!(
             CacheConfig::parse(&bad.to_json())
                 .unwrap_err()
+                .to_string()
                 .contains("version 2")
         );
         let mut bad = cfg.clone();
@@ -637,6 +674,7 @@ mod tests {
         assert!(
             CacheConfig::parse(&bad.to_json())
                 .unwrap_err()
+                .to_string()
                 .contains("two ways")
         );
         assert!(CacheConfig::parse(b"{\"version\":1}").is_err());

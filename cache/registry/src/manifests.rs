@@ -116,15 +116,10 @@ fn check_sha256(d: &Descriptor) -> Result<(), DigestError> {
 }
 
 /// Pick the index entry for `want`: an exact variant match first, then the first match.
-/// Without one, the platforms the index has (`Err`, listed for the error message).
-fn select_platform(index: &ImageIndex, want: &Platform) -> Result<Descriptor, String> {
-    let mut available = Vec::new();
+fn select_platform(index: &ImageIndex, want: &Platform) -> Option<Descriptor> {
     let mut best: Option<(u8, &Descriptor)> = None;
     for m in index.manifests() {
         let Some(have) = m.platform() else { continue };
-        if have.os().to_string() != "unknown" {
-            available.push(platform::name(have));
-        }
         if !platform::matches(want, have) {
             continue;
         }
@@ -137,10 +132,22 @@ fn select_platform(index: &ImageIndex, want: &Platform) -> Result<Descriptor, St
             best = Some((rank, m));
         }
     }
-    match best {
-        Some((_, m)) => Ok(m.clone()),
-        None if available.is_empty() => Err("nothing".to_string()),
-        None => Err(available.join(", ")),
+    best.map(|(_, m)| m.clone())
+}
+
+/// The platforms an index offers, for an error message (`nothing` if none).
+fn available_platforms(index: &ImageIndex) -> String {
+    let names: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|m| m.platform().as_ref())
+        .filter(|p| p.os().to_string() != "unknown")
+        .map(platform::name)
+        .collect();
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -294,11 +301,11 @@ impl RegistryClient {
             };
             let index: ImageIndex = serde_json::from_slice(&found.bytes)
                 .map_err(|e| ctx.protocol(ManifestError::Index(e).to_string()))?;
-            let chosen = select_platform(&index, platform).map_err(|available| {
+            let chosen = select_platform(&index, platform).ok_or_else(|| {
                 RegistryError::NoMatchingPlatform {
                     reference: reference.to_string(),
                     platform: platform::name(platform),
-                    available,
+                    available: available_platforms(&index),
                 }
             })?;
             check_sha256(&chosen).map_err(|e| ctx.protocol(e.to_string()))?;
@@ -461,16 +468,17 @@ mod tests {
             pick(platform::of("linux", "arm64", None)),
             format!("sha256:{}", "3".repeat(64))
         );
-        let avail = select_platform(&idx, &platform::of("linux", "s390x", None)).unwrap_err();
+        assert!(select_platform(&idx, &platform::of("linux", "s390x", None)).is_none());
         assert_eq!(
-            avail,
+            available_platforms(&idx),
             "linux/arm/v6, linux/arm/v7, linux/arm64/v8, linux/amd64"
         );
+        assert_eq!(available_platforms(&index(&[])), "nothing");
         // arm64 entries without a variant are v8
         let idx = index(&[("linux", "arm64", None, 'a')]);
         let d = select_platform(&idx, &platform::of("linux", "arm64", Some("v8"))).unwrap();
         assert_eq!(d.digest().to_string(), format!("sha256:{}", "a".repeat(64)));
-        assert!(select_platform(&idx, &platform::of("linux", "arm64", Some("v9"))).is_err());
+        assert!(select_platform(&idx, &platform::of("linux", "arm64", Some("v9"))).is_none());
         assert!(serde_json::from_slice::<ImageIndex>(b"[]").is_err());
     }
 }
