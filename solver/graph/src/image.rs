@@ -1,8 +1,19 @@
 //! The image config JSON as `docker build` writes it
 //! (`application/vnd.oci.image.config.v1+json`, with Docker's extra fields).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+
+/// `null` reads as the default. Go encodes a nil slice, map or pointer as `null`, so
+/// configs written by docker hold `"Volumes":null`, `"OnBuild":null`, `"Labels":null`,
+/// `"Env":null`, `"history":null`…: every list, map and the `config` object take this.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// Docker writes `{}` as the value of ExposedPorts and Volumes entries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -11,6 +22,7 @@ pub struct Empty {}
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test: Vec<String>,
     /// Durations in nanoseconds, as Docker stores them.
@@ -36,26 +48,32 @@ fn is_zero(v: &i64) -> bool {
 pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exposed_ports: BTreeMap<String, Empty>,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, Empty>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub working_dir: String,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shell: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_build: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -124,10 +142,12 @@ pub struct ImageConfig {
     pub created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default)]
     pub config: ContainerConfig,
     #[serde(default)]
     pub rootfs: RootFs,
+    #[serde(deserialize_with = "null_as_default")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
 }
@@ -157,5 +177,19 @@ mod tests {
         assert!(c.config.exposed_ports.contains_key("80/tcp"));
         let again: ImageConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(c, again);
+    }
+
+    #[test]
+    fn null_fields_read_as_absent() {
+        let json = r#"{"architecture":"amd64","os":"linux","config":{"Hostname":"","Env":null,"Cmd":null,"Entrypoint":null,"Volumes":null,"ExposedPorts":null,"OnBuild":null,"Labels":null,"Shell":null,"Healthcheck":{"Test":null}},"rootfs":{"type":"layers","diff_ids":[]},"history":null,"unknown":{"x":1}}"#;
+        let c: ImageConfig = serde_json::from_str(json).unwrap();
+        let absent: ImageConfig = serde_json::from_str(
+            r#"{"architecture":"amd64","os":"linux","config":{"Healthcheck":{}},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c, absent);
+        let c: ImageConfig =
+            serde_json::from_str(r#"{"architecture":"amd64","os":"linux","config":null}"#).unwrap();
+        assert_eq!(c.config, ContainerConfig::default());
     }
 }
