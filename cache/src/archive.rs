@@ -11,6 +11,7 @@ use crate::oci::{
 use crate::{Layer, Store, StoredImage, digest_hex, fsutil};
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use rbuild_registry::media_types::is_index;
+use rbuild_registry::reference::split_tag;
 use rbuild_registry::{declared_media_type, platform};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -194,9 +195,10 @@ fn split_repo_tag(t: &str) -> Option<(&str, &str)> {
     if t.contains('@') {
         return None;
     }
-    let slash = t.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let colon = t[slash..].rfind(':')? + slash;
-    Some((&t[..colon], &t[colon + 1..]))
+    match split_tag(t) {
+        (repo, Some(tag)) => Some((repo, tag)),
+        (_, None) => None,
+    }
 }
 
 /// A minimal tar writer over our entry encoder (deterministic headers).

@@ -8,34 +8,16 @@ use crate::oci::{
 use crate::{Layer, Store, StoredImage, digest_hex, fsutil};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifestBuilder, MediaType, SCHEMA_VERSION};
 use rbuild_registry::media_types::{is_index, manifest_layer_media_type};
+pub use rbuild_registry::reference::familiar_name;
+use rbuild_registry::reference::split_tag;
 
 /// `name` with `:latest` appended when it has neither a tag nor a digest.
 pub fn normalize_tag(name: &str) -> String {
-    if name.contains('@') {
-        return name.to_string();
-    }
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') {
+    if name.contains('@') || split_tag(name).1.is_some() {
         name.to_string()
     } else {
         format!("{name}:latest")
     }
-}
-
-/// Docker's short form of a name: `docker.io/library/x` → `x`, `docker.io/u/x` → `u/x`
-/// (what `docker load` and `docker images` show).
-pub fn familiar_name(name: &str) -> &str {
-    for p in [
-        "docker.io/library/",
-        "index.docker.io/library/",
-        "docker.io/",
-        "index.docker.io/",
-    ] {
-        if let Some(rest) = name.strip_prefix(p) {
-            return rest;
-        }
-    }
-    name
 }
 
 /// The identity of a tag for matching: `docker.io/library/x` and `x` are the same image

@@ -97,15 +97,8 @@ impl Reference {
             }
             None => (input, None),
         };
-        // A tag is a ':' after the last '/', so "host:5000/repo" keeps its port.
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => {
-                let at = last_slash + i;
-                (&rest[..at], Some(rest[at + 1..].to_string()))
-            }
-            None => (rest, None),
-        };
+        let (name, tag) = split_tag(rest);
+        let tag = tag.map(str::to_string);
         if let Some(t) = &tag {
             validate_tag(t).map_err(bad)?;
         }
@@ -163,6 +156,33 @@ impl Reference {
     pub fn api_host(&self) -> &str {
         api_host(&self.registry)
     }
+}
+
+/// Splits `name[:tag]` (without a digest) at the tag: a ':' after the last '/', so
+/// `host:5000/repo` keeps its port. [`Reference::parse`] and the store's local image names
+/// (which need not be references a registry accepts) share this rule.
+pub fn split_tag(name: &str) -> (&str, Option<&str>) {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    }
+}
+
+/// Docker's short form of a name: `docker.io/library/x` → `x`, `docker.io/u/x` → `u/x`
+/// (what `docker load` and `docker images` show).
+pub fn familiar_name(name: &str) -> &str {
+    for p in [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ] {
+        if let Some(rest) = name.strip_prefix(p) {
+            return rest;
+        }
+    }
+    name
 }
 
 /// The host serving the API for a registry name.
@@ -401,6 +421,20 @@ mod tests {
         }
         let long = format!("a/{}", "b".repeat(300));
         assert!(Reference::parse(&long).is_err());
+    }
+
+    #[test]
+    fn tags_split_after_the_last_slash_and_familiar_names() {
+        assert_eq!(split_tag("a:b"), ("a", Some("b")));
+        assert_eq!(
+            split_tag("localhost:5000/x/y:1"),
+            ("localhost:5000/x/y", Some("1"))
+        );
+        assert_eq!(split_tag("localhost:5000/x"), ("localhost:5000/x", None));
+        assert_eq!(split_tag("x:"), ("x", Some("")));
+        assert_eq!(familiar_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(familiar_name("index.docker.io/user/app"), "user/app");
+        assert_eq!(familiar_name("ghcr.io/x/y"), "ghcr.io/x/y");
     }
 
     #[test]
