@@ -29,7 +29,7 @@ use crate::retry::RetryPolicy;
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Registries (`host` or `host:port`) reached over plain HTTP. Loopback
-    /// registries (127.0.0.0/8, localhost, [::1]) always are.
+    /// registries (127.0.0.0/8, localhost, `[::1]`) always are.
     pub insecure: Vec<String>,
     pub credentials: CredentialSource,
     pub retry: RetryPolicy,

@@ -1,5 +1,7 @@
 //! OCI distribution (registry) client: reference parsing, credentials,
 //! anonymous/basic/bearer auth, pull and push of manifests and blobs, retries.
+//! Manifests, indexes, descriptors, platforms and media types are oci-spec's types.
+//! It knows nothing of rbuild's store: `rbuild-cache` depends on it, never the reverse.
 //!
 //! - Loopback registries (127.0.0.0/8, `localhost`, `[::1]`) and hosts in
 //!   [`ClientOptions::insecure`] are reached over plain HTTP, others over TLS.
@@ -34,6 +36,8 @@
 //! # Ok(()) }
 //! ```
 
+// One module per concern: `client` (HTTP session, auth dance), `auth` (challenges,
+// tokens), `login`, `manifests`, `blobs` (download), `uploads`, `error`, `retry`.
 mod auth;
 mod blobs;
 mod client;
