@@ -63,6 +63,24 @@ pub struct Node {
     pub span: Span,
     /// The instruction's text as written (continuations joined, without heredoc bodies).
     pub original: String,
+    /// The comment lines between the previous instruction and this one, without `#` and
+    /// trimmed (BuildKit's `PrevComment`): blank lines do not end the run, a bare `#` does,
+    /// parser directives are not part of it. Descriptions (`# NAME text` above an ARG or a
+    /// FROM) and per-instruction `# check=` settings are read from here.
+    pub comments: Vec<String>,
+    /// The first empty line inside this instruction's continuation lines, if any (deprecated
+    /// syntax that build checks report).
+    pub empty_continuation: Option<usize>,
+}
+
+impl Node {
+    /// The keyword with the case it was written in (`From`, `copy`), for casing checks.
+    pub fn keyword_as_written(&self) -> &str {
+        let t = self.original.trim_start();
+        t.split(|c: char| c.is_ascii_whitespace())
+            .next()
+            .unwrap_or(t)
+    }
 }
 
 /// A parsed Dockerfile.

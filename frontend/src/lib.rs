@@ -5,7 +5,9 @@ pub mod diagnostic;
 pub mod dump;
 mod duration;
 pub mod instructions;
+pub mod lint;
 pub mod lower;
+pub mod outline;
 pub mod parser;
 pub mod shell;
 

@@ -232,6 +232,7 @@ fn actual() -> String {
             graph: one.graph,
             targets: vec![one.target],
             context: one.context,
+            lint: one.lint,
         },
     );
 

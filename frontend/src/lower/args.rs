@@ -4,11 +4,11 @@
 
 use super::Lowerer;
 use super::platform::format_platform;
-use super::stage::StageState;
+use super::stage::{StageCx, StageState};
 use super::vars::{Env, env_get, env_set};
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Build args a RUN sees without an ARG declaring them.
 const PROXY_ARGS: [&str; 10] = [
@@ -51,19 +51,37 @@ impl Lowerer<'_> {
             let v = self.opts.build_args.get(k).cloned().unwrap_or(v);
             env_set(&mut self.globals, k, &v);
         }
+        // What the global ARGs would be without build args, for InvalidDefaultArgInFrom
+        // (the predefined ones stay as given: they are not the Dockerfile's defaults).
+        self.default_globals = self.globals.clone();
         for ins in global_args {
             let Command::Arg(args) = &ins.command else {
                 continue;
             };
             for (key, default) in args {
+                self.declared_globals.insert(key.clone());
+                let mut deps = BTreeSet::new();
                 let value = match (self.opts.build_args.get(key), default) {
                     (Some(v), _) => Some(v.clone()),
-                    (None, Some(d)) => Some(self.expand(d, &self.globals, ins.span)?),
+                    (None, Some(d)) => {
+                        let e = self.expand_full(d, &self.globals, ins.span)?;
+                        deps = e.matched;
+                        Some(e.value)
+                    }
                     (None, None) => None,
                 };
-                if let Some(v) = value {
-                    env_set(&mut self.globals, key, &v);
+                if let Some(v) = &value {
+                    env_set(&mut self.globals, key, v);
                 }
+                if let Some(d) = default {
+                    let defaults = &self.default_globals;
+                    // An expansion error here is the build's to report (or not, with a
+                    // build arg): the check just has no value to judge.
+                    if let Ok(v) = self.lexer.expand_word(d, &|k| env_get(defaults, k)) {
+                        env_set(&mut self.default_globals, key, &v);
+                    }
+                }
+                self.capture(|c| c.global_arg(key, value.clone(), ins.span.start_line, deps));
             }
         }
         Ok(())
@@ -73,17 +91,26 @@ impl Lowerer<'_> {
     /// ARG of that name becomes a variable of the stage from here on.
     pub(super) fn dispatch_arg(
         &self,
+        cx: &StageCx,
         st: &mut StageState,
         ins: &Instruction,
         list: &[(String, Option<String>)],
     ) -> Result<(), Diagnostic> {
         let mut parts = Vec::new();
         for (key, default) in list {
+            self.lint.secret_key(self.source, "ARG", ins.span, key);
             let value = match (self.opts.build_args.get(key), default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => Some(self.expand(d, &st.env, ins.span)?),
+                (None, Some(d)) => Some(self.expand_checked(st, d, ins.span)?),
                 (None, None) => env_get(&self.globals, key),
             };
+            // An ARG that only takes in a global one is that global ARG in the outline.
+            let from_global =
+                !self.opts.build_args.contains_key(key) && default.is_none() && value.is_some();
+            let stage = cx.index;
+            self.capture(|c| {
+                c.stage_arg(stage, key, value.clone(), ins.span.start_line, from_global)
+            });
             if let Some(v) = &value {
                 env_set(&mut st.env, key, v);
                 parts.push(format!("{key}={v}"));

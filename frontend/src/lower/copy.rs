@@ -46,7 +46,7 @@ impl Lowerer<'_> {
             }) {
                 continue;
             }
-            let e = self.expand(s, &st.env, span)?;
+            let e = self.expand_checked(st, s, span)?;
             if is_url(&e) {
                 let msg = if is_add {
                     "ADD from a URL is not supported yet"
@@ -56,6 +56,9 @@ impl Lowerer<'_> {
                 return Err(self
                     .err(span, s, msg)
                     .help("download the file in a RUN step (e.g. with wget or curl), or add it to the build context"));
+            }
+            if step.refs.is_empty() {
+                self.lint.copy_ignored(self.source, span, is_add, &e);
             }
             sources.push(e);
         }
@@ -67,15 +70,15 @@ impl Lowerer<'_> {
             };
             return Err(self.err(span, "--checksum", msg).help("remove --checksum"));
         }
-        let dest_raw = self.expand(&spec.dest, &st.env, span)?;
+        let dest_raw = self.expand_checked(st, &spec.dest, span)?;
         let dest = resolve_path(&st.cwd(), &dest_raw, true);
         let chown = match &spec.chown {
-            Some(c) => Some(self.expand(c, &st.env, span)?),
+            Some(c) => Some(self.expand_checked(st, c, span)?),
             None => None,
         };
         let owner = chown.as_deref().and_then(parse_owner);
         let chmod = match &spec.chmod {
-            Some(c) => Some(self.expand(c, &st.env, span)?),
+            Some(c) => Some(self.expand_checked(st, c, span)?),
             None => None,
         };
         let mode = match &chmod {

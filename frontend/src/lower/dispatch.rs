@@ -27,10 +27,13 @@ impl Lowerer<'_> {
         step: &Step,
     ) -> Result<(), Diagnostic> {
         let ins = step.ins;
+        // A trigger's text comes from the base, not from this Dockerfile's lines.
+        self.in_trigger = step.onbuild;
+        self.lint.mute(step.onbuild);
         match &ins.command {
             // A FROM only starts a stage (pass 1).
             Command::From { .. } => Ok(()),
-            Command::Arg(list) => self.dispatch_arg(st, ins, list),
+            Command::Arg(list) => self.dispatch_arg(cx, st, ins, list),
             Command::Env(kvs) => self.dispatch_env(st, ins, kvs),
             Command::Label(kvs) => self.dispatch_label(st, ins, kvs),
             Command::Maintainer(m) => self.dispatch_maintainer(st, m),
@@ -41,8 +44,8 @@ impl Lowerer<'_> {
             Command::Stopsignal(s) => self.dispatch_stopsignal(st, ins, s),
             Command::Healthcheck(h) => self.dispatch_healthcheck(st, ins, h),
             Command::Shell(sh) => self.dispatch_shell(st, sh),
-            Command::Cmd(cl) => self.dispatch_cmd(st, cl),
-            Command::Entrypoint(cl) => self.dispatch_entrypoint(st, cl),
+            Command::Cmd(cl) => self.dispatch_cmd(st, ins, cl),
+            Command::Entrypoint(cl) => self.dispatch_entrypoint(st, ins, cl),
             Command::Onbuild(text) => self.dispatch_onbuild(st, ins, text),
             Command::Run {
                 command,

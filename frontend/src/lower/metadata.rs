@@ -39,8 +39,8 @@ impl Lowerer<'_> {
         let mut pairs = Vec::new();
         for kv in kvs {
             pairs.push((
-                self.expand(&kv.key, &st.env, ins.span)?,
-                self.expand(&kv.value, &st.env, ins.span)?,
+                self.expand_checked(st, &kv.key, ins.span)?,
+                self.expand_checked(st, &kv.value, ins.span)?,
             ));
         }
         Ok(pairs)
@@ -52,9 +52,11 @@ impl Lowerer<'_> {
         ins: &Instruction,
         kvs: &[KeyValue],
     ) -> Result<(), Diagnostic> {
+        self.lint.legacy_key_value("ENV", ins.span);
         let pairs = self.expand_pairs(st, ins, kvs)?;
         let mut msg = String::from("ENV");
         for (k, v) in pairs {
+            self.lint.secret_key(self.source, "ENV", ins.span, &k);
             env_set(&mut st.env, &k, &v);
             st.config.config.env_set(&k, &v);
             msg.push_str(&format!(" {k}={v}"));
@@ -69,6 +71,7 @@ impl Lowerer<'_> {
         ins: &Instruction,
         kvs: &[KeyValue],
     ) -> Result<(), Diagnostic> {
+        self.lint.legacy_key_value("LABEL", ins.span);
         let pairs = self.expand_pairs(st, ins, kvs)?;
         let mut msg = String::from("LABEL");
         for (k, v) in pairs {
@@ -99,6 +102,7 @@ impl Lowerer<'_> {
         let mut all = Vec::new();
         for p in ports {
             for word in self.expand_words(p, &st.env, span)? {
+                self.lint.expose(self.source, span, &word);
                 let specs = parse_port_spec(&word).map_err(|e| {
                     self.err(span, p, format!("invalid EXPOSE port {word:?}: {e}"))
                         .help("write ports as PORT[/PROTO] or START-END[/PROTO], PROTO being tcp, udp or sctp")
@@ -121,7 +125,7 @@ impl Lowerer<'_> {
     ) -> Result<(), Diagnostic> {
         let mut out = Vec::new();
         for v in vols {
-            let e = self.expand(v, &st.env, ins.span)?;
+            let e = self.expand_checked(st, v, ins.span)?;
             if e.is_empty() {
                 return Err(self
                     .err(ins.span, "", "VOLUME specified can not be an empty string")
@@ -142,7 +146,7 @@ impl Lowerer<'_> {
         ins: &Instruction,
         u: &str,
     ) -> Result<(), Diagnostic> {
-        let u = self.expand(u, &st.env, ins.span)?;
+        let u = self.expand_checked(st, u, ins.span)?;
         st.config.config.user = u.clone();
         st.commit(format!("USER {u}"), None);
         Ok(())
@@ -154,7 +158,7 @@ impl Lowerer<'_> {
         ins: &Instruction,
         s: &str,
     ) -> Result<(), Diagnostic> {
-        let s = self.expand(s, &st.env, ins.span)?;
+        let s = self.expand_checked(st, s, ins.span)?;
         if !valid_signal(&s) {
             return Err(self
                 .err(ins.span, "", format!("invalid signal: {s}"))
@@ -171,6 +175,7 @@ impl Lowerer<'_> {
         ins: &Instruction,
         h: &Healthcheck,
     ) -> Result<(), Diagnostic> {
+        self.lint.used_once(&mut st.checks, "HEALTHCHECK", ins.span);
         let hc = self.healthcheck(h, ins.span)?;
         let msg = format!(
             "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
@@ -235,8 +240,10 @@ impl Lowerer<'_> {
     pub(super) fn dispatch_cmd(
         &self,
         st: &mut StageState,
+        ins: &Instruction,
         cl: &CommandLine,
     ) -> Result<(), Diagnostic> {
+        self.command_checks(st, "CMD", ins, cl);
         let args = with_shell(&st.config, cl);
         st.config.config.cmd = Some(args.clone());
         st.config.config.args_escaped = true;
@@ -248,8 +255,10 @@ impl Lowerer<'_> {
     pub(super) fn dispatch_entrypoint(
         &self,
         st: &mut StageState,
+        ins: &Instruction,
         cl: &CommandLine,
     ) -> Result<(), Diagnostic> {
+        self.command_checks(st, "ENTRYPOINT", ins, cl);
         let args = with_shell(&st.config, cl);
         st.config.config.entrypoint = Some(args.clone());
         // An inherited CMD was written for the old ENTRYPOINT; one set in this stage stays.
@@ -258,5 +267,20 @@ impl Lowerer<'_> {
         }
         st.commit(format!("ENTRYPOINT {}", go_quoted_list(&args)), None);
         Ok(())
+    }
+
+    /// The checks CMD and ENTRYPOINT share: one per stage, JSON form.
+    fn command_checks(
+        &self,
+        st: &mut StageState,
+        keyword: &str,
+        ins: &Instruction,
+        cl: &CommandLine,
+    ) {
+        self.lint.used_once(&mut st.checks, keyword, ins.span);
+        let shell_form = matches!(cl, CommandLine::Shell(_));
+        let shell_set = !st.config.config.shell.is_empty();
+        self.lint
+            .json_args(keyword, ins.span, shell_form, shell_set);
     }
 }

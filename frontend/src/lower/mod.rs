@@ -16,6 +16,11 @@
 //!    config along the way; only filesystem changes (RUN, COPY/ADD, WORKDIR) become
 //!    vertices.
 //!
+//! Build checks (`crate::lint`) and `--call outline` (`crate::outline`) ride along: the
+//! lowering calls their rules and records what they ask at the places where it knows it (the
+//! ARG scopes, each FROM as expanded, each instruction dispatched), without changing what it
+//! produces.
+//!
 //! This file holds the entry points and the state one lowering carries.
 
 mod args;
@@ -41,14 +46,16 @@ mod workdir;
 
 pub use resolve::{BoxError, ImageResolver, NoImages, ResolveError, ResolvedImage};
 
-use crate::ast::Instruction;
+use crate::ast::{Dockerfile, Instruction};
+use crate::lint::{LintReport, Linter};
+use crate::outline::Capture;
 use crate::shell::Lexer;
 use crate::{Diagnostic, instructions, parser};
 use rbuild_graph::image::{History, ImageConfig};
 use rbuild_graph::{BuildGraph, NetworkMode, Platform, VertexId};
 use stage::StageState;
 use stages::StageDef;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use vars::Env;
 
 #[derive(Debug, Clone)]
@@ -104,6 +111,8 @@ pub struct Lowered {
     pub target: TargetImage,
     /// The build-context Local vertex, if any COPY/ADD/mount uses it.
     pub context: Option<VertexId>,
+    /// The build checks' findings about the stages lowered (and the file as a whole).
+    pub lint: LintReport,
 }
 
 /// Parses, types and lowers a Dockerfile.
@@ -117,11 +126,30 @@ pub fn lower(
         None => d.in_file(opts.dockerfile_name.clone()),
     };
     let df = parser::parse(source).map_err(in_file)?;
+    let lint = Linter::new(&df, source, opts).map_err(in_file)?;
     let ins = instructions::instructions(&df, source).map_err(in_file)?;
-    lower_instructions(&ins, df.directives.escape, source, opts, resolver).map_err(in_file)
+    let mut shared = Shared::default();
+    let cx = Context {
+        source,
+        escape: df.directives.escape,
+        opts,
+        resolver,
+        lint: &lint,
+        capture: None,
+        all_stages: false,
+    };
+    let (target, context) = lower_target(&ins, &cx, &mut shared).map_err(in_file)?;
+    Ok(Lowered {
+        graph: shared.graph,
+        target,
+        context,
+        lint: lint.into_report(&opts.dockerfile_name),
+    })
 }
 
 /// Lowers already typed instructions; `source` is the Dockerfile text (for diagnostics).
+/// Without the parsed file, the checks that read it (comments, casing) have nothing to go
+/// on; the others run.
 pub fn lower_instructions(
     instructions: &[Instruction],
     escape: char,
@@ -129,13 +157,27 @@ pub fn lower_instructions(
     opts: &LowerOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<Lowered, Diagnostic> {
+    let bare = Dockerfile {
+        directives: Default::default(),
+        nodes: Vec::new(),
+    };
+    let lint = Linter::new(&bare, source, opts)?;
     let mut shared = Shared::default();
-    let (target, context) =
-        lower_target(instructions, escape, source, opts, resolver, &mut shared)?;
+    let cx = Context {
+        source,
+        escape,
+        opts,
+        resolver,
+        lint: &lint,
+        capture: None,
+        all_stages: false,
+    };
+    let (target, context) = lower_target(instructions, &cx, &mut shared)?;
     Ok(Lowered {
         graph: shared.graph,
         target,
         context,
+        lint: lint.into_report(&opts.dockerfile_name),
     })
 }
 
@@ -148,6 +190,9 @@ pub struct LoweredTargets {
     pub targets: Vec<TargetImage>,
     /// The build-context Local vertex, if any COPY/ADD/mount of any target uses it.
     pub context: Option<VertexId>,
+    /// The build checks' findings about the stages lowered (and the file as a whole): what
+    /// a build prints at its end, and fails on under `# check=error=true`.
+    pub lint: LintReport,
 }
 
 /// Parses, types and lowers a Dockerfile for each of `targets` (stage names;
@@ -166,9 +211,35 @@ pub fn lower_targets(
         None => d.in_file(opts.dockerfile_name.clone()),
     };
     let df = parser::parse(source).map_err(in_file)?;
+    let lint = Linter::new(&df, source, opts).map_err(in_file)?;
     let ins = instructions::instructions(&df, source).map_err(in_file)?;
+    let cx = Context {
+        source,
+        escape: df.directives.escape,
+        opts,
+        resolver,
+        lint: &lint,
+        capture: None,
+        all_stages: false,
+    };
+    let (graph, images, context) = lower_each(&ins, &cx, targets).map_err(in_file)?;
+    Ok(LoweredTargets {
+        graph,
+        targets: images,
+        context,
+        lint: lint.into_report(&opts.dockerfile_name),
+    })
+}
+
+/// Lowers each of `targets` (empty: `opts.target` alone) as a build of it alone would,
+/// into one graph.
+fn lower_each(
+    ins: &[Instruction],
+    cx: &Context,
+    targets: &[String],
+) -> Result<(BuildGraph, Vec<TargetImage>, Option<VertexId>), Diagnostic> {
     let wanted: Vec<Option<String>> = if targets.is_empty() {
-        vec![opts.target.clone()]
+        vec![cx.opts.target.clone()]
     } else {
         targets.iter().cloned().map(Some).collect()
     };
@@ -178,25 +249,74 @@ pub fn lower_targets(
     for t in wanted {
         let one = LowerOptions {
             target: t,
-            ..opts.clone()
+            ..cx.opts.clone()
         };
-        let (image, ctx) = lower_target(
-            &ins,
-            df.directives.escape,
-            source,
-            &one,
-            resolver,
-            &mut shared,
-        )
-        .map_err(in_file)?;
+        let cx = Context { opts: &one, ..*cx };
+        let (image, ctx) = lower_target(ins, &cx, &mut shared)?;
         images.push(image);
         context = context.or(ctx);
     }
-    Ok(LoweredTargets {
-        graph: shared.graph,
-        targets: images,
-        context,
-    })
+    Ok((shared.graph, images, context))
+}
+
+/// `--call check`: every stage lowered into a throwaway graph (only the stages `targets`
+/// need when some are named), for the findings `lint` collects on the way.
+pub(crate) fn lower_for_check(
+    df: &Dockerfile,
+    source: &str,
+    opts: &LowerOptions,
+    targets: &[String],
+    resolver: &dyn ImageResolver,
+    lint: &Linter,
+) -> Result<(), Diagnostic> {
+    let ins = instructions::instructions(df, source)?;
+    let cx = Context {
+        source,
+        escape: df.directives.escape,
+        opts,
+        resolver,
+        lint,
+        capture: None,
+        all_stages: targets.is_empty() && opts.target.is_none(),
+    };
+    lower_each(&ins, &cx, targets).map(|_| ())
+}
+
+/// `--call outline`: the target lowered into a throwaway graph, `capture` recording what
+/// it reads (build args, secrets, SSH) on the way.
+pub(crate) fn lower_for_outline(
+    df: &Dockerfile,
+    source: &str,
+    opts: &LowerOptions,
+    resolver: &dyn ImageResolver,
+    capture: &Capture,
+) -> Result<(), Diagnostic> {
+    let lint = Linter::new(df, source, opts)?;
+    let ins = instructions::instructions(df, source)?;
+    let cx = Context {
+        source,
+        escape: df.directives.escape,
+        opts,
+        resolver,
+        lint: &lint,
+        capture: Some(capture),
+        all_stages: false,
+    };
+    lower_target(&ins, &cx, &mut Shared::default()).map(|_| ())
+}
+
+/// What a lowering is given, the same for every target.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    source: &'a str,
+    escape: char,
+    opts: &'a LowerOptions,
+    resolver: &'a dyn ImageResolver,
+    lint: &'a Linter,
+    /// `--call outline`: where the target's build args, secrets and SSH uses are recorded.
+    capture: Option<&'a Capture>,
+    /// `--call check` without a target: every stage is lowered, needed or not.
+    all_stages: bool,
 }
 
 /// What successive target lowerings share: the graph and resolved base images.
@@ -206,28 +326,32 @@ struct Shared {
     images: HashMap<(String, Platform), Option<ResolvedImage>>,
 }
 
-/// Lowers the stages `opts.target` needs into `shared.graph`.
+/// Lowers the stages `cx.opts.target` needs into `shared.graph`.
 fn lower_target(
     instructions: &[Instruction],
-    escape: char,
-    source: &str,
-    opts: &LowerOptions,
-    resolver: &dyn ImageResolver,
+    cx: &Context,
     shared: &mut Shared,
 ) -> Result<(TargetImage, Option<VertexId>), Diagnostic> {
     let mut l = Lowerer {
-        source,
-        opts,
-        resolver,
-        lexer: Lexer::new(escape),
+        source: cx.source,
+        opts: cx.opts,
+        resolver: cx.resolver,
+        lexer: Lexer::new(cx.escape),
         globals: Vec::new(),
+        default_globals: Vec::new(),
+        declared_globals: BTreeSet::new(),
         stages: Vec::new(),
         graph: std::mem::take(&mut shared.graph),
         context: None,
         images: std::mem::take(&mut shared.images),
         single_stage: false,
+        lint: cx.lint,
+        capture: cx.capture,
+        all_stages: cx.all_stages,
+        in_trigger: false,
     };
     let result = l.lower_all(instructions);
+    l.lint.mute(false);
     shared.graph = std::mem::take(&mut l.graph);
     shared.images = std::mem::take(&mut l.images);
     let target = result?;
@@ -242,12 +366,25 @@ struct Lowerer<'a> {
     lexer: Lexer,
     /// Global ARGs (with predefined platform ARGs) usable in FROM and as ARG defaults.
     globals: Env,
+    /// The global ARGs as they are without any build arg (InvalidDefaultArgInFrom).
+    default_globals: Env,
+    /// Every global ARG name, with a value or not (UndefinedArgInFrom).
+    declared_globals: BTreeSet<String>,
     stages: Vec<StageDef>,
     graph: BuildGraph,
     context: Option<VertexId>,
     images: HashMap<(String, Platform), Option<ResolvedImage>>,
     /// One stage and no image `--from`: progress leaves the stage name out, as BuildKit does.
     single_stage: bool,
+    /// Where build checks report.
+    lint: &'a Linter,
+    /// `--call outline`: what the target reads is recorded here.
+    capture: Option<&'a Capture>,
+    /// Lower every stage, not only those the target needs (`--call check`).
+    all_stages: bool,
+    /// An ONBUILD trigger of the base is being dispatched: its text is not in this
+    /// Dockerfile, so it is neither checked nor outlined.
+    in_trigger: bool,
 }
 
 impl Lowerer<'_> {
@@ -259,7 +396,18 @@ impl Lowerer<'_> {
         l.eval_global_args(&global_args, target)?;
         l.resolve_bases()?;
         l.resolve_refs()?;
-        let needed = l.needed_stages(target)?;
+        let needed = if l.all_stages {
+            let mut all = vec![false; l.stages.len()];
+            for t in 0..l.stages.len() {
+                for (a, n) in all.iter_mut().zip(l.needed_stages(t)?) {
+                    *a |= n;
+                }
+            }
+            all
+        } else {
+            l.needed_stages(target)?
+        };
+        l.capture_structure(target, &needed);
         l.single_stage = l.stages.len() == 1
             && !l.stages[0]
                 .refs

@@ -11,6 +11,7 @@ use crate::Diagnostic;
 use crate::ast::{MountSpec, Span};
 use crate::shell::ShellError;
 use rbuild_graph::{ExecMount, MountKind, VertexId};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountType {
@@ -303,11 +304,21 @@ impl Lowerer<'_> {
     ) -> Result<(), Diagnostic> {
         let mut ssh_count = 0;
         for spec in specs {
-            let mut expand = |w: &str| self.lexer.expand_word(w, &|k| env_get(&st.env, k));
+            let mut unset = BTreeSet::new();
+            let mut expand = |w: &str| {
+                let e = self.lexer.expand(w, &|k| env_get(&st.env, k))?;
+                unset.extend(e.unmatched);
+                Ok(e.value)
+            };
             let m = parse_mount(spec, &mut expand).map_err(|e| {
                 self.err(span, "--mount", format!("invalid --mount: {e}"))
                     .help("write mounts as --mount=type=bind|cache|tmpfs|secret|ssh,target=PATH[,from=STAGE][,source=PATH]")
             })?;
+            self.report_undefined(st, &unset, span);
+            if matches!(m.kind, MountType::Secret | MountType::Ssh) {
+                let secret = m.kind == MountType::Secret;
+                self.capture(|c| c.mount(cx.index, secret, &m.id, m.required, span.start_line));
+            }
             // SSH mounts without a target are numbered: /run/buildkit/ssh_agent.0, .1, …
             let target = if m.kind == MountType::Ssh && m.target.is_empty() {
                 ssh_count += 1;

@@ -10,6 +10,7 @@ use super::text::Steps;
 use super::vars::{Env, env_get, env_set};
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction, Span};
+use crate::lint::{self, Location, StageChecks};
 use rbuild_graph::image::{History, ImageConfig, RootFs};
 use rbuild_graph::{Op, Platform, VertexId, VertexMeta};
 
@@ -31,6 +32,8 @@ pub(super) struct StageState {
     pub platform: Platform,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
+    /// What the build checks remember along the stage.
+    pub checks: StageChecks,
 }
 
 impl StageState {
@@ -166,6 +169,7 @@ impl Lowerer<'_> {
                 // Triggers do not carry over from a base stage (they fire in this one).
                 s.config.config.on_build.clear();
                 s.cmd_set = false;
+                s.checks = s.checks.inherited();
                 s
             }
             Base::Scratch => StageState {
@@ -176,9 +180,15 @@ impl Lowerer<'_> {
                 history: Vec::new(),
                 platform: platform.clone(),
                 cmd_set: false,
+                checks: StageChecks::default(),
             },
             Base::Image(reference) => {
                 let resolved = self.resolve_image(reference, platform, from.span)?;
+                if let Some(r) = &resolved {
+                    let def = &self.stages[cx.index];
+                    let at = Location::find(self.source, from.span, &def.image_raw);
+                    lint::from::base_platform(self.lint, at, &def.image_name, platform, &r.config);
+                }
                 let (digest, mut config) = match resolved {
                     Some(r) => (r.digest, r.config),
                     None => (None, empty_config(platform)),
@@ -224,6 +234,7 @@ impl Lowerer<'_> {
                     history,
                     platform: platform.clone(),
                     cmd_set: false,
+                    checks: StageChecks::default(),
                 }
             }
         })

@@ -1,14 +1,17 @@
 //! Pass 1: the Dockerfile split into stages (each FROM starts one) and the global ARGs
 //! before the first FROM; each stage's base (an earlier stage, `scratch` or an image) and
-//! platform, from its FROM expanded with the global ARGs.
+//! platform, from its FROM expanded with the global ARGs (where the FROM checks run).
 
 use super::Lowerer;
 use super::platform::parse_platform;
 use super::reference::parse_image_ref;
 use super::refs::FromRef;
+use super::vars::env_get;
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
+use crate::lint::{Location, from};
 use rbuild_graph::Platform;
+use std::collections::BTreeSet;
 
 /// Where a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub(super) struct StageDef {
     pub name: Option<String>,
     pub from: Instruction,
     pub image_raw: String,
+    /// `image_raw` expanded with the global ARGs (set by pass 1).
+    pub image_name: String,
     pub platform_raw: Option<String>,
     pub base: Base,
     pub platform: Platform,
@@ -76,6 +81,7 @@ impl Lowerer<'_> {
                         name: stage_name.clone(),
                         from: ins.clone(),
                         image_raw: image.clone(),
+                        image_name: String::new(),
                         platform_raw: platform.clone(),
                         base: Base::Scratch,
                         platform: self.opts.platform.clone(),
@@ -111,12 +117,32 @@ impl Lowerer<'_> {
         Ok(globals)
     }
 
-    /// Expands every FROM with the global ARGs: the base and platform of each stage.
+    /// Expands every FROM with the global ARGs: the base and platform of each stage. The
+    /// FROM checks run here, for every stage.
     pub(super) fn resolve_bases(&mut self) -> Result<(), Diagnostic> {
+        // What a FROM may use: the declared global ARGs and the predefined ones.
+        let known: BTreeSet<String> = self
+            .declared_globals
+            .iter()
+            .cloned()
+            .chain(self.globals.iter().map(|(k, _)| k.clone()))
+            .collect();
         for i in 0..self.stages.len() {
             let span = self.stages[i].from.span;
             let raw = self.stages[i].image_raw.clone();
-            let name = self.expand(&raw, &self.globals, span)?;
+            let expanded = self.expand_full(&raw, &self.globals, span)?;
+            let at = Location::find(self.source, span, &raw);
+            from::undeclared_args(self.lint, at, &expanded.unmatched, &known);
+            let defaults = &self.default_globals;
+            let with_defaults = self.lexer.expand_word(&raw, &|k| env_get(defaults, k)).ok();
+            let valid = with_defaults
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case("scratch") || parse_image_ref(n).is_some());
+            from::default_base_name(self.lint, at, &raw, with_defaults.as_deref(), valid);
+            let used = expanded.matched;
+            self.capture(|c| c.used_by_from(i, &used));
+            let name = expanded.value;
+            self.stages[i].image_name = name.clone();
             if name.is_empty() {
                 return Err(self
                     .err(span, &raw, format!("base name ({raw}) should not be blank"))
@@ -150,8 +176,24 @@ impl Lowerer<'_> {
                     _ => self.opts.platform.clone(),
                 },
                 Some(raw) => {
-                    let v = self.expand(&raw, &self.globals, span)?;
-                    parse_platform(&v, &self.opts.platform).ok_or_else(|| {
+                    let e = self.expand_full(&raw, &self.globals, span)?;
+                    let at = Location::find(self.source, span, "--platform");
+                    from::undeclared_args(self.lint, at, &e.unmatched, &known);
+                    let parsed = parse_platform(&e.value, &self.opts.platform);
+                    let target_platform = env_get(&self.globals, "TARGETPLATFORM");
+                    let stage_name = self.stages[i].name.as_deref();
+                    from::platform_flag(
+                        self.lint,
+                        at,
+                        &raw,
+                        &e,
+                        target_platform.as_deref(),
+                        stage_name,
+                        parsed.as_ref(),
+                    );
+                    self.capture(|c| c.used_by_from(i, &e.matched));
+                    let v = e.value;
+                    parsed.ok_or_else(|| {
                         self.err(span, "--platform", format!("invalid platform {v:?}"))
                             .help("write it as os/arch[/variant], e.g. linux/amd64")
                     })?

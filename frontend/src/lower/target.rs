@@ -50,3 +50,29 @@ impl Lowerer<'_> {
         Ok(needed)
     }
 }
+
+impl Lowerer<'_> {
+    /// For `--call outline`: the target, and for each stage lowered the stage it is built
+    /// on and the stages its instructions (and the triggers of its base) read.
+    pub(super) fn capture_structure(&self, target: usize, needed: &[bool]) {
+        let Some(capture) = self.capture else {
+            return;
+        };
+        capture.target(target);
+        for (i, s) in self.stages.iter().enumerate().filter(|(i, _)| needed[*i]) {
+            let base = match s.base {
+                Base::Stage(j) => Some(j),
+                _ => None,
+            };
+            let mut deps: Vec<usize> = Vec::new();
+            for r in s.refs.iter().flatten() {
+                if let FromRef::Stage(j) = r
+                    && !deps.contains(j)
+                {
+                    deps.push(*j);
+                }
+            }
+            capture.stage(i, s.name.clone(), base, deps);
+        }
+    }
+}

@@ -18,7 +18,8 @@ impl Lowerer<'_> {
         p: &str,
     ) -> Result<(), Diagnostic> {
         let ins = step.ins;
-        let p = self.expand(p, &st.env, ins.span)?;
+        let p = self.expand_checked(st, p, ins.span)?;
+        self.lint.workdir(&mut st.checks, self.source, ins.span, &p);
         let wd = resolve_path(&st.cwd(), &p, false);
         st.config.config.working_dir = wd.clone();
         if wd == "/" {

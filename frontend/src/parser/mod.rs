@@ -178,18 +178,18 @@ impl<'a> Parser<'a> {
         self.directives.escape
     }
 
-    /// Checks a (left-trimmed) line for a parser directive.
-    fn directive(&mut self, line: &str, line_no: usize, indent: usize) -> Result<(), Diagnostic> {
+    /// Checks a (left-trimmed) line for a parser directive; true when it was one.
+    fn directive(&mut self, line: &str, line_no: usize, indent: usize) -> Result<bool, Diagnostic> {
         if !self.in_directives {
-            return Ok(());
+            return Ok(false);
         }
         let Some(d) = lex::directive_line(line) else {
             self.in_directives = false;
-            return Ok(());
+            return Ok(false);
         };
         if !matches!(d.name.as_str(), "syntax" | "escape" | "check") {
             self.in_directives = false;
-            return Ok(());
+            return Ok(false);
         }
         let col = indent + column_of(line, d.value_offset);
         if self.seen_directives.contains(&d.name) {
@@ -216,11 +216,13 @@ impl<'a> Parser<'a> {
             "syntax" => self.directives.syntax = Some(d.value.to_string()),
             _ => self.directives.check = Some(d.value.to_string()),
         }
-        Ok(())
+        Ok(true)
     }
 
     fn run(mut self) -> Result<Dockerfile, Diagnostic> {
         let mut nodes = Vec::new();
+        // Comment lines since the last instruction (see `Node::comments`).
+        let mut comments: Vec<String> = Vec::new();
         let mut idx = 0;
         while idx < self.lines.len() {
             let mut raw = self.lines[idx];
@@ -231,8 +233,14 @@ impl<'a> Parser<'a> {
             let untrimmed = trim_newline(raw);
             let token = untrimmed.trim_start();
             let indent = untrimmed[..untrimmed.len() - token.len()].chars().count();
-            self.directive(token, line_no, indent)?;
+            let was_directive = self.directive(token, line_no, indent)?;
             idx += 1;
+            if is_comment(token) && !was_directive {
+                match token.trim_start_matches('#').trim() {
+                    "" => comments.clear(),
+                    text => comments.push(text.to_string()),
+                }
+            }
             let token = if is_comment(token) { "" } else { token };
             let (first, mut end_of_line) = trim_continuation(token, self.esc());
             if end_of_line && first.is_empty() {
@@ -240,6 +248,7 @@ impl<'a> Parser<'a> {
             }
             let start_line = line_no;
             let mut line = first.to_string();
+            let mut empty_continuation = None;
             while !end_of_line && idx < self.lines.len() {
                 let raw = self.lines[idx];
                 idx += 1;
@@ -248,6 +257,7 @@ impl<'a> Parser<'a> {
                 }
                 let part = trim_newline(raw);
                 if part.trim_start().is_empty() {
+                    empty_continuation = empty_continuation.or(Some(idx));
                     continue;
                 }
                 let (part, eol) = trim_continuation(part, self.esc());
@@ -261,6 +271,8 @@ impl<'a> Parser<'a> {
                 start_line,
                 end_line: idx,
             };
+            node.comments = std::mem::take(&mut comments);
+            node.empty_continuation = empty_continuation;
             idx = self.read_heredocs(&mut node, &line, idx, start_line, indent)?;
             node.span.end_line = idx;
             if let Some(inner) = node.inner.as_mut() {
@@ -383,6 +395,8 @@ impl<'a> Parser<'a> {
             heredocs: Vec::new(),
             span: Span::default(),
             original: line.to_string(),
+            comments: Vec::new(),
+            empty_continuation: None,
         };
         match keyword.as_str() {
             "add" | "copy" | "volume" => match json::parse_json_array(args) {
@@ -646,6 +660,22 @@ mod tests {
             dumped("# escape=`\nFROM a\nRUN dir c:\\ `\n  && echo\n"),
             "(from \"a\")\n(run \"dir c:\\\\   && echo\")\n"
         );
+    }
+
+    #[test]
+    fn comments_above_and_empty_continuations() {
+        let df = parse(
+            "# syntax=x\n# check=skip=all\n# about a\n\n# a the arg\nARG a\n# dropped\n#\n# b kept\nFROM s AS b\nRUN x \\\n\n  # inside\n  y\n",
+        )
+        .unwrap();
+        assert_eq!(df.nodes[0].comments, ["about a", "a the arg"]);
+        assert_eq!(df.nodes[1].comments, ["b kept"]);
+        assert!(df.nodes[2].comments.is_empty());
+        assert_eq!(df.nodes[2].empty_continuation, Some(12));
+        assert_eq!(df.nodes[1].empty_continuation, None);
+        assert_eq!(df.nodes[1].keyword_as_written(), "FROM");
+        let df = parse("  frOM a\n").unwrap();
+        assert_eq!(df.nodes[0].keyword_as_written(), "frOM");
     }
 
     #[test]
