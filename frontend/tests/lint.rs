@@ -686,7 +686,7 @@ fn check_reports_what_it_found_before_an_error() {
         ["StageNameCasing", "MaintainerDeprecated"]
     );
     assert!(r.error.is_some());
-    let json = r.to_json(src);
+    let json = serde_json::to_value(r.json(src)).unwrap();
     assert!(
         json["buildError"]["message"]
             .as_str()
@@ -703,7 +703,7 @@ fn findings_render_with_the_lines_a_caret_and_help() {
         r.render(src),
         "Dockerfile:1:17: StageNameCasing: stage name 'BadName' is not lower-case\n  1 | FROM scratch AS BadName\n    |                 ^\n  rule: Stage names should be lower-case\n  help: name the stage 'badname'\n"
     );
-    let json = r.to_json(src);
+    let json = serde_json::to_value(r.json(src)).unwrap();
     let w = &json["warnings"][0];
     assert_eq!(w["ruleName"], "StageNameCasing");
     assert_eq!(w["description"], "Stage names should be lower-case");

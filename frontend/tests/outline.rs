@@ -91,7 +91,7 @@ fn outline_lists_the_args_a_target_uses() {
          password\n\
          alternate_password            will show up in the outline\n\n"
     );
-    let json = o.to_json("Dockerfile", ARGS);
+    let json = serde_json::to_value(o.json(ARGS)).unwrap();
     assert_eq!(json["name"], "target");
     assert_eq!(json["args"][1]["name"], "sfx");
     assert_eq!(json["args"][1]["value"], "usybox");
@@ -145,7 +145,7 @@ FROM second
         text.ends_with("SECRET      REQUIRED\npasswd      true\nsecond678\n\nSSH       REQUIRED\ndefault\nssh3      true\n\n"),
         "{text}"
     );
-    let json = o.to_json("Dockerfile", src);
+    let json = serde_json::to_value(o.json(src)).unwrap();
     assert_eq!(json["secrets"][0]["required"], true);
     assert!(json["secrets"][1].get("required").is_none());
     assert_eq!(json["ssh"][1]["name"], "ssh3");
@@ -201,7 +201,7 @@ FROM second AS binary
         t.to_text(),
         "TARGET           DESCRIPTION\nbuild            defines stage for compiling the binary\nsecond\n\nbinary (default) returns the compiled binary\n"
     );
-    let json = t.to_json("Dockerfile", src);
+    let json = serde_json::to_value(t.json(src)).unwrap();
     assert_eq!(json["targets"][3]["default"], true);
     assert!(json["targets"][0].get("default").is_none());
     assert_eq!(

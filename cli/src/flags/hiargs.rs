@@ -5,6 +5,7 @@
 //! typed, so a command never looks at a flag's text.
 
 use super::cache_spec::CacheFlags;
+use super::call_spec::{self, Call};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
 use super::{targets, vars};
@@ -84,6 +85,8 @@ pub struct Build {
     pub run: Option<Vec<String>>,
     /// `--dry-run`, and in which format.
     pub dry_run: Option<GraphFormat>,
+    /// `--call` / `--check`: print what the Dockerfile says instead of building it.
+    pub call: Option<Call>,
     pub progress: progress::Mode,
     /// `-q`: no notes on stderr, the image IDs on stdout.
     pub quiet: bool,
@@ -259,7 +262,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     }
     let (context, run_command) =
         targets::split_run_command(args.context.take(), std::mem::take(&mut args.run_command));
-    if args.push && args.tags.is_empty() && !args.dry_run {
+    if args.push && args.tags.is_empty() && !args.dry_run && args.call.is_none() && !args.check {
         bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
     }
     // Which stages are built: each --target, or the last stage.
@@ -275,6 +278,10 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         Some(f) => Dockerfile::File(f),
         None => Dockerfile::File(context.join("Dockerfile")),
     };
+    let call = call_spec::settle(args.call.as_deref(), args.check, args.format)?;
+    if call.is_some() && args.dry_run {
+        bail!("--call and --dry-run both say what to print instead of building: give one of them");
+    }
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let build_args = vars::parse_build_args(&args.build_args)?;
     let allow_insecure = entitlements(&args.allow)?;
@@ -296,6 +303,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         push: args.push,
         run: args.run.then_some(run_command),
         dry_run: args.dry_run.then_some(args.format),
+        call,
         progress,
         quiet: args.quiet,
         cache,

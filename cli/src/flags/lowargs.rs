@@ -231,9 +231,17 @@ pub struct BuildArgs {
     /// Print the lowered build graph instead of building.
     #[arg(long)]
     pub dry_run: bool,
-    /// Format of `--dry-run` output.
+    /// Format of `--dry-run` output (text, dot, json) and of `--call` output (text, json).
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+    /// Evaluate the Dockerfile instead of building: `check` (build checks), `outline` (the
+    /// build args and secrets the target uses), `targets` (the stages); `build` builds.
+    /// Options: `,format=json`, `,ignorestatus=true`.
+    #[arg(long, value_name = "FUNC[,format=json]")]
+    pub call: Option<String>,
+    /// Shorthand for `--call check`.
+    #[arg(long)]
+    pub check: bool,
     /// Accepted for docker compatibility; the host platform is the only one.
     #[arg(long)]
     pub platform: Option<String>,

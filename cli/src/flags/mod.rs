@@ -1,8 +1,10 @@
 //! The command line, read once: clap reads the low-level arguments (`lowargs`), which are
 //! settled into the typed settings each command runs with (`hiargs`). Values of flags
-//! with a syntax of their own are read by the modules beside them.
+//! with a syntax of their own are read by the modules beside them (`--cache-to/--cache-from`,
+//! `--call`, `--output`, `--target` and `-t`, `--build-arg`).
 
 pub mod cache_spec;
+pub mod call_spec;
 pub mod hiargs;
 mod lowargs;
 pub mod output_spec;

@@ -27,7 +27,7 @@ pub use report::LintReport;
 pub use rules::{RULES, Rule, RuleId};
 
 pub(crate) use dispatch::{StageChecks, undefined_vars};
-pub(crate) use report::source_json;
+pub(crate) use report::{JsonLocation, base64_of};
 
 use crate::ast::{Dockerfile, Span};
 use crate::lower::{ImageResolver, LowerOptions};

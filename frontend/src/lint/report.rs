@@ -6,7 +6,7 @@
 use super::{Finding, Location};
 use crate::Diagnostic;
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -75,57 +75,129 @@ impl LintReport {
         out
     }
 
-    /// BuildKit's lint result: `{"warnings": [...], "sources": [...], "buildError": ...}`,
-    /// each warning with `ruleName`, `description`, `detail` (the message), `location`
-    /// (`ranges` of 1-based lines, `character` 0-based) and rbuild's `help`.
-    pub fn to_json(&self, source: &str) -> Value {
-        let warnings: Vec<Value> = self
-            .findings
-            .iter()
-            .map(|f| {
-                json!({
-                    "ruleName": f.rule.name(),
-                    "description": f.rule.rule().description,
-                    "detail": f.message,
-                    "help": f.help,
-                    "location": location_json(&f.location),
+    /// BuildKit's lint result (`LintResults`): `warnings` (each with `ruleName`,
+    /// `description`, `detail` — the message —, rbuild's `help`, and `location`: `ranges` of
+    /// 1-based lines, `character` 0-based), `sources` (the Dockerfile) and `buildError`.
+    /// Fields are in BuildKit's order; serialize it with serde_json.
+    pub fn json<'a>(&'a self, source: &'a str) -> impl Serialize + 'a {
+        JsonResults {
+            warnings: self
+                .findings
+                .iter()
+                .map(|f| JsonWarning {
+                    rule_name: f.rule.name(),
+                    description: f.rule.rule().description,
+                    detail: &f.message,
+                    help: &f.help,
+                    location: JsonLocation::of(&f.location),
                 })
-            })
-            .collect();
-        let mut out = json!({
-            "warnings": warnings,
-            "sources": [source_json(&self.file, source)],
-        });
-        if let Some(e) = &self.error {
-            let mut err = json!({ "message": e.message });
-            if e.line > 0 {
-                err["location"] = json!({ "ranges": [{
-                    "start": { "line": e.line },
-                    "end": { "line": e.line },
-                }]});
-            }
-            out["buildError"] = err;
+                .collect(),
+            sources: vec![JsonSource::of(&self.file, source)],
+            build_error: self.error.as_ref().map(|e| JsonBuildError {
+                message: &e.message,
+                location: (e.line > 0).then(|| JsonLocation::lines(e.line, e.line)),
+            }),
         }
-        out
     }
 }
 
-/// A location as BuildKit's `pb.Location` (source index 0, Go's omitempty on zeros).
-fn location_json(l: &Location) -> Value {
-    let mut start = json!({ "line": l.span.start_line });
-    if l.column > 1 && l.line == l.span.start_line {
-        start["character"] = json!(l.column - 1);
-    }
-    json!({ "ranges": [{ "start": start, "end": { "line": l.span.end_line.max(l.span.start_line) } }] })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonResults<'a> {
+    warnings: Vec<JsonWarning<'a>>,
+    sources: Vec<JsonSource<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build_error: Option<JsonBuildError<'a>>,
 }
 
-/// The Dockerfile as BuildKit's `pb.SourceInfo` (its bytes base64, as Go encodes `[]byte`).
-pub(crate) fn source_json(file: &str, source: &str) -> Value {
-    json!({
-        "filename": file,
-        "language": "Dockerfile",
-        "data": base64::engine::general_purpose::STANDARD.encode(source),
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonWarning<'a> {
+    rule_name: &'static str,
+    description: &'static str,
+    detail: &'a str,
+    help: &'a str,
+    location: JsonLocation,
+}
+
+#[derive(Serialize)]
+struct JsonBuildError<'a> {
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<JsonLocation>,
+}
+
+/// BuildKit's `pb.Location` in one source (index 0, left out as Go's omitempty does).
+#[derive(Serialize)]
+pub(crate) struct JsonLocation {
+    ranges: Vec<JsonRange>,
+}
+
+#[derive(Serialize)]
+struct JsonRange {
+    start: JsonPosition,
+    end: JsonPosition,
+}
+
+#[derive(Serialize)]
+struct JsonPosition {
+    line: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    character: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl JsonLocation {
+    /// Lines `start..=end`.
+    pub(crate) fn lines(start: usize, end: usize) -> JsonLocation {
+        JsonLocation {
+            ranges: vec![JsonRange {
+                start: JsonPosition {
+                    line: start,
+                    character: 0,
+                },
+                end: JsonPosition {
+                    line: end.max(start),
+                    character: 0,
+                },
+            }],
+        }
+    }
+
+    /// A finding's instruction, starting at its column when it points into the first line.
+    fn of(l: &Location) -> JsonLocation {
+        let mut loc = JsonLocation::lines(l.span.start_line, l.span.end_line);
+        if l.column > 1 && l.line == l.span.start_line {
+            loc.ranges[0].start.character = l.column - 1;
+        }
+        loc
+    }
+}
+
+/// BuildKit's `pb.SourceInfo`: the Dockerfile, its bytes base64 (as Go encodes `[]byte`).
+#[derive(Serialize)]
+pub(crate) struct JsonSource<'a> {
+    filename: &'a str,
+    data: String,
+    language: &'static str,
+}
+
+impl<'a> JsonSource<'a> {
+    pub(crate) fn of(file: &'a str, source: &str) -> JsonSource<'a> {
+        JsonSource {
+            filename: file,
+            data: base64_of(source),
+            language: "Dockerfile",
+        }
+    }
+}
+
+/// `source` as Go's JSON encodes a `[]byte`.
+pub(crate) fn base64_of(source: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(source)
 }
 
 impl Finding {

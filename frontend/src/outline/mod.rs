@@ -15,10 +15,10 @@ mod targets;
 pub use targets::{Target, Targets, targets};
 
 use crate::ast::{Dockerfile, Node};
-use crate::lint::source_json;
+use crate::lint::{JsonLocation, base64_of};
 use crate::lower::{ImageResolver, LowerOptions};
 use crate::{Diagnostic, parser};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,56 +118,69 @@ impl Outline {
         out
     }
 
-    /// BuildKit's `outline.Outline` JSON (empty fields left out, as Go's omitempty does).
-    pub fn to_json(&self, file: &str, source: &str) -> Value {
-        let mut out = json!({});
-        if !self.name.is_empty() {
-            out["name"] = json!(self.name);
-        }
-        if !self.description.is_empty() {
-            out["description"] = json!(self.description);
-        }
-        if !self.args.is_empty() {
-            let args: Vec<Value> = self
+    /// BuildKit's `outline.Outline` JSON, fields in its order, empty ones left out as Go's
+    /// omitempty does; `sources` holds the Dockerfile. Serialize it with serde_json.
+    pub fn json<'a>(&'a self, source: &str) -> impl Serialize + 'a {
+        let mounts = |list: &'a [OutlineMount]| -> Vec<JsonMount<'a>> {
+            list.iter()
+                .map(|m| JsonMount {
+                    name: &m.name,
+                    required: m.required,
+                    location: JsonLocation::lines(m.line, m.line),
+                })
+                .collect()
+        };
+        JsonOutline {
+            name: &self.name,
+            description: &self.description,
+            args: self
                 .args
                 .iter()
-                .map(|a| {
-                    let mut v = json!({ "name": a.name, "location": line_location(a.line) });
-                    if !a.description.is_empty() {
-                        v["description"] = json!(a.description);
-                    }
-                    if !a.value.is_empty() {
-                        v["value"] = json!(a.value);
-                    }
-                    v
+                .map(|a| JsonArg {
+                    name: &a.name,
+                    description: &a.description,
+                    value: &a.value,
+                    location: JsonLocation::lines(a.line, a.line),
                 })
-                .collect();
-            out["args"] = json!(args);
+                .collect(),
+            secrets: mounts(&self.secrets),
+            ssh: mounts(&self.ssh),
+            sources: vec![base64_of(source)],
         }
-        for (key, mounts) in [("secrets", &self.secrets), ("ssh", &self.ssh)] {
-            if mounts.is_empty() {
-                continue;
-            }
-            let list: Vec<Value> = mounts
-                .iter()
-                .map(|m| {
-                    let mut v = json!({ "name": m.name, "location": line_location(m.line) });
-                    if m.required {
-                        v["required"] = json!(true);
-                    }
-                    v
-                })
-                .collect();
-            out[key] = json!(list);
-        }
-        out["sources"] = json!([source_json(file, source)["data"]]);
-        out
     }
 }
 
-/// `pb.Location` of one line.
-pub(crate) fn line_location(line: usize) -> Value {
-    json!({ "ranges": [{ "start": { "line": line }, "end": { "line": line } }] })
+#[derive(Serialize)]
+struct JsonOutline<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    args: Vec<JsonArg<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secrets: Vec<JsonMount<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ssh: Vec<JsonMount<'a>>,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JsonArg<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    value: &'a str,
+    location: JsonLocation,
+}
+
+#[derive(Serialize)]
+struct JsonMount<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    required: bool,
+    location: JsonLocation,
 }
 
 /// The description of `name` in the comments above its instruction: the rest of the first

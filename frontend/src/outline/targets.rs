@@ -2,10 +2,10 @@
 //! above its FROM that starts with its name), the default (last) one marked. Only the
 //! parsed file is needed: nothing is lowered or resolved.
 
-use super::{doc_comment, line_location, table};
-use crate::lint::source_json;
+use super::{doc_comment, table};
+use crate::lint::{JsonLocation, base64_of};
 use crate::{Diagnostic, parser};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// One stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,29 +74,44 @@ impl Targets {
         table::render(&rows, 1)
     }
 
-    /// BuildKit's `targets.List` JSON.
-    pub fn to_json(&self, file: &str, source: &str) -> Value {
-        let targets: Vec<Value> = self
-            .targets
-            .iter()
-            .map(|t| {
-                let mut v = json!({ "location": line_location(t.line) });
-                for (key, value) in [
-                    ("name", &t.name),
-                    ("description", &t.description),
-                    ("base", &t.base),
-                    ("platform", &t.platform),
-                ] {
-                    if !value.is_empty() {
-                        v[key] = json!(value);
-                    }
-                }
-                if t.default {
-                    v["default"] = json!(true);
-                }
-                v
-            })
-            .collect();
-        json!({ "targets": targets, "sources": [source_json(file, source)["data"]] })
+    /// BuildKit's `targets.List` JSON (fields in its order, empty ones left out);
+    /// serialize it with serde_json.
+    pub fn json<'a>(&'a self, source: &str) -> impl Serialize + 'a {
+        JsonList {
+            targets: self
+                .targets
+                .iter()
+                .map(|t| JsonTarget {
+                    name: &t.name,
+                    default: t.default,
+                    description: &t.description,
+                    base: &t.base,
+                    platform: &t.platform,
+                    location: JsonLocation::lines(t.line, t.line),
+                })
+                .collect(),
+            sources: vec![base64_of(source)],
+        }
     }
+}
+
+#[derive(Serialize)]
+struct JsonList<'a> {
+    targets: Vec<JsonTarget<'a>>,
+    sources: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JsonTarget<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    default: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    description: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    base: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    platform: &'a str,
+    location: JsonLocation,
 }

@@ -27,14 +27,7 @@ pub fn lower(
     store: Option<&Store>,
     pull: Option<(&Runtime, &[String])>,
 ) -> Result<Lowered> {
-    let opts = LowerOptions {
-        dockerfile_name: inputs.dockerfile_name.clone(),
-        target: None,
-        build_args: build.build_args.clone(),
-        platform: Platform::host(),
-        ignore_patterns: inputs.ignore.clone(),
-        default_network: build.network,
-    };
+    let opts = options(build, inputs);
     let (lowered, client) = match store {
         Some(s) => {
             let resolver = StoreResolver::new(s, pull, build.always_pull);
@@ -50,4 +43,16 @@ pub fn lower(
         targets: lowered.map_err(|d| anyhow!("{d}"))?,
         client,
     })
+}
+
+/// What lowering is told about this build (the targets are given apart).
+pub fn options(build: &Build, inputs: &Inputs) -> LowerOptions {
+    LowerOptions {
+        dockerfile_name: inputs.dockerfile_name.clone(),
+        target: None,
+        build_args: build.build_args.clone(),
+        platform: Platform::host(),
+        ignore_patterns: inputs.ignore.clone(),
+        default_network: build.network,
+    }
 }

@@ -1,9 +1,13 @@
 //! `rbuild build`: read the inputs, lower the Dockerfile (resolving base images), add the
 //! actions the build ends with (export, push, run), solve it all at once, export the
-//! cache, then write the outputs. One module per step; this one runs them in order.
+//! cache, then write the outputs; the build checks' findings are listed at the end
+//! (`checks`). One module per step; this one runs them in order. `--call` (`call`) and
+//! `--dry-run` (`dry_run`) stop after lowering and print instead.
 
 mod actions;
 mod cache;
+mod call;
+mod checks;
 mod dry_run;
 mod inputs;
 mod lower;
@@ -21,29 +25,49 @@ use std::process::ExitCode;
 pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     let insecure = &global.insecure_registries;
     let inputs = inputs::read(build)?;
+    if let Some(call) = build.call {
+        return call::run(global, build, &inputs, call);
+    }
     if let Some(format) = build.dry_run {
         dry_run::run(global, build, &inputs, format)?;
         return Ok(ExitCode::SUCCESS);
     }
     let store = store::open(&global.root)?;
     let runtime = runtime::start(None)?;
-    let lowered = lower::lower(build, &inputs, Some(&store), Some((&runtime, insecure)))?;
+    let mut lowered = lower::lower(build, &inputs, Some(&store), Some((&runtime, insecure)))?;
+    let findings = std::mem::take(&mut lowered.targets.lint);
+    checks::enforce(&findings)?;
+    let result = run(global, build, &inputs, &store, &runtime, lowered);
+    checks::print_summary(&findings, build.progress);
+    result
+}
+
+/// The build from the lowered graph on: actions, solve, cache export, outputs.
+fn run(
+    global: &Global,
+    build: &Build,
+    inputs: &inputs::Inputs,
+    store: &rbuild_cache::Store,
+    runtime: &tokio::runtime::Runtime,
+    lowered: lower::Lowered,
+) -> Result<ExitCode> {
+    let insecure = &global.insecure_registries;
     let plan = actions::add(lowered.targets, build)?;
-    let mut opts = solve::options(build, &inputs);
+    let mut opts = solve::options(build, inputs);
     let client = registry_client(lowered.client, build, insecure)?;
     opts.registry = client.clone();
-    opts.imported = cache::import_for(build, &runtime, client.as_ref());
+    opts.imported = cache::import_for(build, runtime, client.as_ref());
 
-    let solver = solve::solver(&store, &global.root, build.quiet);
-    let outcomes = match solve::solve(&runtime, &solver, &plan, &opts, build.progress, &inputs)? {
+    let solver = solve::solver(store, &global.root, build.quiet);
+    let outcomes = match solve::solve(runtime, &solver, &plan, &opts, build.progress, inputs)? {
         Ended::Solved(outcomes) => outcomes,
         Ended::Interrupted => return Ok(exit::exit_code(Some(exit::INTERRUPTED))),
     };
 
-    let built = outputs::built_images(&store, &plan.exports, &outcomes)?;
+    let built = outputs::built_images(store, &plan.exports, &outcomes)?;
     if let Some(client) = &client {
         let solved = cache::Built {
-            runtime: &runtime,
+            runtime,
             client,
             solver: &solver,
             opts: &opts,
@@ -51,9 +75,9 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
             outcomes: &outcomes,
             root: plan.last_root,
         };
-        cache::export_for(build, &store, &solved)?;
+        cache::export_for(build, store, &solved)?;
     }
-    outputs::finish(&store, build, built)?;
+    outputs::finish(store, build, built)?;
     match plan.run {
         Some(v) => Ok(exit::exit_code(outcomes.get(&v).and_then(|o| o.exit_code))),
         None => Ok(ExitCode::SUCCESS),
