@@ -9,7 +9,8 @@
 //!   process), the plan the parent builds, the child that applies it, the status
 //!   protocol between them; the order of a [`run`] is described there. The seccomp
 //!   profile is data: `executor/seccomp/default.toml`.
-//! - `overlay`: overlay mount options, and host-side overlay mounts ([`OverlayMount`]);
+//! - `overlay`: which interface takes an overlay's layers ([`MountApi`]) and how many
+//!   ([`max_lower_layers`]), the options, and host-side overlay mounts ([`OverlayMount`]);
 //!   `rootpath`: paths inside a root or a stack of layers, never leaving it
 //!   ([`resolve_in_root`]); [`users`]: USER against the image's /etc/passwd and /etc/group.
 //! - `cstr`: the C strings the child is handed, built before the fork.
@@ -26,7 +27,7 @@ pub mod spec;
 pub mod users;
 
 pub use error::{ExecError, SeccompError, SpecError};
-pub use overlay::{OverlayMount, overlay_supported};
+pub use overlay::{MountApi, OVL_MAX_STACK, OverlayMount, max_lower_layers, overlay_supported};
 pub use rootpath::resolve_in_root;
 pub use sandbox::{run, run_in_dir};
 pub use spec::{

@@ -15,9 +15,10 @@
 //!    `execve` the child runs only raw syscalls (`child`, `syscall`), so forking from a
 //!    multi-threaded tokio process is safe; it reports on a status pipe (`protocol`).
 //! 3. The child writes itself into its cgroup and makes a cgroup namespace rooted there,
-//!    makes `/` private, mounts the overlay *inside its own mount namespace* (layers
-//!    passed as `/proc/self/fd/N`, so 200+ layers fit in the one-page option limit;
-//!    `rootfs`, `sources`), chroots into it to create missing mountpoints
+//!    makes `/` private, attaches the overlay *inside its own mount namespace* (made by
+//!    the parent with one `lowerdir+` per layer, up to 500; or, on kernels before 6.8,
+//!    mounted by the child with layers passed as `/proc/self/fd/N`, about 200 in the
+//!    one-page option limit; `rootfs`, `sources`), chroots into it to create missing mountpoints
 //!    (`mountpoints`) and mount /proc, /dev (`devices`), /sys (ro), the /etc files and
 //!    the caller's mounts with image symlinks contained (`mounts`), masks kernel paths
 //!    as Docker does (`kernel_paths`), then pivot_roots and drops the host's mounts.
@@ -122,10 +123,13 @@ fn run_impl(
             .unwrap_or_default(),
     };
     let policy = Policy::for_run(spec.network, spec.security);
-    let plan = Plan::build(&inputs, &policy)?;
+    let mut plan = Plan::build(&inputs, &policy)?;
 
     // The cgroup namespace is the child's to make, once it is in its cgroup.
     let running = parent::spawn(&plan, policy.namespaces & !libc::CLONE_NEWCGROUP)?;
+    // The child has its own copy of the overlay's fd; ours would keep the overlay (and its
+    // upper dir) alive after the child's mount namespace is gone.
+    drop(plan.rootfs.detached.take());
     let exited = parent::supervise(running, cancel, output)?;
     let usage = cgroup.as_ref().map(RunCgroup::usage).unwrap_or_default();
     drop(cgroup);

@@ -1,8 +1,13 @@
 //! The container's root filesystem: an overlay of the layers with a fresh upper dir
-//! (or a plain directory bound in, for the copying snapshotter), mounted by the child
+//! (or a plain directory bound in, for the copying snapshotter), attached by the child
 //! inside its own mount namespace, entered with chroot while mounts are set up (so
 //! image symlinks resolve inside it), then made the root with pivot_root, the host's
 //! mounts detached from view.
+//!
+//! Where the kernel has the new mount API the parent makes the overlay (one `lowerdir+`
+//! per layer, up to 500) as a detached mount before the fork, and the child only moves it
+//! onto its target. Elsewhere the child opens the layers at fixed fds and mounts them with
+//! mount(2), named `/proc/self/fd/N` in one page of options (about 200 layers).
 
 use super::protocol::{StatusPipe, Step};
 use super::rundir::RunDir;
@@ -10,10 +15,12 @@ use super::sources::{self, Source, SourcePlan};
 use super::syscall::{self, errno, move_fd};
 use crate::cstr::{cpath, cstring};
 use crate::error::{ExecError, SpecError};
-use crate::overlay::{MAX_OPTIONS, OPTION_VARIANTS, overlay_options};
+use crate::overlay::{self, MAX_OPTIONS, MountApi, VARIANTS, legacy_options};
 use crate::spec::RunSpec;
 use crate::users::{self, ResolvedUser};
 use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// What the rootfs is made of.
@@ -69,11 +76,16 @@ impl<'a> Root<'a> {
 
 /// How the child builds and enters the rootfs.
 pub(super) struct RootfsPlan {
-    /// Opened first: the lower layers top first, then upper and work; or the one dir.
+    /// Opened first: the lower layers top first, then upper and work (mount(2) only); or
+    /// the one dir.
     pub layers: Vec<Source>,
-    /// Overlay options to try in turn (see [`OPTION_VARIANTS`]); empty when the root
-    /// is a plain directory, bound from `layers[0]`.
+    /// mount(2) options to try in turn (see [`VARIANTS`]); empty when the root is a plain
+    /// directory, bound from `layers[0]`, or the overlay is `detached`.
     pub overlay_opts: Vec<CString>,
+    /// The overlay the parent made with the new mount API, at an fd above the numbers the
+    /// child replaces before it attaches it (stdio, the status pipe). The parent drops its
+    /// copy once the child is forked.
+    pub detached: Option<OwnedFd>,
     /// The mountpoint of the rootfs, in the run dir.
     pub target: CString,
     /// Where the child keeps the host's `/` and the rootfs while it is chrooted.
@@ -93,6 +105,7 @@ impl RootfsPlan {
     ) -> Result<RootfsPlan, ExecError> {
         let mut layers = Vec::new();
         let mut overlay_opts = Vec::new();
+        let mut detached = None;
         match root {
             Root::Dir(dir) => layers.push(sources.unlisted(dir, true)?),
             Root::Overlay {
@@ -107,23 +120,39 @@ impl RootfsPlan {
                 } else {
                     lowers.clone()
                 };
-                for l in lower_paths.iter().chain([upper, work]) {
-                    layers.push(sources.unlisted(l, true)?);
+                let api = MountApi::current();
+                if lower_paths.len() > api.max_lowers() {
+                    return Err(SpecError::TooManyLayers(lowers.len()).into());
                 }
-                let nums: Vec<i32> = layers.iter().map(|s| s.fd).collect();
-                let (lower_nums, rest) = nums.split_at(nums.len() - 2);
-                for extra in OPTION_VARIANTS {
-                    let opts = overlay_options(lower_nums, rest[0], rest[1], extra);
-                    if opts.len() > MAX_OPTIONS {
-                        return Err(SpecError::TooManyLayers(lowers.len()).into());
+                match api {
+                    MountApi::LowerdirPlus => {
+                        let fd = overlay::detached(&lower_paths, upper, work)?;
+                        detached =
+                            Some(above_stdio(fd).map_err(|e| {
+                                ExecError::setup("moving the overlay's descriptor", e)
+                            })?);
                     }
-                    overlay_opts.push(cstring(&opts)?);
+                    MountApi::Legacy => {
+                        for l in lower_paths.iter().chain([upper, work]) {
+                            layers.push(sources.unlisted(l, true)?);
+                        }
+                        let nums: Vec<i32> = layers.iter().map(|s| s.fd).collect();
+                        let (lower_nums, rest) = nums.split_at(nums.len() - 2);
+                        for params in VARIANTS {
+                            let opts = legacy_options(lower_nums, rest[0], rest[1], params);
+                            if opts.len() > MAX_OPTIONS {
+                                return Err(SpecError::TooManyLayers(lowers.len()).into());
+                            }
+                            overlay_opts.push(cstring(&opts)?);
+                        }
+                    }
                 }
             }
         }
         Ok(RootfsPlan {
             layers,
             overlay_opts,
+            detached,
             target: cpath(&run_dir.rootfs())?,
             hostroot_fd: -1,
             rootfs_fd: -1,
@@ -137,14 +166,32 @@ impl RootfsPlan {
     }
 }
 
-/// Child side: opens the layers and mounts the overlay on the target (or binds the
-/// plain directory there).
+/// `fd` moved to a number of 10 or more: the child replaces 0-3 (stdio, the status
+/// pipe) before it attaches the overlay, and the parent's stdin may be closed.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: duplicating a descriptor we own; the copy is new and ours.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Child side: attaches the overlay the parent made; or opens the layers and mounts the
+/// overlay on the target (or binds the plain directory there).
 ///
 /// # Safety
 /// Child only, in its own mount namespace.
 pub(super) unsafe fn mount(p: &RootfsPlan, st: StatusPipe) {
     // SAFETY: see the function's contract; every string was built by the parent.
     unsafe {
+        if let Some(fd) = &p.detached {
+            if !syscall::move_mount(fd.as_raw_fd(), &p.target) {
+                st.fail(Step::MountOverlay, 0, errno());
+            }
+            return;
+        }
         for (i, s) in p.layers.iter().enumerate() {
             if !sources::open(s) {
                 st.fail(Step::OpenLayers, i, errno());

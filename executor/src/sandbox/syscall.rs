@@ -36,6 +36,25 @@ pub(super) unsafe fn mount(
     }
 }
 
+/// move_mount(2) of the detached mount `fd` onto `target`; true on success, errno set
+/// otherwise.
+///
+/// # Safety
+/// Changes the calling process's mounts; child side only.
+pub(super) unsafe fn move_mount(fd: i32, target: &CStr) -> bool {
+    // SAFETY: a descriptor number and NUL-terminated strings that live for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            crate::overlay::MOVE_MOUNT_F_EMPTY_PATH,
+        ) == 0
+    }
+}
+
 /// Moves `fd` to the number `want` (close-on-exec), closing `fd`; true on success.
 ///
 /// # Safety

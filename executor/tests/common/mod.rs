@@ -171,3 +171,52 @@ impl Drop for TestParent {
         }
     }
 }
+
+/// `n` layers, bottom first: the fixture's base, then one dir per layer adding
+/// `/layers/f<i>`; layer 10 adds `/gone/a` and `/gone/b`, layer 20 deletes `/layers/f5`
+/// and `/gone/a` (whiteouts), layer 30 adds `/opq/lower`, layer 40 makes `/opq` opaque
+/// with `/opq/upper` in it. Needs `n > 40`.
+pub fn layer_stack(f: &Fixture, n: usize) -> Vec<PathBuf> {
+    use rbuild_fsutil::whiteout::{make_whiteout, set_opaque};
+    let mut lowers = vec![f.base()];
+    for i in 1..n {
+        let l = f.dir.path().join(format!("layer{i}"));
+        std::fs::create_dir_all(l.join("layers")).unwrap();
+        std::fs::write(l.join(format!("layers/f{i}")), format!("{i}")).unwrap();
+        match i {
+            10 => {
+                std::fs::create_dir(l.join("gone")).unwrap();
+                std::fs::write(l.join("gone/a"), "a").unwrap();
+                std::fs::write(l.join("gone/b"), "b").unwrap();
+            }
+            20 => {
+                make_whiteout(&l.join("layers/f5")).unwrap();
+                std::fs::create_dir(l.join("gone")).unwrap();
+                make_whiteout(&l.join("gone/a")).unwrap();
+            }
+            30 => {
+                std::fs::create_dir(l.join("opq")).unwrap();
+                std::fs::write(l.join("opq/lower"), "l").unwrap();
+            }
+            40 => {
+                std::fs::create_dir(l.join("opq")).unwrap();
+                set_opaque(&l.join("opq")).unwrap();
+                std::fs::write(l.join("opq/upper"), "u").unwrap();
+            }
+            _ => {}
+        }
+        lowers.push(l);
+    }
+    lowers
+}
+
+/// A script checking a rootfs made by [`layer_stack`], and what it prints for `n` layers.
+pub fn layer_stack_check(n: usize) -> (String, String) {
+    let script = format!(
+        "ls /layers | wc -l; cat /layers/f1 /layers/f{}; echo; \
+         test -e /layers/f5 && echo f5; ls /gone; ls /opq",
+        n - 1
+    );
+    let expected = format!("{}\n1{}\nb\nupper\n", n - 2, n - 1);
+    (script, expected)
+}
