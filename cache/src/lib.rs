@@ -4,6 +4,8 @@
 //! - `oci/`: an OCI image layout (blobs shared by images and cache records; tags are
 //!   `org.opencontainers.image.ref.name` annotations, so skopeo/umoci read it directly);
 //! - `snapshots/<id>/`: each layer extracted once, in overlay form;
+//! - `flattened/<chain id>/`: the merged tree of a chain prefix, standing in for its
+//!   layers in chains longer than one overlay mount takes (`flatten.rs`);
 //! - `records/<key>.json`: cache records;
 //! - `tmp/`: scratch space on the same filesystem, so results are renamed into place;
 //! - `locks/`: file locks shared by every rbuild process using the root.
@@ -15,8 +17,10 @@ mod commit;
 pub mod copysnap;
 mod error;
 mod extract;
+mod flatten;
 mod fsutil;
 mod layout;
+mod merge;
 mod oci;
 mod pargz;
 mod prune;
@@ -24,9 +28,11 @@ pub mod pull;
 pub mod push;
 pub mod remote_cache;
 mod reuse;
+mod squash;
 
 pub use error::CacheError;
 pub use extract::extract_layer;
+pub use flatten::{FLATTEN_STEP, chain_id, flatten_prefix};
 pub use layout::{familiar_name, normalize_tag};
 pub use oci::ConfigError;
 /// oci-spec's media type, the type of [`Layer::media_type`].

@@ -1,4 +1,5 @@
-//! Garbage collection of blobs, snapshots and records nothing references.
+//! Garbage collection of blobs, snapshots (flattened ones too) and records nothing
+//! references.
 
 use crate::error::{CacheError, IoContext};
 use crate::{CacheRecord, Store, digest_hex, fsutil, unix_now};
@@ -53,6 +54,8 @@ impl Store {
         let now = unix_now();
         let mut blobs: HashSet<String> = HashSet::new();
         let mut snaps: HashSet<String> = HashSet::new();
+        // Diff IDs of every chain kept: flattened snapshots of their prefixes stay.
+        let mut chains: Vec<Vec<String>> = Vec::new();
         let rdir = self.records_dir();
         for ent in std::fs::read_dir(&rdir).ctx("read directory", &rdir)? {
             let ent = ent.ctx("read directory", &rdir)?;
@@ -74,6 +77,7 @@ impl Store {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match rec {
                 Some(r) if !drop_it => {
+                    chains.push(r.layers.iter().map(|l| l.diff_id.clone()).collect());
                     for l in r.layers {
                         if let Ok(id) = Store::snapshot_id(&l.diff_id) {
                             snaps.insert(id);
@@ -91,6 +95,7 @@ impl Store {
             blobs.insert(digest.clone());
             if let Ok(img) = self.load_image(&digest, vec![]) {
                 blobs.insert(img.config_digest);
+                chains.push(img.layers.iter().map(|l| l.diff_id.clone()).collect());
                 for l in img.layers {
                     if let Ok(id) = Store::snapshot_id(&l.diff_id) {
                         snaps.insert(id);
@@ -122,6 +127,7 @@ impl Store {
             freed += fsutil::du(&p);
             fsutil::remove_dir_all_force(&p).ctx("remove snapshot", &p)?;
         }
+        freed += self.prune_flattened(&chains)?;
         let pdir = self.pieces_dir();
         crate::reuse::remove_orphans(&pdir, &bdir)
             .ctx("remove block indexes of pruned blobs in", &pdir)?;
