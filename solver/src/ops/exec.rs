@@ -3,7 +3,7 @@
 //! [`super::mounts`].
 
 use super::mounts;
-use super::rootfs::{commit_step, copy_rootfs, snapshots, step_dirs};
+use super::rootfs::{commit_step, copy_rootfs, mount_lowers, step_dirs};
 use super::source::local_context;
 use crate::context::Filter;
 use crate::error::{SolveError, StepFailure};
@@ -43,7 +43,7 @@ impl ExecStep {
             copy_rootfs(step, &base.layers, &copy_base, &copy_root)?;
             Vec::new()
         } else {
-            snapshots(step, &base.layers)?
+            mount_lowers(step, &base.layers)?
         };
         let (mounts, guards) = mounts::prepare(step, &self.op.mounts, tmp.path())?;
         let spec = run_spec(&self.op, lowerdirs, upper.clone(), work, mounts);

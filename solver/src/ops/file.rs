@@ -4,7 +4,7 @@
 //! context; ADD's archives are in [`super::archive`].
 
 use super::archive::{open_archive, unpack};
-use super::rootfs::{commit_step, copy_rootfs, mkdir, snapshots, step_dirs, view_chain};
+use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
 use crate::context::{self, Filter};
 use crate::error::{SolveError, StepFailure};
@@ -66,7 +66,7 @@ impl FileStep {
             copy_rootfs(step, &base.layers, &copy_base, &mnt)?;
             None
         } else {
-            let mut lowers = snapshots(step, &base.layers)?;
+            let mut lowers = mount_lowers(step, &base.layers)?;
             if lowers.is_empty() {
                 let empty = tmp.path().join("empty");
                 mkdir(step, &empty)?;

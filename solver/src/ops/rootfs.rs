@@ -1,6 +1,10 @@
 //! A step's filesystem: the snapshot dirs of a layer chain, the step's scratch dirs, host
 //! views of other inputs, and committing what the step changed as a new layer; on
 //! overlays, or on copies where overlayfs cannot be used (`rbuild_cache::copysnap`).
+//!
+//! An overlay's lower dirs come from [`mount_lowers`]: a chain longer than one mount
+//! takes on this kernel (`rbuild_executor::max_lower_layers`) mounts over a flattened
+//! snapshot of its bottom layers, which the store makes once and keeps.
 
 use crate::error::{SolveError, StepFailure};
 use crate::op::StepContext;
@@ -14,6 +18,17 @@ pub(crate) fn snapshots(step: &StepContext, chain: &[Layer]) -> Result<Vec<PathB
         .iter()
         .map(|l| step.store().snapshot(l).map_err(|e| step.fail(e)))
         .collect()
+}
+
+/// The lower dirs, bottom first, of an overlay of `chain` on this kernel: its snapshots,
+/// with a flattened prefix in place of the bottom ones when there are too many.
+pub(crate) fn mount_lowers(
+    step: &StepContext,
+    chain: &[Layer],
+) -> Result<Vec<PathBuf>, SolveError> {
+    step.store()
+        .mount_lowers(chain, rbuild_executor::max_lower_layers())
+        .map_err(|e| step.fail(e))
 }
 
 fn io(step: &StepContext, what: String) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
@@ -92,13 +107,14 @@ pub(crate) fn view_chain(
     if chain.is_empty() {
         return Ok((mnt, None));
     }
-    let lowers = snapshots(step, chain)?;
     if step.services.copying {
+        let lowers = snapshots(step, chain)?;
         let refs: Vec<&Path> = lowers.iter().map(PathBuf::as_path).collect();
         let what = format!("copying layers to {}", mnt.display());
         copysnap::materialize(&refs, &mnt, !writable).map_err(io(step, what))?;
         return Ok((mnt, None));
     }
+    let lowers = mount_lowers(step, chain)?;
     let (upper, work) = (scratch.join("upper"), scratch.join("work"));
     mkdir(step, &upper)?;
     mkdir(step, &work)?;

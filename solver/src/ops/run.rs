@@ -3,7 +3,7 @@
 //! mount namespace and removed when the command exits, so a run leaves nothing behind but
 //! its exit status. The process gets rbuild's own stdin (when asked), stdout and stderr.
 
-use super::rootfs::{snapshots, step_dirs};
+use super::rootfs::{mount_lowers, step_dirs};
 use crate::error::{SolveError, StepFailure};
 use crate::op::{SolveOp, StepContext, Work};
 use crate::outcome::Outcome;
@@ -89,7 +89,7 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
             name: op.name.clone(),
         }));
     }
-    let lowerdirs = snapshots(step, &input.layers)?;
+    let lowerdirs = mount_lowers(step, &input.layers)?;
     // The upper dir lives in the store's tmp/ and goes when `scratch` drops (or at the
     // next store open, if rbuild itself is killed).
     let (scratch, upper, work) = step_dirs(step, "run")?;

@@ -78,10 +78,9 @@ pub fn write(store: &Store, image: &StoredImage, tags: &[String], output: &Outpu
             for d in [&upper, &work, &mnt] {
                 std::fs::create_dir(d)?;
             }
-            let mut lowers = Vec::new();
-            for l in &image.layers {
-                lowers.push(store.snapshot(l)?);
-            }
+            // A chain too long for one mount gets a flattened prefix from the store.
+            let mut lowers =
+                store.mount_lowers(&image.layers, rbuild_executor::max_lower_layers())?;
             if lowers.is_empty() {
                 lowers.push(merged.path().join("empty"));
                 std::fs::create_dir(&lowers[0])?;
