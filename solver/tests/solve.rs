@@ -287,7 +287,7 @@ fn export_writes_diff_ids_and_empty_layer_flags() {
     cfg.config.env_set("A", "1");
     // The export is a vertex of the graph like the steps it writes.
     let export = |g: &mut BuildGraph, tag: &str| {
-        actions::add_export(g, noop, &cfg, &history, &[tag.to_string()], false)
+        actions::add_export(g, noop, &cfg, &history, &[tag.to_string()], false, false)
     };
     let e1 = export(&mut g, "result:1");
     let (res, events) = solve(&env.solver(), &g, &[e1], &env.opts());

@@ -205,12 +205,17 @@ fn six_hundred_layers_build_run_with_whiteouts_and_rebuild_cached() {
         .collect();
     let ctx = env.context("deep", &refs);
 
-    env.ok(&["build", "--progress=plain", "-t", "deep:2", p(&ctx)]);
+    let out = env.ok(&["build", "--progress=plain", "-t", "deep:2", p(&ctx)]);
     assert_eq!(layer_count(&env, "deep:2"), 600);
     assert_eq!(
         flattened(&env),
         1,
         "one flattened prefix (128 layers), made once"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("WARNING: the image has 600 layers; docker refuses"),
+        "{err}"
     );
 
     // The rebuild runs nothing; the local output is the 600-layer tree.
@@ -297,8 +302,9 @@ fn twenty_stages_of_twenty_steps_build_and_rebuild_cached() {
     env.busybox_base();
     let base = layer_count(&env, "busybox:latest");
     let ctx = twenty_by_twenty(&env);
-    env.ok(&["build", "--progress=plain", "-t", "deep:20", p(&ctx)]);
+    let out = env.ok(&["build", "--progress=plain", "-t", "deep:20", p(&ctx)]);
     assert_eq!(layer_count(&env, "deep:20"), base + 240);
+    assert!(stderr(&out).contains("docker refuses to run images of more than 125"));
     let out = env.ok(&["build", "--progress=plain", "-t", "deep:20", p(&ctx)]);
     let steps = plain_steps(&stderr(&out));
     let cached = steps.iter().filter(|s| s.cached).count();

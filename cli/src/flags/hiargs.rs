@@ -77,6 +77,8 @@ pub struct Build {
     /// `--allow security.insecure`: `RUN --security=insecure` may run.
     pub allow_insecure: bool,
     pub no_cache: bool,
+    /// `--squash`: each target's layers above its base image merged into one.
+    pub squash: bool,
     /// `--pull`: resolve base images in their registry even when they are local.
     pub always_pull: bool,
     /// Push every name of every target.
@@ -299,6 +301,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         network: network(args.network.unwrap_or_default()),
         allow_insecure,
         no_cache: args.no_cache,
+        squash: args.squash,
         always_pull: args.pull,
         push: args.push,
         run: args.run.then_some(run_command),
@@ -410,7 +413,8 @@ mod tests {
         assert_eq!(b.dockerfile, Dockerfile::File("ctx/Dockerfile".into()));
         assert_eq!(b.target_tags, [vec!["app:1".to_string()]]);
         assert_eq!(b.network, NetworkMode::Host);
-        assert!(b.run.is_none() && b.dry_run.is_none() && !b.quiet);
+        assert!(b.run.is_none() && b.dry_run.is_none() && !b.quiet && !b.squash);
+        assert!(build_of(&["build", "--squash", "."]).squash);
         let b = build_of(&["build"]);
         assert_eq!(b.context, PathBuf::from("."));
         assert_eq!(b.dockerfile, Dockerfile::File("./Dockerfile".into()));

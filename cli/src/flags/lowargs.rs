@@ -209,6 +209,10 @@ pub struct BuildArgs {
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Merge the layers above the base image into one (docker runs images of at most
+    /// 125 layers); the history keeps an entry per step.
+    #[arg(long)]
+    pub squash: bool,
     /// Where to write the result: `type=oci|docker|tar|local,dest=PATH`.
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,

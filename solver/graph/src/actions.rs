@@ -6,7 +6,8 @@ use crate::image::{History, ImageConfig};
 use crate::{BuildGraph, ExportOp, ExportStep, Op, RunOp, VertexId, VertexMeta};
 
 /// Adds the export of `root` (a stage's last step) with `config` and `history` (each entry
-/// with the step whose layer it is, if any) under `tags`.
+/// with the step whose layer it is, if any) under `tags`; with `squash`, the layers above
+/// the base image become one.
 pub fn add_export(
     graph: &mut BuildGraph,
     root: VertexId,
@@ -14,6 +15,7 @@ pub fn add_export(
     history: &[(History, Option<VertexId>)],
     tags: &[String],
     inline_cache: bool,
+    squash: bool,
 ) -> VertexId {
     let mut inputs = vec![root];
     let mut steps = Vec::with_capacity(history.len());
@@ -37,6 +39,7 @@ pub fn add_export(
             history: steps,
             tags: tags.to_vec(),
             inline_cache,
+            squash,
         })),
         inputs,
         VertexMeta {
@@ -112,6 +115,7 @@ mod tests {
             &history,
             &["t".into()],
             false,
+            false,
         );
         let v = g.vertex(e);
         assert_eq!(v.inputs, vec![img, s]);
@@ -129,10 +133,22 @@ mod tests {
                 &ImageConfig::default(),
                 &history,
                 &["t".into()],
+                false,
                 false
             ),
             e
         );
+        // A squashed export of the same step is another vertex.
+        let squashed = add_export(
+            &mut g,
+            img,
+            &ImageConfig::default(),
+            &history,
+            &["t".into()],
+            false,
+            true,
+        );
+        assert_ne!(squashed, e);
         let p = add_push(&mut g, e, "127.0.0.1:5000/t:1");
         let r = add_run(
             &mut g,

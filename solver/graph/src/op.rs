@@ -172,6 +172,10 @@ pub struct ExportOp {
     /// config, so the image is written once, with them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inline_cache: bool,
+    /// `--squash`: the layers above the base image are merged into one; the history keeps
+    /// an entry per step, empty but for the last, which carries the merged layer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub squash: bool,
 }
 
 /// Runs a throwaway container of input 0's image (an export or an image source), with

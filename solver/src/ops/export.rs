@@ -1,10 +1,18 @@
 //! The export action: the final image's config (history, rootfs, created: where the
-//! image config is assembled), manifest and tags.
+//! image config is assembled), manifest and tags; with `--squash` the layers above the
+//! base image merged into one (`Store::squash`), and a warning when the image is deeper
+//! than docker runs.
+//!
+//! A squashed image's history is what `podman build --squash` writes (buildah's
+//! single-commit build): the base image's entries as they were, then one entry per step
+//! of the Dockerfile, every one `empty_layer` except the last, which carries the merged
+//! layer whatever instruction it is.
 
 use crate::cache_export::{CacheMode, export_records};
 use crate::error::SolveError;
 use crate::op::{SolveOp, StepContext, Work};
 use crate::outcome::Outcome;
+use crate::progress::Event;
 use rbuild_graph::image::{History, ImageConfig, RootFs};
 use rbuild_graph::{BuildGraph, ExportOp, VertexId};
 use std::collections::HashMap;
@@ -42,6 +50,38 @@ pub fn history_flags(steps: &[(History, Option<usize>)], base_layers: usize) -> 
             h
         })
         .collect()
+}
+
+/// The deepest layer chain docker runs: it refuses more with "max depth exceeded"
+/// (moby's `maxLayerDepth`).
+pub const DOCKER_MAX_DEPTH: usize = 125;
+
+/// Rewrites the flags of `history` for an image whose layers above the first `base_layers`
+/// were merged into `squashed` layers (none or one): every entry after the base's is
+/// empty but the last, which carries the merged layer.
+pub fn squash_history(history: &mut [History], base_layers: usize, squashed: usize) {
+    // The base's entries end with its last layer's entry.
+    let mut seen = 0;
+    let own = if base_layers == 0 {
+        0
+    } else {
+        history
+            .iter()
+            .position(|h| {
+                seen += usize::from(!h.empty_layer);
+                seen == base_layers
+            })
+            .map_or(history.len(), |i| i + 1)
+    };
+    let own = &mut history[own..];
+    for h in own.iter_mut() {
+        h.empty_layer = true;
+    }
+    if squashed > 0
+        && let Some(last) = own.last_mut()
+    {
+        last.empty_layer = false;
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment (docker buildx passes it on the same way), for
@@ -117,11 +157,35 @@ impl ExportAction {
                 )
             })
             .collect();
-        let cfg = image_config(graph, solved, root, &self.op.config, &history)?;
-        let layers = solved
+        let (mut cfg, base_layers) = image_config(graph, solved, root, &self.op.config, &history)?;
+        let mut layers = solved
             .get(&root)
             .map(|o| o.layers.clone())
             .unwrap_or_default();
+        if self.op.squash {
+            let above = layers.len().saturating_sub(base_layers);
+            if above > 1 {
+                step.say(format!(
+                    "squashing {above} layers above the base image into one"
+                ));
+            }
+            layers = step
+                .store()
+                .squash(&layers, base_layers)
+                .map_err(|e| step.fail(e))?;
+            cfg.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+            let squashed = layers.len().saturating_sub(base_layers);
+            squash_history(&mut cfg.history, base_layers, squashed);
+        }
+        if layers.len() > DOCKER_MAX_DEPTH {
+            let _ = step.events.send(Event::Warning {
+                vertex: step.vertex,
+                message: format!(
+                    "the image has {} layers; docker refuses to run images of more than {DOCKER_MAX_DEPTH} (\"max depth exceeded\"): build with --squash to merge the layers above the base image",
+                    layers.len()
+                ),
+            });
+        }
         let mut json = serde_json::to_vec(&cfg).map_err(|e| SolveError::Internal(e.to_string()))?;
         if self.op.inline_cache {
             // `--cache-to type=inline`: the cache records of the image's own steps.
@@ -166,14 +230,15 @@ impl SolveOp for ExportAction {
 }
 
 /// The config of the image of `root`: `config` with history (empty_layer for metadata
-/// steps and for steps whose diff was empty), rootfs.diff_ids and created.
+/// steps and for steps whose diff was empty), rootfs.diff_ids and created; and how many
+/// of its layers the base image contributes.
 pub fn image_config(
     graph: &BuildGraph,
     outcomes: &HashMap<VertexId, Outcome>,
     root: VertexId,
     config: &ImageConfig,
     history: &[(History, Option<VertexId>)],
-) -> Result<ImageConfig, SolveError> {
+) -> Result<(ImageConfig, usize), SolveError> {
     let final_outcome = outcomes
         .get(&root)
         .ok_or_else(|| SolveError::Internal(format!("export: vertex {} was not solved", root.0)))?;
@@ -217,7 +282,7 @@ pub fn image_config(
     };
     cfg.history = flagged;
     cfg.created = Some(rfc3339(created));
-    Ok(cfg)
+    Ok((cfg, base_layers))
 }
 
 #[cfg(test)]
@@ -277,6 +342,30 @@ mod tests {
         assert_eq!(assign_times(&mut hist, &times, 1_000_000_000, Some(0)), 0);
         assert_eq!(hist[0].created.as_deref(), Some("2020-01-01T00:00:00Z"));
         assert_eq!(hist[2].created.as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn squashed_history_is_empty_but_for_its_last_entry() {
+        let flags =
+            |hist: &[History]| -> Vec<bool> { hist.iter().map(|h| h.empty_layer).collect() };
+        let base = [h("base add", false), h("base cmd", true)];
+        let own = [
+            h("ENV", true),
+            h("RUN", false),
+            h("COPY", false),
+            h("CMD", true),
+        ];
+        let mut hist: Vec<History> = base.iter().chain(&own).cloned().collect();
+        squash_history(&mut hist, 1, 1);
+        assert_eq!(flags(&hist), [false, true, true, true, true, false]);
+        // From scratch every entry is the image's own.
+        let mut hist = own.to_vec();
+        squash_history(&mut hist, 0, 1);
+        assert_eq!(flags(&hist), [true, true, true, false]);
+        // Nothing left above the base: no entry carries a layer.
+        let mut hist: Vec<History> = base.iter().chain(&own).cloned().collect();
+        squash_history(&mut hist, 1, 0);
+        assert_eq!(flags(&hist), [false, true, true, true, true, true]);
     }
 
     #[test]

@@ -101,6 +101,7 @@ mod tests {
             history: vec![],
             tags: vec![],
             inline_cache: false,
+            squash: false,
         }));
         let push = Op::Push {
             reference: "r".into(),

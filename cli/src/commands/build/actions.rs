@@ -1,6 +1,7 @@
 //! Step 3 of a build: the actions it ends with, added as vertices like the steps. Each
-//! target is exported (the last one carrying inline cache metadata when asked), each of
-//! its names pushed with `--push`, and the last one run with `--run`.
+//! target is exported (the last one carrying inline cache metadata when asked; squashed
+//! with `--squash`), each of its names pushed with `--push`, and the last one run with
+//! `--run`.
 
 use crate::flags::cache_spec::CacheTo;
 use crate::flags::hiargs::Build;
@@ -43,6 +44,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
             &history,
             tags,
             inline && last,
+            build.squash,
         ));
     }
     let mut roots = exports.clone();
