@@ -52,7 +52,7 @@ pub async fn resolve(
     reference: &str,
     platform: &Platform,
 ) -> Result<RemoteImage, PullError> {
-    let r = Reference::parse(reference)?;
+    let r = Reference::parse(reference).map_err(RegistryError::from)?;
     resolve_ref(client, r, platform).await
 }
 
@@ -64,7 +64,7 @@ pub async fn resolve_pinned(
     digest: &str,
     platform: &Platform,
 ) -> Result<RemoteImage, PullError> {
-    let mut r = Reference::parse(reference)?;
+    let mut r = Reference::parse(reference).map_err(RegistryError::from)?;
     r.digest = Some(digest.to_string());
     resolve_ref(client, r, platform).await
 }

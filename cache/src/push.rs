@@ -109,7 +109,7 @@ pub async fn push_with_progress(
         reference: target.to_string(),
         message,
     };
-    let r = Reference::parse(target)?;
+    let r = Reference::parse(target).map_err(RegistryError::from)?;
     if r.digest.is_some() {
         return Err(invalid(
             "cannot push to a digest; name a tag (the registry computes the digest)".into(),

@@ -840,6 +840,67 @@ fn unknown_stage_in_from_flag_is_an_error() {
     assert!(d.help.as_deref().unwrap().contains("stages: build"));
 }
 
+/// The image references of a lowered graph, in order.
+fn image_refs(l: &Lowered) -> Vec<String> {
+    l.graph
+        .iter()
+        .filter_map(|(_, v)| match &v.op {
+            Op::Image { reference, .. } => Some(reference.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// FROM and `--from` use the registry client's reference parser (rbuild-reference). Where
+/// the frontend's former parser disagreed with it, Docker's behaviour is kept; each bad
+/// reference gets the message it always had plus, in the help, what is wrong with it.
+#[test]
+fn image_references_follow_dockers_grammar() {
+    // Docker Hub's API host is not an alias of docker.io (only index.docker.io is).
+    let l = build("FROM registry-1.docker.io/library/alpine\n");
+    assert_eq!(
+        image_refs(&l),
+        ["registry-1.docker.io/library/alpine:latest"]
+    );
+    let l = build("FROM index.docker.io/alpine\n");
+    assert_eq!(image_refs(&l), ["docker.io/library/alpine:latest"]);
+    // A long path under a registry host: the limit is on the path alone.
+    let long = "a".repeat(250);
+    let l = build(&format!("FROM registry.example.com/{long}:1\n"));
+    assert_eq!(image_refs(&l), [format!("registry.example.com/{long}:1")]);
+    for (from, why) in [
+        // Digests: sha256 with 64 lowercase hex digits (the former parser took any case,
+        // any length from 32 and any algorithm).
+        (
+            format!("busybox@sha256:{}", "A".repeat(64)),
+            "sha256 needs 64 lowercase hex characters",
+        ),
+        (
+            format!("busybox@sha512:{}", "a".repeat(128)),
+            "unsupported digest algorithm \"sha512\" (only sha256)",
+        ),
+        // Hosts: DNS names, IPv4 or bracketed IPv6 (the registry client took `_`).
+        (
+            "my_registry.example.com/app".to_string(),
+            "invalid registry host",
+        ),
+        // `library/` counts towards Docker's 255 characters.
+        (long.clone(), "repository name longer than 255 characters"),
+    ] {
+        let d = fail(&format!("FROM {from}\n"), &opts());
+        assert_diag(
+            &d,
+            &format!("FROM {from:?}: not an earlier stage nor a valid image reference"),
+            1,
+        );
+        let help = d.help.as_deref().unwrap();
+        assert!(help.contains(why), "{from}: {help}");
+    }
+    let d = fail("FROM alpine\nCOPY --from=a_b.io/x /a /a\n", &opts());
+    assert_diag(&d, "unknown stage \"a_b.io/x\"", 2);
+    assert!(d.help.as_deref().unwrap().contains("invalid registry host"));
+}
+
 #[test]
 fn a_stage_cannot_use_itself_or_a_later_stage() {
     let d = fail("FROM alpine AS a\nCOPY --from=a /x /x\n", &opts());
@@ -1017,7 +1078,10 @@ fn resolver_errors_point_at_the_from_that_names_the_image() {
 
 #[test]
 fn unknown_base_image_gets_an_empty_config_for_the_platform() {
-    let l = build("FROM example.com/team/app@sha256:0123456789abcdef0123456789abcdef\nRUN true\n");
+    // A sha256 digest has 64 hex digits (Docker refuses fewer).
+    let l = build(
+        "FROM example.com/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nRUN true\n",
+    );
     match &l.graph.vertex(find(&l.graph, "FROM")).op {
         Op::Image {
             reference,
@@ -1026,7 +1090,7 @@ fn unknown_base_image_gets_an_empty_config_for_the_platform() {
         } => {
             assert_eq!(
                 reference,
-                "example.com/team/app@sha256:0123456789abcdef0123456789abcdef"
+                "example.com/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
             );
             assert_eq!(digest, &None);
             assert_eq!(platform, &amd64());

@@ -12,7 +12,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use crate::auth::repo_scope;
 use crate::client::{digest_of, header_str, read_limited, sha256_digest};
 use crate::error::{Ctx, error_chain, io_err};
-use crate::reference::{Reference, validate_digest};
+use crate::reference::{InvalidReference, Reference, validate_digest};
 use crate::{RegistryClient, RegistryError};
 
 const MAX_CONFIG: usize = 64 << 20;
@@ -64,7 +64,7 @@ impl RegistryClient {
         digest: &str,
         kind: &str,
     ) -> Result<Ctx<'a>, RegistryError> {
-        validate_digest(digest).map_err(|reason| RegistryError::InvalidReference {
+        validate_digest(digest).map_err(|reason| InvalidReference {
             input: digest.to_string(),
             reason: reason.into(),
         })?;

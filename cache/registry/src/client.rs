@@ -22,7 +22,7 @@ use crate::RegistryError;
 use crate::auth::{AuthCache, Challenge, challenge_of};
 use crate::credentials::CredentialSource;
 use crate::error::{Ctx, error_chain, error_message, io_err};
-use crate::reference::{Reference, ReferenceError, api_host, normalize_registry};
+use crate::reference::{InvalidReference, Reference, ReferenceError, api_host, normalize_registry};
 use crate::retry::RetryPolicy;
 
 /// Client configuration.
@@ -229,12 +229,15 @@ impl RegistryClient {
 
     pub(crate) fn url(&self, r: &Reference, path: &str) -> Result<Url, RegistryError> {
         let s = format!("{}{}/{path}", self.base_url(&r.registry), r.repository);
-        Url::parse(&s).map_err(|e| RegistryError::InvalidReference {
-            input: r.to_string(),
-            reason: ReferenceError::Url {
-                url: s.clone(),
-                message: e.to_string(),
-            },
+        Url::parse(&s).map_err(|e| {
+            InvalidReference {
+                input: r.to_string(),
+                reason: ReferenceError::Url {
+                    url: s.clone(),
+                    message: e.to_string(),
+                },
+            }
+            .into()
         })
     }
 

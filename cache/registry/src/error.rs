@@ -8,11 +8,8 @@ use serde::Deserialize;
 /// registry, repository and digest involved and, where possible, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("invalid image reference {input:?}: {reason}")]
-    InvalidReference {
-        input: String,
-        reason: crate::reference::ReferenceError,
-    },
+    #[error(transparent)]
+    InvalidReference(#[from] crate::reference::InvalidReference),
     #[error("{registry}: authentication failed ({scope}): {message}")]
     Unauthorized {
         registry: String,

@@ -1,5 +1,6 @@
-//! OCI distribution (registry) client: reference parsing, credentials,
-//! anonymous/basic/bearer auth, pull and push of manifests and blobs, retries.
+//! OCI distribution (registry) client: credentials, anonymous/basic/bearer auth, pull and
+//! push of manifests and blobs, retries. References are parsed by `rbuild-reference`
+//! (re-exported as [`reference`]), the one parser the frontend uses too.
 //! Manifests, indexes, descriptors, platforms and media types are oci-spec's types.
 //! It knows nothing of rbuild's store: `rbuild-cache` depends on it, never the reverse.
 //!
@@ -47,7 +48,6 @@ mod login;
 mod manifests;
 pub mod media_types;
 pub mod platform;
-pub mod reference;
 mod retry;
 mod uploads;
 
@@ -58,6 +58,9 @@ pub use manifests::{ManifestBytes, Resolved, declared_media_type};
 pub use media_types::MediaType;
 pub use oci_spec::image::Descriptor;
 pub use platform::Platform;
-pub use reference::Reference;
+/// Image references: Docker's grammar and normalisation, in a leaf crate the frontend
+/// shares (it must not depend on this crate's HTTP stack).
+pub use rbuild_reference as reference;
+pub use reference::{InvalidReference, Reference};
 pub use retry::RetryPolicy;
 pub use uploads::PushStatus;

@@ -32,7 +32,6 @@ mod mounts;
 mod onbuild;
 mod paths;
 mod platform;
-mod reference;
 mod refs;
 mod resolve;
 mod run;

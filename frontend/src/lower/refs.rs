@@ -3,11 +3,11 @@
 //! turned into the vertex the instruction reads when it is lowered.
 
 use super::Lowerer;
-use super::reference::parse_image_ref;
 use super::stage::StageState;
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction, Span};
 use rbuild_graph::{Op, Platform, VertexId, VertexMeta};
+use rbuild_reference::Reference;
 
 /// What a `--from` / `from=` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +73,13 @@ impl Lowerer<'_> {
         if name.eq_ignore_ascii_case("scratch") {
             return Ok(FromRef::Scratch);
         }
-        match parse_image_ref(name) {
-            Some(r) => Ok(FromRef::Image(r.normalized())),
-            None => Err(self
+        match Reference::parse(name) {
+            Ok(r) => Ok(FromRef::Image(r.to_string())),
+            Err(e) => Err(self
                 .err(span, name, format!("unknown stage {name:?}"))
                 .help(format!(
-                    "it is neither a stage nor a valid image reference; {}",
+                    "it is neither a stage nor a valid image reference ({}); {}",
+                    e.reason,
                     self.stage_names()
                 ))),
         }

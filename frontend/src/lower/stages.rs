@@ -4,13 +4,13 @@
 
 use super::Lowerer;
 use super::platform::parse_platform;
-use super::reference::parse_image_ref;
 use super::refs::FromRef;
 use super::vars::env_get;
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
 use crate::lint::{Location, from};
 use rbuild_graph::Platform;
+use rbuild_reference::Reference;
 use std::collections::BTreeSet;
 
 /// Where a stage starts from.
@@ -137,7 +137,7 @@ impl Lowerer<'_> {
             let with_defaults = self.lexer.expand_word(&raw, &|k| env_get(defaults, k)).ok();
             let valid = with_defaults
                 .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case("scratch") || parse_image_ref(n).is_some());
+                .is_some_and(|n| n.eq_ignore_ascii_case("scratch") || Reference::parse(n).is_ok());
             from::default_base_name(self.lint, at, &raw, with_defaults.as_deref(), valid);
             let used = expanded.matched;
             self.capture(|c| c.used_by_from(i, &used));
@@ -157,16 +157,16 @@ impl Lowerer<'_> {
             } else if name.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
             } else {
-                match parse_image_ref(&name) {
-                    Some(r) => Base::Image(r.normalized()),
-                    None => {
+                match Reference::parse(&name) {
+                    Ok(r) => Base::Image(r.to_string()),
+                    Err(e) => {
                         return Err(self
                             .err(
                                 span,
                                 &raw,
                                 format!("FROM {name:?}: not an earlier stage nor a valid image reference"),
                             )
-                            .help("image references are lower-case, e.g. `alpine:3.20` or `registry:5000/team/app`"));
+                            .help(format!("{}; image references are lower-case, e.g. `alpine:3.20` or `registry:5000/team/app`", e.reason)));
                     }
                 }
             };
