@@ -189,16 +189,26 @@ struct Extractor<'a> {
     last_dir: Option<(Vec<Vec<u8>>, PathBuf)>,
 }
 
-/// Splits a tar path into normal components; `Err(reason)` if it could escape.
-pub(crate) fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+/// Why a path inside a layer or an archive could escape the directory it is extracted
+/// into; the text completes "entry \"…\" ".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnsafePath {
+    #[error("is an absolute path")]
+    Absolute,
+    #[error("has a '..' component that would land outside the destination")]
+    ParentDir,
+}
+
+/// Splits a tar path into normal components, refusing one that could escape.
+pub(crate) fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, UnsafePath> {
     if path.starts_with(b"/") {
-        return Err("is an absolute path");
+        return Err(UnsafePath::Absolute);
     }
     let mut out = Vec::new();
     for c in path.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err("has a '..' component that would land outside the destination"),
+            b".." => return Err(UnsafePath::ParentDir),
             c => out.push(c),
         }
     }
@@ -301,7 +311,7 @@ impl Extractor<'_> {
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), CacheError> {
         let raw = entry.path_bytes().into_owned();
-        let comps = safe_components(&raw).map_err(|r| self.refuse(&raw, r))?;
+        let comps = safe_components(&raw).map_err(|r| self.refuse(&raw, r.to_string()))?;
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -527,9 +537,9 @@ mod tests {
     #[test]
     fn components() {
         assert_eq!(safe_components(b"./a//b/").unwrap(), vec![&b"a"[..], b"b"]);
-        assert!(safe_components(b"/etc/passwd").is_err());
-        assert!(safe_components(b"a/../../x").is_err());
-        assert!(safe_components(b"..").is_err());
+        assert_eq!(safe_components(b"/etc/passwd"), Err(UnsafePath::Absolute));
+        assert_eq!(safe_components(b"a/../../x"), Err(UnsafePath::ParentDir));
+        assert_eq!(safe_components(b".."), Err(UnsafePath::ParentDir));
         assert!(safe_components(b"./").unwrap().is_empty());
     }
 

@@ -63,9 +63,29 @@ pub enum SpecError {
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     #[error("seccomp profile: {0}")]
-    Profile(String),
+    Profile(#[from] ProfileError),
     #[error("seccomp: no filter for this architecture ({0}); rbuild filters x86_64 and aarch64")]
     Architecture(&'static str),
     #[error("seccomp: compiling the profile: {0}")]
     Compile(#[from] seccompiler::BackendError),
+}
+
+/// What is wrong in the seccomp profile (`executor/seccomp/default.toml`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("unknown action {0:?}")]
+    Action(String),
+    #[error("unknown architecture {0:?}")]
+    Architecture(String),
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    #[error("bad min-kernel {0:?}")]
+    MinKernel(String),
+    /// `op` is the comparison as the profile names it.
+    #[error("{op} with mask {mask:?}: only masked-eq takes (and needs) a mask")]
+    Mask { op: String, mask: Option<u64> },
+    #[error("argument value {0:#x} does not fit 32 bits")]
+    ArgumentValue(u64),
 }

@@ -26,7 +26,7 @@ mod sandbox;
 pub mod spec;
 pub mod users;
 
-pub use error::{ExecError, SeccompError, SpecError};
+pub use error::{ExecError, ProfileError, SeccompError, SpecError};
 pub use overlay::{MountApi, OVL_MAX_STACK, OverlayMount, max_lower_layers, overlay_supported};
 pub use rootpath::resolve_in_root;
 pub use sandbox::{run, run_in_dir};

@@ -15,7 +15,7 @@
 use super::capabilities;
 use super::protocol::{StatusPipe, Step};
 use super::syscall::errno;
-use crate::error::SeccompError;
+use crate::error::{ProfileError, SeccompError};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -155,11 +155,11 @@ pub(super) fn plan(caps: u64) -> Result<SeccompPlan, SeccompError> {
 
 /// The default profile, parsed once.
 fn profile() -> Result<&'static Profile, SeccompError> {
-    static PARSED: OnceLock<Result<Profile, String>> = OnceLock::new();
+    static PARSED: OnceLock<Result<Profile, toml::de::Error>> = OnceLock::new();
     PARSED
-        .get_or_init(|| toml::from_str(PROFILE).map_err(|e| e.to_string()))
+        .get_or_init(|| toml::from_str(PROFILE))
         .as_ref()
-        .map_err(|e| SeccompError::Profile(e.clone()))
+        .map_err(|e| ProfileError::Parse(e.clone()).into())
 }
 
 /// The running kernel's (major, minor); (0, 0) when unreadable, which keeps every
@@ -204,7 +204,7 @@ fn action(name: &str) -> Result<SeccompAction, SeccompError> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, e)| SeccompAction::Errno(*e as u32))
-        .ok_or_else(|| SeccompError::Profile(format!("unknown action {name:?}")))
+        .ok_or_else(|| ProfileError::Action(name.to_string()).into())
 }
 
 impl Rule {
@@ -212,7 +212,7 @@ impl Rule {
     fn applies(&self, t: &Target) -> Result<bool, SeccompError> {
         for a in &self.arches {
             if a != "x86_64" && a != "aarch64" {
-                return Err(SeccompError::Profile(format!("unknown architecture {a:?}")));
+                return Err(ProfileError::Architecture(a.clone()).into());
             }
         }
         if !self.arches.is_empty() && !self.arches.iter().any(|a| a == t.arch.name()) {
@@ -220,7 +220,7 @@ impl Rule {
         }
         let held = |name: &String| -> Result<bool, SeccompError> {
             let cap = capabilities::by_name(name)
-                .ok_or_else(|| SeccompError::Profile(format!("unknown capability {name:?}")))?;
+                .ok_or_else(|| ProfileError::Capability(name.clone()))?;
             Ok(t.caps & (1u64 << cap) != 0)
         };
         for c in &self.if_caps {
@@ -234,8 +234,7 @@ impl Rule {
             }
         }
         if let Some(v) = &self.min_kernel {
-            let min = parse_version(v)
-                .ok_or_else(|| SeccompError::Profile(format!("bad min-kernel {v:?}")))?;
+            let min = parse_version(v).ok_or_else(|| ProfileError::MinKernel(v.clone()))?;
             if t.kernel < min {
                 return Ok(false);
             }
@@ -259,16 +258,15 @@ impl Rule {
                     (Op::Ge, None) => SeccompCmpOp::Ge,
                     (Op::MaskedEq, Some(m)) => SeccompCmpOp::MaskedEq(m),
                     (op, mask) => {
-                        return Err(SeccompError::Profile(format!(
-                            "{op:?} with mask {mask:?}: only masked-eq takes (and needs) a mask"
-                        )));
+                        return Err(ProfileError::Mask {
+                            op: format!("{op:?}"),
+                            mask,
+                        }
+                        .into());
                     }
                 };
                 if a.value > u64::from(u32::MAX) {
-                    return Err(SeccompError::Profile(format!(
-                        "argument value {:#x} does not fit 32 bits",
-                        a.value
-                    )));
+                    return Err(ProfileError::ArgumentValue(a.value).into());
                 }
                 Ok(SeccompCondition::new(
                     a.arg,

@@ -16,12 +16,40 @@
 use regex::Regex;
 use std::path::Path;
 
-/// A malformed pattern.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A malformed pattern: the line as written and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid .dockerignore pattern {pattern:?}: {reason}")]
 pub struct PatternError {
     pub pattern: String,
-    pub reason: String,
+    pub reason: PatternReason,
+}
+
+/// What makes a pattern malformed (Go's `filepath.Match` syntax errors, as patternmatcher
+/// reports them).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PatternReason {
+    #[error("illegal exclusion pattern: \"!\"")]
+    LoneExclamation,
+    #[error("trailing '\\'")]
+    TrailingBackslash,
+    #[error("bad bracket expression: {0}")]
+    Class(#[from] ClassError),
+    /// The translated pattern is refused by the regex engine (e.g. too large).
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+}
+
+/// What is wrong with a bracket expression (`[…]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClassError {
+    #[error("missing ']'")]
+    MissingClose,
+    #[error("unexpected '-' or ']'")]
+    Unexpected,
+    #[error("trailing '\\'")]
+    TrailingBackslash,
+    #[error("range out of order")]
+    RangeOutOfOrder,
 }
 
 /// How a pattern is matched; literal patterns avoid the regex (as patternmatcher does, whose
@@ -98,7 +126,7 @@ impl Patterns {
             if exception && body.is_empty() {
                 return Err(PatternError {
                     pattern: raw.clone(),
-                    reason: "illegal exclusion pattern: \"!\"".to_string(),
+                    reason: PatternReason::LoneExclamation,
                 });
             }
             let text = normalize(body);
@@ -260,32 +288,31 @@ struct Class {
 }
 
 /// Parses a class body starting just after `[`, with Go `filepath.Match` syntax rules.
-fn parse_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<Class, String> {
-    let bad = |what: &str| format!("bad bracket expression: {what}");
+fn parse_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<Class, ClassError> {
     let negated = chars.next_if_eq(&'^').is_some();
     let mut ranges = Vec::new();
     loop {
         if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
             return Ok(Class { negated, ranges });
         }
-        let lo = class_char(chars).map_err(bad)?;
+        let lo = class_char(chars)?;
         let hi = if chars.next_if_eq(&'-').is_some() {
-            class_char(chars).map_err(bad)?
+            class_char(chars)?
         } else {
             lo
         };
         if hi < lo {
-            return Err(bad("range out of order"));
+            return Err(ClassError::RangeOutOfOrder);
         }
         ranges.push((lo, hi));
     }
 }
 
-fn class_char(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, &'static str> {
+fn class_char(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, ClassError> {
     match chars.next() {
-        None => Err("missing ']'"),
-        Some('-' | ']') => Err("unexpected '-' or ']'"),
-        Some('\\') => chars.next().ok_or("trailing '\\'"),
+        None => Err(ClassError::MissingClose),
+        Some('-' | ']') => Err(ClassError::Unexpected),
+        Some('\\') => chars.next().ok_or(ClassError::TrailingBackslash),
         Some(c) => Ok(c),
     }
 }
@@ -311,7 +338,7 @@ fn class_to_regex(class: &Class) -> String {
 }
 
 /// Translates a cleaned pattern (no `!`) into a matcher.
-fn compile(pattern: &str) -> Result<Matcher, String> {
+fn compile(pattern: &str) -> Result<Matcher, PatternReason> {
     #[derive(PartialEq)]
     enum Kind {
         Exact,
@@ -354,7 +381,7 @@ fn compile(pattern: &str) -> Result<Matcher, String> {
             }
             '\\' => {
                 let Some(e) = chars.next() else {
-                    return Err("trailing '\\'".to_string());
+                    return Err(PatternReason::TrailingBackslash);
                 };
                 re.push_str(&regex::escape(e.encode_utf8(&mut [0; 4])));
                 kind = Kind::Regex;
@@ -377,7 +404,7 @@ fn compile(pattern: &str) -> Result<Matcher, String> {
         Kind::Suffix => Matcher::Suffix(pattern.strip_prefix("**").unwrap_or(pattern).to_string()),
         Kind::Regex => {
             re.push('$');
-            Matcher::Regex(Regex::new(&re).map_err(|e| e.to_string())?)
+            Matcher::Regex(Regex::new(&re)?)
         }
     })
 }
@@ -455,7 +482,7 @@ mod tests {
         );
         // A lone `!` is an error when building the matcher.
         let e = Patterns::parse("a\n!\n").unwrap_err();
-        assert!(e.reason.contains("illegal exclusion"), "{e}");
+        assert_eq!(e.reason, PatternReason::LoneExclamation, "{e}");
     }
 
     #[test]

@@ -31,18 +31,29 @@ struct CgroupMount {
     controllers: Vec<String>,
 }
 
+/// Why this machine has no cgroup layout to use.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LayoutError {
+    #[error("reading /proc/self/mountinfo: {0}")]
+    Mountinfo(#[source] std::io::Error),
+    #[error(
+        "no cgroup v2 mount offers the pids or memory controller, and no v1 hierarchy has them"
+    )]
+    NoControllers,
+}
+
 /// This machine's layout, or why there is none to use.
-pub(super) fn detect() -> Result<Layout, String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+pub(super) fn detect() -> Result<Layout, LayoutError> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(LayoutError::Mountinfo)?;
     choose(&cgroup_mounts(&text), |root| {
         std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default()
     })
+    .ok_or(LayoutError::NoControllers)
 }
 
 /// The layout `mounts` give, with `controllers(root)` reading a v2 root's
-/// `cgroup.controllers`.
-fn choose(mounts: &[CgroupMount], controllers: impl Fn(&Path) -> String) -> Result<Layout, String> {
+/// `cgroup.controllers`; none when they offer neither controller.
+fn choose(mounts: &[CgroupMount], controllers: impl Fn(&Path) -> String) -> Option<Layout> {
     let v2: Vec<(PathBuf, bool, bool)> = mounts
         .iter()
         .filter(|m| m.v2)
@@ -53,7 +64,7 @@ fn choose(mounts: &[CgroupMount], controllers: impl Fn(&Path) -> String) -> Resu
         })
         .collect();
     if let Some((root, ..)) = v2.iter().find(|(_, p, m)| *p && *m) {
-        return Ok(Layout::V2 {
+        return Some(Layout::V2 {
             root: root.clone(),
             pids: true,
             memory: true,
@@ -67,15 +78,11 @@ fn choose(mounts: &[CgroupMount], controllers: impl Fn(&Path) -> String) -> Resu
     };
     let (pids, memory) = (v1("pids"), v1("memory"));
     if pids.is_some() || memory.is_some() {
-        return Ok(Layout::V1 { pids, memory });
+        return Some(Layout::V1 { pids, memory });
     }
-    if let Some((root, pids, memory)) = v2.into_iter().find(|(_, p, m)| *p || *m) {
-        return Ok(Layout::V2 { root, pids, memory });
-    }
-    Err(
-        "no cgroup v2 mount offers the pids or memory controller, and no v1 hierarchy has them"
-            .to_string(),
-    )
+    v2.into_iter()
+        .find(|(_, p, m)| *p || *m)
+        .map(|(root, pids, memory)| Layout::V2 { root, pids, memory })
 }
 
 /// The cgroup mounts in a mountinfo text, in its order.
@@ -157,7 +164,7 @@ mod tests {
     fn hybrid_hosts_use_v1() {
         assert_eq!(
             choose(&cgroup_mounts(HYBRID), controllers),
-            Ok(Layout::V1 {
+            Some(Layout::V1 {
                 pids: Some("/sys/fs/cgroup/pids".into()),
                 memory: Some("/sys/fs/cgroup/memory".into()),
             })
@@ -168,7 +175,7 @@ mod tests {
     fn unified_hosts_use_v2() {
         assert_eq!(
             choose(&cgroup_mounts(UNIFIED), controllers),
-            Ok(Layout::V2 {
+            Some(Layout::V2 {
                 root: "/sys/fs/cgroup".into(),
                 pids: true,
                 memory: true,
@@ -181,17 +188,17 @@ mod tests {
         let co = "1 0 0:1 / /cg rw - cgroup cgroup rw,memory,pids\n";
         assert_eq!(
             choose(&cgroup_mounts(co), controllers),
-            Ok(Layout::V1 {
+            Some(Layout::V1 {
                 pids: Some("/cg".into()),
                 memory: Some("/cg".into()),
             })
         );
         let none = "1 0 0:1 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
-        assert!(choose(&cgroup_mounts(none), controllers).is_err());
+        assert!(choose(&cgroup_mounts(none), controllers).is_none());
         let only_pids = |_: &Path| "cpu pids\n".to_string();
         assert_eq!(
             choose(&cgroup_mounts(UNIFIED), only_pids),
-            Ok(Layout::V2 {
+            Some(Layout::V2 {
                 root: "/sys/fs/cgroup".into(),
                 pids: true,
                 memory: false,

@@ -39,6 +39,26 @@ struct Leaf {
     memory: bool,
 }
 
+/// Why a leaf (or a level above it) could not be made; the step then runs without it
+/// and the warning carries this text.
+#[derive(Debug, thiserror::Error)]
+enum CgroupError {
+    #[error("creating {}: {source}", dir.display())]
+    Mkdir { dir: PathBuf, source: io::Error },
+    #[error("enabling {controllers} in {}: {source}", file.display())]
+    Enable {
+        controllers: String,
+        file: PathBuf,
+        source: io::Error,
+    },
+    #[error("creating cgroups under {}: {source}", parent.display())]
+    Leaf { parent: PathBuf, source: io::Error },
+    #[error("opening cgroup.procs under {}: {source}", parent.display())]
+    Procs { parent: PathBuf, source: io::Error },
+    #[error("setting pids.max under {}: {source}", parent.display())]
+    PidsMax { parent: PathBuf, source: io::Error },
+}
+
 /// What a step's cgroup measured.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Usage {
@@ -72,16 +92,16 @@ impl RunCgroup {
         let (mut no_pids, mut no_memory): (Option<String>, Option<String>) = (None, None);
         match layout::detect() {
             Err(why) => {
-                no_pids = Some(why.clone());
-                no_memory = Some(why);
+                no_pids = Some(why.to_string());
+                no_memory = Some(why.to_string());
             }
             Ok(Layout::V2 { root, pids, memory }) => {
                 let want = Want { pids, memory };
                 match make_v2(&root, &parent, &name, want, opts.pids_limit) {
                     Ok(leaf) => cg.leaves.push(leaf),
                     Err(e) => {
-                        no_pids = Some(e.clone());
-                        no_memory = Some(e);
+                        no_pids = Some(e.to_string());
+                        no_memory = Some(e.to_string());
                     }
                 }
                 let absent = format!("the cgroup v2 root {} does not offer it", root.display());
@@ -124,10 +144,10 @@ impl RunCgroup {
                         Ok(leaf) => cg.leaves.push(leaf),
                         Err(e) => {
                             if want.pids {
-                                no_pids = Some(e.clone());
+                                no_pids = Some(e.to_string());
                             }
                             if want.memory {
-                                no_memory = Some(e);
+                                no_memory = Some(e.to_string());
                             }
                         }
                     }
@@ -223,7 +243,7 @@ fn make_v2(
     name: &str,
     want: Want,
     pids_limit: Option<u64>,
-) -> Result<Leaf, String> {
+) -> Result<Leaf, CgroupError> {
     let controllers: Vec<&str> = [("pids", want.pids), ("memory", want.memory)]
         .into_iter()
         .filter_map(|(c, w)| w.then_some(c))
@@ -246,7 +266,7 @@ fn make_v1(
     name: &str,
     want: Want,
     pids_limit: Option<u64>,
-) -> Result<Leaf, String> {
+) -> Result<Leaf, CgroupError> {
     let mut dir = mount.to_path_buf();
     for c in parent {
         dir.push(c);
@@ -264,10 +284,12 @@ impl Leaf {
         v2: bool,
         want: Want,
         pids_limit: Option<u64>,
-    ) -> Result<Leaf, String> {
+    ) -> Result<Leaf, CgroupError> {
         let dir = parent.join(name);
-        std::fs::create_dir(&dir)
-            .map_err(|e| format!("creating cgroups under {}: {e}", parent.display()))?;
+        std::fs::create_dir(&dir).map_err(|source| CgroupError::Leaf {
+            parent: parent.to_path_buf(),
+            source,
+        })?;
         // From here on the leaf is removed when dropped, whatever fails next.
         let mut leaf = Leaf {
             dir,
@@ -280,11 +302,18 @@ impl Leaf {
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(leaf.dir.join("cgroup.procs"))
-            .map_err(|e| format!("opening cgroup.procs under {}: {e}", parent.display()))?;
+            .map_err(|source| CgroupError::Procs {
+                parent: parent.to_path_buf(),
+                source,
+            })?;
         leaf.procs = Some(procs.into());
         if let (true, Some(n)) = (want.pids, pids_limit) {
-            std::fs::write(leaf.dir.join("pids.max"), n.to_string())
-                .map_err(|e| format!("setting pids.max under {}: {e}", parent.display()))?;
+            std::fs::write(leaf.dir.join("pids.max"), n.to_string()).map_err(|source| {
+                CgroupError::PidsMax {
+                    parent: parent.to_path_buf(),
+                    source,
+                }
+            })?;
         }
         Ok(leaf)
     }
@@ -343,18 +372,19 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn mkdir(dir: &Path) -> Result<(), String> {
+fn mkdir(dir: &Path) -> Result<(), CgroupError> {
     match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(format!("creating {}: {e}", dir.display()))
-        }
+        Err(source) if source.kind() != io::ErrorKind::AlreadyExists => Err(CgroupError::Mkdir {
+            dir: dir.to_path_buf(),
+            source,
+        }),
         _ => Ok(()),
     }
 }
 
 /// Makes `controllers` available to the children of `dir` (v2's
 /// `cgroup.subtree_control`), writing only those not already there.
-fn enable(dir: &Path, controllers: &[&str]) -> Result<(), String> {
+fn enable(dir: &Path, controllers: &[&str]) -> Result<(), CgroupError> {
     let file = dir.join("cgroup.subtree_control");
     let have = std::fs::read_to_string(&file).unwrap_or_default();
     let add: Vec<String> = controllers
@@ -365,12 +395,10 @@ fn enable(dir: &Path, controllers: &[&str]) -> Result<(), String> {
     if add.is_empty() {
         return Ok(());
     }
-    std::fs::write(&file, add.join(" ")).map_err(|e| {
-        format!(
-            "enabling {} in {}: {e}",
-            controllers.join(" and "),
-            file.display()
-        )
+    std::fs::write(&file, add.join(" ")).map_err(|source| CgroupError::Enable {
+        controllers: controllers.join(" and "),
+        file: file.clone(),
+        source,
     })
 }
 
