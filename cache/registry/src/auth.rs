@@ -4,6 +4,7 @@
 //! before they expire.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -11,10 +12,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode, Url};
 
-use crate::client::read_limited;
-use crate::credentials::Credential;
+use crate::RegistryError;
+use crate::credentials::{Credential, CredentialSource};
 use crate::error::{Ctx, error_message};
-use crate::{RegistryClient, RegistryError};
+use crate::http::{Http, read_limited};
+use crate::retry::RetryPolicy;
 
 /// Largest token-service answer read.
 const MAX_SMALL_BODY: usize = 1 << 20;
@@ -221,10 +223,18 @@ pub fn parse_token_response(body: &[u8]) -> Result<Token, TokenError> {
     })
 }
 
+/// A session's auth state: what each registry asked for and granted, by registry name,
+/// and where credentials come from.
+pub(crate) struct Auth {
+    caches: Mutex<HashMap<String, AuthCache>>,
+    credentials: CredentialSource,
+    retry: RetryPolicy,
+}
+
 /// What a client learned about one registry: its challenge, the tokens it issued (by
 /// merged scope list, with their expiry) and the credential looked up for it.
 #[derive(Default)]
-pub(crate) struct AuthCache {
+struct AuthCache {
     challenge: Option<Challenge>,
     /// merged scope list → (token, expiry)
     tokens: HashMap<String, (String, Instant)>,
@@ -246,7 +256,15 @@ pub(crate) fn challenge_of(resp: &Response) -> Option<Challenge> {
     parse_challenges(&headers)
 }
 
-impl RegistryClient {
+impl Auth {
+    pub(crate) fn new(credentials: CredentialSource, retry: RetryPolicy) -> Auth {
+        Auth {
+            caches: Mutex::new(HashMap::new()),
+            credentials,
+            retry,
+        }
+    }
+
     /// Remembers what a 401 asked for; the token cached for `scopes`, if any, was just
     /// refused, so it is dropped.
     pub(crate) fn learn_challenge(&self, registry: &str, challenge: Challenge, scopes: &[String]) {
@@ -260,17 +278,15 @@ impl RegistryClient {
     /// Drops everything learned about `registry` (after its credentials changed).
     pub(crate) fn forget(&self, registry: &str) {
         let mut map = self
-            .inner
-            .auth
+            .caches
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         map.remove(registry);
     }
 
-    pub(crate) fn with_cache<T>(&self, registry: &str, f: impl FnOnce(&mut AuthCache) -> T) -> T {
+    fn with_cache<T>(&self, registry: &str, f: impl FnOnce(&mut AuthCache) -> T) -> T {
         let mut map = self
-            .inner
-            .auth
+            .caches
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         f(map.entry(registry.to_string()).or_default())
@@ -283,7 +299,7 @@ impl RegistryClient {
         if let Some(c) = self.with_cache(registry, |c| c.credential.clone()) {
             return Ok(c);
         }
-        let source = self.opts().credentials.clone();
+        let source = self.credentials.clone();
         let reg = registry.to_string();
         // Credential helpers are external programs: keep them off the runtime.
         let cred = tokio::task::spawn_blocking(move || source.lookup(&reg))
@@ -296,6 +312,7 @@ impl RegistryClient {
     /// The Authorization header for `scopes`, from what the registry asked before.
     pub(crate) async fn auth_header(
         &self,
+        http: &Http,
         registry: &str,
         scopes: &[String],
     ) -> Result<Option<String>, RegistryError> {
@@ -325,7 +342,14 @@ impl RegistryClient {
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 let (token, lifetime) = self
-                    .fetch_token(registry, &realm, service.as_deref(), &merged, cred.as_ref())
+                    .fetch_token(
+                        http,
+                        registry,
+                        &realm,
+                        service.as_deref(),
+                        &merged,
+                        cred.as_ref(),
+                    )
                     .await?;
                 // Renew a little early so a request never carries an expiring token.
                 let expiry = now
@@ -343,6 +367,7 @@ impl RegistryClient {
     /// Ask the token service for a token covering `scopes`.
     pub(crate) async fn fetch_token(
         &self,
+        http: &Http,
         registry: &str,
         realm: &str,
         service: Option<&str>,
@@ -360,8 +385,7 @@ impl RegistryClient {
             ))
         })?;
         let scope_joined = scopes.join(" ");
-        self.opts()
-            .retry
+        self.retry
             .run(|_| {
                 let ctx = &ctx;
                 let url = &url;
@@ -383,7 +407,7 @@ impl RegistryClient {
                                     q.append_pair("scope", scope_joined);
                                 }
                             }
-                            self.http_for(url).post(url.clone())
+                            http.for_url(url).post(url.clone())
                                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                                 .body(form.query().unwrap_or("").to_string())
                         }
@@ -401,7 +425,7 @@ impl RegistryClient {
                                     q.append_pair("account", username);
                                 }
                             }
-                            let mut rb = self.http_for(&u).get(u);
+                            let mut rb = http.for_url(&u).get(u);
                             if let Some(Credential::Basic { username, password }) = cred {
                                 rb = rb.basic_auth(username, Some(password));
                             }

@@ -10,8 +10,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::auth::repo_scope;
-use crate::client::{digest_of, header_str, read_limited, sha256_digest};
+use crate::client::{digest_of, sha256_digest};
 use crate::error::{Ctx, error_chain, io_err};
+use crate::http::{header_str, read_limited};
 use crate::reference::{InvalidReference, Reference, validate_digest};
 use crate::{RegistryClient, RegistryError};
 

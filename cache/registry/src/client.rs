@@ -8,20 +8,20 @@
 //! the `refresh_token` exchange, 202-declined mounts and errors that name
 //! registry/repository/digest — most of that sits outside oci-client's API.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::header::AUTHORIZATION;
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 
 use crate::RegistryError;
-use crate::auth::{AuthCache, Challenge, challenge_of};
+use crate::auth::{Auth, Challenge, challenge_of};
 use crate::credentials::CredentialSource;
 use crate::error::{Ctx, error_chain, error_message, io_err};
+use crate::http::{Http, is_loopback_host};
 use crate::reference::{InvalidReference, Reference, ReferenceError, api_host, normalize_registry};
 use crate::retry::RetryPolicy;
 
@@ -64,12 +64,10 @@ impl Default for ClientOptions {
 }
 
 pub(crate) struct Inner {
-    http: reqwest::Client,
-    /// Without proxies, for loopback hosts (as Go's ProxyFromEnvironment does).
-    direct: reqwest::Client,
+    http: Http,
     opts: ClientOptions,
-    /// What each registry asked for and granted, by registry name.
-    pub(crate) auth: Mutex<HashMap<String, AuthCache>>,
+    /// What each registry asked for and granted, and its credential.
+    auth: Auth,
 }
 
 /// An OCI distribution client; cheap to clone, share it between tasks.
@@ -106,15 +104,6 @@ pub(crate) fn use_plain_http(registry: &str, insecure: &[String]) -> bool {
     })
 }
 
-/// `localhost`, 127.0.0.0/8 or ::1 (brackets allowed).
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 fn host_without_port(registry: &str) -> &str {
     if let Some(rest) = registry.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -123,27 +112,6 @@ fn host_without_port(registry: &str) -> &str {
         Some((h, p)) if p.bytes().all(|c| c.is_ascii_digit()) => h,
         _ => registry,
     }
-}
-
-pub(crate) async fn read_limited(
-    ctx: &Ctx<'_>,
-    mut resp: Response,
-    limit: usize,
-) -> Result<Vec<u8>, RegistryError> {
-    let mut body = Vec::new();
-    while let Some(c) = resp.chunk().await.map_err(|e| ctx.net(e))? {
-        if body.len() + c.len() > limit {
-            return Err(ctx.protocol(format!("response larger than {limit} bytes")));
-        }
-        body.extend_from_slice(&c);
-    }
-    Ok(body)
-}
-
-pub(crate) fn header_str(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 impl RegistryClient {
@@ -193,25 +161,27 @@ impl RegistryClient {
                 attempts: 1,
             })
         };
-        let http = build(false)?;
-        let direct = build(true)?;
+        let http = Http {
+            proxied: build(false)?,
+            direct: build(true)?,
+        };
+        let auth = Auth::new(opts.credentials.clone(), opts.retry);
         Ok(RegistryClient {
-            inner: Arc::new(Inner {
-                http,
-                direct,
-                opts,
-                auth: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(Inner { http, opts, auth }),
         })
     }
 
     /// The HTTP client for `url`: loopback hosts bypass any proxy.
     pub(crate) fn http_for(&self, url: &Url) -> &reqwest::Client {
-        if url.host_str().is_some_and(is_loopback_host) {
-            &self.inner.direct
-        } else {
-            &self.inner.http
-        }
+        self.inner.http.for_url(url)
+    }
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.inner.http
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     pub(crate) fn opts(&self) -> &ClientOptions {
@@ -254,7 +224,11 @@ impl RegistryClient {
         let mut challenged = false;
         loop {
             let mut rb = build();
-            if let Some(h) = self.auth_header(ctx.registry, &scopes).await? {
+            if let Some(h) = self
+                .auth()
+                .auth_header(self.http(), ctx.registry, &scopes)
+                .await?
+            {
                 rb = rb.header(AUTHORIZATION, h);
             }
             let resp = rb.send().await.map_err(|e| ctx.net(e))?;
@@ -263,12 +237,13 @@ impl RegistryClient {
                 let challenge = challenge_of(&resp);
                 let msg = error_message(resp).await;
                 let Some(challenge) = challenge.filter(|_| !challenged) else {
-                    return Err(self.unauthorized(ctx, &scopes, msg).await);
+                    return Err(self.auth().unauthorized(ctx, &scopes, msg).await);
                 };
                 if let Challenge::Bearer { scopes: extra, .. } = &challenge {
                     scopes.extend(extra.iter().cloned());
                 }
-                self.learn_challenge(ctx.registry, challenge, &scopes);
+                self.auth()
+                    .learn_challenge(ctx.registry, challenge, &scopes);
                 challenged = true;
                 continue;
             }

@@ -38,12 +38,14 @@
 //! ```
 
 // One module per concern: `client` (HTTP session, auth dance), `auth` (challenges,
-// tokens), `login`, `manifests`, `blobs` (download), `uploads`, `error`, `retry`.
+// tokens), `http` (the transport both use), `login`, `manifests`, `blobs` (download),
+// `uploads`, `error`, `retry`.
 mod auth;
 mod blobs;
 mod client;
 pub mod credentials;
 mod error;
+mod http;
 mod login;
 mod manifests;
 pub mod media_types;

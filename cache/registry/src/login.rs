@@ -36,7 +36,7 @@ impl RegistryClient {
             .map_err(|e| {
                 RegistryError::Credentials(format!("storing credentials failed: {e}"))
             })??;
-        self.forget(&registry);
+        self.auth().forget(&registry);
         Ok(())
     }
 
@@ -54,7 +54,7 @@ impl RegistryClient {
             .map_err(|e| {
                 RegistryError::Credentials(format!("removing credentials failed: {e}"))
             })??;
-        self.forget(&registry);
+        self.auth().forget(&registry);
         Ok(removed)
     }
 
@@ -110,7 +110,15 @@ impl RegistryClient {
         let auth = match challenge_of(&resp) {
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let (tok, _) = self
-                    .fetch_token(registry, &realm, service.as_deref(), &[], Some(cred))
+                    .auth()
+                    .fetch_token(
+                        self.http(),
+                        registry,
+                        &realm,
+                        service.as_deref(),
+                        &[],
+                        Some(cred),
+                    )
                     .await
                     .map_err(|e| match e {
                         RegistryError::Unauthorized { message, .. } => rejected(message),

@@ -9,8 +9,9 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use serde::Deserialize;
 
 use crate::auth::repo_scope;
-use crate::client::{header_str, read_limited, sha256_digest};
+use crate::client::sha256_digest;
 use crate::error::Ctx;
+use crate::http::{header_str, read_limited};
 use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, is_index};
 use crate::platform;
 use crate::reference::{DigestError, Reference, validate_digest};

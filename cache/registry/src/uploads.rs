@@ -11,8 +11,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::auth::repo_scope;
-use crate::client::{digest_of, header_str};
+use crate::client::digest_of;
 use crate::error::{Ctx, io_err};
+use crate::http::header_str;
 use crate::reference::Reference;
 use crate::{RegistryClient, RegistryError};
 
