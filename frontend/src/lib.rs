@@ -1,6 +1,7 @@
 //! Dockerfile frontend: parser, shell-word expansion and lowering to the build graph.
 
 pub mod ast;
+pub mod calls;
 pub mod diagnostic;
 pub mod dump;
 mod duration;

@@ -2,7 +2,8 @@
 //! message, and one that does not), the `# check=` settings, and which stages a build
 //! checks compared with `--call check`.
 
-use rbuild_frontend::lint::{self, LintReport};
+use rbuild_frontend::calls;
+use rbuild_frontend::lint::LintReport;
 use rbuild_frontend::lower::{
     ImageResolver, LowerOptions, NoImages, ResolveError, ResolvedImage, lower_targets,
 };
@@ -22,7 +23,7 @@ fn opts() -> LowerOptions {
 }
 
 fn check_with(src: &str, o: &LowerOptions, r: &dyn ImageResolver) -> LintReport {
-    let report = lint::check(src, o, &[], r);
+    let report = calls::check(src, o, &[], r);
     if let Some(e) = &report.error {
         panic!("the check failed:\n{e}\n--- Dockerfile\n{src}");
     }
@@ -208,7 +209,7 @@ fn maintainer_deprecated() {
 #[test]
 fn undefined_arg_in_from() {
     // The empty platform then fails the build too: the finding comes with the error.
-    let r = lint::check(
+    let r = calls::check(
         "FROM --platform=$BULIDPLATFORM scratch\n",
         &opts(),
         &[],
@@ -615,7 +616,7 @@ fn check_directive_skips_and_errors() {
     );
 
     // A setting rbuild cannot read is an error at the directive.
-    let r = lint::check(
+    let r = calls::check(
         "# check=skip=all;warn=true\nFROM scratch\n",
         &opts(),
         &[],
@@ -670,7 +671,7 @@ fn a_build_checks_the_stages_it_builds_and_the_file() {
         ]
     );
     // With a target, `--call check` checks what that target needs.
-    let r = lint::check(src, &opts(), &["a".to_string()], &NoImages);
+    let r = calls::check(src, &opts(), &["a".to_string()], &NoImages);
     assert_eq!(
         list(&r).iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(),
         [("LegacyKeyValueFormat", 2), ("FromAsCasing", 3)]
@@ -680,7 +681,7 @@ fn a_build_checks_the_stages_it_builds_and_the_file() {
 #[test]
 fn check_reports_what_it_found_before_an_error() {
     let src = "FROM scratch AS BadName\nMAINTAINER me\nCOPY --from=nowhere-$X a b\n";
-    let r = lint::check(src, &opts(), &[], &NoImages);
+    let r = calls::check(src, &opts(), &[], &NoImages);
     assert_eq!(
         list(&r).iter().map(|f| f.0).collect::<Vec<_>>(),
         ["StageNameCasing", "MaintainerDeprecated"]

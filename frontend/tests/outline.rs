@@ -1,6 +1,7 @@
 //! `--call outline` and `--call targets`: the build args (with values and descriptions),
 //! secrets and SSH sockets a target uses, and the stages of a Dockerfile; as text and JSON.
 
+use rbuild_frontend::calls;
 use rbuild_frontend::lower::{LowerOptions, NoImages};
 use rbuild_frontend::outline::{self, Outline};
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ fn outline_of(src: &str, target: &str, args: &[(&str, &str)]) -> Outline {
             .collect::<BTreeMap<_, _>>(),
         ..Default::default()
     };
-    outline::outline(src, &opts, &NoImages).unwrap_or_else(|d| panic!("{d}"))
+    calls::outline(src, &opts, &NoImages).unwrap_or_else(|d| panic!("{d}"))
 }
 
 #[test]

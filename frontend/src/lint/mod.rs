@@ -12,8 +12,8 @@
 //!
 //! Lowering calls the last two through a [`Linter`], which only records: what lowering
 //! produces is the same with or without findings, so cache keys and images do not change.
-//! A build checks the stages it builds; `--call check` ([`check`]) lowers every stage (or the
-//! `--target`s) without building. `config.rs` reads `# check=`; `report.rs` prints findings.
+//! A build checks the stages it builds; `--call check` (`crate::calls::check`) lowers every
+//! stage (or the `--target`s) without building. `config.rs` reads `# check=`; `report.rs` prints findings.
 
 mod config;
 mod dispatch;
@@ -29,12 +29,11 @@ pub use rules::{RULES, Rule, RuleId};
 pub(crate) use dispatch::{StageChecks, undefined_vars};
 pub(crate) use report::{JsonLocation, base64_of};
 
+use crate::Diagnostic;
 use crate::ast::{Dockerfile, Span};
-use crate::lower::{ImageResolver, LowerOptions};
-use crate::{Diagnostic, parser};
 use rbuild_graph::dockerignore::Patterns;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Where a finding is: the instruction's lines, and the line and column to point at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,9 +113,10 @@ impl Linter {
     pub(crate) fn new(
         df: &Dockerfile,
         source: &str,
-        opts: &LowerOptions,
+        build_args: &BTreeMap<String, String>,
+        ignore_patterns: &[String],
     ) -> Result<Linter, Diagnostic> {
-        let config = match opts.build_args.get(CHECK_BUILD_ARG) {
+        let config = match build_args.get(CHECK_BUILD_ARG) {
             Some(v) => CheckConfig::parse(v).map_err(|e| {
                 Diagnostic::new(format!("build arg {CHECK_BUILD_ARG}: {e}"))
                     .help("write it as skip=Rule1,Rule2;error=true (or skip=all)")
@@ -149,13 +149,13 @@ impl Linter {
         }
         // A pattern list that cannot be compiled fails the build elsewhere; here it only
         // means CopyIgnoredFile has nothing to judge against.
-        let ignore = Patterns::from_list(&opts.ignore_patterns).ok();
+        let ignore = Patterns::from_list(ignore_patterns).ok();
         let linter = Linter {
             config,
             local,
             legacy_key_value,
             ignore,
-            ignore_raw: opts.ignore_patterns.clone(),
+            ignore_raw: ignore_patterns.to_vec(),
             muted: Cell::new(false),
             findings: RefCell::new(Vec::new()),
         };
@@ -228,37 +228,4 @@ fn directive_line(source: &str) -> usize {
                 .is_some_and(|r| r.trim_start().to_ascii_lowercase().starts_with("check"))
         })
         .map_or(1, |i| i + 1)
-}
-
-/// `--call check`: the findings of every stage (or of the stages `targets` need, when
-/// some are named), without building. A Dockerfile that cannot be lowered gives the
-/// findings made before the error, and the error.
-pub fn check(
-    source: &str,
-    opts: &LowerOptions,
-    targets: &[String],
-    resolver: &dyn ImageResolver,
-) -> LintReport {
-    let in_file = |d: Diagnostic| match d.file {
-        Some(_) => d,
-        None => d.in_file(opts.dockerfile_name.clone()),
-    };
-    let failed = |d: Diagnostic| LintReport {
-        file: opts.dockerfile_name.clone(),
-        findings: Vec::new(),
-        error_on_findings: false,
-        error: Some(in_file(d)),
-    };
-    let df = match parser::parse(source) {
-        Ok(df) => df,
-        Err(d) => return failed(d),
-    };
-    let linter = match Linter::new(&df, source, opts) {
-        Ok(l) => l,
-        Err(d) => return failed(d),
-    };
-    let result = crate::lower::lower_for_check(&df, source, opts, targets, resolver, &linter);
-    let mut report = linter.into_report(&opts.dockerfile_name);
-    report.error = result.err().map(in_file);
-    report
 }

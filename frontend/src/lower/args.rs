@@ -3,9 +3,9 @@
 //! proxy build args a RUN sees without any ARG declaring them.
 
 use super::Lowerer;
+use super::env::{Env, env_get, env_set};
 use super::platform::format_platform;
-use super::stage::{StageCx, StageState};
-use super::vars::{Env, env_get, env_set};
+use super::state::{StageCx, StageState};
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,11 +3,10 @@
 //! file step that copies from the build context or from what `--from` names.
 
 use super::Lowerer;
-use super::dispatch::Step;
+use super::env::{env_get, expand_raw};
 use super::paths::{clean_abs, resolve_path};
-use super::stage::{StageCx, StageState};
+use super::state::{StageCx, StageState, Step};
 use super::values::{parse_chmod, parse_owner};
-use super::vars::{env_get, expand_raw};
 use crate::Diagnostic;
 use crate::ast::CopySpec;
 use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Op};

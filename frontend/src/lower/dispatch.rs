@@ -3,20 +3,10 @@
 //! ARG in `args.rs`, ONBUILD in `onbuild.rs`, the config-only ones in `metadata.rs`.
 
 use super::Lowerer;
-use super::refs::FromRef;
 use super::run::RunInstruction;
-use super::stage::{StageCx, StageState};
+use super::state::{StageCx, StageState, Step};
 use crate::Diagnostic;
-use crate::ast::{Command, Instruction};
-
-/// One instruction to lower, with what pass 2 resolved about it.
-pub(super) struct Step<'i> {
-    pub ins: &'i Instruction,
-    /// What its `--from` / `--mount from=` read, resolved.
-    pub refs: &'i [FromRef],
-    /// It is an ONBUILD trigger of the base firing (progress says `ONBUILD`).
-    pub onbuild: bool,
-}
+use crate::ast::Command;
 
 impl Lowerer<'_> {
     /// Lowers one instruction of the stage `cx` into `st`.

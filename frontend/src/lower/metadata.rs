@@ -3,10 +3,10 @@
 //! CMD and ENTRYPOINT. None of them makes a vertex.
 
 use super::Lowerer;
-use super::stage::StageState;
+use super::env::env_set;
+use super::state::StageState;
 use super::text::{go_list, go_quoted_list};
 use super::values::{parse_port_spec, valid_signal};
-use super::vars::env_set;
 use crate::Diagnostic;
 use crate::ast::{CommandLine, Healthcheck, Instruction, KeyValue, Span};
 use crate::duration::{format_duration_ns, parse_duration_ns};

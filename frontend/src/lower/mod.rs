@@ -27,6 +27,7 @@ mod args;
 mod copy;
 mod diagnostics;
 mod dispatch;
+mod env;
 mod metadata;
 mod mounts;
 mod onbuild;
@@ -37,6 +38,7 @@ mod resolve;
 mod run;
 mod stage;
 mod stages;
+mod state;
 mod target;
 mod text;
 mod values;
@@ -50,12 +52,12 @@ use crate::lint::{LintReport, Linter};
 use crate::outline::Capture;
 use crate::shell::Lexer;
 use crate::{Diagnostic, instructions, parser};
+use env::Env;
 use rbuild_graph::image::{History, ImageConfig};
 use rbuild_graph::{BuildGraph, NetworkMode, Platform, VertexId};
-use stage::StageState;
 use stages::StageDef;
+use state::StageState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use vars::Env;
 
 #[derive(Debug, Clone)]
 pub struct LowerOptions {
@@ -125,7 +127,8 @@ pub fn lower(
         None => d.in_file(opts.dockerfile_name.clone()),
     };
     let df = parser::parse(source).map_err(in_file)?;
-    let lint = Linter::new(&df, source, opts).map_err(in_file)?;
+    let lint =
+        Linter::new(&df, source, &opts.build_args, &opts.ignore_patterns).map_err(in_file)?;
     let ins = instructions::instructions(&df, source).map_err(in_file)?;
     let mut shared = Shared::default();
     let cx = Context {
@@ -160,7 +163,7 @@ pub fn lower_instructions(
         directives: Default::default(),
         nodes: Vec::new(),
     };
-    let lint = Linter::new(&bare, source, opts)?;
+    let lint = Linter::new(&bare, source, &opts.build_args, &opts.ignore_patterns)?;
     let mut shared = Shared::default();
     let cx = Context {
         source,
@@ -210,7 +213,8 @@ pub fn lower_targets(
         None => d.in_file(opts.dockerfile_name.clone()),
     };
     let df = parser::parse(source).map_err(in_file)?;
-    let lint = Linter::new(&df, source, opts).map_err(in_file)?;
+    let lint =
+        Linter::new(&df, source, &opts.build_args, &opts.ignore_patterns).map_err(in_file)?;
     let ins = instructions::instructions(&df, source).map_err(in_file)?;
     let cx = Context {
         source,
@@ -290,7 +294,7 @@ pub(crate) fn lower_for_outline(
     resolver: &dyn ImageResolver,
     capture: &Capture,
 ) -> Result<(), Diagnostic> {
-    let lint = Linter::new(df, source, opts)?;
+    let lint = Linter::new(df, source, &opts.build_args, &opts.ignore_patterns)?;
     let ins = instructions::instructions(df, source)?;
     let cx = Context {
         source,

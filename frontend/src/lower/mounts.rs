@@ -3,10 +3,10 @@
 //! source becoming an input of the exec.
 
 use super::Lowerer;
+use super::env::env_get;
 use super::paths::{base_name, clean_abs, resolve_path};
-use super::stage::{StageCx, StageState};
+use super::state::{StageCx, StageState};
 use super::values::parse_ram_size;
-use super::vars::env_get;
 use crate::Diagnostic;
 use crate::ast::{MountSpec, Span};
 use crate::shell::ShellError;

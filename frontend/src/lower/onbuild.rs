@@ -3,8 +3,8 @@
 //! after its FROM.
 
 use super::Lowerer;
-use super::stage::StageState;
 use super::stages::Base;
+use super::state::StageState;
 use crate::ast::{Command, Instruction, Span};
 use crate::{Diagnostic, instructions, parser};
 

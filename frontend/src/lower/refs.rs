@@ -1,12 +1,11 @@
 //! What `COPY --from` and `RUN --mount from=` name: an earlier stage (by name or index),
-//! `scratch` or an image; resolved for every instruction before lowering (pass 2), and
-//! turned into the vertex the instruction reads when it is lowered.
+//! `scratch` or an image; resolved for every instruction before lowering (pass 2). The
+//! vertex it becomes when the instruction is lowered is `state.rs`'s `ref_vertex`.
 
 use super::Lowerer;
-use super::stage::StageState;
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction, Span};
-use rbuild_graph::{Op, Platform, VertexId, VertexMeta};
+
 use rbuild_reference::Reference;
 
 /// What a `--from` / `from=` names.
@@ -124,46 +123,5 @@ impl Lowerer<'_> {
             self.stages[i].refs = refs;
         }
         Ok(())
-    }
-
-    /// The vertex a `--from` reads: the stage's last step, scratch, or the image's source.
-    pub(super) fn ref_vertex(
-        &mut self,
-        r: &FromRef,
-        results: &[Option<StageState>],
-        platform: &Platform,
-        span: Span,
-    ) -> Result<VertexId, Diagnostic> {
-        Ok(match r {
-            FromRef::Stage(j) => {
-                results[*j]
-                    .as_ref()
-                    .expect("stages a stage needs are lowered before it")
-                    .root
-            }
-            FromRef::Scratch => self.scratch_vertex(),
-            FromRef::Image(reference) => {
-                let digest = self
-                    .resolve_image(reference, platform, span)?
-                    .and_then(|r| r.digest);
-                let description = match &digest {
-                    Some(d) => format!("FROM {reference}@{d}"),
-                    None => format!("FROM {reference}"),
-                };
-                self.graph.add(
-                    Op::Image {
-                        reference: reference.clone(),
-                        digest,
-                        platform: platform.clone(),
-                    },
-                    vec![],
-                    VertexMeta {
-                        description,
-                        stage: None,
-                        lines: Some((span.start_line, span.end_line)),
-                    },
-                )
-            }
-        })
     }
 }

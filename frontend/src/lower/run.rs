@@ -3,11 +3,10 @@
 //! entry as BuildKit writes it.
 
 use super::Lowerer;
-use super::dispatch::Step;
+use super::env::{Env, env_get};
 use super::metadata::with_shell;
 use super::mounts::ExecInputs;
-use super::stage::{StageCx, StageState};
-use super::vars::{Env, env_get};
+use super::state::{StageCx, StageState, Step};
 use crate::Diagnostic;
 use crate::ast::{CommandLine, Heredoc, Instruction, MountSpec, Span};
 use rbuild_graph::{

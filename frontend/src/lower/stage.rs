@@ -1,84 +1,21 @@
 //! Pass 3, one stage: the state it starts from (a base stage's result, scratch, or an
-//! image's config and history), its ONBUILD triggers and instructions dispatched in order,
-//! and what every instruction leaves behind (a history entry, maybe a vertex).
+//! image's config and history), then its ONBUILD triggers and instructions dispatched in
+//! order. What the stage carries meanwhile is `state.rs`.
 
 use super::HistoryStep;
 use super::Lowerer;
-use super::dispatch::Step;
+use super::env::{env_get, env_set};
 use super::stages::Base;
+use super::state::{StageCx, StageState, Step};
 use super::text::Steps;
-use super::vars::{Env, env_get, env_set};
 use crate::Diagnostic;
-use crate::ast::{Command, Instruction, Span};
+use crate::ast::{Command, Instruction};
 use crate::lint::{self, Location, StageChecks};
-use rbuild_graph::image::{History, ImageConfig, RootFs};
-use rbuild_graph::{Op, Platform, VertexId, VertexMeta};
+use rbuild_graph::image::{ImageConfig, RootFs};
+use rbuild_graph::{Op, Platform};
 
 /// The PATH a stage gets when its base sets none (BuildKit's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The comment BuildKit writes on the history entries it creates.
-const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
-
-/// What a stage carries from instruction to instruction.
-#[derive(Debug, Clone)]
-pub(super) struct StageState {
-    pub root: VertexId,
-    pub config: ImageConfig,
-    /// The variables RUN sees and instructions expand with: image ENV and ARGs, in order.
-    pub env: Env,
-    /// ARGs declared in the stage (and its base stages), for RUN history.
-    pub args: Vec<(String, Option<String>)>,
-    pub history: Vec<HistoryStep>,
-    pub platform: Platform,
-    /// CMD was set in this stage (ENTRYPOINT then keeps it).
-    pub cmd_set: bool,
-    /// What the build checks remember along the stage.
-    pub checks: StageChecks,
-}
-
-impl StageState {
-    /// Records an instruction in the history; `vertex` is the step that made its layer
-    /// (None for a metadata-only instruction).
-    pub fn commit(&mut self, created_by: String, vertex: Option<VertexId>) {
-        self.history.push(HistoryStep {
-            entry: History {
-                created: None,
-                created_by: Some(created_by),
-                comment: Some(HISTORY_COMMENT.into()),
-                empty_layer: vertex.is_none(),
-            },
-            vertex,
-        });
-    }
-
-    /// The working directory relative paths resolve against.
-    pub fn cwd(&self) -> String {
-        if self.config.config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            self.config.config.working_dir.clone()
-        }
-    }
-}
-
-/// The stage being lowered: its index, its progress counter, and the stages lowered
-/// before it (what `--from` and a base stage read).
-pub(super) struct StageCx<'r> {
-    pub index: usize,
-    pub steps: Steps,
-    pub done: &'r [Option<StageState>],
-}
-
-impl StageCx<'_> {
-    /// The progress name of the next counted step: `[stage i/n] ` and the instruction.
-    pub fn describe(&mut self, step: &Step, original: &str, env: &Env) -> String {
-        format!(
-            "{}{}",
-            self.steps.next(step.onbuild),
-            super::text::display_name(original, env)
-        )
-    }
-}
 
 /// The config of a stage whose base has none (scratch, or an image the resolver does not know).
 fn empty_config(p: &Platform) -> ImageConfig {
@@ -238,38 +175,5 @@ impl Lowerer<'_> {
                 }
             }
         })
-    }
-
-    /// Metadata of a vertex made by an instruction of stage `stage`.
-    pub(super) fn meta(&self, description: String, stage: usize, span: Span) -> VertexMeta {
-        VertexMeta {
-            description,
-            stage: Some(self.stage_label(stage)),
-            lines: Some((span.start_line, span.end_line)),
-        }
-    }
-
-    /// The build context, added on first use (a build that reads none has no such vertex).
-    pub(super) fn context_vertex(&mut self) -> VertexId {
-        if let Some(v) = self.context {
-            return v;
-        }
-        let v = self.graph.add(
-            Op::Local {
-                name: "context".into(),
-                exclude: self.opts.ignore_patterns.clone(),
-            },
-            vec![],
-            VertexMeta {
-                description: "[internal] load build context".into(),
-                ..Default::default()
-            },
-        );
-        self.context = Some(v);
-        v
-    }
-
-    pub(super) fn scratch_vertex(&mut self) -> VertexId {
-        self.graph.add(Op::Scratch, vec![], VertexMeta::default())
     }
 }

@@ -3,9 +3,9 @@
 //! platform, from its FROM expanded with the global ARGs (where the FROM checks run).
 
 use super::Lowerer;
+use super::env::env_get;
 use super::platform::parse_platform;
 use super::refs::FromRef;
-use super::vars::env_get;
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
 use crate::lint::{Location, from};

@@ -1,7 +1,7 @@
 //! The text lowering writes for people: progress names (`[build 2/5] RUN make`) and the
 //! Go-formatted lists of history entries, as BuildKit writes them.
 
-use super::vars::{Env, env_get, expand_raw};
+use super::env::{Env, env_get, expand_raw};
 
 /// The `[stage i/n]` progress counter of one stage.
 pub(super) struct Steps {

@@ -2,9 +2,8 @@
 //! owned by the current USER.
 
 use super::Lowerer;
-use super::dispatch::Step;
 use super::paths::resolve_path;
-use super::stage::{StageCx, StageState};
+use super::state::{StageCx, StageState, Step};
 use super::values::parse_owner;
 use crate::Diagnostic;
 use rbuild_graph::{FileAction, FileOp, Op};

@@ -16,8 +16,6 @@ pub use targets::{Target, Targets, targets};
 
 use crate::ast::{Dockerfile, Node};
 use crate::lint::{JsonLocation, base64_of};
-use crate::lower::{ImageResolver, LowerOptions};
-use crate::{Diagnostic, parser};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,23 +50,6 @@ pub struct Outline {
     pub args: Vec<OutlineArg>,
     pub secrets: Vec<OutlineMount>,
     pub ssh: Vec<OutlineMount>,
-}
-
-/// The outline of `opts.target` (or the last stage). Base images are asked of `resolver`,
-/// since an ARG default may use an image's ENV.
-pub fn outline(
-    source: &str,
-    opts: &LowerOptions,
-    resolver: &dyn ImageResolver,
-) -> Result<Outline, Diagnostic> {
-    let in_file = |d: Diagnostic| match d.file {
-        Some(_) => d,
-        None => d.in_file(opts.dockerfile_name.clone()),
-    };
-    let df = parser::parse(source).map_err(in_file)?;
-    let capture = Capture::default();
-    crate::lower::lower_for_outline(&df, source, opts, resolver, &capture).map_err(in_file)?;
-    Ok(capture.into_inner().outline(&df))
 }
 
 impl Outline {
@@ -325,7 +306,7 @@ impl Captured {
     /// The outline of the captured target. Each build arg is listed once, with the
     /// definition closest to the target: the target's own ARG, then those of the stages
     /// it is built on, then of the stages it copies from, then the global one.
-    fn outline(&self, df: &Dockerfile) -> Outline {
+    pub(crate) fn outline(&self, df: &Dockerfile) -> Outline {
         let node_at = |line: usize| df.nodes.iter().find(|n| n.span.start_line == line);
         // The global definitions in force (a later ARG of the same name wins).
         let mut globals: BTreeMap<&str, &ArgDef> = BTreeMap::new();

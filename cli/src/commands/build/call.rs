@@ -15,7 +15,7 @@ use crate::shared::store;
 use anyhow::{Result, anyhow};
 use rbuild_cache::Store;
 use rbuild_frontend::lower::{ImageResolver, NoImages};
-use rbuild_frontend::{lint, outline};
+use rbuild_frontend::{calls, outline};
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
@@ -46,7 +46,7 @@ fn with_resolver<T>(store: Option<&Store>, f: impl FnOnce(&dyn ImageResolver) ->
 fn check(build: &Build, inputs: &Inputs, store: Option<&Store>, call: Call) -> Result<ExitCode> {
     let opts = lower::options(build, inputs);
     let mut report = with_resolver(store, |r| {
-        lint::check(&inputs.source, &opts, &build.targets, r)
+        calls::check(&inputs.source, &opts, &build.targets, r)
     });
     // Under error=true the findings are an error too (BuildKit's buildError).
     if report.error.is_none() {
@@ -92,7 +92,7 @@ fn outline(build: &Build, inputs: &Inputs, store: Option<&Store>, call: Call) ->
             target,
             ..lower::options(build, inputs)
         };
-        let o = with_resolver(store, |r| outline::outline(&inputs.source, &opts, r))
+        let o = with_resolver(store, |r| calls::outline(&inputs.source, &opts, r))
             .map_err(|d| anyhow!("{d}"))?;
         texts.push(o.to_text());
         jsons.push(json(&o.json(&inputs.source))?);
