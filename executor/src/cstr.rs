@@ -31,12 +31,17 @@ impl CStringArray {
             .iter()
             .map(|s| cstring(s.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_cstrings(strings))
+    }
+
+    /// The array of `strings`, made already (values that need not be UTF-8).
+    pub(crate) fn from_cstrings(strings: Vec<CString>) -> Self {
         let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        Ok(CStringArray {
+        CStringArray {
             _strings: strings,
             ptrs,
-        })
+        }
     }
 
     /// The array, for `execve`; valid while `self` lives.

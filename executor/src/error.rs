@@ -57,6 +57,11 @@ pub enum SpecError {
     MountTarget(String),
     #[error("cgroup parent must stay inside the cgroup hierarchy: {0:?}")]
     CgroupParent(String),
+    /// A secret for an environment variable holds a NUL byte (the value is not shown).
+    #[error(
+        "the secret for environment variable {0} contains a NUL byte; mount it as a file instead"
+    )]
+    SecretNul(String),
 }
 
 /// Why no seccomp filter could be made for a run.

@@ -32,5 +32,5 @@ pub use rootpath::resolve_in_root;
 pub use sandbox::{run, run_in_dir};
 pub use spec::{
     CancelToken, CgroupOptions, DEFAULT_RLIMITS, Mount, MountSource, Network, Resource, Rlimit,
-    RunExit, RunSpec, Security, Stream,
+    RunExit, RunSpec, SecretValue, Security, Stream,
 };

@@ -23,6 +23,36 @@ pub enum MountSource {
     Bind { source: PathBuf, readonly: bool },
     /// A fresh tmpfs; `size` in bytes.
     Tmpfs { size: Option<u64> },
+    /// A file holding `value`, written by the child on a tmpfs private to its mount
+    /// namespace (it never touches a disk and is gone with the container) and bound
+    /// read-only, nosuid, nodev, noexec at the target, owned `uid:gid` with `mode`.
+    Secret {
+        value: SecretValue,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// A secret's bytes. Its `Debug` shows only the length, so a spec printed in a log or
+/// an error never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Arc<[u8]>);
+
+impl SecretValue {
+    pub fn new(bytes: Vec<u8>) -> SecretValue {
+        SecretValue(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue({} bytes)", self.0.len())
+    }
 }
 
 /// A mount of the caller's (`RUN --mount`), on top of the rootfs.
@@ -53,6 +83,9 @@ pub struct RunSpec {
     pub network: Network,
     pub hostname: String,
     pub mounts: Vec<Mount>,
+    /// Environment variables whose values are secrets (`RUN --mount=type=secret,env=`):
+    /// set over `env`, never shown.
+    pub secret_env: Vec<(String, SecretValue)>,
     /// Give the process rbuild's own stdin (`rbuild run -i`); otherwise it
     /// reads `/dev/null`, as every build step does.
     pub stdin: bool,

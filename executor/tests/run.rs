@@ -4,7 +4,9 @@
 mod common;
 
 use common::{Fixture, TestParent, exec, host_processes, sh};
-use rbuild_executor::{CancelToken, ExecError, Mount, MountSource, Network, run, users::UserError};
+use rbuild_executor::{
+    CancelToken, ExecError, Mount, MountSource, Network, SecretValue, run, users::UserError,
+};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -439,6 +441,56 @@ fn file_bind_mount_leaves_no_stub_in_layer() {
     assert_eq!(o.stdout, "s3cr3tro\n");
     assert_eq!(upper_entries(&f), Vec::<String>::new());
     assert_eq!(std::fs::read(&secret).unwrap(), b"s3cr3t");
+}
+
+#[test]
+fn secret_file_on_a_private_tmpfs_with_owner_and_mode() {
+    let f = Fixture::new();
+    let script = "cat /run/secrets/tok; echo; stat -c '%a %u %g' /run/secrets/tok; \
+         grep ' /run/secrets/tok ' /proc/self/mountinfo | grep -o 'ro,nosuid,nodev,noexec' ; \
+         grep ' /run/secrets/tok ' /proc/self/mountinfo | grep -o ' - tmpfs '; \
+         echo x > /run/secrets/tok 2>/dev/null || echo ro; echo \"$TOKEN $KEEP\"";
+    let mut spec = f.spec(script);
+    let value = SecretValue::new(b"s3cr3t-value".to_vec());
+    spec.mounts = vec![Mount {
+        target: "/run/secrets/tok".into(),
+        source: MountSource::Secret {
+            value: value.clone(),
+            mode: 0o440,
+            uid: 1000,
+            gid: 2000,
+        },
+    }];
+    spec.env.push("TOKEN=image-value".into());
+    spec.env.push("KEEP=kept".into());
+    spec.secret_env = vec![("TOKEN".into(), value)];
+    assert!(
+        !format!("{spec:?}").contains("s3cr3t"),
+        "Debug hides values"
+    );
+    let o = exec(&spec).unwrap();
+    assert_eq!(
+        o.stdout,
+        "s3cr3t-value\n440 1000 2000\nro,nosuid,nodev,noexec\n - tmpfs \nro\ns3cr3t-value kept\n",
+        "{}",
+        o.stderr
+    );
+    // The stub and its parents the child made are gone; the host saw no mount.
+    assert_eq!(upper_entries(&f), Vec::<String>::new());
+    assert!(mounts_mentioning("rbuild-run").is_empty());
+}
+
+#[test]
+fn a_secret_for_the_environment_may_not_hold_nul() {
+    let f = Fixture::new();
+    let mut spec = f.spec("true");
+    spec.secret_env = vec![("T".into(), SecretValue::new(b"a\0hidden".to_vec()))];
+    let Err(e) = exec(&spec) else {
+        panic!("a NUL byte in an environment value was accepted")
+    };
+    let e = e.to_string();
+    assert!(e.contains("environment variable T contains a NUL"), "{e}");
+    assert!(!e.contains("hidden"), "{e}");
 }
 
 #[test]

@@ -806,6 +806,61 @@ EOF
     );
 }
 
+#[test]
+fn secret_and_ssh_mounts_carry_every_option_with_dockers_defaults() {
+    let src = "\
+FROM alpine
+RUN --mount=type=secret,id=npm/tok,required=true,mode=0440,uid=1,gid=2 a
+RUN --mount=type=secret,id=tok,env=TOKEN b
+RUN --mount=type=secret,id=tok,env=TOKEN,target=/k c
+RUN --mount=type=ssh,target=/s --mount=type=ssh,id=gh,required,mode=0666,uid=7 d
+";
+    let l = build(src);
+    let g = &l.graph;
+    let a = exec(g, "RUN --mount=type=secret,id=npm/tok");
+    assert_eq!(a.mounts[0].target, "/run/secrets/tok");
+    assert_eq!(
+        a.mounts[0].kind,
+        MountKind::Secret {
+            id: "npm/tok".into(),
+            required: true,
+            mode: 0o440,
+            uid: 1,
+            gid: 2,
+            env: None
+        }
+    );
+    let b = exec(g, "env=TOKEN b");
+    assert_eq!(b.mounts[0].target, "", "env= alone makes no file");
+    assert!(matches!(&b.mounts[0].kind,
+        MountKind::Secret { env: Some(e), required: false, mode: 0o400, uid: 0, gid: 0, .. } if e == "TOKEN"));
+    assert_eq!(exec(g, "target=/k c").mounts[0].target, "/k");
+    let d = exec(g, "type=ssh,target=/s");
+    assert_eq!(d.mounts[0].target, "/s");
+    assert_eq!(
+        d.mounts[0].kind,
+        MountKind::Ssh {
+            id: "default".into(),
+            required: false,
+            mode: 0o600,
+            uid: 0,
+            gid: 0
+        }
+    );
+    // Numbered among all the step's ssh mounts, as BuildKit's LLB numbers them.
+    assert_eq!(d.mounts[1].target, "/run/buildkit/ssh_agent.1");
+    assert_eq!(
+        d.mounts[1].kind,
+        MountKind::Ssh {
+            id: "gh".into(),
+            required: true,
+            mode: 0o666,
+            uid: 7,
+            gid: 0
+        }
+    );
+}
+
 // ---- bad input ----
 
 fn assert_diag(d: &Diagnostic, message: &str, line: usize) {

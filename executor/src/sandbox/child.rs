@@ -9,7 +9,7 @@ use super::process::{self, ChildFds};
 use super::protocol::Step;
 use super::syscall::errno;
 use super::{capabilities, cgroup, devices, kernel_paths, mountpoints, mounts, namespaces};
-use super::{rlimits, rootfs, seccomp, sources};
+use super::{rlimits, rootfs, seccomp, secrets, sources};
 
 /// Sets the container up as `p` says and execs its process.
 ///
@@ -40,6 +40,7 @@ pub(super) unsafe fn main(p: &Plan, fds: &ChildFds) -> ! {
 
         // Layers and mount sources are opened inside the new mount namespace.
         rootfs::mount(&p.rootfs, st);
+        secrets::write_all(&p.secrets, st);
         let opened = sources::open_all(&p.sources, st);
         rootfs::enter(&p.rootfs, st);
         process::make_workdir(&p.process, st);

@@ -53,6 +53,7 @@ mod rlimits;
 mod rootfs;
 mod rundir;
 mod seccomp;
+mod secrets;
 mod sources;
 mod syscall;
 

@@ -6,6 +6,7 @@
 
 use super::mountpoints::Mountpoints;
 use super::protocol::{StatusPipe, Step};
+use super::secrets::SecretFiles;
 use super::sources::{Opened, Source, SourcePlan};
 use super::syscall::{self, errno};
 use crate::cstr::cstring;
@@ -34,6 +35,11 @@ pub(super) enum MountKind {
     Bind {
         src: usize,
         readonly: bool,
+    },
+    /// A secret file (source `src`, on the child's private tmpfs): read-only, nosuid,
+    /// nodev, noexec, as BuildKit binds secrets.
+    Secret {
+        src: usize,
     },
     Tmpfs {
         data: CString,
@@ -104,11 +110,12 @@ pub(super) fn plan_etc_files(
         .collect()
 }
 
-/// Plans the caller's mounts, parents before children.
+/// Plans the caller's mounts, parents before children; secret files go to `secrets`.
 pub(super) fn plan_user(
     mounts: &[Mount],
     sources: &mut SourcePlan,
     mountpoints: &mut Mountpoints,
+    secrets: &mut SecretFiles,
 ) -> Result<Vec<MountStep>, ExecError> {
     let mut sorted: Vec<&Mount> = mounts.iter().collect();
     sorted.sort_by_key(|m| normalize(&m.target).len());
@@ -128,6 +135,16 @@ pub(super) fn plan_user(
                 let src = sources.add(&host, is_dir, false)?;
                 let readonly = *readonly;
                 (MountKind::Bind { src, readonly }, !is_dir)
+            }
+            MountSource::Secret {
+                value,
+                mode,
+                uid,
+                gid,
+            } => {
+                let file = secrets.add(value, *mode, *uid, *gid)?;
+                let src = sources.add(&file, false, false)?;
+                (MountKind::Secret { src }, true)
             }
             MountSource::Tmpfs { size } => {
                 let data = match size {
@@ -229,6 +246,16 @@ pub(super) unsafe fn mount(
                     st.fail(Step::Mount, index, errno());
                 }
             }
+            MountKind::Secret { src } => {
+                const HARDENED: u64 =
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+                let fallback = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+                if !syscall::mount(&sources[*src].proc_path, t, None, MS_BIND, None)
+                    || !set_attrs_recursive(t, HARDENED, fallback)
+                {
+                    st.fail(Step::Mount, index, errno());
+                }
+            }
             MountKind::Tmpfs { data } => {
                 let flags = MS_NOSUID | MS_NODEV;
                 if !syscall::mount(c"tmpfs", t, Some(c"tmpfs"), flags, Some(data)) {
@@ -247,16 +274,30 @@ struct MountAttr {
     userns_fd: u64,
 }
 
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
 /// Read-only for the bind and every mount below it (a plain remount would leave
 /// submounts of the source writable); remount on pre-5.12 kernels.
 ///
 /// # Safety
 /// Child only.
 unsafe fn make_readonly_recursive(target: &CStr) -> bool {
+    // SAFETY: as this function's.
+    unsafe { set_attrs_recursive(target, MOUNT_ATTR_RDONLY, libc::MS_RDONLY) }
+}
+
+/// Sets the mount attributes `attrs` on the bind at `target` and every mount below it;
+/// on pre-5.12 kernels a bind remount with `fallback` flags.
+///
+/// # Safety
+/// Child only.
+unsafe fn set_attrs_recursive(target: &CStr, attrs: u64, fallback: libc::c_ulong) -> bool {
     const AT_RECURSIVE: libc::c_uint = 0x8000;
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -277,7 +318,7 @@ unsafe fn make_readonly_recursive(target: &CStr) -> bool {
                     c"",
                     target,
                     None,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    libc::MS_BIND | libc::MS_REMOUNT | fallback,
                     None,
                 ))
     }

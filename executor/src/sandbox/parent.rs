@@ -339,6 +339,8 @@ fn describe(step: Step, index: usize, spec: &RunSpec, plan: &Plan) -> String {
         Step::NoNewPrivs => "setting no_new_privs".into(),
         Step::Seccomp => "installing the seccomp filter".into(),
         Step::Exec => "starting the process".into(),
+        Step::Secrets if index == 0 => "mounting the private tmpfs for secrets".into(),
+        Step::Secrets => "writing a secret file on its private tmpfs".into(),
     }
 }
 

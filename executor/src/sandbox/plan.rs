@@ -12,6 +12,7 @@ use super::rlimits::{self, Limit};
 use super::rootfs::{Root, RootfsPlan};
 use super::rundir::RunDir;
 use super::seccomp::{self, SeccompPlan};
+use super::secrets::SecretFiles;
 use super::sources::{Source, SourcePlan};
 use crate::cstr::cstring;
 use crate::error::ExecError;
@@ -33,6 +34,8 @@ pub(super) struct Plan {
     /// the caller's binds.
     pub sources: Vec<Source>,
     pub mountpoints: Mountpoints,
+    /// Secret files, written on a private tmpfs before the sources are opened.
+    pub secrets: SecretFiles,
     pub mounts: Vec<MountStep>,
     pub devices: Vec<Device>,
     pub readonly_paths: Vec<CString>,
@@ -72,10 +75,12 @@ impl Plan {
             &mut sources,
             &mut mountpoints,
         )?);
+        let mut secrets = SecretFiles::new(inputs.run_dir.secrets());
         mounts.extend(mounts::plan_user(
             &inputs.spec.mounts,
             &mut sources,
             &mut mountpoints,
+            &mut secrets,
         )?);
         rootfs.place_root_fds(&mut sources);
         let sources = sources.into_list()?;
@@ -93,6 +98,7 @@ impl Plan {
             rootfs,
             sources,
             mountpoints,
+            secrets,
             mounts,
             devices,
             readonly_paths: policy.readonly_paths.clone(),

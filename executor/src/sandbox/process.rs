@@ -4,11 +4,12 @@
 //! exec itself.
 
 use super::protocol::{StatusPipe, Step};
+use super::secrets;
 use super::syscall::{errno, exit_now};
 use crate::cstr::{CStringArray, cstring};
 use crate::error::SpecError;
 use crate::rootpath::normalize;
-use crate::spec::RunSpec;
+use crate::spec::{RunSpec, SecretValue};
 use crate::users::ResolvedUser;
 use std::ffi::CString;
 
@@ -25,6 +26,29 @@ pub(super) fn final_env(env: &[String], home: &str) -> Vec<String> {
         out.push(format!("HOME={home}"));
     }
     out
+}
+
+/// `env` with the secret variables set over it (a secret replaces a variable of its
+/// name).
+fn with_secrets(
+    env: &[String],
+    secret_env: &[(String, SecretValue)],
+) -> Result<CStringArray, SpecError> {
+    if secret_env.is_empty() {
+        return CStringArray::new(env);
+    }
+    let named = |e: &String| {
+        secret_env
+            .iter()
+            .any(|(n, _)| e.split_once('=').is_some_and(|(k, _)| k == n))
+    };
+    let mut all = env
+        .iter()
+        .filter(|e| !named(e))
+        .map(|e| cstring(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    all.extend(secrets::env_entries(secret_env)?);
+    Ok(CStringArray::from_cstrings(all))
 }
 
 /// Paths to try with execve for `arg0`: itself when it has a slash, else each
@@ -79,7 +103,7 @@ impl ProcessPlan {
             gid: user.gid,
             groups: user.supplementary.clone(),
             argv: CStringArray::new(&spec.args)?,
-            envp: CStringArray::new(&env)?,
+            envp: with_secrets(&env, &spec.secret_env)?,
             exec_paths,
         })
     }

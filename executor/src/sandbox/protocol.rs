@@ -37,9 +37,10 @@ pub(super) enum Step {
     NoNewPrivs,
     Seccomp,
     Exec,
+    Secrets,
 }
 
-const STEPS: [Step; 27] = [
+const STEPS: [Step; 28] = [
     Step::Stdio,
     Step::Cgroup,
     Step::CgroupNamespace,
@@ -67,6 +68,7 @@ const STEPS: [Step; 27] = [
     Step::NoNewPrivs,
     Step::Seccomp,
     Step::Exec,
+    Step::Secrets,
 ];
 
 impl Step {

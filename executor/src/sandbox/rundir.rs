@@ -53,6 +53,12 @@ impl RunDir {
             .collect()
     }
 
+    /// Where the child mounts the tmpfs that holds the run's secret files (in its own
+    /// mount namespace only; on the host the dir stays empty). Not created here.
+    pub(super) fn secrets(&self) -> PathBuf {
+        self.tmp.path().join("secrets")
+    }
+
     /// An empty dir to stand in for the layers of a scratch rootfs.
     pub(super) fn scratch_layer(&self) -> Result<PathBuf, ExecError> {
         let empty = self.tmp.path().join("empty");

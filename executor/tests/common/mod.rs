@@ -61,6 +61,7 @@ impl Fixture {
             network: Network::None,
             hostname: "testhost".into(),
             mounts: vec![],
+            secret_env: vec![],
             stdin: false,
             security: Security::default(),
             rlimits: vec![],

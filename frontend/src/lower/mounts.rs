@@ -10,7 +10,7 @@ use super::values::parse_ram_size;
 use crate::Diagnostic;
 use crate::ast::{MountSpec, Span};
 use crate::shell::ShellError;
-use rbuild_graph::{ExecMount, MountKind, VertexId};
+use rbuild_graph::{ExecMount, MountKind, SSH_SOCKET_MODE, VertexId};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,13 @@ pub enum MountError {
     SharingNotCache(MountType),
     #[error("secret mount should not have a from")]
     SecretWithFrom,
+    #[error("secret mount should not define sharing")]
+    SecretSharing,
+    /// `env=` that cannot name an environment variable.
+    #[error("invalid value {0:?} for env: name an environment variable, e.g. env=TOKEN")]
+    InvalidEnvName(String),
+    #[error("ssh does not support source")]
+    SshSource,
     #[error("both source and id can't be set")]
     SecretSourceAndId,
     #[error("invalid secret mount: one of source, id, target required")]
@@ -90,6 +97,9 @@ pub struct ParsedMount {
     pub gid: Option<u32>,
     pub required: bool,
     pub size: Option<u64>,
+    /// `env=`: a secret's value as this environment variable (ignored by other types,
+    /// as BuildKit does).
+    pub env: Option<String>,
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, MountError> {
@@ -121,6 +131,7 @@ pub fn parse_mount(
         gid: None,
         required: false,
         size: None,
+        env: None,
     };
     let mut ro_set = false;
     for (key, raw) in &spec.fields {
@@ -174,6 +185,12 @@ pub fn parse_mount(
                 m.size = Some(parse_ram_size(&value).ok_or(MountError::InvalidSize(value))?);
             }
             "id" => m.id = value,
+            "env" => {
+                if value.is_empty() || value.contains('=') {
+                    return Err(MountError::InvalidEnvName(value));
+                }
+                m.env = Some(value)
+            }
             "sharing" => {
                 let v = value.to_ascii_lowercase();
                 if !matches!(v.as_str(), "shared" | "private" | "locked") {
@@ -222,14 +239,17 @@ pub fn parse_mount(
     if !ro_set {
         m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
     }
+    if m.kind == MountType::Secret && m.from.is_some() {
+        return Err(MountError::SecretWithFrom);
+    }
+    if m.kind == MountType::Secret && m.sharing.is_some() {
+        return Err(MountError::SecretSharing);
+    }
     if m.sharing.is_some() && m.kind != MountType::Cache {
         return Err(MountError::SharingNotCache(m.kind));
     }
     match m.kind {
         MountType::Secret => {
-            if m.from.is_some() {
-                return Err(MountError::SecretWithFrom);
-            }
             if !m.source.is_empty() && !m.id.is_empty() {
                 return Err(MountError::SecretSourceAndId);
             }
@@ -242,17 +262,30 @@ pub fn parse_mount(
                 }
                 m.id = base_name(&m.target).to_string();
             }
-            if m.target.is_empty() {
-                m.target = format!("/run/secrets/{}", m.id);
+            // With `env=` and no target the secret is only the variable (BuildKit's rule).
+            if m.target.is_empty() && m.env.is_none() {
+                m.target = format!("/run/secrets/{}", base_name(&m.id));
             }
         }
-        MountType::Ssh if m.id.is_empty() => m.id = "default".into(),
+        MountType::Ssh => {
+            if !m.source.is_empty() {
+                return Err(MountError::SshSource);
+            }
+            if m.id.is_empty() {
+                m.id = "default".into();
+            }
+        }
         MountType::Tmpfs if m.from.is_some() => {
             return Err(MountError::TmpfsWithFrom);
         }
         _ => {}
     }
-    if m.kind != MountType::Ssh && m.target.is_empty() {
+    let may_lack_target = match m.kind {
+        MountType::Ssh => true,
+        MountType::Secret => m.env.is_some(),
+        _ => false,
+    };
+    if !may_lack_target && m.target.is_empty() {
         return Err(MountError::NoTarget(m.kind));
     }
     if m.kind == MountType::Cache && m.id.is_empty() {
@@ -319,10 +352,17 @@ impl Lowerer<'_> {
                 let secret = m.kind == MountType::Secret;
                 self.capture(|c| c.mount(cx.index, secret, &m.id, m.required, span.start_line));
             }
-            // SSH mounts without a target are numbered: /run/buildkit/ssh_agent.0, .1, …
-            let target = if m.kind == MountType::Ssh && m.target.is_empty() {
+            // SSH mounts are numbered in order, those with a target too (as BuildKit's
+            // LLB does); one without a target is /run/buildkit/ssh_agent.N.
+            let ssh_index = ssh_count;
+            if m.kind == MountType::Ssh {
                 ssh_count += 1;
-                format!("/run/buildkit/ssh_agent.{}", ssh_count - 1)
+            }
+            let target = if m.kind == MountType::Ssh && m.target.is_empty() {
+                format!("/run/buildkit/ssh_agent.{ssh_index}")
+            } else if m.kind == MountType::Secret && m.target.is_empty() {
+                // `env=` only: no file.
+                String::new()
             } else {
                 resolve_path(cwd, &m.target, false)
             };
@@ -367,10 +407,14 @@ impl Lowerer<'_> {
                     mode: m.mode.unwrap_or(0o400),
                     uid: m.uid.unwrap_or(0),
                     gid: m.gid.unwrap_or(0),
+                    env: m.env.clone(),
                 },
                 MountType::Ssh => MountKind::Ssh {
                     id: m.id.clone(),
                     required: m.required,
+                    mode: m.mode.unwrap_or(SSH_SOCKET_MODE),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
                 },
             };
             exec.mounts.push(ExecMount { target, kind });
@@ -415,6 +459,19 @@ mod tests {
         assert_eq!(s.target, "/run/secrets/tok");
         let s = ok(&[("type", "secret"), ("target", "/etc/key")]);
         assert_eq!(s.id, "key");
+        // The default file is named after the id's last component.
+        let s = ok(&[("type", "secret"), ("id", "npm/token")]);
+        assert_eq!(s.target, "/run/secrets/token");
+        // env= alone: no file; with a target: both.
+        let s = ok(&[("type", "secret"), ("id", "tok"), ("env", "TOKEN")]);
+        assert_eq!((s.target.as_str(), s.env.as_deref()), ("", Some("TOKEN")));
+        let s = ok(&[("type", "secret"), ("id", "t"), ("env", "T"), ("dst", "/k")]);
+        assert_eq!((s.target.as_str(), s.env.as_deref()), ("/k", Some("T")));
+        let h = ok(&[("type", "ssh"), ("mode", "0666"), ("uid", "1000")]);
+        assert_eq!(
+            (h.id.as_str(), h.mode, h.uid),
+            ("default", Some(0o666), Some(1000))
+        );
         let t = ok(&[("type", "tmpfs"), ("target", "/t"), ("size", "1m")]);
         assert_eq!(t.size, Some(1 << 20));
         let rw = ok(&[("target", "/src"), ("rw", "")]);
@@ -488,6 +545,18 @@ mod tests {
                 "tmpfs mount should not have a from",
             ),
             (&[("type", "cache")], "mount type 'cache' needs a target"),
+            (
+                &[("type", "secret"), ("id", "a"), ("sharing", "locked")],
+                "secret mount should not define sharing",
+            ),
+            (
+                &[("type", "secret"), ("id", "a"), ("env", "A=B")],
+                "invalid value \"A=B\" for env: name an environment variable, e.g. env=TOKEN",
+            ),
+            (
+                &[("type", "ssh"), ("source", "/x")],
+                "ssh does not support source",
+            ),
         ];
         for (fields, message) in cases {
             assert_eq!(err(fields), *message, "{fields:?}");

@@ -28,6 +28,6 @@ pub use graph::{BuildGraph, Vertex, VertexId, VertexMeta};
 pub use key::{CacheKey, cache_key};
 pub use op::{
     CopyAction, CopySource, ExecMount, ExecOp, ExportOp, ExportStep, FileAction, FileOp, MountKind,
-    NetworkMode, Op, Owner, RunOp, SecurityMode,
+    NetworkMode, Op, Owner, RunOp, SSH_SOCKET_MODE, SecurityMode,
 };
 pub use platform::Platform;

@@ -61,17 +61,50 @@ pub enum MountKind {
     Tmpfs {
         size: Option<u64>,
     },
+    /// A build secret (`--secret`), by id only: its value is never part of the graph.
+    /// The file is at the mount's target; an empty target (`env=` without `target=`)
+    /// means no file, only the environment variable.
     Secret {
         id: String,
         required: bool,
         mode: u32,
         uid: u32,
         gid: u32,
+        /// `env=NAME`: the value is also the step's environment variable NAME.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
     },
+    /// An SSH agent socket (`--ssh`), by id only. `mode`, `uid` and `gid` are the
+    /// socket's; left out of the encoding at their defaults (0600, root), so the keys of
+    /// steps written before they existed stay the same.
     Ssh {
         id: String,
         required: bool,
+        #[serde(
+            default = "ssh_socket_mode",
+            skip_serializing_if = "is_ssh_socket_mode"
+        )]
+        mode: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        uid: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        gid: u32,
     },
+}
+
+/// The mode of an SSH agent socket in a step unless `mode=` says otherwise (BuildKit's).
+pub const SSH_SOCKET_MODE: u32 = 0o600;
+
+fn ssh_socket_mode() -> u32 {
+    SSH_SOCKET_MODE
+}
+
+fn is_ssh_socket_mode(m: &u32) -> bool {
+    *m == SSH_SOCKET_MODE
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

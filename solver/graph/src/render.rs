@@ -45,7 +45,13 @@ fn op_summary(op: &Op) -> String {
                             MountKind::Secret { .. } => "secret",
                             MountKind::Ssh { .. } => "ssh",
                         };
-                        format!("{kind}:{}", m.target)
+                        match &m.kind {
+                            // `env=` without a target: no file, only the variable.
+                            MountKind::Secret { env: Some(env), .. } if m.target.is_empty() => {
+                                format!("{kind}:${env}")
+                            }
+                            _ => format!("{kind}:{}", m.target),
+                        }
                     })
                     .collect();
                 let _ = write!(s, " mounts {}", targets.join(","));

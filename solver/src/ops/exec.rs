@@ -172,6 +172,7 @@ fn run_spec(
         },
         hostname: HOSTNAME.into(),
         mounts,
+        secret_env: Vec::new(),
         stdin: false,
         security,
         rlimits: Vec::new(),

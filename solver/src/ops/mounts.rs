@@ -106,7 +106,7 @@ pub(crate) fn prepare(
                 }
             }
             MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
-            MountKind::Secret { id, required, .. } | MountKind::Ssh { id, required } => {
+            MountKind::Secret { id, required, .. } | MountKind::Ssh { id, required, .. } => {
                 if *required {
                     return Err(step.fail(StepFailure::NoSecret { id: id.clone() }));
                 }

@@ -116,6 +116,7 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
         },
         hostname: "rbuild".into(),
         mounts: vec![],
+        secret_env: Vec::new(),
         stdin: op.stdin,
         security: Security::default(),
         rlimits: Vec::new(),
