@@ -2,8 +2,9 @@
 # Installs what rbuild's demo and tests need on a Debian machine, as root.
 # Idempotent: does nothing (not even `apt-get update`) when all is present.
 set -euo pipefail
-# gcc and libc6-dev: the sandbox tests build a static probe of what seccomp refuses.
-pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc libc6-dev)
+# gcc and libc6-dev: the sandbox and ssh tests build static probes (what seccomp refuses,
+# what an SSH agent answers). openssh-client: ssh-agent, ssh-add, ssh-keygen for --ssh.
+pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc libc6-dev openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

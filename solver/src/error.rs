@@ -140,8 +140,24 @@ pub enum StepFailure {
         #[source]
         source: std::io::Error,
     },
-    #[error("secret/ssh {id:?} is required but rbuild has none to provide")]
-    NoSecret { id: String },
+    /// `RUN --mount=type=secret,required=true` of an id the build was not given.
+    #[error(
+        "secret {id:?} is required but was not provided: pass --secret id={id},src=FILE (or id={id},env=VARIABLE)"
+    )]
+    MissingSecret { id: String },
+    /// `RUN --mount=type=ssh,required=true` of an id the build was not given.
+    #[error(
+        "ssh agent {id:?} is required but was not provided: pass --ssh {id} (the agent at $SSH_AUTH_SOCK) or --ssh {id}=SOCKET|KEYFILE"
+    )]
+    MissingSsh { id: String },
+    #[error(transparent)]
+    Secret(crate::secrets::SecretError),
+    #[error("the socket for ssh agent {id:?}: {source}")]
+    SshSocket {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A COPY/ADD/WORKDIR action failed: what it was doing, and why.
     #[error("{what}: {source}")]
     Action {

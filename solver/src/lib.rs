@@ -30,8 +30,10 @@ mod options;
 mod outcome;
 pub mod progress;
 mod scheduler;
+pub mod secrets;
 mod services;
 mod solver;
+pub mod ssh;
 mod wildcard;
 
 pub use error::{LayerFetchError, SolveError, StepFailure};

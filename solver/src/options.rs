@@ -1,5 +1,7 @@
 //! How one solve runs ([`SolveOptions`]).
 
+use crate::secrets::Secrets;
+use crate::ssh::SshAgents;
 use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_executor::CancelToken;
 use std::path::PathBuf;
@@ -24,4 +26,10 @@ pub struct SolveOptions {
     /// `--allow security.insecure`: RUN steps may ask for `--security=insecure`.
     /// Without it a graph with such a step is refused before anything runs.
     pub allow_insecure: bool,
+    /// `--secret`s: where each id's value is read from when a step mounts it. Never
+    /// part of a key: a changed value does not invalidate the cache, as in BuildKit.
+    pub secrets: Arc<Secrets>,
+    /// `--ssh`: the agent each id reaches (agents started for key files live as long
+    /// as this does).
+    pub ssh: Arc<SshAgents>,
 }

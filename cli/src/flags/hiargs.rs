@@ -8,10 +8,12 @@ use super::cache_spec::CacheFlags;
 use super::call_spec::{self, Call};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
-use super::{targets, vars};
+use super::{secret_spec, targets, vars};
 use crate::shared::progress;
 use anyhow::{Result, bail};
 use rbuild_graph::NetworkMode;
+use rbuild_solver::secrets::SecretSpec;
+use rbuild_solver::ssh::SshSpec;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -76,6 +78,10 @@ pub struct Build {
     pub network: NetworkMode,
     /// `--allow security.insecure`: `RUN --security=insecure` may run.
     pub allow_insecure: bool,
+    /// `--secret`s as given; where values come from is settled when the build starts.
+    pub secrets: Vec<SecretSpec>,
+    /// `--ssh` agents as given; set up when the build starts.
+    pub ssh: Vec<SshSpec>,
     pub no_cache: bool,
     /// `--squash`: each target's layers above its base image merged into one.
     pub squash: bool,
@@ -300,6 +306,8 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         build_args,
         network: network(args.network.unwrap_or_default()),
         allow_insecure,
+        secrets: secret_spec::parse_secrets(&args.secrets)?,
+        ssh: secret_spec::parse_ssh(&args.ssh),
         no_cache: args.no_cache,
         squash: args.squash,
         always_pull: args.pull,

@@ -232,6 +232,14 @@ pub struct BuildArgs {
     /// the host network).
     #[arg(long = "allow", value_delimiter = ',')]
     pub allow: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE`, `id=ID,env=VARIABLE`
+    /// (`type=file|env`); `id=ID` alone reads the variable ID when set, else the file ID.
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent at
+    /// $SSH_AUTH_SOCK), `ID=SOCKET` or `ID=KEYFILE[,KEYFILE…]`.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEYFILE,…]")]
+    pub ssh: Vec<String>,
     /// Print the lowered build graph instead of building.
     #[arg(long)]
     pub dry_run: bool,

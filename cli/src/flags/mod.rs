@@ -8,6 +8,7 @@ pub mod call_spec;
 pub mod hiargs;
 mod lowargs;
 pub mod output_spec;
+mod secret_spec;
 mod targets;
 mod vars;
 

@@ -45,8 +45,10 @@ impl ExecStep {
         } else {
             mount_lowers(step, &base.layers)?
         };
-        let (mounts, guards) = mounts::prepare(step, &self.op.mounts, tmp.path())?;
-        let spec = run_spec(&self.op, lowerdirs, upper.clone(), work, mounts);
+        let prepared = mounts::prepare(step, &self.op.mounts, tmp.path())?;
+        let guards = prepared.guards;
+        let mut spec = run_spec(&self.op, lowerdirs, upper.clone(), work, prepared.mounts);
+        spec.secret_env = prepared.secret_env;
         let mut tail = LastLines::new(TAIL_LINES);
         let mut output = |stream, data: &[u8]| {
             tail.push(data);
@@ -154,12 +156,25 @@ fn run_spec(
         SecurityMode::Sandbox => Security::Sandbox,
         SecurityMode::Insecure => Security::Insecure,
     };
+    let mut env: Vec<String> = op.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The first SSH mount is the step's agent unless its environment names one, as
+    // BuildKit's LLB sets it (there, in the op; here at run time, so keys stay as they
+    // were).
+    let first_ssh = op
+        .mounts
+        .iter()
+        .find(|m| matches!(m.kind, MountKind::Ssh { .. }));
+    if let Some(m) = first_ssh
+        && !op.env.contains_key("SSH_AUTH_SOCK")
+    {
+        env.push(format!("SSH_AUTH_SOCK={}", m.target));
+    }
     RunSpec {
         lowerdirs,
         upperdir,
         workdir,
         args: op.args.clone(),
-        env: op.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env,
         cwd: if op.cwd.is_empty() {
             "/".into()
         } else {

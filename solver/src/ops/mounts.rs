@@ -1,13 +1,17 @@
 //! `RUN --mount`: binds of the context or of other vertices' results, persistent cache
-//! directories, tmpfs, and secrets/ssh (which rbuild has none of), prepared for the
-//! executor.
+//! directories, tmpfs, secrets (read now from where `--secret` says, handed to the
+//! executor, which writes them on a tmpfs private to the step) and SSH agent sockets (a
+//! socket of the step's own in front of the `--ssh` agent), prepared for the executor.
+//! A secret or agent the build was not given is skipped, or fails the step when the
+//! mount says `required`.
 
 use super::rootfs::view_chain;
 use super::source::{LocalContext, local_context};
 use crate::context::{Filter, walk_source};
 use crate::error::{SolveError, StepFailure};
 use crate::op::StepContext;
-use rbuild_executor::{Mount, MountSource, OverlayMount};
+use crate::ssh::proxy::AgentProxy;
+use rbuild_executor::{Mount, MountSource, OverlayMount, SecretValue};
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::paths::clean_rel;
 use rbuild_graph::{ExecMount, MountKind};
@@ -16,10 +20,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What must stay alive while the command runs: host views of other inputs (unmounted
-/// when dropped) and the locks of shared cache mounts.
+/// when dropped), the locks of shared cache mounts and the step's SSH agent sockets.
 pub(crate) struct MountGuards {
     _views: Vec<Option<OverlayMount>>,
     _locks: Vec<File>,
+    _agents: Vec<AgentProxy>,
+}
+
+/// What the executor gets for a step's mounts.
+pub(crate) struct Prepared {
+    pub mounts: Vec<Mount>,
+    /// `env=` secrets: the variables to set, with their values.
+    pub secret_env: Vec<(String, SecretValue)>,
+    pub guards: MountGuards,
 }
 
 /// The executor's mounts for `mounts`, with their guards. Scratch space (views, private
@@ -28,10 +41,12 @@ pub(crate) fn prepare(
     step: &StepContext,
     mounts: &[ExecMount],
     tmp: &Path,
-) -> Result<(Vec<Mount>, MountGuards), SolveError> {
+) -> Result<Prepared, SolveError> {
     let mut views = Vec::new();
     let mut out = Vec::new();
     let mut locks = Vec::new();
+    let mut agents = Vec::new();
+    let mut secret_env = Vec::new();
     let mut to_lock: Vec<PathBuf> = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         let source = match &m.kind {
@@ -106,11 +121,64 @@ pub(crate) fn prepare(
                 }
             }
             MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
-            MountKind::Secret { id, required, .. } | MountKind::Ssh { id, required, .. } => {
-                if *required {
-                    return Err(step.fail(StepFailure::NoSecret { id: id.clone() }));
+            MountKind::Secret {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+                env,
+            } => {
+                let value = step
+                    .opts
+                    .secrets
+                    .value(id)
+                    .map_err(|e| step.fail(StepFailure::Secret(e)))?;
+                let Some(value) = value else {
+                    if *required {
+                        return Err(step.fail(StepFailure::MissingSecret { id: id.clone() }));
+                    }
+                    continue;
+                };
+                if let Some(name) = env {
+                    secret_env.push((name.clone(), value.clone()));
                 }
-                continue;
+                // `env=` without a target: no file.
+                if m.target.is_empty() {
+                    continue;
+                }
+                MountSource::Secret {
+                    value,
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                }
+            }
+            MountKind::Ssh {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(upstream) = step.opts.ssh.socket(id) else {
+                    if *required {
+                        return Err(step.fail(StepFailure::MissingSsh { id: id.clone() }));
+                    }
+                    continue;
+                };
+                let proxy = AgentProxy::start(upstream, *mode, *uid, *gid).map_err(|source| {
+                    step.fail(StepFailure::SshSocket {
+                        id: id.clone(),
+                        source,
+                    })
+                })?;
+                let source = proxy.socket().to_path_buf();
+                agents.push(proxy);
+                MountSource::Bind {
+                    source,
+                    readonly: false,
+                }
             }
         };
         out.push(Mount {
@@ -132,13 +200,15 @@ pub(crate) fn prepare(
             })?;
         locks.push(lock);
     }
-    Ok((
-        out,
-        MountGuards {
+    Ok(Prepared {
+        mounts: out,
+        secret_env,
+        guards: MountGuards {
             _views: views,
             _locks: locks,
+            _agents: agents,
         },
-    ))
+    })
 }
 
 /// The source of a bind mount (mount `index` of the step, from its input `input`): the

@@ -32,12 +32,15 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
         dry_run::run(global, build, &inputs, format)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Secrets and agents first: a wrong path fails before anything is resolved.
+    let mut opts = solve::options(build, &inputs);
+    solve::add_secrets(&mut opts, build)?;
     let store = store::open(&global.root)?;
     let runtime = runtime::start(None)?;
     let mut lowered = lower::lower(build, &inputs, Some(&store), Some((&runtime, insecure)))?;
     let findings = std::mem::take(&mut lowered.targets.lint);
     checks::enforce(&findings)?;
-    let result = run(global, build, &inputs, &store, &runtime, lowered);
+    let result = run(global, build, &inputs, &store, &runtime, lowered, opts);
     checks::print_summary(&findings, build.progress);
     result
 }
@@ -50,10 +53,10 @@ fn run(
     store: &rbuild_cache::Store,
     runtime: &tokio::runtime::Runtime,
     lowered: lower::Lowered,
+    mut opts: rbuild_solver::SolveOptions,
 ) -> Result<ExitCode> {
     let insecure = &global.insecure_registries;
     let plan = actions::add(lowered.targets, build)?;
-    let mut opts = solve::options(build, inputs);
     let client = registry_client(lowered.client, build, insecure)?;
     opts.registry = client.clone();
     opts.imported = cache::import_for(build, runtime, client.as_ref());

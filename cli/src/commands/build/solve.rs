@@ -8,9 +8,12 @@ use crate::shared::progress::{self, Printer};
 use anyhow::{Result, bail};
 use rbuild_cache::Store;
 use rbuild_graph::VertexId;
+use rbuild_solver::secrets::Secrets;
+use rbuild_solver::ssh::SshAgents;
 use rbuild_solver::{Outcome, SolveError, SolveOptions, Solver};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::runtime::Runtime;
 
 /// How a solve ended, when it did not fail.
@@ -21,7 +24,8 @@ pub enum Ended {
     Interrupted,
 }
 
-/// The solve's options before the registry and imported cache are known.
+/// The solve's options before the registry, the imported cache, the secrets and the
+/// SSH agents are known.
 pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
     SolveOptions {
         no_cache: build.no_cache,
@@ -30,6 +34,18 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
         allow_insecure: build.allow_insecure,
         ..Default::default()
     }
+}
+
+/// Adds the build's `--secret` and `--ssh` inputs to `opts`: the secrets' sources
+/// checked (values are read when a step mounts them) and the SSH agents set up (one
+/// started for key files stops when the options drop). Runs on the main thread, which
+/// an agent's parent-death signal is tied to.
+pub fn add_secrets(opts: &mut SolveOptions, build: &Build) -> Result<()> {
+    let secrets = Secrets::resolve(&build.secrets, |name| std::env::var_os(name).is_some())?;
+    let ssh = SshAgents::start(&build.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
+    opts.secrets = Arc::new(secrets);
+    opts.ssh = Arc::new(ssh);
+    Ok(())
 }
 
 /// The solver on `store` (under `root`), saying once, unless `quiet`, when it has to use
