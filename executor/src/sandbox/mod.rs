@@ -18,7 +18,8 @@
 //!    makes `/` private, attaches the overlay *inside its own mount namespace* (made by
 //!    the parent with one `lowerdir+` per layer, up to 500; or, on kernels before 6.8,
 //!    mounted by the child with layers passed as `/proc/self/fd/N`, about 200 in the
-//!    one-page option limit; `rootfs`, `sources`), chroots into it to create missing mountpoints
+//!    one-page option limit; `rootfs`, `sources`), writes secret files on a tmpfs of its
+//!    own (`secrets`), chroots into it to create missing mountpoints
 //!    (`mountpoints`) and mount /proc, /dev (`devices`), /sys (ro), the /etc files and
 //!    the caller's mounts with image symlinks contained (`mounts`), masks kernel paths
 //!    as Docker does (`kernel_paths`), then pivot_roots and drops the host's mounts.
