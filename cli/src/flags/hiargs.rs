@@ -218,7 +218,7 @@ impl HiArgs {
             // `rbuild [build flags] CONTEXT` is a build: the flags clap read beside the
             // (absent) subcommand are the build's.
             None => Command::Build(Box::new(build(low.build)?)),
-            Some(C::Build(args)) => Command::Build(Box::new(build(args)?)),
+            Some(C::Build(args)) => Command::Build(Box::new(build(*args)?)),
             Some(C::Run(args)) => Command::Run(Box::new(run(args)?)),
             Some(C::Load(a)) => Command::Load(Load {
                 input: a.input,

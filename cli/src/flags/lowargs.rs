@@ -40,7 +40,7 @@ pub struct LowArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Import images from a `docker save` tarball, an OCI archive or an OCI layout.
     Load(LoadArgs),
     /// Fetch an image from a registry into the local store.
