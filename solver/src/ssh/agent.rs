@@ -3,6 +3,7 @@
 //! build ends, and with rbuild if rbuild dies (parent-death signal). The keys live only
 //! in the agent's memory.
 
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,27 @@ use std::time::{Duration, Instant};
 
 /// How long the agent may take to create its socket (it takes milliseconds).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the build's own agent could not serve the key files.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("creating a directory for ssh-agent: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("key files need ssh-agent and ssh-add (Debian: openssh-client): {tool}: {source}")]
+    Spawn {
+        tool: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ssh-agent exited at start ({0})")]
+    Exited(std::process::ExitStatus),
+    #[error("ssh-agent did not accept connections on its socket within {}s", START_TIMEOUT.as_secs())]
+    NoSocket,
+    #[error(
+        "ssh-add could not load {keys}: {stderr} (a key with a passphrase must be added to an agent first: pass the agent's socket instead)"
+    )]
+    Add { keys: String, stderr: String },
+}
 
 /// A running `ssh-agent` holding the keys it was started with.
 #[derive(Debug)]
@@ -22,11 +44,11 @@ pub(super) struct StartedAgent {
 
 impl StartedAgent {
     /// Starts `ssh-agent` and adds `keys` to it; the error says what failed.
-    pub(super) fn start(keys: &[PathBuf]) -> Result<StartedAgent, String> {
+    pub(super) fn start(keys: &[PathBuf]) -> Result<StartedAgent, AgentError> {
         let dir = tempfile::Builder::new()
             .prefix("rbuild-ssh-agent")
             .tempdir()
-            .map_err(|e| format!("creating a directory for ssh-agent: {e}"))?;
+            .map_err(AgentError::TempDir)?;
         let socket = dir.path().join("agent.sock");
         let mut cmd = Command::new("ssh-agent");
         cmd.arg("-D")
@@ -44,8 +66,9 @@ impl StartedAgent {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
-            format!("key files need ssh-agent and ssh-add (Debian: openssh-client): ssh-agent: {e}")
+        let child = cmd.spawn().map_err(|source| AgentError::Spawn {
+            tool: "ssh-agent",
+            source,
         })?;
         let mut agent = StartedAgent {
             child,
@@ -61,14 +84,16 @@ impl StartedAgent {
         &self.socket
     }
 
-    fn wait_for_socket(&mut self) -> Result<(), String> {
+    /// Waits until the agent accepts a connection: its socket file appears at bind(),
+    /// before listen(), so its existence alone is not enough (ssh-add got ECONNREFUSED).
+    fn wait_for_socket(&mut self) -> Result<(), AgentError> {
         let start = Instant::now();
-        while !self.socket.exists() {
+        while UnixStream::connect(&self.socket).is_err() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("ssh-agent exited at start ({status})"));
+                return Err(AgentError::Exited(status));
             }
             if start.elapsed() > START_TIMEOUT {
-                return Err("ssh-agent did not create its socket".into());
+                return Err(AgentError::NoSocket);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -76,7 +101,7 @@ impl StartedAgent {
     }
 
     /// `ssh-add` of every key, never asking for a passphrase.
-    fn add(&self, keys: &[PathBuf]) -> Result<(), String> {
+    fn add(&self, keys: &[PathBuf]) -> Result<(), AgentError> {
         let out = Command::new("ssh-add")
             .arg("-q")
             .args(keys)
@@ -85,20 +110,18 @@ impl StartedAgent {
             .env_remove("DISPLAY")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| {
-                format!(
-                    "key files need ssh-agent and ssh-add (Debian: openssh-client): ssh-add: {e}"
-                )
+            .map_err(|source| AgentError::Spawn {
+                tool: "ssh-add",
+                source,
             })?;
         if out.status.success() {
             return Ok(());
         }
         let names: Vec<String> = keys.iter().map(|k| k.display().to_string()).collect();
-        Err(format!(
-            "ssh-add could not load {}: {} (a key with a passphrase must be added to an agent first: pass the agent's socket instead)",
-            names.join(", "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(AgentError::Add {
+            keys: names.join(", "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 

@@ -11,6 +11,7 @@
 //! signature code (BuildKit keeps them in an in-memory keyring of its own).
 
 mod agent;
+pub use agent::AgentError;
 pub(crate) mod proxy;
 
 use std::collections::BTreeMap;
@@ -49,8 +50,12 @@ pub enum SshError {
     #[error("--ssh {0}: give either an agent socket or key files, not both")]
     KeysAndSocket(String),
     /// Starting the agent for key files, or adding a key to it, failed.
-    #[error("--ssh {id}: {what}")]
-    Agent { id: String, what: String },
+    #[error("--ssh {id}: {source}")]
+    Agent {
+        id: String,
+        #[source]
+        source: agent::AgentError,
+    },
 }
 
 /// The agents of a build by id. Agents started for key files stop when it drops.
@@ -130,9 +135,9 @@ fn upstream(id: &str, paths: &[PathBuf]) -> Result<Upstream, SshError> {
         Some(s) => Ok(Upstream::Socket(s)),
         None => agent::StartedAgent::start(&keys)
             .map(Upstream::Started)
-            .map_err(|what| SshError::Agent {
+            .map_err(|source| SshError::Agent {
                 id: id.to_string(),
-                what,
+                source,
             }),
     }
 }
