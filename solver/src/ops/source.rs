@@ -207,5 +207,5 @@ fn image_outcome(step: &StepContext, img: &StoredImage) -> Result<Outcome, Solve
 
 /// The graph's platform as the registry client names it.
 pub fn registry_platform(p: &rbuild_graph::Platform) -> rbuild_cache::registry::Platform {
-    rbuild_cache::registry::platform::of(&p.os, &p.architecture, p.variant.as_deref())
+    p.into()
 }
