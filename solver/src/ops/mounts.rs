@@ -347,7 +347,11 @@ fn prepare_cache_dir(
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = dir.with_extension(format!("new-{}", std::process::id()));
+    // Unique per call, not only per process: two steps of one build creating the same
+    // cache at once must not remove each other's half-made directory.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.with_extension(format!("new-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
     if let Some(seed) = seed.filter(|s| s.is_dir()) {
