@@ -7,6 +7,7 @@
 //! - `flattened/<chain id>/`: the merged tree of a chain prefix, standing in for its
 //!   layers in chains longer than one overlay mount takes (`flatten.rs`);
 //! - `records/<key>.json`: cache records;
+//! - `explain/<id>/`: per build, what each step's cache key was made of ([`explain`]);
 //! - `tmp/`: scratch space on the same filesystem, so results are renamed into place;
 //! - `locks/`: file locks shared by every rbuild process using the root.
 //!
@@ -16,6 +17,7 @@ mod archive;
 mod commit;
 pub mod copysnap;
 mod error;
+pub mod explain;
 mod extract;
 mod flatten;
 mod fsutil;

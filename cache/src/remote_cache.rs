@@ -14,6 +14,7 @@
 //! counts what it fetched.
 
 use crate::error::IoContext;
+use crate::explain::ExportedRecord;
 use crate::oci::{
     REF_NAME, descriptor, index_json, manifest_json, parse_index, parse_manifest, ref_name,
     with_annotations,
@@ -108,6 +109,10 @@ pub struct CacheConfig {
     /// Runtime cache key (hex) → record. Sorted, so the blob (and its digest) only changes
     /// when the records do.
     pub records: BTreeMap<String, CacheRecord>,
+    /// The explanation records of the builds that exported it, by build identity (see
+    /// [`crate::explain`]); left out when empty, so caches without them keep their bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub explain: BTreeMap<String, ExportedRecord>,
 }
 
 impl CacheConfig {
@@ -115,6 +120,7 @@ impl CacheConfig {
         CacheConfig {
             version: FORMAT_VERSION,
             records,
+            explain: BTreeMap::new(),
         }
     }
 
@@ -522,6 +528,8 @@ impl std::fmt::Debug for CacheSource {
 pub struct ImportedCache {
     sources: Vec<CacheSource>,
     records: HashMap<String, CacheRecord>,
+    /// Explanation records by build identity (the first source's wins).
+    explain: HashMap<String, ExportedRecord>,
     /// Blob digest → index in `sources` of the first source that names it.
     blob_source: HashMap<String, usize>,
     fetch_lock: tokio::sync::Mutex<()>,
@@ -545,6 +553,14 @@ impl ImportedCache {
             }
             self.records.entry(key).or_insert(rec);
         }
+        for (build, rec) in cfg.explain {
+            self.explain.entry(build).or_insert(rec);
+        }
+    }
+
+    /// The imported explanation record of the build `build`, if a source carried one.
+    pub fn explain_record(&self, build: &str) -> Option<&ExportedRecord> {
+        self.explain.get(build)
     }
 
     /// How many records were imported.

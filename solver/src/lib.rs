@@ -19,11 +19,14 @@
 //! - [`SolveOptions`], [`Outcome`] (and its cache record), [`SolveError`] /
 //!   [`StepFailure`] (typed: what happened, in which step).
 //! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
+//! - [`explain`]: why a step missed the cache, against the record of the last build of
+//!   the same Dockerfile and target (kept in the store, carried by exported caches).
 //! - [`progress`]: the events a solve emits, and the helpers for steps' output lines.
 
 pub mod cache_export;
 pub mod context;
 mod error;
+pub mod explain;
 mod op;
 pub mod ops;
 mod options;
@@ -34,10 +37,12 @@ pub mod secrets;
 mod services;
 mod solver;
 pub mod ssh;
+mod vertex;
 mod wildcard;
 
 pub use error::{LayerFetchError, SolveError, StepFailure};
 pub use options::SolveOptions;
 pub use outcome::Outcome;
 pub use progress::Event;
+pub use scheduler::Prediction;
 pub use solver::Solver;

@@ -7,7 +7,9 @@
 //! [`Work`]: done, blocking, or waiting on the network). The scheduler runs what it gets
 //! and never looks at which op it is.
 
+use crate::context::Selected;
 use crate::error::{SolveError, StepFailure, describe};
+use crate::explain::Facts;
 use crate::options::SolveOptions;
 use crate::outcome::Outcome;
 use crate::progress::{Event, say};
@@ -132,8 +134,14 @@ impl StepContext {
 const RUNTIME_DOMAIN: &[u8] = b"rbuild runtime key v1\0";
 
 /// A runtime cache key being computed: blake3 over the static key, the inputs' runtime
-/// keys, then the facts the op adds ([`SolveOp::cache_key`]).
-pub struct RuntimeKey(blake3::Hasher);
+/// keys, then the facts the op adds ([`SolveOp::cache_key`]). When the build explains its
+/// cache misses, the facts an op names ([`add_shown`](Self::add_shown),
+/// [`add_selection`](Self::add_selection)) are also noted, as short digests; the bytes hashed are the same either way, so keys do not
+/// depend on whether anyone asked.
+pub struct RuntimeKey {
+    hasher: blake3::Hasher,
+    facts: Option<Facts>,
+}
 
 impl RuntimeKey {
     pub(crate) fn new(static_key: &CacheKey, input_keys: &[CacheKey]) -> Self {
@@ -144,28 +152,73 @@ impl RuntimeKey {
         for k in input_keys {
             h.update(&k.0);
         }
-        RuntimeKey(h)
+        RuntimeKey {
+            hasher: h,
+            facts: None,
+        }
+    }
+
+    /// Notes the facts ops name into `facts` as well.
+    pub(crate) fn noting(mut self, facts: Facts) -> Self {
+        self.facts = Some(facts);
+        self
     }
 
     /// Adds a fact. Ops tag and index their facts so that two of them never read alike.
     pub fn add(&mut self, bytes: &[u8]) -> &mut Self {
-        self.0.update(bytes);
+        self.hasher.update(bytes);
         self
     }
 
-    pub(crate) fn finish(self) -> CacheKey {
-        CacheKey(*self.0.finalize().as_bytes())
+    /// Adds a fact (exactly as [`add`](Self::add)) that is never secret (an image's
+    /// manifest digest) and names it: the record keeps it in clear, so a miss can say
+    /// what it was and is.
+    pub fn add_shown(&mut self, name: &str, value: &str) -> &mut Self {
+        self.hasher.update(value.as_bytes());
+        if let Some(f) = &mut self.facts {
+            f.add(name, value.as_bytes(), Some(value));
+        }
+        self
+    }
+
+    /// Whether [`add_selection`](Self::add_selection) wants the entries of what was
+    /// selected (listing them costs a second walk, done only to explain a miss).
+    pub fn wants_entries(&self) -> bool {
+        self.facts.as_ref().is_some_and(|f| f.want_entries)
+    }
+
+    /// Adds the digest of a context selection (exactly as [`add`](Self::add)), named, with
+    /// its entries when [`wants_entries`](Self::wants_entries).
+    pub fn add_selection(
+        &mut self,
+        name: &str,
+        digest: &[u8; 32],
+        entries: Option<Vec<Selected>>,
+    ) -> &mut Self {
+        self.hasher.update(digest);
+        if let Some(f) = &mut self.facts {
+            crate::explain::add_selection(f, name, digest, entries);
+        }
+        self
+    }
+
+    pub(crate) fn finish(self) -> (CacheKey, Option<Facts>) {
+        (CacheKey(*self.hasher.finalize().as_bytes()), self.facts)
     }
 }
 
 /// The runtime key of the step `step` with the op `op`: the static key and input keys,
-/// then what the op adds.
+/// then what the op adds; with the facts it named when `facts` is given.
 pub(crate) fn runtime_key(
     op: &dyn SolveOp,
     step: &StepContext,
     input_keys: &[CacheKey],
-) -> Result<CacheKey, SolveError> {
+    facts: Option<Facts>,
+) -> Result<(CacheKey, Option<Facts>), SolveError> {
     let mut key = RuntimeKey::new(&step.graph.key(step.vertex), input_keys);
+    if let Some(f) = facts {
+        key = key.noting(f);
+    }
     op.cache_key(step, &mut key)?;
     Ok(key.finish())
 }

@@ -1,5 +1,6 @@
 //! How one solve runs ([`SolveOptions`]).
 
+use crate::explain::BuildHistory;
 use crate::secrets::Secrets;
 use crate::ssh::SshAgents;
 use rbuild_cache::remote_cache::ImportedCache;
@@ -32,4 +33,10 @@ pub struct SolveOptions {
     /// `--ssh`: the agent each id reaches (agents started for key files live as long
     /// as this does).
     pub ssh: Arc<SshAgents>,
+    /// The records of the last build of these targets: cache misses are explained against
+    /// them, and this build's are kept for the next one. None: no explanations.
+    pub history: Option<Arc<BuildHistory>>,
+    /// `--max-parallelism`: at most this many steps execute at once (cache lookups do not
+    /// count); 1 runs them one at a time in a fixed order. None: no limit.
+    pub max_parallelism: Option<usize>,
 }

@@ -1,6 +1,7 @@
 //! Progress events the solver emits while it runs a graph (the CLI renders them), and the
 //! helpers steps use for their output lines.
 
+use crate::explain::Miss;
 use rbuild_executor::Stream;
 use rbuild_graph::VertexId;
 use std::collections::VecDeque;
@@ -14,6 +15,8 @@ pub enum Event {
     Started { vertex: VertexId, at: Instant },
     /// The cache answered the vertex; nothing ran.
     Cached { vertex: VertexId },
+    /// Why the vertex runs instead of coming from the cache; sent right after `Started`.
+    CacheMiss { vertex: VertexId, miss: Miss },
     /// Output of a running step, as it arrives (not split into lines).
     Log {
         vertex: VertexId,
@@ -39,6 +42,7 @@ impl Event {
         match self {
             Event::Started { vertex, .. }
             | Event::Cached { vertex }
+            | Event::CacheMiss { vertex, .. }
             | Event::Log { vertex, .. }
             | Event::Done { vertex, .. }
             | Event::Warning { vertex, .. }

@@ -8,17 +8,19 @@
 //! records the result.
 
 use crate::error::SolveError;
-use crate::op::{Resolver, SolveOp, StepContext, Work, runtime_key};
+use crate::explain::{Facts, Miss};
+use crate::op::{Resolver, SolveOp, StepContext, runtime_key};
 use crate::options::SolveOptions;
 use crate::outcome::Outcome;
 use crate::progress::Event;
 use crate::services::Services;
+use crate::vertex::{self, Looked, ReadyVertex, SolveRun, VertexResult};
 use petgraph::graph::{DiGraph, NodeIndex};
 use rbuild_executor::CancelToken;
 use rbuild_graph::{BuildGraph, CacheKey, VertexId};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Runs graphs with the ops a [`Resolver`] finds.
@@ -28,24 +30,63 @@ pub(crate) struct Scheduler {
     resolve: Resolver,
 }
 
-/// What one vertex task returns: its runtime key and outcome.
-type VertexResult = Result<(CacheKey, Outcome), SolveError>;
-
-/// What every vertex task of one solve shares.
-struct SolveRun {
-    services: Arc<Services>,
-    graph: Arc<BuildGraph>,
-    opts: Arc<SolveOptions>,
-    cancel: CancelToken,
-    events: UnboundedSender<Event>,
+/// What a dry run predicts of a vertex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prediction {
+    /// The cache answers it.
+    Cached,
+    /// It runs; why, when the build keeps a history (and it is not an action).
+    Run(Option<Miss>),
 }
 
-/// A vertex whose inputs are done, with what its step needs.
-struct ReadyVertex {
-    vertex: VertexId,
-    op: Arc<dyn SolveOp>,
-    inputs: Vec<(CacheKey, Outcome)>,
-    ancestors: HashMap<VertexId, Outcome>,
+impl Prediction {
+    pub fn is_cached(&self) -> bool {
+        matches!(self, Prediction::Cached)
+    }
+}
+
+/// Everything the solve loop tracks.
+struct Progress {
+    results: HashMap<VertexId, (CacheKey, Outcome)>,
+    pending: HashMap<NodeIndex, usize>,
+    first_error: Option<SolveError>,
+}
+
+impl Progress {
+    /// Notes a failure: the first real cause wins over the cancellations it caused.
+    fn fail(&mut self, e: SolveError, cancel: &CancelToken) {
+        cancel.cancel();
+        // A step killed because another one failed reports Cancelled: keep the cause.
+        let replace = match (&self.first_error, &e) {
+            (None, _) => true,
+            (Some(SolveError::Cancelled), e) => !matches!(e, SolveError::Cancelled),
+            _ => false,
+        };
+        if replace {
+            self.first_error = Some(e);
+        }
+    }
+
+    /// Notes `v` done; returns the vertices that became ready.
+    fn done(
+        &mut self,
+        v: VertexId,
+        res: (CacheKey, Outcome),
+        dag: &DiGraph<VertexId, ()>,
+        index: &HashMap<VertexId, NodeIndex>,
+    ) -> Vec<NodeIndex> {
+        self.results.insert(v, res);
+        let mut ready = Vec::new();
+        for d in dag.neighbors_directed(index[&v], petgraph::Direction::Outgoing) {
+            if let Some(c) = self.pending.get_mut(&d) {
+                *c -= 1;
+                if *c == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+        ready
+    }
 }
 
 impl Scheduler {
@@ -59,7 +100,8 @@ impl Scheduler {
     }
 
     /// Runs what the cache cannot answer; independent vertices run concurrently, each at
-    /// most once. The first failure cancels the rest; temp dirs are removed either way.
+    /// most once (at most `opts.max_parallelism` executing at a time; with 1, in a fixed
+    /// order). The first failure cancels the rest; temp dirs are removed either way.
     pub(crate) async fn solve(
         &self,
         graph: Arc<BuildGraph>,
@@ -75,7 +117,7 @@ impl Scheduler {
             }
         }
         let (dag, index) = build_dag(&graph, &order);
-        let mut pending: HashMap<NodeIndex, usize> = dag
+        let pending: HashMap<NodeIndex, usize> = dag
             .node_indices()
             .map(|n| {
                 let count = dag
@@ -107,47 +149,94 @@ impl Scheduler {
             cancel: cancel.clone(),
             events,
         });
-
-        let mut results: HashMap<VertexId, (CacheKey, Outcome)> = HashMap::new();
-        let mut tasks: tokio::task::JoinSet<(VertexId, VertexResult)> = tokio::task::JoinSet::new();
-        let mut ready: Vec<NodeIndex> = pending
+        let ready: Vec<NodeIndex> = pending
             .iter()
             .filter(|(_, c)| **c == 0)
             .map(|(n, _)| *n)
             .collect();
-        ready.sort_by_key(|n| dag[*n]);
-        let mut first_error: Option<SolveError> = None;
+        let mut progress = Progress {
+            results: HashMap::new(),
+            pending,
+            first_error: None,
+        };
+        if opts.max_parallelism == Some(1) {
+            self.run_ordered(&run, &dag, &index, ready, &mut progress)
+                .await;
+        } else {
+            let permits = opts.max_parallelism.map(|n| Arc::new(Semaphore::new(n)));
+            self.run_concurrent(&run, &dag, &index, ready, permits, &mut progress)
+                .await;
+        }
+        watcher.abort();
+        // Whatever was hashed is worth remembering, even when the build failed.
+        let _ = self.services.hasher.save();
+        if opts.cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
+        if let Some(e) = progress.first_error {
+            return Err(e);
+        }
+        Ok(progress
+            .results
+            .into_iter()
+            .map(|(v, (_, o))| (v, o))
+            .collect())
+    }
 
+    /// What a vertex whose inputs are done needs to start.
+    fn ready_vertex(
+        &self,
+        graph: &BuildGraph,
+        v: VertexId,
+        results: &HashMap<VertexId, (CacheKey, Outcome)>,
+    ) -> Result<ReadyVertex, SolveError> {
+        self.resolve(graph, v).map(|op| {
+            let inputs = graph
+                .vertex(v)
+                .inputs
+                .iter()
+                .map(|i| results[i].clone())
+                .collect();
+            let ancestors = if op.needs_ancestors() {
+                solved_ancestors(graph, v, results)
+            } else {
+                HashMap::new()
+            };
+            ReadyVertex {
+                vertex: v,
+                op,
+                inputs,
+                ancestors,
+            }
+        })
+    }
+
+    /// Every ready vertex as its own task: lookup, then (holding one of `permits`, when
+    /// the build limits them) execution.
+    async fn run_concurrent(
+        &self,
+        run: &Arc<SolveRun>,
+        dag: &DiGraph<VertexId, ()>,
+        index: &HashMap<VertexId, NodeIndex>,
+        mut ready: Vec<NodeIndex>,
+        permits: Option<Arc<Semaphore>>,
+        progress: &mut Progress,
+    ) {
+        let mut tasks: tokio::task::JoinSet<(VertexId, VertexResult)> = tokio::task::JoinSet::new();
+        ready.sort_by_key(|n| dag[*n]);
         loop {
-            if first_error.is_none() {
+            if progress.first_error.is_none() {
                 for n in ready.drain(..) {
                     let v = dag[n];
-                    let op = self.resolve(&graph, v).map(|op| {
-                        let vertex = graph.vertex(v);
-                        let inputs = vertex.inputs.iter().map(|i| results[i].clone()).collect();
-                        let ancestors = if op.needs_ancestors() {
-                            solved_ancestors(&graph, v, &results)
-                        } else {
-                            HashMap::new()
-                        };
-                        ReadyVertex {
-                            vertex: v,
-                            op,
-                            inputs,
-                            ancestors,
-                        }
-                    });
-                    let run = run.clone();
+                    let vertex = self.ready_vertex(&run.graph, v, &progress.results);
+                    let (run, permits) = (run.clone(), permits.clone());
                     tasks.spawn(async move {
-                        let r = match op {
-                            Ok(ready) => solve_vertex(&run, ready).await,
+                        let r = match vertex {
+                            Ok(ready) => solve_vertex(&run, ready, permits).await,
                             Err(e) => Err(e),
                         };
                         if let Err(e) = &r {
-                            let _ = run.events.send(Event::Failed {
-                                vertex: v,
-                                error: e.to_string(),
-                            });
+                            failed(&run, v, e);
                         }
                         (v, r)
                     });
@@ -158,59 +247,97 @@ impl Scheduler {
             };
             match joined {
                 Ok((v, Ok(res))) => {
-                    results.insert(v, res);
-                    let n = index[&v];
-                    for d in dag.neighbors_directed(n, petgraph::Direction::Outgoing) {
-                        if let Some(c) = pending.get_mut(&d) {
-                            *c -= 1;
-                            if *c == 0 {
-                                ready.push(d);
-                            }
-                        }
+                    let more = progress.done(v, res, dag, index);
+                    ready.extend(more);
+                }
+                Ok((_, Err(e))) => progress.fail(e, &run.cancel),
+                Err(join) => progress.fail(
+                    SolveError::Internal(format!("a step panicked: {join}")),
+                    &run.cancel,
+                ),
+            }
+        }
+    }
+
+    /// `--max-parallelism 1`: lookups run concurrently, but vertices are taken one at a
+    /// time, always the ready one with the lowest id, and a miss executes before the next
+    /// is taken. The order of execution is that of this sequential walk, the same on every
+    /// run of the same graph and cache.
+    async fn run_ordered(
+        &self,
+        run: &Arc<SolveRun>,
+        dag: &DiGraph<VertexId, ()>,
+        index: &HashMap<VertexId, NodeIndex>,
+        ready: Vec<NodeIndex>,
+        progress: &mut Progress,
+    ) {
+        type Lookup = tokio::task::JoinHandle<Result<Looked, SolveError>>;
+        let mut lookups: HashMap<VertexId, Lookup> = HashMap::new();
+        let mut queue: BTreeSet<VertexId> = BTreeSet::new();
+        let start = |n: NodeIndex,
+                     progress: &Progress,
+                     lookups: &mut HashMap<VertexId, Lookup>,
+                     queue: &mut BTreeSet<VertexId>| {
+            let v = dag[n];
+            let vertex = self.ready_vertex(&run.graph, v, &progress.results);
+            let run = run.clone();
+            lookups.insert(
+                v,
+                tokio::spawn(async move { vertex::lookup(&run, vertex?).await }),
+            );
+            queue.insert(v);
+        };
+        for n in ready {
+            start(n, progress, &mut lookups, &mut queue);
+        }
+        while progress.first_error.is_none() {
+            let Some(v) = queue.pop_first() else { break };
+            let Some(handle) = lookups.remove(&v) else {
+                continue;
+            };
+            let looked = match handle.await {
+                Ok(r) => r,
+                Err(join) => Err(SolveError::Internal(format!("a step panicked: {join}"))),
+            };
+            let solved = match looked {
+                Ok(Looked::Hit(key, outcome)) => Ok((key, *outcome)),
+                Ok(Looked::Miss(pending)) => {
+                    let run = run.clone();
+                    match tokio::spawn(async move { vertex::execute(&run, pending).await }).await {
+                        Ok(r) => r,
+                        Err(join) => Err(SolveError::Internal(format!("a step panicked: {join}"))),
                     }
                 }
-                Ok((_, Err(e))) => {
-                    cancel.cancel();
-                    // A step killed because another one failed reports Cancelled: keep the cause.
-                    let replace = match (&first_error, &e) {
-                        (None, _) => true,
-                        (Some(SolveError::Cancelled), e) => !matches!(e, SolveError::Cancelled),
-                        _ => false,
-                    };
-                    if replace {
-                        first_error = Some(e);
+                Err(e) => Err(e),
+            };
+            match solved {
+                Ok(res) => {
+                    for n in progress.done(v, res, dag, index) {
+                        start(n, progress, &mut lookups, &mut queue);
                     }
                 }
-                Err(join) => {
-                    cancel.cancel();
-                    if first_error.is_none() {
-                        first_error =
-                            Some(SolveError::Internal(format!("a step panicked: {join}")));
-                    }
+                Err(e) => {
+                    failed(run, v, &e);
+                    progress.fail(e, &run.cancel);
                 }
             }
         }
-        watcher.abort();
-        // Whatever was hashed is worth remembering, even when the build failed.
-        let _ = self.services.hasher.save();
-        if opts.cancel.is_cancelled() {
-            return Err(SolveError::Cancelled);
+        // Lookups still in flight see the cancel and end; none outlives the solve.
+        for (_, handle) in lookups {
+            let _ = handle.await;
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        Ok(results.into_iter().map(|(v, (_, o))| (v, o)).collect())
     }
 
-    /// For --dry-run: per reachable vertex, whether the cache answers it. Computes the
-    /// runtime keys (hashing context files) without running anything. An image missing
-    /// from the store is not an error here: it and what depends on it are misses.
+    /// For --dry-run: per reachable vertex, whether the cache answers it, and why not
+    /// (against `opts.history`, as the build would say). Computes the runtime keys
+    /// (hashing context files) without running anything. An image missing from the store
+    /// is not an error here: it and what depends on it are misses.
     pub(crate) fn plan(
         &self,
         graph: &BuildGraph,
         roots: &[VertexId],
         opts: &SolveOptions,
-    ) -> Result<HashMap<VertexId, bool>, SolveError> {
+    ) -> Result<HashMap<VertexId, Prediction>, SolveError> {
         let graph = Arc::new(graph.clone());
         let opts = Arc::new(opts.clone());
         // Nobody listens: keys report no progress.
@@ -227,7 +354,7 @@ impl Scheduler {
                 .map(|i| keys.get(i).copied())
                 .collect();
             let Some(input_keys) = input_keys else {
-                out.insert(v, false);
+                out.insert(v, Prediction::Run(None));
                 continue;
             };
             let op = self.resolve(&graph, v)?;
@@ -241,132 +368,76 @@ impl Scheduler {
                 events: events.clone(),
                 services: self.services.clone(),
             };
-            let key = match runtime_key(op.as_ref(), &step, &input_keys) {
+            let history = opts.history.as_ref().filter(|_| op.cacheable());
+            let facts = history.map(|_| Facts::default());
+            let (key, facts) = match runtime_key(op.as_ref(), &step, &input_keys, facts) {
                 Ok(key) => key,
                 Err(SolveError::ImageNotFound { .. }) => {
-                    out.insert(v, false);
+                    out.insert(v, Prediction::Run(None));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             let hex = key.to_hex();
-            let cached = !opts.no_cache
+            let cached = op.cacheable()
+                && !opts.no_cache
                 && (self.services.usable_record(&hex)?.is_some()
                     || opts
                         .imported
                         .as_ref()
                         .is_some_and(|imp| imp.record(&hex).is_some()));
             keys.insert(v, key);
-            out.insert(v, cached);
+            let prediction = match (cached, history, facts) {
+                (true, _, _) => Prediction::Cached,
+                (false, Some(h), Some(mut facts)) => {
+                    let store = &self.services.store;
+                    if h.needs_entries(v, &key, &facts, store) {
+                        facts =
+                            runtime_key(op.as_ref(), &step, &input_keys, Some(Facts::listing()))?
+                                .1
+                                .unwrap_or_default();
+                    }
+                    let miss = h.explain(v, &key, &input_keys, &facts, opts.no_cache, store);
+                    Prediction::Run(Some(miss))
+                }
+                _ => Prediction::Run(None),
+            };
+            out.insert(v, prediction);
         }
         let _ = self.services.hasher.save();
         Ok(out)
     }
 }
 
-/// One vertex: its runtime key, then the local cache, the imported cache, or the op.
-async fn solve_vertex(run: &SolveRun, ready: ReadyVertex) -> VertexResult {
-    let ReadyVertex {
-        vertex: v,
-        op,
-        inputs,
-        ancestors,
-    } = ready;
-    if run.cancel.is_cancelled() {
-        return Err(SolveError::Cancelled);
+/// One vertex start to end: lookup, then execution (holding a permit when limited).
+async fn solve_vertex(
+    run: &SolveRun,
+    ready: ReadyVertex,
+    permits: Option<Arc<Semaphore>>,
+) -> VertexResult {
+    match vertex::lookup(run, ready).await? {
+        Looked::Hit(key, outcome) => Ok((key, *outcome)),
+        Looked::Miss(pending) => {
+            let _permit = match &permits {
+                Some(p) => Some(
+                    p.clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| SolveError::Cancelled)?,
+                ),
+                None => None,
+            };
+            vertex::execute(run, pending).await
+        }
     }
-    let (input_keys, inputs): (Vec<CacheKey>, Vec<Outcome>) = inputs.into_iter().unzip();
-    let step = Arc::new(StepContext {
-        graph: run.graph.clone(),
-        vertex: v,
-        inputs,
-        ancestors,
-        opts: run.opts.clone(),
-        cancel: run.cancel.clone(),
-        events: run.events.clone(),
-        services: run.services.clone(),
-    });
-    let key = if op.key_blocks() {
-        let (op, step) = (op.clone(), step.clone());
-        Work::blocking(move || runtime_key(op.as_ref(), &step, &input_keys))
-            .run()
-            .await?
-    } else {
-        runtime_key(op.as_ref(), &step, &input_keys)?
-    };
-    let key_hex = key.to_hex();
-    let cacheable = op.cacheable();
-
-    if cacheable
-        && !run.opts.no_cache
-        && let Some(hit) = cache_lookup(run, &key_hex)?
-    {
-        let mut outcome = hit;
-        op.cache_hit(&mut outcome);
-        outcome.cache_key = Some(key_hex);
-        let _ = run.events.send(Event::Cached { vertex: v });
-        return Ok((key, outcome));
-    }
-
-    let _ = run.events.send(Event::Started {
-        vertex: v,
-        at: Instant::now(),
-    });
-    // A step runs on its inputs' content: lazily imported layers must be here now.
-    let needed: Vec<rbuild_cache::Layer> = step
-        .inputs
-        .iter()
-        .flat_map(|o| o.layers.iter().cloned())
-        .collect();
-    run.services
-        .ensure_layers(&needed, &run.opts)
-        .await
-        .map_err(|e| step.fail(e))?;
-    let mut outcome = op.execute(step).run().await?;
-    outcome.created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if cacheable {
-        run.services
-            .store
-            .record_put(&key_hex, &outcome.record()?)?;
-        outcome.cache_key = Some(key_hex);
-    }
-    let _ = run.events.send(Event::Done {
-        vertex: v,
-        at: Instant::now(),
-        peak_memory: outcome.peak_memory.take(),
-    });
-    Ok((key, outcome))
 }
 
-/// The outcome the cache has for `key`: a local record whose blobs are all present, else
-/// an imported record (its blobs stay remote until something needs them; it is recorded
-/// locally when they are all here already). An imported record whose config does not
-/// parse is a miss (the step runs), never a failure.
-fn cache_lookup(run: &SolveRun, key: &str) -> Result<Option<Outcome>, SolveError> {
-    if let Some(rec) = run.services.usable_record(key)? {
-        return Outcome::from_record(&rec)
-            .map(Some)
-            .map_err(|source| SolveError::BadCacheRecord {
-                key: key.to_string(),
-                source,
-            });
-    }
-    let Some(imp) = &run.opts.imported else {
-        return Ok(None);
-    };
-    let Some(rec) = imp.record(key) else {
-        return Ok(None);
-    };
-    let Ok(outcome) = Outcome::from_record(rec) else {
-        return Ok(None);
-    };
-    if run.services.has_layers(&rec.layers) {
-        run.services.store.record_put(key, rec)?;
-    }
-    Ok(Some(outcome))
+/// Reports a vertex's failure as an event.
+fn failed(run: &SolveRun, v: VertexId, e: &SolveError) {
+    let _ = run.events.send(Event::Failed {
+        vertex: v,
+        error: e.to_string(),
+    });
 }
 
 /// The results of every vertex `v` depends on (runtime keys included).

@@ -6,7 +6,7 @@ use crate::error::SolveError;
 use crate::options::SolveOptions;
 use crate::outcome::Outcome;
 use crate::progress::Event;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Prediction, Scheduler};
 use crate::services::{Services, copying_snapshotter_needed};
 use rbuild_cache::{Layer, Store};
 use rbuild_graph::{BuildGraph, VertexId};
@@ -77,6 +77,21 @@ impl Solver {
         roots: &[VertexId],
         opts: &SolveOptions,
     ) -> Result<HashMap<VertexId, bool>, SolveError> {
+        Ok(self
+            .predict(graph, roots, opts)?
+            .into_iter()
+            .map(|(v, p)| (v, p.is_cached()))
+            .collect())
+    }
+
+    /// [`plan`](Self::plan), saying for each step that would run why, as the build would
+    /// (against `opts.history`).
+    pub fn predict(
+        &self,
+        graph: &BuildGraph,
+        roots: &[VertexId],
+        opts: &SolveOptions,
+    ) -> Result<HashMap<VertexId, Prediction>, SolveError> {
         self.scheduler.plan(graph, roots, opts)
     }
 

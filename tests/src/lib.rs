@@ -324,6 +324,8 @@ pub struct Step {
     pub cached: bool,
     pub done: bool,
     pub error: Option<String>,
+    /// Why it ran instead of coming from the cache (`#N CACHE MISS: …`).
+    pub miss: Option<String>,
     pub output: Vec<String>,
 }
 
@@ -338,7 +340,8 @@ impl Step {
 }
 
 /// Reads BuildKit-style plain progress (`#N name`, `#N CACHED`, `#N DONE 0.1s`,
-/// `#N 0.123 output`, `#N ERROR: …`) into steps, in order of first appearance.
+/// `#N 0.123 output`, `#N ERROR: …`, and rbuild's `#N CACHE MISS: …`) into steps, in
+/// order of first appearance.
 pub fn plain_steps(stderr: &str) -> Vec<Step> {
     let mut order: Vec<u64> = Vec::new();
     let mut steps: BTreeMap<u64, Step> = BTreeMap::new();
@@ -360,6 +363,8 @@ pub fn plain_steps(stderr: &str) -> Vec<Step> {
             step.done = true;
         } else if let Some(e) = text.strip_prefix("ERROR: ") {
             step.error = Some(e.to_string());
+        } else if let Some(m) = text.strip_prefix("CACHE MISS: ") {
+            step.miss = Some(m.to_string());
         } else if let Some((t, out)) = text.split_once(' ')
             && t.contains('.')
             && t.parse::<f64>().is_ok()
@@ -387,11 +392,12 @@ mod tests {
 
     #[test]
     fn reads_plain_progress() {
-        let text = "\n#1 [a 1/2] FROM busybox\n#1 CACHED\n\n#2 [a 2/2] RUN echo hi\n#2 0.012 hi\n#2 DONE 0.1s\n\n#3 [b 2/2] RUN false\n#3 ERROR: exit code: 1\n";
+        let text = "\n#1 [a 1/2] FROM busybox\n#1 CACHED\n\n#2 [a 2/2] RUN echo hi\n#2 CACHE MISS: first build\n#2 0.012 hi\n#2 DONE 0.1s\n\n#3 [b 2/2] RUN false\n#3 ERROR: exit code: 1\n";
         let steps = plain_steps(text);
         assert_eq!(steps.len(), 3);
         assert!(steps[0].cached && !steps[0].done);
         assert_eq!(steps[1].output, ["hi"]);
+        assert_eq!(steps[1].miss.as_deref(), Some("first build"));
         assert_eq!(executed(&steps, "RUN"), ["[a 2/2] RUN echo hi"]);
         assert_eq!(steps[2].error.as_deref(), Some("exit code: 1"));
     }

@@ -103,6 +103,10 @@ pub struct Build {
     /// when the outputs are written, after the build, where rbuild has always reported it.
     pub outputs: Vec<Result<Output, String>>,
     pub iidfile: Option<PathBuf>,
+    /// `--metadata-file`.
+    pub metadata_file: Option<PathBuf>,
+    /// `--max-parallelism` (at least 1).
+    pub max_parallelism: Option<usize>,
 }
 
 /// `rbuild run`.
@@ -324,6 +328,8 @@ fn build(mut args: BuildArgs) -> Result<Build> {
             .map(|o| output_spec::parse_output(o))
             .collect(),
         iidfile: args.iidfile,
+        metadata_file: args.metadata_file,
+        max_parallelism: args.max_parallelism.map(|n| n as usize),
     })
 }
 

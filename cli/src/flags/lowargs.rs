@@ -219,6 +219,14 @@ pub struct BuildArgs {
     /// Write the image ID (config digest) to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to this file (buildx's keys, and why each step
+    /// missed the cache under `rbuild.cache.misses`).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Execute at most N steps at once (cache lookups do not count); 1 executes them one
+    /// at a time in a fixed order.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallelism: Option<u32>,
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,

@@ -1,10 +1,12 @@
 //! Renders solver events: `--progress=plain` the way BuildKit prints it
-//! (numbered steps, `CACHED`, output lines with timestamps, `DONE 0.3s`), and
+//! (numbered steps, `CACHED`, output lines with timestamps, `DONE 0.3s`; and rbuild's
+//! `CACHE MISS: why` after a step that runs), and
 //! on a terminal a compact live view (indicatif) of the steps in flight.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
+use rbuild_solver::explain::Miss;
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -114,6 +116,18 @@ impl Printer {
         }
     }
 
+    /// Why a step runs, other steps named by their numbers (numbered now if they had none).
+    fn miss_text(&mut self, miss: &Miss) -> String {
+        for v in miss.causes.iter().filter_map(|c| c.steps()) {
+            self.number(v);
+        }
+        let numbers = &self.numbers;
+        miss.text(&|v| match numbers.get(&v) {
+            Some(n) => format!("#{n}"),
+            None => format!("#{}", v.0),
+        })
+    }
+
     pub async fn consume(mut self, mut rx: UnboundedReceiver<Event>) {
         while let Some(ev) = rx.recv().await {
             self.handle(ev);
@@ -151,6 +165,11 @@ impl Printer {
             Event::Cached { vertex } => {
                 let n = self.number(vertex);
                 self.plain(&format!("\n#{n} {}\n#{n} CACHED", self.name(vertex)));
+            }
+            Event::CacheMiss { vertex, miss } => {
+                let n = self.number(vertex);
+                let why = self.miss_text(&miss);
+                self.plain(&format!("#{n} CACHE MISS: {why}"));
             }
             Event::Log { vertex, data, .. } => {
                 let n = self.number(vertex);
@@ -225,6 +244,11 @@ impl Printer {
             Event::Cached { vertex } => {
                 let n = self.number(vertex);
                 let _ = multi.println(format!("#{n} {} CACHED", self.name(vertex)));
+            }
+            Event::CacheMiss { vertex, miss } => {
+                let n = self.number(vertex);
+                let why = self.miss_text(&miss);
+                let _ = multi.println(format!("#{n} {} CACHE MISS: {why}", self.name(vertex)));
             }
             Event::Log { vertex, data, .. } => {
                 if let Some(bar) = self.bars.get(&vertex)

@@ -126,6 +126,31 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// Which variables of a RUN's environment are build args rather than ENV: the stage's
+    /// ARGs with a value that no ENV set since, and the proxy build args (so that an
+    /// explanation of a cache miss names them `ARG`).
+    pub(super) fn run_build_args(&self, st: &StageState) -> Vec<String> {
+        let set_by_env = |k: &str| {
+            st.config
+                .config
+                .env
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(name, _)| name == k))
+        };
+        let mut out: Vec<String> = st
+            .args
+            .iter()
+            .filter(|(k, v)| v.is_some() && !set_by_env(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in PROXY_ARGS {
+            if self.opts.build_args.contains_key(k) && !out.iter().any(|o| o == k) {
+                out.push(k.to_string());
+            }
+        }
+        out
+    }
+
     /// The environment of a RUN: the stage's variables, plus the proxy build args it does
     /// not already set.
     pub(super) fn run_env(&self, env: &Env) -> BTreeMap<String, String> {

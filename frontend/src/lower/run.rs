@@ -58,6 +58,7 @@ impl Lowerer<'_> {
             exec.inputs,
             self.meta(description, cx.index, span),
         );
+        self.graph.mark_build_args(v, self.run_build_args(st));
         st.root = v;
         let msg = format!("RUN {} # buildkit", run_history(&args, &st.args, &st.env));
         st.commit(msg, Some(v));

@@ -42,6 +42,9 @@ pub struct BuildGraph {
     vertices: Vec<Vertex>,
     keys: Vec<CacheKey>,
     by_key: HashMap<CacheKey, VertexId>,
+    /// Per RUN vertex, which of its environment's variables are build args (ARG, not
+    /// ENV): how an explanation of a cache miss names them. Never part of a key.
+    build_args: HashMap<VertexId, Vec<String>>,
 }
 
 impl BuildGraph {
@@ -61,6 +64,19 @@ impl BuildGraph {
         self.keys.push(key);
         self.by_key.insert(key, id);
         id
+    }
+
+    /// Notes which of `v`'s environment variables are build args (the first vertex's note
+    /// wins, as its metadata does).
+    pub fn mark_build_args(&mut self, v: VertexId, names: Vec<String>) {
+        if !names.is_empty() {
+            self.build_args.entry(v).or_insert(names);
+        }
+    }
+
+    /// The build args among `v`'s environment variables.
+    pub fn build_args(&self, v: VertexId) -> &[String] {
+        self.build_args.get(&v).map_or(&[], Vec::as_slice)
     }
 
     pub fn vertex(&self, id: VertexId) -> &Vertex {

@@ -2,8 +2,9 @@
 //! (`json`): what `rbuild debug graph` and `--dry-run` print.
 //!
 //! Each listing covers the vertices the roots depend on, inputs first. The
-//! optional `cached` callback says per vertex whether its result would come
-//! from the cache; without it nothing is said about caching.
+//! optional `status` callback says per vertex whether its result would come
+//! from the cache, and if not, why ([`Status`]); without it nothing is said about
+//! caching.
 
 use crate::{BuildGraph, CopySource, FileAction, MountKind, Op, Vertex, VertexId};
 use serde_json::{Value, json};
@@ -82,6 +83,25 @@ fn op_summary(op: &Op) -> String {
     }
 }
 
+/// What a dry run predicts of a vertex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Cached,
+    /// It runs, for these reasons (`kind`, words), when known.
+    Run(Vec<Reason>),
+}
+
+/// Why a vertex would run instead of coming from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// A stable name of the kind of cause (`content`, `parent`, `first-build`, …).
+    pub kind: String,
+    pub text: String,
+}
+
+/// The callback saying what a dry run predicts of each vertex.
+pub type StatusOf<'a> = Option<&'a dyn Fn(VertexId) -> Status>;
+
 fn label(v: &Vertex) -> String {
     if v.meta.description.is_empty() {
         op_summary(&v.op)
@@ -90,16 +110,19 @@ fn label(v: &Vertex) -> String {
     }
 }
 
-fn is_cached(cached: Option<&dyn Fn(VertexId) -> bool>, id: VertexId) -> Option<bool> {
-    cached.map(|f| f(id))
+fn is_cached(status: StatusOf, id: VertexId) -> Option<bool> {
+    status.map(|f| f(id) == Status::Cached)
+}
+
+fn reasons(status: StatusOf, id: VertexId) -> Vec<Reason> {
+    match status.map(|f| f(id)) {
+        Some(Status::Run(r)) => r,
+        _ => Vec::new(),
+    }
 }
 
 /// A readable list: id, op kind, short key, description, then inputs, lines and op details.
-pub fn render_text(
-    graph: &BuildGraph,
-    roots: &[VertexId],
-    cached: Option<&dyn Fn(VertexId) -> bool>,
-) -> String {
+pub fn render_text(graph: &BuildGraph, roots: &[VertexId], status: StatusOf) -> String {
     let mut out = String::new();
     for id in graph.reachable(roots) {
         let v = graph.vertex(id);
@@ -112,7 +135,7 @@ pub fn render_text(
             &key[..SHORT_KEY],
             label(v)
         );
-        match is_cached(cached, id) {
+        match is_cached(status, id) {
             Some(true) => out.push_str("  [cached]"),
             Some(false) => out.push_str("  [run]"),
             None => {}
@@ -135,6 +158,9 @@ pub fn render_text(
         if !v.meta.description.is_empty() {
             let _ = writeln!(out, "       op: {}", op_summary(&v.op));
         }
+        for r in reasons(status, id) {
+            let _ = writeln!(out, "       why: {}", r.text);
+        }
     }
     out
 }
@@ -153,11 +179,7 @@ fn dot_escape(s: &str) -> String {
 }
 
 /// A Graphviz digraph; edges point from an input to the vertex that uses it.
-pub fn render_dot(
-    graph: &BuildGraph,
-    roots: &[VertexId],
-    cached: Option<&dyn Fn(VertexId) -> bool>,
-) -> String {
+pub fn render_dot(graph: &BuildGraph, roots: &[VertexId], status: StatusOf) -> String {
     let mut out = String::from(
         "digraph build {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
@@ -167,7 +189,7 @@ pub fn render_dot(
         let key = graph.key(id).to_hex();
         let text = format!("{}\n{} {}", label(v), v.op.kind(), &key[..SHORT_KEY]);
         let mut attrs = format!("label=\"{}\"", dot_escape(&text));
-        match is_cached(cached, id) {
+        match is_cached(status, id) {
             Some(true) => attrs.push_str(", style=filled, fillcolor=\"#d9ead3\""),
             Some(false) => attrs.push_str(", style=filled, fillcolor=\"#fce5cd\""),
             None => {}
@@ -186,12 +208,9 @@ pub fn render_dot(
     out
 }
 
-/// `[{id, op, inputs, cache_key, description, stage, lines, root, cached?}]`, inputs first.
-pub fn render_json(
-    graph: &BuildGraph,
-    roots: &[VertexId],
-    cached: Option<&dyn Fn(VertexId) -> bool>,
-) -> Value {
+/// `[{id, op, inputs, cache_key, description, stage, lines, root, cached?, miss?}]`,
+/// inputs first; `miss` lists why a vertex would run (`[{kind, text}]`).
+pub fn render_json(graph: &BuildGraph, roots: &[VertexId], status: StatusOf) -> Value {
     let list = graph
         .reachable(roots)
         .into_iter()
@@ -207,8 +226,15 @@ pub fn render_json(
                 "lines": v.meta.lines.map(|(a, b)| vec![a, b]),
                 "root": roots.contains(&id),
             });
-            if let Some(c) = is_cached(cached, id) {
+            if let Some(c) = is_cached(status, id) {
                 obj["cached"] = Value::Bool(c);
+            }
+            let why = reasons(status, id);
+            if !why.is_empty() {
+                obj["miss"] = why
+                    .iter()
+                    .map(|r| json!({"kind": r.kind, "text": r.text}))
+                    .collect();
             }
             obj
         })
@@ -274,11 +300,31 @@ mod tests {
         (g, base, run)
     }
 
+    fn cached_if(cached: bool) -> Status {
+        if cached {
+            Status::Cached
+        } else {
+            Status::Run(vec![Reason {
+                kind: "first-build".into(),
+                text: "first build".into(),
+            }])
+        }
+    }
+
     #[test]
     fn text_lists_only_reachable_vertices_with_details() {
         let (g, base, run) = sample();
-        let cached = |id: VertexId| id == base;
-        let text = render_text(&g, &[run], Some(&cached));
+        let status = |id: VertexId| {
+            if id == base {
+                Status::Cached
+            } else {
+                Status::Run(vec![Reason {
+                    kind: "parent".into(),
+                    text: "parent step #0 changed".into(),
+                }])
+            }
+        };
+        let text = render_text(&g, &[run], Some(&status));
         let lines: Vec<&str> = text.lines().collect();
         let key = g.key(run).to_hex();
         assert_eq!(
@@ -297,6 +343,7 @@ mod tests {
         );
         assert!(lines.contains(&"       inputs: #0"));
         assert!(lines.contains(&"       lines: 2-3"));
+        assert!(lines.contains(&"       why: parent step #0 changed"));
         assert!(
             !text.contains("mkdir"),
             "unreachable vertex listed:\n{text}"
@@ -313,14 +360,14 @@ mod tests {
         assert!(dot.contains("RUN echo \\\"hi\\\""));
         assert!(!dot.contains("v1 "));
         assert!(!dot.contains("fillcolor"));
-        let dot = render_dot(&g, &[run], Some(&|id| id == base));
+        let dot = render_dot(&g, &[run], Some(&|id| cached_if(id == base)));
         assert!(dot.contains("v0 [label=") && dot.contains("#d9ead3"));
     }
 
     #[test]
     fn json_carries_full_op_and_keys() {
         let (g, base, run) = sample();
-        let v = render_json(&g, &[run], Some(&|id| id != base));
+        let v = render_json(&g, &[run], Some(&|id| cached_if(id != base)));
         let arr = v.as_array().unwrap();
         assert_eq!(arr.len(), 2);
         assert_eq!(arr[1]["id"], 2);
@@ -333,6 +380,11 @@ mod tests {
         assert_eq!(arr[1]["cached"], true);
         assert_eq!(arr[1]["root"], true);
         assert_eq!(arr[0]["cached"], false);
+        assert_eq!(
+            arr[0]["miss"],
+            json!([{"kind": "first-build", "text": "first build"}])
+        );
+        assert!(arr[1].get("miss").is_none());
         assert_eq!(arr[0]["op"]["reference"], "docker.io/library/alpine:latest");
         let plain = render_json(&g, &[run], None);
         assert!(plain[0].get("cached").is_none());

@@ -142,6 +142,19 @@ impl ContextHasher {
         allow_wildcard: bool,
         filter: &Filter,
     ) -> Result<[u8; 32], ContextError> {
+        self.digest_listed(ctx, source, allow_wildcard, filter, None)
+    }
+
+    /// [`digest`](Self::digest), also listing what went into it per entry when `list` is
+    /// given (to name the files that changed since an earlier build).
+    pub fn digest_listed(
+        &self,
+        ctx: &Path,
+        source: &str,
+        allow_wildcard: bool,
+        filter: &Filter,
+        mut list: Option<&mut Vec<Selected>>,
+    ) -> Result<[u8; 32], ContextError> {
         let matches = match_sources(ctx, source, allow_wildcard, filter)?;
         let walk = || -> Result<Vec<Entry>, ContextError> {
             let mut entries = Vec::new();
@@ -178,13 +191,28 @@ impl ContextHasher {
             };
             h.update(&[kind]);
             h.update(&(e.meta.mode() & 0o7777).to_le_bytes());
+            let mut target = None;
             if ft.is_symlink() {
-                let target = std::fs::read_link(&e.path).map_err(io_err(&e.path))?;
-                h.update(target.as_os_str().as_encoded_bytes());
+                let t = std::fs::read_link(&e.path).map_err(io_err(&e.path))?;
+                h.update(t.as_os_str().as_encoded_bytes());
                 h.update(b"\0");
+                target = Some(t);
             }
             if let Some(d) = d {
                 h.update(d);
+            }
+            if let Some(list) = list.as_deref_mut() {
+                let content = match (d, &target) {
+                    (Some(d), _) => *d,
+                    (None, Some(t)) => *blake3::hash(t.as_os_str().as_encoded_bytes()).as_bytes(),
+                    (None, None) => [0; 32],
+                };
+                list.push(Selected {
+                    rel: e.rel.clone(),
+                    kind,
+                    mode: e.meta.mode() & 0o7777,
+                    content,
+                });
             }
         }
         Ok(*h.finalize().as_bytes())
@@ -273,6 +301,19 @@ impl ContextHasher {
         });
         Ok(out)
     }
+}
+
+/// One entry of a selection as its digest saw it (see [`ContextHasher::digest_listed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// The context-relative path.
+    pub rel: String,
+    /// `f`ile, `d`irectory, `l`ink or `o`ther.
+    pub kind: u8,
+    /// Permission bits.
+    pub mode: u32,
+    /// A file's content digest, a symlink target's hash, zeros otherwise.
+    pub content: [u8; 32],
 }
 
 fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {

@@ -7,6 +7,7 @@ use super::rootfs::{commit_step, copy_rootfs, mount_lowers, step_dirs};
 use super::source::local_context;
 use crate::context::Filter;
 use crate::error::{SolveError, StepFailure};
+use crate::explain::mount_part;
 use crate::op::{RuntimeKey, SolveOp, StepContext, Work};
 use crate::options::SolveOptions;
 use crate::outcome::Outcome;
@@ -103,6 +104,7 @@ impl SolveOp for ExecStep {
     /// A bind of the context: what it shows is part of the step's inputs.
     fn cache_key(&self, step: &StepContext, key: &mut RuntimeKey) -> Result<(), SolveError> {
         let inputs = step.graph.vertex(step.vertex).inputs.len();
+        let targets: Vec<&str> = self.op.mounts.iter().map(|m| m.target.as_str()).collect();
         for (i, m) in self.op.mounts.iter().enumerate() {
             let MountKind::Bind { input, source, .. } = &m.kind else {
                 continue;
@@ -119,12 +121,15 @@ impl SolveOp for ExecStep {
                 ignore: &ctx.ignore,
                 copy_exclude: &none,
             };
+            let mut entries = key.wants_entries().then(Vec::new);
             let d = step
                 .services
                 .hasher
-                .digest(&ctx.dir, source, false, &filter)
+                .digest_listed(&ctx.dir, source, false, &filter, entries.as_mut())
                 .map_err(|e| step.context_error(e))?;
-            key.add(b"bind\0").add(&(i as u64).to_le_bytes()).add(&d);
+            key.add(b"bind\0")
+                .add(&(i as u64).to_le_bytes())
+                .add_selection(&mount_part(&targets, i, "content"), &d, entries);
         }
         Ok(())
     }

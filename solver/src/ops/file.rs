@@ -170,12 +170,20 @@ impl SolveOp for FileStep {
                 ignore: &ctx.ignore,
                 copy_exclude: exclude,
             };
+            let mut entries = key.wants_entries().then(Vec::new);
             let d = step
                 .services
                 .hasher
-                .digest(&ctx.dir, path, copy.allow_wildcard, &filter)
+                .digest_listed(
+                    &ctx.dir,
+                    path,
+                    copy.allow_wildcard,
+                    &filter,
+                    entries.as_mut(),
+                )
                 .map_err(|e| step.context_error(e))?;
-            key.add(&(i as u64).to_le_bytes()).add(&d);
+            key.add(&(i as u64).to_le_bytes())
+                .add_selection(&format!("a{i}:content"), &d, entries);
         }
         Ok(())
     }

@@ -165,7 +165,7 @@ impl SolveOp for ImageSource {
                 });
             }
         };
-        key.add(b"image\0").add(manifest.as_bytes());
+        key.add(b"image\0").add_shown("manifest", &manifest);
         let _ = self.local.set(local);
         Ok(())
     }

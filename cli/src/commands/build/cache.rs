@@ -115,14 +115,14 @@ pub struct Built<'a> {
 }
 
 impl Built<'_> {
-    /// The records `mode` exports.
-    fn records(&self, mode: CacheMode) -> Result<CacheConfig> {
-        Ok(CacheConfig::new(export_records(
-            self.graph,
-            self.outcomes,
-            self.root,
-            mode,
-        )?))
+    /// The records `mode` exports, with the explanation records of this build (so a
+    /// build importing them can say why a step missed against it).
+    fn records(&self, mode: CacheMode, store: &Store) -> Result<CacheConfig> {
+        let mut cfg = CacheConfig::new(export_records(self.graph, self.outcomes, self.root, mode)?);
+        if let Some(h) = &self.opts.history {
+            cfg.explain = h.exported(store);
+        }
+        Ok(cfg)
     }
 
     /// Fetches the imported blobs an export needs and the destination lacks.
@@ -175,14 +175,14 @@ fn export_one(store: &Store, built: &Built, spec: &CacheTo) -> Result<remote_cac
         CacheTo::Local {
             dest, tag, mode, ..
         } => {
-            let cfg = built.records(*mode)?;
+            let cfg = built.records(*mode, store)?;
             built.fetch(&remote_cache::needed_for_local(store, &cfg, dest))?;
             Ok(remote_cache::export_local(store, &cfg, dest, tag)?)
         }
         CacheTo::Registry {
             reference, mode, ..
         } => {
-            let cfg = built.records(*mode)?;
+            let cfg = built.records(*mode, store)?;
             let r = Reference::parse(reference)?;
             let needed = built.runtime.block_on(remote_cache::needed_for_registry(
                 store,

@@ -1,16 +1,19 @@
 //! `rbuild build`: read the inputs, lower the Dockerfile (resolving base images), add the
-//! actions the build ends with (export, push, run), solve it all at once, export the
-//! cache, then write the outputs; the build checks' findings are listed at the end
-//! (`checks`). One module per step; this one runs them in order. `--call` (`call`) and
-//! `--dry-run` (`dry_run`) stop after lowering and print instead.
+//! actions the build ends with (export, push, run), load the last build's record
+//! (`history`), solve it all at once, save this build's record, export the cache, then
+//! write the outputs and `--metadata-file`; the build checks' findings are listed at the
+//! end (`checks`). One module per step; this one runs them in order. `--call` (`call`)
+//! and `--dry-run` (`dry_run`) stop after lowering and print instead.
 
 mod actions;
 mod cache;
 mod call;
 mod checks;
 mod dry_run;
+mod history;
 mod inputs;
 mod lower;
+mod metadata;
 mod outputs;
 mod solve;
 
@@ -60,14 +63,22 @@ fn run(
     let client = registry_client(lowered.client, build, insecure)?;
     opts.registry = client.clone();
     opts.imported = cache::import_for(build, runtime, client.as_ref());
+    opts.history = history::load(build, inputs, store, &plan, opts.imported.as_deref());
 
     let solver = solve::solver(store, &global.root, build.quiet);
-    let outcomes = match solve::solve(runtime, &solver, &plan, &opts, build.progress, inputs)? {
+    let solved = solve::solve(runtime, &solver, &plan, &opts, build.progress, inputs);
+    // Saved even when a step failed: the steps that ran are the next build's baseline.
+    history::save(opts.history.as_deref(), store, build.quiet);
+    let outcomes = match solved? {
         Ended::Solved(outcomes) => outcomes,
         Ended::Interrupted => return Ok(exit::exit_code(Some(exit::INTERRUPTED))),
     };
 
     let built = outputs::built_images(store, &plan.exports, &outcomes)?;
+    if let (Some(path), Some(image)) = (&build.metadata_file, built.last()) {
+        let tags = build.target_tags.last().cloned().unwrap_or_default();
+        metadata::write(path, image, &tags, &plan.graph, opts.history.as_deref())?;
+    }
     if let Some(client) = &client {
         let solved = cache::Built {
             runtime,

@@ -32,6 +32,7 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
         context_dir: Some(inputs.context.clone()),
         cancel: rbuild_executor::CancelToken::new(),
         allow_insecure: build.allow_insecure,
+        max_parallelism: build.max_parallelism,
         ..Default::default()
     }
 }

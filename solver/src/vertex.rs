@@ -1,0 +1,211 @@
+//! One vertex of a solve, in two phases the scheduler can hold apart: [`lookup`] (its
+//! runtime key, then the local or imported cache; a miss is explained when the build keeps
+//! a history) and [`execute`] (the op's work, then its cache record). `--max-parallelism`
+//! limits only the second.
+
+use crate::error::SolveError;
+use crate::explain::{Facts, Miss};
+use crate::op::{SolveOp, StepContext, Work, runtime_key};
+use crate::options::SolveOptions;
+use crate::outcome::Outcome;
+use crate::progress::Event;
+use crate::services::Services;
+use rbuild_executor::CancelToken;
+use rbuild_graph::{BuildGraph, CacheKey, VertexId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What one vertex task returns: its runtime key and outcome.
+pub(crate) type VertexResult = Result<(CacheKey, Outcome), SolveError>;
+
+/// What every vertex task of one solve shares.
+pub(crate) struct SolveRun {
+    pub services: Arc<Services>,
+    pub graph: Arc<BuildGraph>,
+    pub opts: Arc<SolveOptions>,
+    pub cancel: CancelToken,
+    pub events: UnboundedSender<Event>,
+}
+
+/// A vertex whose inputs are done, with what its step needs.
+pub(crate) struct ReadyVertex {
+    pub vertex: VertexId,
+    pub op: Arc<dyn SolveOp>,
+    pub inputs: Vec<(CacheKey, Outcome)>,
+    pub ancestors: HashMap<VertexId, Outcome>,
+}
+
+/// A vertex the cache could not answer, ready to execute.
+pub(crate) struct Pending {
+    key: CacheKey,
+    op: Arc<dyn SolveOp>,
+    step: Arc<StepContext>,
+    miss: Option<Miss>,
+}
+
+/// How a lookup ended.
+pub(crate) enum Looked {
+    Hit(CacheKey, Box<Outcome>),
+    Miss(Pending),
+}
+
+/// The runtime key of `op` at `step` (on the blocking pool when computing it blocks), and
+/// the facts it named when `facts` is given.
+pub(crate) async fn key_of(
+    op: &Arc<dyn SolveOp>,
+    step: &Arc<StepContext>,
+    input_keys: &[CacheKey],
+    facts: Option<Facts>,
+) -> Result<(CacheKey, Option<Facts>), SolveError> {
+    if op.key_blocks() {
+        let (op, step, keys) = (op.clone(), step.clone(), input_keys.to_vec());
+        Work::blocking(move || runtime_key(op.as_ref(), &step, &keys, facts))
+            .run()
+            .await
+    } else {
+        runtime_key(op.as_ref(), step, input_keys, facts)
+    }
+}
+
+/// Phase one: the runtime key, then the local cache, the imported cache. With a history,
+/// a hit notes what the step was made of and a miss is explained.
+pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked, SolveError> {
+    let ReadyVertex {
+        vertex: v,
+        op,
+        inputs,
+        ancestors,
+    } = ready;
+    if run.cancel.is_cancelled() {
+        return Err(SolveError::Cancelled);
+    }
+    let (input_keys, inputs): (Vec<CacheKey>, Vec<Outcome>) = inputs.into_iter().unzip();
+    let step = Arc::new(StepContext {
+        graph: run.graph.clone(),
+        vertex: v,
+        inputs,
+        ancestors,
+        opts: run.opts.clone(),
+        cancel: run.cancel.clone(),
+        events: run.events.clone(),
+        services: run.services.clone(),
+    });
+    let cacheable = op.cacheable();
+    let history = run.opts.history.as_ref().filter(|_| cacheable);
+    let (key, facts) = key_of(&op, &step, &input_keys, history.map(|_| Facts::default())).await?;
+    let key_hex = key.to_hex();
+
+    let hit = if cacheable && !run.opts.no_cache {
+        cache_lookup(run, &key_hex)?
+    } else {
+        None
+    };
+    let mut miss = None;
+    if let (Some(h), Some(mut facts)) = (history, facts) {
+        let store = &run.services.store;
+        if h.needs_entries(v, &key, &facts, store) {
+            facts = key_of(&op, &step, &input_keys, Some(Facts::listing()))
+                .await?
+                .1
+                .unwrap_or_default();
+        }
+        if hit.is_none() {
+            let m = h.explain(v, &key, &input_keys, &facts, run.opts.no_cache, store);
+            h.missed(v, m.clone());
+            miss = Some(m);
+        }
+        h.solved(v, &key, &input_keys, facts);
+    }
+    if let Some(mut outcome) = hit {
+        op.cache_hit(&mut outcome);
+        outcome.cache_key = Some(key_hex);
+        let _ = run.events.send(Event::Cached { vertex: v });
+        return Ok(Looked::Hit(key, Box::new(outcome)));
+    }
+    Ok(Looked::Miss(Pending {
+        key,
+        op,
+        step,
+        miss,
+    }))
+}
+
+/// Phase two: makes the inputs' layers present, runs the op, records its result.
+pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
+    let Pending {
+        key,
+        op,
+        step,
+        miss,
+    } = pending;
+    let v = step.vertex;
+    if run.cancel.is_cancelled() {
+        return Err(SolveError::Cancelled);
+    }
+    let _ = run.events.send(Event::Started {
+        vertex: v,
+        at: Instant::now(),
+    });
+    if let Some(miss) = miss.filter(|m| !m.causes.is_empty()) {
+        let _ = run.events.send(Event::CacheMiss { vertex: v, miss });
+    }
+    // A step runs on its inputs' content: lazily imported layers must be here now.
+    let needed: Vec<rbuild_cache::Layer> = step
+        .inputs
+        .iter()
+        .flat_map(|o| o.layers.iter().cloned())
+        .collect();
+    run.services
+        .ensure_layers(&needed, &run.opts)
+        .await
+        .map_err(|e| step.fail(e))?;
+    let cacheable = op.cacheable();
+    let mut outcome = op.execute(step).run().await?;
+    outcome.created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if cacheable {
+        let key_hex = key.to_hex();
+        run.services
+            .store
+            .record_put(&key_hex, &outcome.record()?)?;
+        outcome.cache_key = Some(key_hex);
+    }
+    let _ = run.events.send(Event::Done {
+        vertex: v,
+        at: Instant::now(),
+        peak_memory: outcome.peak_memory.take(),
+    });
+    Ok((key, outcome))
+}
+
+/// The outcome the cache has for `key`: a local record whose blobs are all present, else
+/// an imported record (its blobs stay remote until something needs them; it is recorded
+/// locally when they are all here already). An imported record whose config does not
+/// parse is a miss (the step runs), never a failure.
+fn cache_lookup(run: &SolveRun, key: &str) -> Result<Option<Outcome>, SolveError> {
+    if let Some(rec) = run.services.usable_record(key)? {
+        return Outcome::from_record(&rec)
+            .map(Some)
+            .map_err(|source| SolveError::BadCacheRecord {
+                key: key.to_string(),
+                source,
+            });
+    }
+    let Some(imp) = &run.opts.imported else {
+        return Ok(None);
+    };
+    let Some(rec) = imp.record(key) else {
+        return Ok(None);
+    };
+    let Ok(outcome) = Outcome::from_record(rec) else {
+        return Ok(None);
+    };
+    if run.services.has_layers(&rec.layers) {
+        run.services.store.record_put(key, rec)?;
+    }
+    Ok(Some(outcome))
+}
