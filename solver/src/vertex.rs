@@ -43,6 +43,9 @@ pub(crate) struct Pending {
     op: Arc<dyn SolveOp>,
     step: Arc<StepContext>,
     miss: Option<Miss>,
+    /// What the step was made of, noted in the history once it has run: a step that fails
+    /// leaves the last good build's entry as the baseline of the next build.
+    made_of: Option<(Vec<CacheKey>, Facts)>,
 }
 
 /// How a lookup ended.
@@ -103,6 +106,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
         None
     };
     let mut miss = None;
+    let mut made_of = None;
     if let (Some(h), Some(mut facts)) = (history, facts) {
         let store = &run.services.store;
         if h.needs_entries(v, &key, &facts, store) {
@@ -115,8 +119,10 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
             let m = h.explain(v, &key, &input_keys, &facts, run.opts.no_cache, store);
             h.missed(v, m.clone());
             miss = Some(m);
+            made_of = Some((input_keys, facts));
+        } else {
+            h.solved(v, &key, &input_keys, facts);
         }
-        h.solved(v, &key, &input_keys, facts);
     }
     if let Some(mut outcome) = hit {
         op.cache_hit(&mut outcome);
@@ -129,6 +135,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
         op,
         step,
         miss,
+        made_of,
     }))
 }
 
@@ -139,6 +146,7 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
         op,
         step,
         miss,
+        made_of,
     } = pending;
     let v = step.vertex;
     if run.cancel.is_cancelled() {
@@ -173,6 +181,9 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
             .store
             .record_put(&key_hex, &outcome.record()?)?;
         outcome.cache_key = Some(key_hex);
+    }
+    if let (Some(h), Some((input_keys, facts))) = (&run.opts.history, made_of) {
+        h.solved(v, &key, &input_keys, facts);
     }
     let _ = run.events.send(Event::Done {
         vertex: v,

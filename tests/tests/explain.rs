@@ -467,4 +467,19 @@ RUN --mount=type=cache,target=/c echo one > /x
     edit("RUN ", "RUN --network=none ");
     let b = check(&env, &ctx, &[]);
     assert_eq!(b.miss("RUN"), "network mode changed: host → none");
+
+    // A step that failed is no baseline: run again, it is still compared with the last
+    // build it succeeded in (not "its cached result is gone").
+    edit("echo two > /x", "echo two > /x && false");
+    for _ in 0..2 {
+        let out = env.run(&["build", "--progress=plain", path(&ctx)]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let steps = plain_steps(&stderr);
+        let run = steps.iter().find(|s| s.name.contains("RUN")).expect("RUN");
+        assert_eq!(run.miss.as_deref(), Some("command changed"), "{stderr}");
+    }
+    edit("echo two > /x && false", "echo two > /x");
+    let b = check(&env, &ctx, &[]);
+    assert!(b.step("RUN").1.cached, "{}", b.stderr);
 }
