@@ -102,10 +102,7 @@ mod tests {
         };
         assert_eq!(oci_spec::image::Platform::from(&p).variant(), &None);
         // The key encoding: os before architecture, no variant when absent.
-        let q = Platform {
-            variant: None,
-            ..p
-        };
+        let q = Platform { variant: None, ..p };
         assert_eq!(
             serde_json::to_string(&q).unwrap(),
             r#"{"os":"linux","architecture":"amd64"}"#
