@@ -398,6 +398,7 @@ impl Importer<'_> {
                 });
             }
             let target = self.store.blob_path(&digest);
+            self.store.lease_blob(&digest)?;
             if !target.is_file() {
                 f.sync_all().ctx("sync", p)?;
                 std::fs::rename(p, &target).ctx("move blob into place at", &target)?;

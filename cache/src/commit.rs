@@ -1,6 +1,9 @@
 //! Overlay upper dir → OCI layer, in one streaming pass:
-//! walk → tar (→ sha256 = diff_id) → gzip (→ sha256 = digest) → blob temp file.
+//! walk → tar (→ sha256 = diff_id) → gzip (→ sha256 = digest) → blob temp file; every
+//! file and directory walked is fsynced on other threads meanwhile, so the upper dir is
+//! durable by the time it becomes the layer's snapshot.
 
+use crate::durable::SyncPool;
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashWriter};
 use crate::{Layer, Store, digest_hex};
@@ -22,9 +25,9 @@ impl Store {
         if rd.next().is_none() {
             return Ok(None);
         }
-        // The step's overlay is mounted `volatile` (no sync at unmount): the upper dir is
-        // written out while it is archived here, and is durable before it becomes a snapshot.
-        let synced = fsutil::syncfs_in_background(upper).ctx("sync filesystem of", upper)?;
+        // The step's overlay is mounted `volatile` (no sync at unmount): the upper dir's
+        // files are fsynced, each once the tar has it, while the rest is archived.
+        let mut synced = SyncPool::new();
         let blob = self.blob_writer()?;
         // ParGz buffers whole blocks itself, and compresses and writes them on other
         // threads while this one walks and hashes the tar.
@@ -33,18 +36,16 @@ impl Store {
         let reuse = crate::reuse::Reuse::load(&self.pieces_dir(), &self.blobs_dir());
         let gz = crate::pargz::ParGz::new(blob, self.gzip_level(), reuse.map(Arc::new))
             .ctx("start compressing layer for", upper)?;
-        let tar = write_upper_tar(upper, HashWriter::new(gz))?;
-        let (gz, diff_id, _) = tar.finish();
+        let tar = write_upper_tar(upper, HashWriter::new(gz), Some(&mut synced), false)?;
+        let (gz, diff_id, tar_size) = tar.finish();
         let (blob, pieces) = gz.finish().ctx("compress layer for", upper)?;
         let (digest, size) = blob.commit(None)?;
         if !pieces.is_empty() {
             // Only a hint for later commits: failing to write it loses nothing.
             let _ = crate::reuse::save_index(&self.pieces_dir(), digest_hex(&digest)?, &pieces);
         }
-        synced
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("syncfs thread panicked")))
-            .ctx("sync filesystem of", upper)?;
+        synced.sync_path(upper).ctx("sync", upper)?;
+        synced.finish().ctx("sync the files of", upper)?;
         let layer = Layer {
             digest,
             diff_id,
@@ -56,8 +57,13 @@ impl Store {
             fsutil::remove_dir_all_force(upper).ctx("remove committed upper dir", upper)?;
             return Ok(Some(layer));
         }
+        // Leased before it appears, like its blob, so a prune running now leaves it.
+        self.lease_layers(std::slice::from_ref(&layer))?;
         match std::fs::rename(upper, &target) {
-            Ok(()) => fsutil::fsync_dir(&self.snapshots_dir())?,
+            Ok(()) => {
+                fsutil::fsync_dir(&self.snapshots_dir())?;
+                self.count_added(tar_size);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                 // upper lives on another filesystem: extract the blob instead.
                 self.snapshot(&layer)?;
@@ -74,8 +80,16 @@ impl Store {
 
 /// Writes the tar stream of `upper` (overlay form → OCI whiteouts) into `out`, with the
 /// end-of-archive blocks. Also strips overlay-private xattrs (other than opaque) from
-/// `upper`, which is about to become a lower dir.
-pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, CacheError> {
+/// `upper`, which is about to become a lower dir, unless `read_only` (`check` reading a
+/// snapshot). With `sync`, every regular file and directory is queued there to be
+/// fsynced once archived (the rest lives in inodes and directory entries, which the
+/// directories' fsyncs commit).
+pub(crate) fn write_upper_tar<W: Write>(
+    upper: &Path,
+    mut out: W,
+    mut sync: Option<&mut SyncPool>,
+    read_only: bool,
+) -> Result<W, CacheError> {
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
     let walk = walkdir::WalkDir::new(upper)
@@ -129,7 +143,7 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
                     ),
                 });
             }
-            if is_overlay_xattr(k) && !is_opaque_xattr(k) {
+            if !read_only && is_overlay_xattr(k) && !is_opaque_xattr(k) {
                 let _ = xattr::remove(path, k);
             }
         }
@@ -139,6 +153,9 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
             h.kind = tar::EntryType::Directory;
             write_entry(&mut out, &h, None::<&mut io::Empty>, &mut buf)
                 .ctx("write layer entry", path)?;
+            if let Some(s) = sync.as_deref_mut() {
+                s.sync_path(path).ctx("sync", path)?;
+            }
             let opaque = xattrs
                 .iter()
                 .any(|(k, v)| is_opaque_xattr(k) && v.as_slice() == b"y");
@@ -176,6 +193,9 @@ pub(crate) fn write_upper_tar<W: Write>(upper: &Path, mut out: W) -> Result<W, C
             h.size = meta.len();
             let mut f = std::fs::File::open(path).ctx("open", path)?;
             write_entry(&mut out, &h, Some(&mut f), &mut buf).ctx("write layer entry", path)?;
+            if let Some(s) = sync.as_deref_mut() {
+                s.sync(f).ctx("sync", path)?;
+            }
             continue;
         } else if ft.is_char_device() || ft.is_block_device() {
             h.kind = if ft.is_char_device() {

@@ -41,10 +41,6 @@ pub enum CacheError {
     InvalidTag { tag: String, reason: String },
     #[error("{name:?} matches several images ({candidates}); give more digits of the digest")]
     Ambiguous { name: String, candidates: String },
-    #[error(
-        "the store at {root} is in use by another rbuild process; run prune again when no build uses it"
-    )]
-    Busy { root: PathBuf },
 }
 
 pub(crate) trait IoContext<T> {

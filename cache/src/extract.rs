@@ -1,5 +1,8 @@
 //! Layer blob → directory in overlay form, refusing anything that would land outside it.
+//! The store's extractions are made durable file by file as they go
+//! ([`extract_layer_durably`]), before the snapshot is renamed into place.
 
+use crate::durable::SyncPool;
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashReader};
 use rbuild_fsutil::whiteout::{self, TarWhiteout};
@@ -15,7 +18,28 @@ use std::path::{Path, PathBuf};
 /// entry) anything that would land outside `dest`; the caller extracts into a scratch dir
 /// and only keeps it on success.
 pub fn extract_layer(blob: &Path, dest: &Path) -> Result<(), CacheError> {
-    extract_layer_diff_id(blob, dest).map(|_| ())
+    extract_layer_diff_id(blob, dest, None).map(|_| ())
+}
+
+/// Extracts like [`extract_layer`], fsyncing every file and directory written (on other
+/// threads, while extraction goes on); returns the diff_id and the tar's size.
+pub(crate) fn extract_layer_durably(blob: &Path, dest: &Path) -> Result<(String, u64), CacheError> {
+    let mut pool = SyncPool::new();
+    let out = extract_layer_diff_id(blob, dest, Some(&mut pool))?;
+    // Directories last: their entries are all made by now. Devices, symlinks and
+    // whiteouts live in inodes and entries, which the directories' fsyncs commit.
+    for ent in walkdir::WalkDir::new(dest) {
+        let ent = ent.map_err(|e| CacheError::Io {
+            op: "walk",
+            path: dest.to_path_buf(),
+            source: e.into(),
+        })?;
+        if ent.file_type().is_dir() {
+            pool.sync_path(ent.path()).ctx("sync", ent.path())?;
+        }
+    }
+    pool.finish().ctx("sync the files of", dest)?;
+    Ok(out)
 }
 
 /// Compression of a blob, by magic bytes.
@@ -72,8 +96,13 @@ pub(crate) fn decompressed<'a>(
     })
 }
 
-/// Extracts like [`extract_layer`]; returns the sha256 of the uncompressed tar (diff_id).
-pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, CacheError> {
+/// Extracts like [`extract_layer`]; returns the sha256 of the uncompressed tar (diff_id)
+/// and its size. With `sync`, each regular file is queued there once written.
+fn extract_layer_diff_id(
+    blob: &Path,
+    dest: &Path,
+    sync: Option<&mut SyncPool>,
+) -> Result<(String, u64), CacheError> {
     std::fs::create_dir_all(dest).ctx("create directory", dest)?;
     // Decompression and hashing run on their own thread, file writing on this one.
     let (reader, hashing) = spawn_decoder(open_decompressed(blob)?);
@@ -84,6 +113,7 @@ pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, 
         dirs: Vec::new(),
         buf: vec![0u8; 256 << 10],
         last_dir: None,
+        sync,
     };
     {
         let entries = ar.entries().ctx("read layer", blob)?;
@@ -97,14 +127,11 @@ pub(crate) fn extract_layer_diff_id(blob: &Path, dest: &Path) -> Result<String, 
     // Tar readers stop at the end-of-archive blocks; the diff_id covers every byte.
     io::copy(&mut reader, &mut io::sink()).ctx("read layer", blob)?;
     drop(reader);
-    hashing
-        .join()
-        .map_err(|_| CacheError::Io {
-            op: "decompress",
-            path: blob.to_path_buf(),
-            source: io::Error::other("decompression thread panicked"),
-        })
-        .map(|(digest, _)| digest)
+    hashing.join().map_err(|_| CacheError::Io {
+        op: "decompress",
+        path: blob.to_path_buf(),
+        source: io::Error::other("decompression thread panicked"),
+    })
 }
 
 /// Reads `r` to the end on a new thread, in 1 MiB chunks, hashing as it goes; the chunks
@@ -187,6 +214,8 @@ struct Extractor<'a> {
     /// The last directory resolved (components → path): tar entries come grouped by
     /// directory, so this saves an lstat per path component for most entries.
     last_dir: Option<(Vec<Vec<u8>>, PathBuf)>,
+    /// Where written files go to be fsynced, when the extraction must be durable.
+    sync: Option<&'a mut SyncPool>,
 }
 
 /// Why a path inside a layer or an archive could escape the directory it is extracted
@@ -387,7 +416,9 @@ impl Extractor<'_> {
                     .open(&path)
                     .ctx("create file", &path)?;
                 copy_big(entry, &mut f, &mut self.buf).ctx("write file", &path)?;
-                drop(f);
+                if let Some(s) = self.sync.as_deref_mut() {
+                    s.sync(f).ctx("sync", &path)?;
+                }
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();

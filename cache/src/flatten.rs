@@ -126,12 +126,7 @@ impl Store {
         merge::merge(&top_first, &[], &dest)?;
         // Durable before anything names it: a crash must not leave a flattened snapshot
         // whose files are missing or empty.
-        fsutil::syncfs_in_background(&dest)
-            .and_then(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("syncfs thread panicked")))
-            })
-            .ctx("sync filesystem of", &dest)?;
+        crate::durable::sync_tree(&dest).ctx("sync the files of", &dest)?;
         let dir = self.flattened_dir();
         std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
         std::fs::rename(&dest, &target).ctx("move flattened snapshot into place at", &target)?;

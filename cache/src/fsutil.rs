@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 /// Prefix of every temporary entry this process creates inside the root, so that a later
@@ -41,6 +41,9 @@ pub(crate) fn remove_stale_temps(dir: &Path) -> Result<(), CacheError> {
         let p = ent.path();
         let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
         let r = if is_dir {
+            // A killed build can leave a host-side overlay (a COPY's) mounted in its dir:
+            // deleting through it would fail on the mountpoint.
+            detach_mounts_below(&p);
             remove_dir_all_force(&p)
         } else {
             std::fs::remove_file(&p)
@@ -52,6 +55,48 @@ pub(crate) fn remove_stale_temps(dir: &Path) -> Result<(), CacheError> {
         }
     }
     Ok(())
+}
+
+/// Lazily unmounts every mount at or below `dir` (deepest first), as a killed process
+/// may have left them. Best effort: what cannot be unmounted makes the removal fail,
+/// which names the path.
+pub(crate) fn detach_mounts_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) {
+            // SAFETY: `c` is a valid NUL-terminated path for the call.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal.
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 /// `remove_dir_all` that also copes with directories whose mode forbids writing (a layer
@@ -103,25 +148,6 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> 
         .map_err(|e| e.error)
         .ctx("rename into place", path)?;
     fsync_dir(dir)
-}
-
-/// Starts writing out everything dirty on the filesystem that holds `dir` (syncfs), on a
-/// thread of its own; join the handle to wait for it.
-pub(crate) fn syncfs_in_background(
-    dir: &Path,
-) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
-    use std::os::fd::AsRawFd;
-    let f = File::open(dir)?;
-    std::thread::Builder::new()
-        .name("rbuild-syncfs".into())
-        .spawn(move || {
-            // SAFETY: `f` is an open descriptor for the whole call.
-            if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        })
 }
 
 /// The inode flag FS_TOPDIR_FL (`chattr +T`), not in the libc crate.
@@ -237,6 +263,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c"), "/a b/c");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/end\\04"), "/end\\04");
+    }
+
+    #[test]
     fn topdir_flag_is_set_where_the_filesystem_has_inode_flags() {
         let t = tempfile::tempdir().unwrap();
         let d = t.path().join("d");
@@ -271,17 +304,5 @@ mod tests {
             .unwrap();
         assert!(attrs(&after).contains('T'), "{}", attrs(&after));
         assert!(set_topdir(&t.path().join("gone")).is_err());
-    }
-
-    #[test]
-    fn syncfs_in_background_reports_its_outcome() {
-        let t = tempfile::tempdir().unwrap();
-        let h = syncfs_in_background(t.path()).unwrap();
-        h.join().unwrap().unwrap();
-        let gone = t.path().join("gone");
-        assert_eq!(
-            syncfs_in_background(&gone).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
     }
 }

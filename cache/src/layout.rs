@@ -59,7 +59,9 @@ impl Store {
         let bytes = std::fs::read(&p).ctx("read", &p)?;
         parse_index(&bytes).map_err(|e| CacheError::Corrupt {
             path: p,
-            reason: format!("invalid OCI index: {e}; fix or remove the file"),
+            reason: format!(
+                "invalid OCI index: {e}; `rbuild check --repair` rebuilds it from the stored manifests"
+            ),
         })
     }
 

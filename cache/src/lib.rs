@@ -9,23 +9,30 @@
 //! - `records/<key>.json`: cache records;
 //! - `explain/<id>/`: per build, what each step's cache key was made of ([`explain`]);
 //! - `tmp/`: scratch space on the same filesystem, so results are renamed into place;
-//! - `locks/`: file locks shared by every rbuild process using the root.
+//! - `locks/`: file locks shared by every rbuild process using the root (`index.json`
+//!   updates, one per cache key being executed, prune);
+//! - `leases/`: what each running process uses, so prune can run beside builds.
 //!
-//! Every write is a temp entry + rename, so a killed build leaves no half entry behind.
+//! Every write is a temp entry + fsync + rename, so a killed build leaves no half entry
+//! behind, and what a record or the index names is durable before it is named.
 
 mod archive;
+pub mod check;
 mod commit;
 pub mod copysnap;
+mod durable;
 mod error;
 pub mod explain;
 mod extract;
 mod flatten;
 mod fsutil;
+pub mod gc;
+mod keylock;
 mod layout;
+mod lease;
 mod merge;
 mod oci;
 mod pargz;
-mod prune;
 pub mod pull;
 pub mod push;
 pub mod remote_cache;
@@ -35,22 +42,24 @@ mod squash;
 pub use error::CacheError;
 pub use extract::extract_layer;
 pub use flatten::{FLATTEN_STEP, chain_id, flatten_prefix};
+pub use gc::{GcPolicy, PruneOptions, PruneReport};
+pub use keylock::KeyLock;
 pub use layout::{familiar_name, normalize_tag};
 pub use oci::ConfigError;
 /// oci-spec's media type, the type of [`Layer::media_type`].
 pub use oci_spec::image::MediaType;
-pub use prune::PruneOptions;
 /// The registry client, a crate of its own; re-exported because the store's pull, push and
 /// cache import/export take its types.
 pub use rbuild_registry as registry;
 
 use error::IoContext;
+use lease::Leased;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One layer blob of an image or cache record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,8 +106,10 @@ pub struct Store {
 
 struct Inner {
     root: PathBuf,
-    /// Held shared for the life of the store so prune can tell a root is in use.
-    gc_lock: File,
+    /// What this process uses, so a prune running meanwhile leaves it alone.
+    lease: lease::Lease,
+    /// Bytes of blobs and snapshots this process added (for the size policy after a build).
+    added: AtomicU64,
     gzip_level: AtomicU32,
 }
 
@@ -128,26 +139,7 @@ impl Store {
                 .ctx("get current directory for", root)?
                 .join(root)
         };
-        for sub in ["oci/blobs/sha256", "snapshots", "records", "tmp", "locks"] {
-            let p = root.join(sub);
-            std::fs::create_dir_all(&p).ctx("create directory", &p)?;
-        }
-        let lock_path = root.join("locks/gc.lock");
-        let gc_lock = File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .ctx("open lock file", &lock_path)?;
-        gc_lock.lock_shared().ctx("lock", &lock_path)?;
-        let store = Store {
-            inner: Arc::new(Inner {
-                root,
-                gc_lock,
-                gzip_level: AtomicU32::new(DEFAULT_GZIP_LEVEL),
-            }),
-        };
+        let store = Self::open_unchecked(&root)?;
         store.init_layout()?;
         // Every step builds its tree (upper dir, extracted layer) under tmp/. Spread them
         // over the filesystem: ext4 without a journal refuses, one candidate at a time, to
@@ -155,17 +147,80 @@ impl Store {
         // deleted (a pruned store, a previous build's root) scanned whole block groups per
         // file (20,000 files: 3 s became 10-15 s of system time). Best effort.
         let _ = fsutil::set_topdir(&store.tmp_root());
-        for dir in [
-            store.tmp_root(),
-            store.blobs_dir(),
-            store.records_dir(),
-            store.oci_dir(),
-            store.snapshots_dir(),
-            store.pieces_dir(),
-        ] {
+        for dir in store.temp_dirs() {
             fsutil::remove_stale_temps(&dir)?;
         }
         Ok(store)
+    }
+
+    /// The store at an absolute `root`, its directories made, nothing cleaned or read:
+    /// `check` looks at what killed processes left before anything removes it.
+    pub(crate) fn open_unchecked(root: &Path) -> Result<Store, CacheError> {
+        for sub in [
+            "oci/blobs/sha256",
+            "snapshots",
+            "records",
+            "tmp",
+            "locks",
+            "leases",
+        ] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).ctx("create directory", &p)?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root: root.to_path_buf(),
+                lease: lease::Lease::default(),
+                added: AtomicU64::new(0),
+                gzip_level: AtomicU32::new(DEFAULT_GZIP_LEVEL),
+            }),
+        })
+    }
+
+    /// The directories where temp entries (`.rb<pid>-…`) are made.
+    pub(crate) fn temp_dirs(&self) -> [PathBuf; 7] {
+        [
+            self.tmp_root(),
+            self.blobs_dir(),
+            self.records_dir(),
+            self.oci_dir(),
+            self.snapshots_dir(),
+            self.pieces_dir(),
+            self.leases_dir(),
+        ]
+    }
+
+    /// Writes what `items` name into this process's lease before they are used or made
+    /// visible (see `lease.rs`).
+    pub(crate) fn lease(&self, items: &[Leased<'_>]) -> Result<(), CacheError> {
+        self.inner.lease.add(&self.leases_dir(), items)
+    }
+
+    /// Leases the blobs and snapshots of `layers` for the life of this process (a build
+    /// about to use them, a push about to send them): prune leaves them alone.
+    pub fn lease_layers(&self, layers: &[Layer]) -> Result<(), CacheError> {
+        let items: Vec<Leased<'_>> = layers
+            .iter()
+            .map(|l| Leased::Layer {
+                digest: &l.digest,
+                diff_id: &l.diff_id,
+            })
+            .collect();
+        self.lease(&items)
+    }
+
+    /// Leases the blob `digest` (about to be written into the store, or read from it).
+    pub fn lease_blob(&self, digest: &str) -> Result<(), CacheError> {
+        self.lease(&[Leased::Blob(digest)])
+    }
+
+    /// Bytes of blobs and snapshots this handle added to the store so far.
+    pub fn bytes_added(&self) -> u64 {
+        self.inner.added.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_added(&self, bytes: u64) {
+        self.inner.added.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn root(&self) -> &Path {
@@ -203,6 +258,9 @@ impl Store {
     pub(crate) fn locks_dir(&self) -> PathBuf {
         self.inner.root.join("locks")
     }
+    pub(crate) fn leases_dir(&self) -> PathBuf {
+        self.inner.root.join("leases")
+    }
 
     /// A scratch directory under `root/tmp` (same filesystem as the store, so its contents
     /// can be renamed into place). Removed on drop; removed at the next `open` if this
@@ -236,6 +294,7 @@ impl Store {
     /// Stores `bytes` as a blob; returns its digest.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, CacheError> {
         let digest = format!("sha256:{}", fsutil::sha256_hex(bytes));
+        self.lease_blob(&digest)?;
         if self.has_blob(&digest) {
             return Ok(digest);
         }
@@ -254,10 +313,25 @@ impl Store {
         Ok(BlobWriter {
             w: fsutil::HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)),
             dir,
+            store: self.clone(),
         })
     }
 
     /// Reads a small blob (manifest, config) fully.
+    /// Moves a verified, synced blob file (a registry fetch's, made in a temp dir of this
+    /// process, so a killed fetch leaves nothing behind) into the store as `digest`,
+    /// leased before it appears.
+    pub fn install_fetched_blob(&self, file: &Path, digest: &str) -> Result<(), CacheError> {
+        let target = self.blob_path(digest);
+        digest_hex(digest)?;
+        self.lease_blob(digest)?;
+        if !target.is_file() {
+            self.count_added(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
+        }
+        std::fs::rename(file, &target).ctx("move blob into place at", &target)?;
+        fsutil::fsync_dir(&self.blobs_dir())
+    }
+
     pub(crate) fn read_blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
         digest_hex(digest)?;
         let p = self.blob_path(digest);
@@ -286,6 +360,7 @@ impl Store {
     /// Concurrent callers each extract into tmp/; the first rename wins, others discard.
     pub fn snapshot(&self, layer: &Layer) -> Result<PathBuf, CacheError> {
         let target = self.snapshot_path(&layer.diff_id)?;
+        self.lease_layers(std::slice::from_ref(layer))?;
         if target.is_dir() {
             return Ok(target);
         }
@@ -299,7 +374,7 @@ impl Store {
         let tmp = self.tmp_dir("extract")?;
         let dest = tmp.path().join("s");
         std::fs::create_dir(&dest).ctx("create directory", &dest)?;
-        let diff_id = extract::extract_layer_diff_id(&blob, &dest)?;
+        let (diff_id, size) = extract::extract_layer_durably(&blob, &dest)?;
         if diff_id != layer.diff_id {
             return Err(CacheError::DigestMismatch {
                 what: format!("uncompressed content (diff_id) of layer {}", layer.digest),
@@ -312,26 +387,29 @@ impl Store {
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
                 .ctx("set permissions of", &dest)?;
         }
-        self.install_snapshot(&dest, &target)?;
+        if self.install_snapshot(&dest, &target)? {
+            self.count_added(size);
+        }
         Ok(target)
     }
 
-    /// Renames a finished snapshot dir into place; if another process won the race, ours is
-    /// discarded.
-    pub(crate) fn install_snapshot(&self, src: &Path, target: &Path) -> Result<(), CacheError> {
+    /// Renames a finished (synced) snapshot dir into place; if another process won the
+    /// race, ours is discarded. Returns whether ours was installed.
+    pub(crate) fn install_snapshot(&self, src: &Path, target: &Path) -> Result<bool, CacheError> {
         match std::fs::rename(src, target) {
-            Ok(()) => fsutil::fsync_dir(&self.snapshots_dir()),
+            Ok(()) => fsutil::fsync_dir(&self.snapshots_dir()).map(|()| true),
             Err(e)
                 if target.is_dir()
                     && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) =>
             {
-                fsutil::remove_dir_all_force(src).ctx("remove duplicate snapshot", src)
+                fsutil::remove_dir_all_force(src).ctx("remove duplicate snapshot", src)?;
+                Ok(false)
             }
             Err(e) => Err(e).ctx("move snapshot into place at", target),
         }
     }
 
-    fn record_path(&self, key: &str) -> Result<PathBuf, CacheError> {
+    pub(crate) fn record_path(&self, key: &str) -> Result<PathBuf, CacheError> {
         let ok = !key.is_empty()
             && key.len() <= 128
             && key
@@ -343,8 +421,9 @@ impl Store {
         Ok(self.records_dir().join(format!("{key}.json")))
     }
 
-    /// The record for `key`. A record whose blobs have gone, or that cannot be parsed, is a
-    /// miss (and is removed), never an error: the cache can always rebuild.
+    /// The record for `key`. A record whose blobs have gone, or that cannot be parsed (then
+    /// it is removed), is a miss, never an error: the cache can always rebuild. A hit is
+    /// leased (its layers too) for the life of this process, which also notes its use.
     pub fn record_get(&self, key: &str) -> Result<Option<CacheRecord>, CacheError> {
         let p = self.record_path(key)?;
         let bytes = match std::fs::read(&p) {
@@ -359,18 +438,30 @@ impl Store {
                 return Ok(None);
             }
         };
+        // Leased before its blobs are looked at: a prune that moved them aside meanwhile
+        // makes this a miss, never a hit on something about to disappear.
+        self.lease_record(key, &rec)?;
+        // A record whose blobs are gone is left for prune to remove: a prune running now
+        // may only have moved them aside, and put them back.
         if rec.layers.iter().any(|l| !self.has_blob(&l.digest)) {
-            let _ = std::fs::remove_file(&p);
             return Ok(None);
         }
-        // Last use, for pruning old records; best effort.
-        let now = unix_now() as i64;
-        let _ = rbuild_fsutil::time::set_mtime_nofollow(&p, now);
         Ok(Some(rec))
+    }
+
+    fn lease_record(&self, key: &str, rec: &CacheRecord) -> Result<(), CacheError> {
+        let mut items = Vec::with_capacity(rec.layers.len() + 1);
+        items.push(Leased::Record(key));
+        items.extend(rec.layers.iter().map(|l| Leased::Layer {
+            digest: &l.digest,
+            diff_id: &l.diff_id,
+        }));
+        self.lease(&items)
     }
 
     pub fn record_put(&self, key: &str, rec: &CacheRecord) -> Result<(), CacheError> {
         let p = self.record_path(key)?;
+        self.lease_record(key, rec)?;
         let bytes = serde_json::to_vec(rec).map_err(|e| CacheError::Corrupt {
             path: p.clone(),
             reason: format!("cannot encode cache record: {e}"),
@@ -415,6 +506,7 @@ impl Store {
 pub(crate) struct BlobWriter {
     w: fsutil::HashWriter<std::io::BufWriter<tempfile::NamedTempFile>>,
     dir: PathBuf,
+    store: Store,
 }
 
 impl Write for BlobWriter {
@@ -454,6 +546,11 @@ impl BlobWriter {
                 .set_permissions(std::fs::Permissions::from_mode(0o644));
         }
         let target = self.dir.join(&digest["sha256:".len()..]);
+        // Leased before it appears, so a prune running now cannot take it.
+        self.store.lease_blob(&digest)?;
+        if !target.is_file() {
+            self.store.count_added(size);
+        }
         tmp.persist(&target)
             .map_err(|e| e.error)
             .ctx("rename blob into place at", &target)?;

@@ -144,13 +144,17 @@ pub async fn fetch(
         let progress = progress.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
+            // Leased before it is looked for: a prune running now leaves it.
+            store.lease_layers(std::slice::from_ref(&layer))?;
             let event = if store.has_blob(&layer.digest) {
                 PullEvent::Present {
                     digest: layer.digest.clone(),
                 }
             } else {
-                let dest = store.blob_path(&layer.digest);
+                let tmp = store.tmp_dir("fetch")?;
+                let dest = tmp.path().join("blob");
                 let size = client.fetch_blob(&r, &layer.digest, &dest).await?;
+                store.install_fetched_blob(&dest, &layer.digest)?;
                 PullEvent::Fetched {
                     digest: layer.digest.clone(),
                     size,

@@ -595,6 +595,7 @@ impl ImportedCache {
         // One fetch at a time: two steps needing the same blob fetch it once.
         let _guard = self.fetch_lock.lock().await;
         for l in layers {
+            store.lease_layers(std::slice::from_ref(l))?;
             if store.has_blob(&l.digest) {
                 continue;
             }
@@ -609,9 +610,11 @@ impl ImportedCache {
                         .map_err(|e| invalid("import", format!("blob copy stopped: {e}")))??
                 }
                 CacheSource::Registry { client, reference } => {
-                    client
-                        .fetch_blob(reference, &l.digest, &store.blob_path(&l.digest))
-                        .await?
+                    let tmp = store.tmp_dir("fetch")?;
+                    let dest = tmp.path().join("blob");
+                    let size = client.fetch_blob(reference, &l.digest, &dest).await?;
+                    store.install_fetched_blob(&dest, &l.digest)?;
+                    size
                 }
             };
             self.blobs_fetched.fetch_add(1, Ordering::Relaxed);

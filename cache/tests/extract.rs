@@ -232,59 +232,71 @@ fn records_round_trip_and_stale_records_miss() {
     assert_eq!(store.record_get("abc123").unwrap(), None);
 }
 
+/// Moves the mtime of every file in `dir` back by `secs`.
+fn age_files(dir: &std::path::Path, secs: u64) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+            .unwrap();
+    }
+}
+
 #[test]
-fn prune_keeps_what_records_reference_and_refuses_while_in_use() {
+fn prune_keeps_what_records_reference_and_what_running_builds_lease() {
     let root = tempfile::tempdir().unwrap();
-    let store = Store::open(root.path()).unwrap();
-    let kept = layer_of(&store, &raw_tar(&[("k", F, "", b"keep")]), true);
-    let old = layer_of(&store, &raw_tar(&[("o", F, "", b"old")]), true);
-    let loose = layer_of(&store, &raw_tar(&[("l", F, "", b"loose")]), true);
+    let maker = Store::open(root.path()).unwrap();
+    let kept = layer_of(&maker, &raw_tar(&[("k", F, "", b"keep")]), true);
+    let old = layer_of(&maker, &raw_tar(&[("o", F, "", b"old")]), true);
+    let loose = layer_of(&maker, &raw_tar(&[("l", F, "", b"loose")]), true);
     for l in [&kept, &old, &loose] {
-        store.snapshot(l).unwrap();
+        maker.snapshot(l).unwrap();
     }
     let rec = |l: &Layer| rbuild_cache::CacheRecord {
         layers: vec![l.clone()],
         config: None,
         created: 1,
     };
-    store.record_put("kept", &rec(&kept)).unwrap();
-    store.record_put("old", &rec(&old)).unwrap();
+    maker.record_put("kept", &rec(&kept)).unwrap();
+    maker.record_put("old", &rec(&old)).unwrap();
+    // Everything the making process touched is leased while it lives.
+    let store = Store::open(root.path()).unwrap();
+    let all = rbuild_cache::PruneOptions {
+        all: true,
+        ..Default::default()
+    };
+    assert_eq!(store.prune(&all).unwrap().swept.bytes, 0);
+    assert!(store.has_blob(&loose.digest));
+    drop(maker);
+
+    // "old" was last used an hour ago (its record and the use log that names it).
     let old_file = root.path().join("records/old.json");
-    let f = std::fs::File::options()
-        .write(true)
-        .open(&old_file)
-        .unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-        .unwrap();
-    drop(f);
-
-    // Another open store (another build) blocks pruning.
-    let other = Store::open(root.path()).unwrap();
-    assert!(matches!(store.prune(false), Err(CacheError::Busy { .. })));
-    drop(other);
-
-    let freed = store
-        .prune_with(rbuild_cache::PruneOptions {
-            all_records: false,
-            keep_records_secs: Some(600),
+    age_files(&root.path().join("leases"), 3600);
+    age_files(&root.path().join("records"), 3600);
+    // A running build uses "kept" now.
+    let user = Store::open(root.path()).unwrap();
+    assert!(user.record_get("kept").unwrap().is_some());
+    let report = store
+        .prune(&rbuild_cache::PruneOptions {
+            until: Some(std::time::Duration::from_secs(600)),
+            ..Default::default()
         })
         .unwrap();
-    assert!(freed > 0);
+    assert!(report.swept.bytes > 0);
+    assert_eq!(report.swept.records, 1);
     assert!(store.has_blob(&kept.digest));
     assert!(!store.has_blob(&old.digest) && !store.has_blob(&loose.digest));
     assert!(store.snapshot_path(&kept.diff_id).unwrap().is_dir());
     assert!(!store.snapshot_path(&old.diff_id).unwrap().exists());
     assert!(!store.snapshot_path(&loose.diff_id).unwrap().exists());
-    assert!(store.record_get("kept").unwrap().is_some());
     assert!(!old_file.exists());
-    store.prune(true).unwrap();
+    // --all leaves what the running build leases, then takes it once that build ends.
+    store.prune(&all).unwrap();
+    assert!(store.has_blob(&kept.digest));
+    drop(user);
+    store.prune(&all).unwrap();
     assert!(list(&root.path().join("oci/blobs/sha256")).is_empty());
     assert!(list(&root.path().join("records")).is_empty());
-    // The store stays usable after prune (its shared lock is back).
-    assert!(matches!(
-        Store::open(root.path()).unwrap().prune(false),
-        Err(CacheError::Busy { .. })
-    ));
+    assert!(list(&root.path().join("snapshots")).is_empty());
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod flags;
 mod shared;
 
 use anyhow::Result;
-use commands::{build, debug, images, login, pull, push, run};
+use commands::{build, check, debug, images, login, pull, push, run};
 use flags::HiArgs;
 use flags::hiargs::Command;
 use std::process::ExitCode;
@@ -48,6 +48,7 @@ fn dispatch(args: HiArgs) -> Result<ExitCode> {
         Command::Tag(t) => images::tag(g, t),
         Command::Rmi(r) => images::rmi(g, r),
         Command::Prune(p) => images::prune(g, p),
+        Command::Check(c) => check::check(g, c),
         Command::DebugParse(d) => debug::parse(d),
     }
 }

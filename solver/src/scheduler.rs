@@ -418,6 +418,11 @@ async fn solve_vertex(
     match vertex::lookup(run, ready).await? {
         Looked::Hit(key, outcome) => Ok((key, *outcome)),
         Looked::Miss(pending) => {
+            // Before the permit: waiting for another build must not hold one.
+            let pending = match vertex::claim(run, pending).await? {
+                Looked::Hit(key, outcome) => return Ok((key, *outcome)),
+                Looked::Miss(pending) => pending,
+            };
             let _permit = match &permits {
                 Some(p) => Some(
                     p.clone()

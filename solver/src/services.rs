@@ -57,14 +57,14 @@ impl Services {
         }
     }
 
-    /// Whether the store has the blob `digest` (a yes is remembered: blobs are only
-    /// removed by prune, which does not run during a build of this root).
+    /// Whether the store has the blob `digest`. It is leased first (a prune running
+    /// beside this build leaves it), so a yes is remembered.
     pub fn has_blob(&self, digest: &str) -> bool {
         let mut known = self.blobs_present.lock().unwrap_or_else(|e| e.into_inner());
         if known.contains(digest) {
             return true;
         }
-        let present = self.store.has_blob(digest);
+        let present = self.store.lease_blob(digest).is_ok() && self.store.has_blob(digest);
         if present {
             known.insert(digest.to_string());
         }

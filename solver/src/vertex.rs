@@ -46,6 +46,8 @@ pub(crate) struct Pending {
     /// What the step was made of, noted in the history once it has run: a step that fails
     /// leaves the last good build's entry as the baseline of the next build.
     made_of: Option<(Vec<CacheKey>, Facts)>,
+    /// The store's lock of the key, held from [`claim`] until the record is written.
+    lock: Option<rbuild_cache::KeyLock>,
 }
 
 /// How a lookup ended.
@@ -136,7 +138,44 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
         step,
         miss,
         made_of,
+        lock: None,
     }))
+}
+
+/// Between the phases: another build on this root may be executing this very step. Takes
+/// the store's lock of its key, waiting while another process holds it (polling, so a
+/// cancelled build stops waiting), then looks in the cache once more: the holder's record
+/// is a hit. A holder that dies loses the lock to the kernel, and this build takes over.
+pub(crate) async fn claim(run: &SolveRun, mut pending: Pending) -> Result<Looked, SolveError> {
+    if !pending.op.cacheable() || run.opts.no_cache {
+        return Ok(Looked::Miss(pending));
+    }
+    let store = &run.services.store;
+    let key_hex = pending.key.to_hex();
+    let mut pause = std::time::Duration::from_millis(10);
+    let lock = loop {
+        if let Some(lock) = store.try_lock_key(&key_hex)? {
+            break lock;
+        }
+        if run.cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    };
+    let Some(mut outcome) = cache_lookup(run, &key_hex)? else {
+        pending.lock = Some(lock);
+        return Ok(Looked::Miss(pending));
+    };
+    drop(lock);
+    let v = pending.step.vertex;
+    pending.op.cache_hit(&mut outcome);
+    outcome.cache_key = Some(key_hex);
+    if let (Some(h), Some((input_keys, facts))) = (&run.opts.history, pending.made_of) {
+        h.solved(v, &pending.key, &input_keys, facts);
+    }
+    let _ = run.events.send(Event::Cached { vertex: v });
+    Ok(Looked::Hit(pending.key, Box::new(outcome)))
 }
 
 /// Phase two: makes the inputs' layers present, runs the op, records its result.
@@ -147,6 +186,7 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
         step,
         miss,
         made_of,
+        lock: _lock,
     } = pending;
     let v = step.vertex;
     if run.cancel.is_cancelled() {

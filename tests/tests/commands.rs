@@ -178,11 +178,11 @@ fn no_cache_and_the_store_commands() {
     failed_with(&o, "error: no such image: nope:1, nope:2");
     let o = env.ok(&["prune"]);
     assert!(
-        text(&o.stdout).starts_with("Total reclaimed space: "),
+        text(&o.stdout).contains("\nTotal reclaimed space: "),
         "{}",
         text(&o.stdout)
     );
     let o = env.ok(&["prune", "--all"]);
-    assert!(text(&o.stdout).starts_with("Total reclaimed space: "));
+    assert!(text(&o.stdout).contains("\nTotal reclaimed space: "));
     assert!(text(&env.ok(&["images"]).stdout).contains("busybox"));
 }

@@ -113,11 +113,21 @@ pub fn rmi(global: &Global, rmi: &Rmi) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Frees what no image needs (with `-a`, the whole build cache).
+/// Frees what no image needs, and the cache records the options let go (with `-a`, the
+/// whole build cache; `--filter until=`, what was not used for that long;
+/// `--keep-storage`, the least recently used until the rest fits).
 pub fn prune(global: &Global, prune: &Prune) -> Result<ExitCode> {
     let store = store::open(&global.root)?;
-    let freed = store.prune(prune.all)?;
-    println!("Total reclaimed space: {}", human_size(freed));
+    let report = store.prune(&prune.options)?;
+    let s = report.swept;
+    println!(
+        "Removed {} cache records, {} blobs, {} snapshots",
+        s.records, s.blobs, s.snapshots
+    );
+    if let Some(left) = report.cache_bytes {
+        println!("Build cache now: {}", human_size(left));
+    }
+    println!("Total reclaimed space: {}", human_size(s.bytes));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! from `flags::hiargs` and uses `shared`; commands never import each other.
 
 pub mod build;
+pub mod check;
 pub mod debug;
 pub mod images;
 pub mod login;

@@ -10,7 +10,7 @@ use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArg
 use super::output_spec::{self, Output};
 use super::{secret_spec, targets, vars};
 use crate::shared::progress;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use rbuild_graph::NetworkMode;
 use rbuild_solver::secrets::SecretSpec;
 use rbuild_solver::ssh::SshSpec;
@@ -49,6 +49,7 @@ pub enum Command {
     Inspect(Inspect),
     Rmi(Rmi),
     Prune(Prune),
+    Check(Check),
     Run(Box<Run>),
     DebugParse(DebugParse),
 }
@@ -205,7 +206,13 @@ pub struct Rmi {
 /// `rbuild prune`.
 #[derive(Debug)]
 pub struct Prune {
-    pub all: bool,
+    pub options: rbuild_cache::PruneOptions,
+}
+
+/// `rbuild check`.
+#[derive(Debug)]
+pub struct Check {
+    pub repair: bool,
 }
 
 /// `rbuild debug parse`.
@@ -253,7 +260,8 @@ impl HiArgs {
             Some(C::Images(a)) => Command::Images(Images { quiet: a.quiet }),
             Some(C::Inspect(a)) => Command::Inspect(Inspect { image: a.image }),
             Some(C::Rmi(a)) => Command::Rmi(Rmi { images: a.images }),
-            Some(C::Prune(a)) => Command::Prune(Prune { all: a.all }),
+            Some(C::Prune(a)) => Command::Prune(prune(a)?),
+            Some(C::Check(a)) => Command::Check(Check { repair: a.repair }),
             Some(C::Debug {
                 command: lowargs::DebugCommand::Parse { file },
             }) => Command::DebugParse(DebugParse { file }),
@@ -266,6 +274,34 @@ impl HiArgs {
             command,
         })
     }
+}
+
+/// `rbuild prune`'s flags, as `docker builder prune` takes them.
+fn prune(a: lowargs::PruneArgs) -> Result<Prune> {
+    use rbuild_cache::gc::units;
+    let mut until = None;
+    for f in &a.filters {
+        match f.split_once('=') {
+            Some(("until", d)) => {
+                until = Some(units::parse_duration(d).with_context(|| format!("--filter {f}"))?)
+            }
+            _ => bail!("--filter {f:?}: rbuild's prune takes only until=DURATION (e.g. until=24h)"),
+        }
+    }
+    let keep_storage = a
+        .keep_storage
+        .as_deref()
+        .map(units::parse_size)
+        .transpose()
+        .context("--keep-storage")?;
+    let _ = a.force;
+    Ok(Prune {
+        options: rbuild_cache::PruneOptions {
+            all: a.all,
+            until,
+            keep_storage,
+        },
+    })
 }
 
 fn build(mut args: BuildArgs) -> Result<Build> {

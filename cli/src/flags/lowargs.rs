@@ -61,6 +61,9 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Free blobs, snapshots and cache records no image needs.
     Prune(PruneArgs),
+    /// Verify the store (every blob's digest, every record, index entry and snapshot);
+    /// with --repair, drop what is broken.
+    Check(CheckArgs),
     /// Run a command in a new container from an image (always removed afterwards).
     Run(RunArgs),
     /// Developer tools.
@@ -146,6 +149,22 @@ pub struct PruneArgs {
     /// Drop the whole build cache, not only unreferenced data.
     #[arg(short, long)]
     pub all: bool,
+    /// Only cache unused for this long (`until=24h`; Go durations, as docker).
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Drop cache, least recently used first, until it takes at most SIZE (`10GB`).
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Do not prompt (rbuild never does; accepted for docker's command lines).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Repair: drop what is broken, rebuild what can be rebuilt, tidy leftovers.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// `--progress`: how solver events are shown.

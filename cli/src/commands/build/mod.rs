@@ -10,6 +10,7 @@ mod cache;
 mod call;
 mod checks;
 mod dry_run;
+mod gc;
 mod history;
 mod inputs;
 mod lower;
@@ -39,12 +40,16 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     let mut opts = solve::options(build, &inputs);
     solve::add_secrets(&mut opts, build)?;
     let store = store::open(&global.root)?;
+    let policy = gc::policy(&store)?;
     let runtime = runtime::start(None)?;
     let mut lowered = lower::lower(build, &inputs, Some(&store), Some((&runtime, insecure)))?;
     let findings = std::mem::take(&mut lowered.targets.lint);
     checks::enforce(&findings)?;
     let result = run(global, build, &inputs, &store, &runtime, lowered, opts);
     checks::print_summary(&findings, build.progress);
+    if result.is_ok() {
+        gc::apply(&store, &policy, build.progress);
+    }
     result
 }
 
