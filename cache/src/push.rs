@@ -118,6 +118,10 @@ pub async fn push_with_progress(
     let image = store
         .image(local_name)?
         .ok_or_else(|| PushError::NoSuchImage(local_name.to_string()))?;
+    // Leased for the push: an `rbuild rmi` and `prune` meanwhile leave its blobs.
+    store.lease_layers(&image.layers)?;
+    store.lease_blob(&image.manifest_digest)?;
+    store.lease_blob(&image.config_digest)?;
     let manifest = store.read_blob(&image.manifest_digest)?;
     let media_type = manifest_media_type(&manifest).map_err(|source| PushError::Manifest {
         reference: target.to_string(),

@@ -16,6 +16,12 @@ use rbuild_registry::media_types::is_index;
 
 impl Checker {
     pub(super) fn index(&mut self) -> Result<(), CacheError> {
+        // Repair rewrites the index from what it read: no tag may change in between.
+        let _g = if self.repair {
+            Some(self.store.lock_index()?)
+        } else {
+            None
+        };
         let path = self.store.oci_dir().join("index.json");
         let bytes = match std::fs::read(&path) {
             Ok(b) => Some(b),
@@ -72,7 +78,6 @@ impl Checker {
         let changed = kept.len() != idx.manifests().len();
         if self.repair && (changed || rebuilt) {
             idx.set_manifests(kept);
-            let _g = self.store.lock_index()?;
             fsutil::atomic_write(&path, &index_json(&idx))?;
         }
         Ok(())
