@@ -50,6 +50,14 @@ impl Store {
         if victims.is_empty() {
             return Ok(out);
         }
+        // Leases taken while prune measured and chose: those victims stay, so the only
+        // window a build could lease something and still see it vanish for a moment is
+        // the renames below.
+        let before = self.pins(false)?;
+        let victims: Vec<Victim> = victims
+            .into_iter()
+            .filter(|v| !before.protects(v))
+            .collect();
         let trash = self.tmp_dir("trash")?;
         let mut moved: Vec<(Victim, PathBuf, PathBuf)> = Vec::new();
         for (n, v) in victims.into_iter().enumerate() {
