@@ -2,7 +2,8 @@
 //! (SIGKILL) at seeded-random moments, 72 times in all; after each kill `rbuild check`
 //! must find the store consistent, and the command run again to the end, then a build,
 //! must give the right image. Delays are drawn from the seed within how long each command
-//! takes here (measured, never asserted), so the kills land all through each command.
+//! takes here (measured, and measured again whenever one ends before its kill; never
+//! asserted), so the kills land all through each command.
 //! Needs root, busybox-static, umoci and docker-registry (scripts/install-deps.sh).
 
 use rbuild_tests::{Env, Registry};
@@ -58,9 +59,12 @@ struct Counts {
     inconsistencies: usize,
 }
 
-/// Runs `rbuild args` on `env` and SIGKILLs it after `delay`, unless it ended first.
-/// Returns whether it was killed.
-fn run_and_kill(env: &Env, args: &[&str], delay: Duration) -> bool {
+/// Runs `rbuild args` on `env` and SIGKILLs it after a delay drawn within `*full` (how
+/// long it takes), unless it ends first: then `*full` becomes the time it took, so the
+/// next delays follow the machine's speed. Returns whether it was killed.
+fn run_and_kill(env: &Env, args: &[&str], rng: &mut Rng, full: &mut Duration) -> bool {
+    let delay = rng.delay(*full);
+    let start = Instant::now();
     let mut child = env
         .cmd(args)
         .stdout(Stdio::null())
@@ -70,6 +74,7 @@ fn run_and_kill(env: &Env, args: &[&str], delay: Duration) -> bool {
     let until = Instant::now() + delay;
     loop {
         if child.try_wait().expect("wait").is_some() {
+            *full = start.elapsed();
             return false;
         }
         let now = Instant::now();
@@ -156,16 +161,16 @@ fn killed_commands_leave_a_consistent_store() {
 
     // How long each command takes here.
     let b = build(0, &["--no-cache"]);
-    let t_build = time(&env, &as_args(&b));
+    let mut t_build = time(&env, &as_args(&b));
     let remote = format!("{}/app:1", reg.host);
     env.ok(&["tag", "app:1", &remote]);
     env.ok(&["push", &remote]);
     // Pushes in the rounds go to new repositories of a registry that has the blobs.
     let timing = format!("{}/timing:1", reg.host);
     env.ok(&["tag", "app:1", &timing]);
-    let t_push = time(&env, &["push", &timing]);
+    let mut t_push = time(&env, &["push", &timing]);
     let puller = Env::new();
-    let t_pull = time(&puller, &["pull", &remote]);
+    let mut t_pull = time(&puller, &["pull", &remote]);
     puller.ok(&["rmi", &remote]);
     let c = build(
         0,
@@ -174,7 +179,7 @@ fn killed_commands_leave_a_consistent_store() {
             &format!("type=registry,ref={}/cache:0", reg.host),
         ],
     );
-    let t_cache = time(&env, &as_args(&c));
+    let mut t_cache = time(&env, &as_args(&c));
     eprintln!(
         "full runs: build {t_build:?}, push {t_push:?}, pull {t_pull:?}, cache-to {t_cache:?}"
     );
@@ -195,7 +200,7 @@ fn killed_commands_leave_a_consistent_store() {
         let n = round + 1;
         // A build that executes every step.
         let args = strs(&build(n, &["--no-cache"]));
-        let k = run_and_kill(&env, &as_args(&args), rng.delay(t_build));
+        let k = run_and_kill(&env, &as_args(&args), &mut rng, &mut t_build);
         tally(k, &mut counts);
         check(&env, "build", &mut counts);
         env.ok(&as_args(&build(n, &[])));
@@ -204,14 +209,14 @@ fn killed_commands_leave_a_consistent_store() {
         // A push to a new repository (blobs uploaded or mounted, manifest last).
         let target = format!("{}/push{round}:1", reg.host);
         env.ok(&["tag", "app:1", &target]);
-        let k = run_and_kill(&env, &["push", &target], rng.delay(t_push));
+        let k = run_and_kill(&env, &["push", &target], &mut rng, &mut t_push);
         tally(k, &mut counts);
         check(&env, "push", &mut counts);
         env.ok(&["push", &target]);
 
         // A pull into a store that lacks every blob of the image.
         puller.ok(&["prune", "--all"]);
-        let k = run_and_kill(&puller, &["pull", &target], rng.delay(t_pull));
+        let k = run_and_kill(&puller, &["pull", &target], &mut rng, &mut t_pull);
         tally(k, &mut counts);
         check(&puller, "pull", &mut counts);
         puller.ok(&["pull", &target]);
@@ -221,7 +226,7 @@ fn killed_commands_leave_a_consistent_store() {
         // A build exporting its cache to the registry.
         let cache = format!("type=registry,ref={}/cache:{n},mode=max", reg.host);
         let args = strs(&build(n + 1000, &["--cache-to", &cache]));
-        let k = run_and_kill(&env, &as_args(&args), rng.delay(t_cache));
+        let k = run_and_kill(&env, &as_args(&args), &mut rng, &mut t_cache);
         tally(k, &mut counts);
         check(&env, "build --cache-to", &mut counts);
         let o: Output = env.ok(&as_args(&args));
