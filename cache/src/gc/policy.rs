@@ -70,18 +70,14 @@ struct PolicyFile {
     keep_storage: Option<String>,
 }
 
-fn keep_storage(text: &str) -> Result<KeepStorage, String> {
+fn keep_storage(text: &str) -> Result<KeepStorage, units::UnitError> {
     if let Some(p) = text.trim().strip_suffix('%') {
         return match p.trim().parse::<f64>() {
             Ok(v) if (0.0..=100.0).contains(&v) => Ok(KeepStorage::Percent(v)),
-            _ => Err(format!(
-                "invalid percentage {text:?}: use 0% to 100% of the filesystem"
-            )),
+            _ => Err(units::UnitError::Percent(text.to_string())),
         };
     }
-    units::parse_size(text)
-        .map(KeepStorage::Bytes)
-        .map_err(|e| e.to_string())
+    units::parse_size(text).map(KeepStorage::Bytes)
 }
 
 fn switch(text: &str) -> Option<bool> {
@@ -132,10 +128,10 @@ impl GcPolicy {
             })?;
         }
         if let Some(v) = env("RBUILD_GC_KEEP_STORAGE") {
-            policy.keep_storage = keep_storage(&v).map_err(|message| PolicyError::Env {
+            policy.keep_storage = keep_storage(&v).map_err(|e| PolicyError::Env {
                 var: "RBUILD_GC_KEEP_STORAGE",
                 value: v.clone(),
-                message,
+                message: e.to_string(),
             })?;
         }
         Ok(policy)

@@ -12,6 +12,8 @@ pub enum UnitError {
     Size(String),
     #[error("invalid duration {0:?}: use Go's duration syntax (72h, 1h30m, 90m, 45s)")]
     Duration(String),
+    #[error("invalid percentage {0:?}: use 0% to 100% of the filesystem")]
+    Percent(String),
 }
 
 /// Parses a size (see the module docs) into bytes.
