@@ -122,6 +122,21 @@ pub enum PullEvent {
 /// Receives [`PullEvent`]s; called from several tasks.
 pub type PullProgress = Arc<dyn Fn(PullEvent) + Send + Sync>;
 
+/// Fetches blob `digest` into the store: into a temp dir of this process (a killed
+/// fetch leaves nothing a later open cannot tell dead), verified, then moved into place.
+pub(crate) async fn fetch_into<E: From<RegistryError> + From<CacheError>>(
+    store: &Store,
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &str,
+) -> Result<u64, E> {
+    let tmp = store.tmp_dir("fetch")?;
+    let dest = tmp.path().join("blob");
+    let size = client.fetch_blob(reference, digest, &dest).await?;
+    store.install_fetched_blob(&dest, digest)?;
+    Ok(size)
+}
+
 /// Fetches the layers of `remote` the store lacks (a few at a time, each verified),
 /// extracts each once, then stores the manifest byte for byte (so the local digest is
 /// the registry's) and points `tags` at it.
@@ -151,10 +166,7 @@ pub async fn fetch(
                     digest: layer.digest.clone(),
                 }
             } else {
-                let tmp = store.tmp_dir("fetch")?;
-                let dest = tmp.path().join("blob");
-                let size = client.fetch_blob(&r, &layer.digest, &dest).await?;
-                store.install_fetched_blob(&dest, &layer.digest)?;
+                let size = fetch_into::<PullError>(&store, &client, &r, &layer.digest).await?;
                 PullEvent::Fetched {
                     digest: layer.digest.clone(),
                     size,

@@ -610,11 +610,8 @@ impl ImportedCache {
                         .map_err(|e| invalid("import", format!("blob copy stopped: {e}")))??
                 }
                 CacheSource::Registry { client, reference } => {
-                    let tmp = store.tmp_dir("fetch")?;
-                    let dest = tmp.path().join("blob");
-                    let size = client.fetch_blob(reference, &l.digest, &dest).await?;
-                    store.install_fetched_blob(&dest, &l.digest)?;
-                    size
+                    crate::pull::fetch_into::<RemoteCacheError>(store, client, reference, &l.digest)
+                        .await?
                 }
             };
             self.blobs_fetched.fetch_add(1, Ordering::Relaxed);
