@@ -58,6 +58,28 @@ impl Store {
         self.load_dir(tmp.path(), true)
     }
 
+    /// `--build-context NAME=oci-layout://DIR…`: imports the image `digest` names in the
+    /// OCI layout `dir` (an index there: the host's platform), untagged — the layout's
+    /// names are the user's, not the store's. Returns the manifest digest imported.
+    pub fn import_layout_image(&self, dir: &Path, digest: &str) -> Result<String, CacheError> {
+        let (desc, _) = layout_entry(dir, None, Some(digest))?;
+        let mut imp = Importer {
+            store: self,
+            dir,
+            movable: false,
+            done: HashMap::new(),
+        };
+        let Some(m) = imp.oci_manifest(&desc, 0)? else {
+            return Err(CacheError::Unsupported {
+                path: dir.to_path_buf(),
+                reason: format!("{digest} is an index without manifests"),
+            });
+        };
+        let imported = m.digest().to_string();
+        self.tag_manifest(m, &[])?;
+        Ok(imported)
+    }
+
     fn load_dir(&self, dir: &Path, movable: bool) -> Result<Vec<String>, CacheError> {
         let mut imp = Importer {
             store: self,
@@ -615,6 +637,48 @@ impl Importer<'_> {
         let mut entry = descriptor(media_type, expected, bytes.len() as u64)?;
         entry.set_platform(desc.platform().clone());
         Ok(Some(entry))
+    }
+}
+
+/// The entry of the OCI layout `dir`'s index.json a tag or digest names: the digest's
+/// entry, else the one whose `org.opencontainers.image.ref.name` (or containerd's name)
+/// is `tag` or ends in `:tag`. Returns it and the entry's digest.
+pub fn layout_entry(
+    dir: &Path,
+    tag: Option<&str>,
+    digest: Option<&str>,
+) -> Result<(Descriptor, String), CacheError> {
+    let ip = dir.join("index.json");
+    let bytes = std::fs::read(&ip).map_err(|e| CacheError::Unsupported {
+        path: dir.to_path_buf(),
+        reason: format!("not an OCI layout: cannot read its index.json ({e})"),
+    })?;
+    let index = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
+        path: ip.clone(),
+        reason: format!("invalid OCI index: {e}"),
+    })?;
+    let names_tag = |d: &&Descriptor, tag: &str| {
+        [REF_NAME, CONTAINERD_NAME]
+            .iter()
+            .any(|k| annotation(d, k).is_some_and(|n| n == tag || split_tag(n).1 == Some(tag)))
+    };
+    let found = match (digest, tag) {
+        (Some(dg), _) => index.manifests().iter().find(|d| d.digest().as_ref() == dg),
+        (None, Some(t)) => index.manifests().iter().find(|d| names_tag(d, t)),
+        (None, None) => None,
+    };
+    match found {
+        Some(d) => Ok((d.clone(), d.digest().to_string())),
+        None => Err(CacheError::Unsupported {
+            path: dir.to_path_buf(),
+            reason: match (digest, tag) {
+                (Some(dg), _) => format!("its index.json lists no manifest {dg}"),
+                (None, t) => format!(
+                    "its index.json has no image tagged {:?} (org.opencontainers.image.ref.name)",
+                    t.unwrap_or("latest")
+                ),
+            },
+        }),
     }
 }
 

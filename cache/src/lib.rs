@@ -18,6 +18,7 @@
 
 mod archive;
 pub mod check;
+pub use archive::layout_entry;
 mod commit;
 pub mod copysnap;
 mod durable;

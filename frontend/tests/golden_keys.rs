@@ -103,6 +103,7 @@ fn opts() -> LowerOptions {
         platform: amd64(),
         ignore_patterns: vec!["*.md".into(), "!README.md".into()],
         default_network: NetworkMode::Host,
+        named_contexts: BTreeMap::new(),
     }
 }
 

@@ -5,6 +5,7 @@ use crate::secrets::Secrets;
 use crate::ssh::SshAgents;
 use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_executor::CancelToken;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ pub struct SolveOptions {
     pub no_cache: bool,
     /// The directory of the `Op::Local` named "context".
     pub context_dir: Option<PathBuf>,
+    /// The directories of named contexts (`--build-context NAME=DIR`), by the name of
+    /// their `Op::Local` (`context:NAME`).
+    pub named_dirs: BTreeMap<String, PathBuf>,
     /// Cancelled by the caller (e.g. on Ctrl-C): running steps are killed.
     pub cancel: CancelToken,
     /// Records imported with `--cache-from`, consulted when the local cache misses. Their

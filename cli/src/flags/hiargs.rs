@@ -83,6 +83,8 @@ pub struct Build {
     pub secrets: Vec<SecretSpec>,
     /// `--ssh` agents as given; set up when the build starts.
     pub ssh: Vec<SshSpec>,
+    /// `--build-context`s as given; read when the build starts.
+    pub build_contexts: Vec<super::context_spec::BuildContext>,
     pub no_cache: bool,
     /// `--squash`: each target's layers above its base image merged into one.
     pub squash: bool,
@@ -348,6 +350,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         allow_insecure,
         secrets: secret_spec::parse_secrets(&args.secrets)?,
         ssh: secret_spec::parse_ssh(&args.ssh),
+        build_contexts: super::context_spec::parse_build_contexts(&args.build_contexts)?,
         no_cache: args.no_cache,
         squash: args.squash,
         always_pull: args.pull,

@@ -267,6 +267,10 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK), `ID=SOCKET` or `ID=KEYFILE[,KEYFILE…]`.
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEYFILE,…]")]
     pub ssh: Vec<String>,
+    /// A named context for `FROM NAME`, `COPY --from=NAME` and `RUN --mount from=NAME`:
+    /// `NAME=DIR`, `NAME=docker-image://REF` or `NAME=oci-layout://PATH[:TAG|@DIGEST]`.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Print the lowered build graph instead of building.
     #[arg(long)]
     pub dry_run: bool,

@@ -5,6 +5,7 @@
 
 pub mod cache_spec;
 pub mod call_spec;
+pub mod context_spec;
 pub mod hiargs;
 mod lowargs;
 pub mod output_spec;

@@ -24,6 +24,7 @@
 //! This file holds the entry points and the state one lowering carries.
 
 mod args;
+mod contexts;
 mod copy;
 mod diagnostics;
 mod dispatch;
@@ -45,6 +46,7 @@ mod values;
 mod vars;
 mod workdir;
 
+pub use contexts::{NamedContext, context_key};
 pub use resolve::{BoxError, ImageResolver, NoImages, ResolveError, ResolvedImage};
 
 use crate::ast::{Dockerfile, Instruction};
@@ -72,6 +74,8 @@ pub struct LowerOptions {
     pub ignore_patterns: Vec<String>,
     /// Network of RUN steps that say none or `default` (`rbuild build --network`).
     pub default_network: NetworkMode,
+    /// `--build-context NAME=…`, by NAME as given (see `contexts.rs` for how names match).
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 impl Default for LowerOptions {
@@ -83,6 +87,7 @@ impl Default for LowerOptions {
             platform: Platform::host(),
             ignore_patterns: Vec::new(),
             default_network: NetworkMode::Host,
+            named_contexts: BTreeMap::new(),
         }
     }
 }

@@ -13,7 +13,7 @@ impl Lowerer<'_> {
     pub(super) fn base_triggers(&mut self, i: usize) -> Result<Vec<Instruction>, Diagnostic> {
         let from = self.stages[i].from.clone();
         let texts: Vec<String> = match self.stages[i].base.clone() {
-            Base::Scratch => Vec::new(),
+            Base::Scratch | Base::Local(_) => Vec::new(),
             Base::Stage(j) => self.stages[j]
                 .commands
                 .iter()

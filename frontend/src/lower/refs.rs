@@ -14,6 +14,8 @@ pub(super) enum FromRef {
     Stage(usize),
     Scratch,
     Image(String),
+    /// A named directory context (`--build-context NAME=DIR`), by its key.
+    Local(String),
 }
 
 impl Lowerer<'_> {
@@ -68,6 +70,9 @@ impl Lowerer<'_> {
             } else {
                 Ok(FromRef::Stage(j))
             };
+        }
+        if let Some(r) = self.context_ref(name) {
+            return Ok(r);
         }
         if name.eq_ignore_ascii_case("scratch") {
             return Ok(FromRef::Scratch);

@@ -12,7 +12,7 @@ use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
 use crate::lint::{self, Location, StageChecks};
 use rbuild_graph::image::{ImageConfig, RootFs};
-use rbuild_graph::{Op, Platform};
+use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Op, Platform};
 
 /// The PATH a stage gets when its base sets none (BuildKit's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -54,7 +54,7 @@ impl Lowerer<'_> {
             steps: Steps {
                 label: (!self.single_stage).then(|| self.stage_label(i)),
                 index: 0,
-                total: usize::from(matches!(base, Base::Image(_)))
+                total: usize::from(matches!(base, Base::Image(_) | Base::Local(_)))
                     + commands.iter().filter(|c| counted(c)).count()
                     + triggers.len(),
             },
@@ -119,6 +119,7 @@ impl Lowerer<'_> {
                 cmd_set: false,
                 checks: StageChecks::default(),
             },
+            Base::Local(key) => self.local_base(cx, key, platform, from),
             Base::Image(reference) => {
                 let resolved = self.resolve_image(reference, platform, from.span)?;
                 if let Some(r) = &resolved {
@@ -175,5 +176,49 @@ impl Lowerer<'_> {
                 }
             }
         })
+    }
+
+    /// A stage `FROM` a named directory context: its files (less its `.dockerignore`d
+    /// ones) copied onto scratch, one layer, hashed by content like any COPY from a context.
+    fn local_base(
+        &mut self,
+        cx: &mut StageCx,
+        key: &str,
+        platform: &Platform,
+        from: &Instruction,
+    ) -> StageState {
+        let src = self.named_local_vertex(key);
+        let scratch = self.scratch_vertex();
+        let description = format!("{}FROM {key} (build context)", cx.steps.next(false));
+        let root = self.graph.add(
+            Op::File(FileOp {
+                actions: vec![FileAction::Copy(CopyAction {
+                    source: CopySource::Input {
+                        input: 1,
+                        path: "/".into(),
+                    },
+                    dest: "/".into(),
+                    owner: None,
+                    mode: None,
+                    allow_wildcard: false,
+                    unpack_archive: false,
+                    exclude: Vec::new(),
+                })],
+            }),
+            vec![scratch, src],
+            self.meta(description, cx.index, from.span),
+        );
+        let mut st = StageState {
+            root,
+            config: empty_config(platform),
+            env: Vec::new(),
+            args: Vec::new(),
+            history: Vec::new(),
+            platform: platform.clone(),
+            cmd_set: false,
+            checks: StageChecks::default(),
+        };
+        st.commit(format!("FROM {key} # build context"), Some(root));
+        st
     }
 }

@@ -20,6 +20,8 @@ pub(super) enum Base {
     Scratch,
     /// A normalized image reference.
     Image(String),
+    /// A named directory context (`--build-context NAME=DIR`), by its key.
+    Local(String),
 }
 
 /// One stage as written: its FROM, its instructions, and what passes 1 and 2 resolved.
@@ -148,12 +150,22 @@ impl Lowerer<'_> {
                     .err(span, &raw, format!("base name ({raw}) should not be blank"))
                     .help("give the ARG used in FROM a default or pass it with --build-arg"));
             }
-            let base = if let Some(j) = self.stages[..i].iter().position(|s| {
+            // A named context called like this stage replaces it (BuildKit's rule).
+            let replaced = self.stages[i]
+                .name
+                .as_deref()
+                .and_then(|n| self.context_base(n));
+            let base = if let Some(b) = replaced {
+                self.stages[i].commands.clear();
+                b
+            } else if let Some(j) = self.stages[..i].iter().position(|s| {
                 s.name
                     .as_deref()
                     .is_some_and(|n| n.eq_ignore_ascii_case(&name))
             }) {
                 Base::Stage(j)
+            } else if let Some(b) = self.context_base(&name) {
+                b
             } else if name.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
             } else {

@@ -140,6 +140,7 @@ impl Lowerer<'_> {
                     .root
             }
             FromRef::Scratch => self.scratch_vertex(),
+            FromRef::Local(key) => self.named_local_vertex(key),
             FromRef::Image(reference) => {
                 let digest = self
                     .resolve_image(reference, platform, span)?

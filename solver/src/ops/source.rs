@@ -54,7 +54,10 @@ pub(crate) fn local_context(
     };
     let dir = match (name.as_str(), &step.opts.context_dir) {
         ("context", Some(d)) => d.clone(),
-        _ => return Err(step.fail(StepFailure::NoLocalDir { name: name.clone() })),
+        (named, _) => match step.opts.named_dirs.get(named) {
+            Some(d) => d.clone(),
+            None => return Err(step.fail(StepFailure::NoLocalDir { name: name.clone() })),
+        },
     };
     let ignore = step
         .services

@@ -15,6 +15,8 @@ pub struct Inputs {
     pub source: String,
     /// `.dockerignore` patterns.
     pub ignore: Vec<String>,
+    /// `--build-context`s, read.
+    pub contexts: super::contexts::Contexts,
 }
 
 /// Checks the context and reads the Dockerfile and `.dockerignore`.
@@ -53,10 +55,12 @@ pub fn read(build: &Build) -> Result<Inputs> {
     };
     let ignore = rbuild_graph::dockerignore::read_ignore_file(&context, &df_path)
         .with_context(|| format!("cannot read the .dockerignore of {}", context.display()))?;
+    let contexts = super::contexts::read(&build.build_contexts)?;
     Ok(Inputs {
         context,
         dockerfile_name,
         source,
         ignore,
+        contexts,
     })
 }

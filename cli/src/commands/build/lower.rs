@@ -54,5 +54,6 @@ pub fn options(build: &Build, inputs: &Inputs) -> LowerOptions {
         platform: Platform::host(),
         ignore_patterns: inputs.ignore.clone(),
         default_network: build.network,
+        named_contexts: inputs.contexts.named.clone(),
     }
 }

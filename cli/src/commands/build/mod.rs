@@ -9,6 +9,7 @@ mod actions;
 mod cache;
 mod call;
 mod checks;
+mod contexts;
 mod dry_run;
 mod gc;
 mod history;
@@ -28,7 +29,7 @@ use std::process::ExitCode;
 /// Runs the build; the exit code is that of the `--run` container when there is one.
 pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     let insecure = &global.insecure_registries;
-    let inputs = inputs::read(build)?;
+    let mut inputs = inputs::read(build)?;
     if let Some(call) = build.call {
         return call::run(global, build, &inputs, call);
     }
@@ -41,6 +42,7 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     solve::add_secrets(&mut opts, build)?;
     let store = store::open(&global.root)?;
     let policy = gc::policy(&store)?;
+    inputs.contexts.import(&store)?;
     let runtime = runtime::start(None)?;
     let mut lowered = lower::lower(build, &inputs, Some(&store), Some((&runtime, insecure)))?;
     let findings = std::mem::take(&mut lowered.targets.lint);

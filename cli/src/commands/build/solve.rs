@@ -30,6 +30,7 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
     SolveOptions {
         no_cache: build.no_cache,
         context_dir: Some(inputs.context.clone()),
+        named_dirs: inputs.contexts.dirs.clone(),
         cancel: rbuild_executor::CancelToken::new(),
         allow_insecure: build.allow_insecure,
         max_parallelism: build.max_parallelism,
