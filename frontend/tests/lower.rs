@@ -1031,8 +1031,70 @@ fn bad_chmod_network_and_mount() {
         "invalid --mount: unsupported mount type \"nfs\" (use bind, cache, tmpfs, secret or ssh)",
         2,
     );
-    let d = fail("FROM alpine\nADD https://example.com/x.tgz /x\n", &opts());
-    assert_diag(&d, "ADD from a URL is not supported yet", 2);
+    let d = fail(
+        "FROM alpine\nADD https://example.com/r.git#main /x\n",
+        &opts(),
+    );
+    assert_diag(&d, "ADD from a git repository is not supported yet", 2);
+    let d = fail("FROM alpine\nCOPY https://example.com/x.tgz /x\n", &opts());
+    assert_diag(&d, "source can't be a URL for COPY", 2);
+    let d = fail(
+        "FROM alpine\nADD --checksum=sha256:12 https://example.com/x /x\n",
+        &opts(),
+    );
+    assert_diag(&d, "invalid --checksum \"sha256:12\"", 2);
+    let d = fail("FROM alpine\nADD --checksum=sha256:12 a.txt /x\n", &opts());
+    assert_diag(&d, "--checksum requires HTTP(S) or Git sources", 2);
+}
+
+#[test]
+fn add_from_a_url_downloads_into_the_destination() {
+    let sum = format!("sha256:{}", "ab".repeat(32));
+    let src = format!(
+        "FROM alpine\nADD https://example.com/d/x.tgz /opt/\nADD --checksum={sum} --chmod=644 http://h/f?v=1 /f\n"
+    );
+    let l = build(&src);
+    let g = &l.graph;
+    type Download = (String, Option<String>, String, String, Option<u32>);
+    let https: Vec<Download> = g
+        .iter()
+        .filter_map(|(_, v)| match &v.op {
+            Op::File(f) => Some(f.actions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|a| match a {
+            FileAction::Copy(c) => match c.source {
+                CopySource::Http {
+                    url,
+                    checksum,
+                    filename,
+                } => Some((url, checksum, filename, c.dest, c.mode)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        https,
+        [
+            (
+                "https://example.com/d/x.tgz".to_string(),
+                None,
+                "x.tgz".to_string(),
+                "/opt/".to_string(),
+                None
+            ),
+            (
+                "http://h/f?v=1".to_string(),
+                Some(sum),
+                "f".to_string(),
+                "/f".to_string(),
+                Some(0o644)
+            ),
+        ]
+    );
+    assert!(l.context.is_none(), "a URL is not read from the context");
 }
 
 #[test]

@@ -95,6 +95,16 @@ pub enum StepFailure {
     ExcludePattern(PatternError),
     #[error("no directory was given for the local source {name:?}")]
     NoLocalDir { name: String },
+    /// `ADD http(s)://…` could not be fetched.
+    #[error("ADD {url}: {reason}")]
+    Http { url: String, reason: String },
+    /// `ADD --checksum=…` and the body differ (nothing of the body was kept).
+    #[error("ADD {url}: digest mismatch: the body is {actual}, --checksum expects {expected}")]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Context(ContextError),
     #[error("{what}: {source}")]

@@ -34,6 +34,8 @@ impl Lowerer<'_> {
                 .help("copy each directory with its own COPY instead"));
         }
         let mut sources = Vec::new();
+        // `ADD http(s)://…` sources, in order, and the checksum that pins them.
+        let mut urls = Vec::new();
         for s in &spec.sources {
             // Heredoc markers are carried in `heredocs`, not copied as paths.
             if spec.heredocs.iter().any(|h| {
@@ -47,28 +49,50 @@ impl Lowerer<'_> {
             }
             let e = self.expand_checked(st, s, span)?;
             if is_url(&e) {
-                let msg = if is_add {
-                    "ADD from a URL is not supported yet"
-                } else {
-                    "source can't be a URL for COPY"
-                };
-                return Err(self
-                    .err(span, s, msg)
-                    .help("download the file in a RUN step (e.g. with wget or curl), or add it to the build context"));
+                if !is_add {
+                    return Err(self
+                        .err(span, s, "source can't be a URL for COPY")
+                        .help("use ADD to download it, or add it to the build context"));
+                }
+                if is_git(&e) {
+                    return Err(self
+                        .err(span, s, "ADD from a git repository is not supported yet")
+                        .help("clone it in a RUN step (with --mount=type=ssh for a private one), or pass it with --build-context"));
+                }
+                urls.push(e);
+                continue;
             }
             if step.refs.is_empty() {
                 self.lint.copy_ignored(self.source, span, is_add, &e);
             }
             sources.push(e);
         }
-        if spec.checksum.is_some() {
-            let msg = if is_add {
-                "--checksum requires HTTP(S) or Git sources"
-            } else {
-                "--checksum can't be specified for COPY"
-            };
-            return Err(self.err(span, "--checksum", msg).help("remove --checksum"));
-        }
+        let checksum = match &spec.checksum {
+            None => None,
+            Some(_) if !is_add => {
+                return Err(self
+                    .err(span, "--checksum", "--checksum can't be specified for COPY")
+                    .help("remove --checksum"));
+            }
+            Some(_) if urls.is_empty() || !sources.is_empty() => {
+                return Err(self
+                    .err(
+                        span,
+                        "--checksum",
+                        "--checksum requires HTTP(S) or Git sources",
+                    )
+                    .help("remove --checksum, or give only URLs to this ADD"));
+            }
+            Some(c) => {
+                let c = self.expand_checked(st, c, span)?;
+                if !is_sha256_digest(&c) {
+                    return Err(self
+                        .err(span, "--checksum", format!("invalid --checksum {c:?}"))
+                        .help("write it as sha256:<64 lower-case hex digits>, e.g. the output of sha256sum"));
+                }
+                Some(c)
+            }
+        };
         let dest_raw = self.expand_checked(st, &spec.dest, span)?;
         let dest = resolve_path(&st.cwd(), &dest_raw, true);
         let chown = match &spec.chown {
@@ -119,6 +143,21 @@ impl Lowerer<'_> {
                 }));
             }
         }
+        for u in &urls {
+            actions.push(FileAction::Copy(CopyAction {
+                source: CopySource::Http {
+                    url: u.clone(),
+                    checksum: checksum.clone(),
+                    filename: url_filename(u),
+                },
+                dest: dest.clone(),
+                owner: owner.clone(),
+                mode,
+                allow_wildcard: false,
+                unpack_archive: false,
+                exclude: vec![],
+            }));
+        }
         for h in &spec.heredocs {
             let data = if h.expand {
                 expand_raw(&h.content, &|k| env_get(&st.env, k), false)
@@ -165,7 +204,7 @@ impl Lowerer<'_> {
         if let Some(c) = &chmod {
             msg.push_str(&format!(" --chmod={c}"));
         }
-        for s in &sources {
+        for s in sources.iter().chain(&urls) {
             msg.push(' ');
             msg.push_str(s);
         }
@@ -181,5 +220,59 @@ impl Lowerer<'_> {
 /// Whether a source is a URL (ADD from HTTP/git).
 fn is_url(src: &str) -> bool {
     let l = src.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@")
+    ["http://", "https://", "git://", "ssh://", "git@"]
+        .iter()
+        .any(|p| l.starts_with(p))
+}
+
+/// Whether a URL names a git repository rather than a file: `git@…`, `git://`, `ssh://`,
+/// or an http(s) URL whose path ends in `.git` (BuildKit's rule).
+fn is_git(url: &str) -> bool {
+    let l = url.to_ascii_lowercase();
+    if !(l.starts_with("http://") || l.starts_with("https://")) {
+        return true;
+    }
+    let path = l.split(['#', '?']).next().unwrap_or("");
+    path.ends_with(".git") || path.ends_with(".git/")
+}
+
+/// The name an `ADD http(s)://` body gets in a destination directory: the URL path's last
+/// segment, or `__unnamed__` when it has none (BuildKit's).
+fn url_filename(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .split_once('/')
+        .map_or("", |(_, p)| p);
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some(base) if !base.is_empty() && base != "." => base.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// `sha256:` and 64 lower-case hex digits.
+fn is_sha256_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        assert_eq!(url_filename("https://h/a/b.tar.gz?x=1#f"), "b.tar.gz");
+        assert_eq!(url_filename("http://h:8/"), "__unnamed__");
+        assert_eq!(url_filename("http://h"), "__unnamed__");
+        assert_eq!(url_filename("http://h/dir/"), "dir");
+        assert!(is_git("https://github.com/a/b.git#main:sub"));
+        assert!(is_git("git@github.com:a/b.git"));
+        assert!(!is_git("https://h/file.txt"));
+        assert!(is_sha256_digest(&format!("sha256:{}", "0".repeat(64))));
+        assert!(!is_sha256_digest("sha256:00"));
+        assert!(!is_sha256_digest(&format!("sha512:{}", "0".repeat(64))));
+    }
 }

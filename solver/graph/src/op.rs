@@ -139,6 +139,16 @@ pub enum CopySource {
     Input { input: usize, path: String },
     /// Inline bytes (a heredoc).
     Inline { data: String, mode: u32 },
+    /// `ADD http(s)://…`: the body of `url`, written as `filename` (the URL path's last
+    /// segment) into the destination directory, or as the destination itself. The content
+    /// digest (and `Last-Modified`) join the key when the step runs; `checksum`
+    /// (`sha256:…`) pins it, and is checked before anything is written.
+    Http {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checksum: Option<String>,
+        filename: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -70,6 +70,7 @@ fn op_summary(op: &Op) -> String {
                     CopySource::Inline { data, .. } => {
                         format!("write {} bytes -> {}", data.len(), c.dest)
                     }
+                    CopySource::Http { url, .. } => format!("download {url} -> {}", c.dest),
                 },
                 FileAction::Mkdir { path, .. } => format!("mkdir {path}"),
                 FileAction::Rm { path, .. } => format!("rm {path}"),

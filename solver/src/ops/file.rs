@@ -4,6 +4,7 @@
 //! context; ADD's archives are in [`super::archive`].
 
 use super::archive::{open_archive, unpack};
+use super::http::{self, Body, Remote};
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
 use crate::context::{self, Filter};
@@ -20,13 +21,16 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A COPY/ADD/WORKDIR step.
 pub struct FileStep {
     op: FileOp,
     /// Per action, its `--exclude` patterns (parsed once, when the op is resolved).
     excludes: Vec<Patterns>,
+    /// `ADD http(s)://` actions as their key found them, by action index (the step then
+    /// copies the body that key was made of).
+    remotes: Mutex<HashMap<usize, Remote>>,
 }
 
 /// Where a copy reads from.
@@ -52,6 +56,7 @@ impl FileStep {
         Ok(FileStep {
             op: op.clone(),
             excludes,
+            remotes: Mutex::default(),
         })
     }
 
@@ -117,12 +122,27 @@ impl FileStep {
             sources.insert(*input, root);
         }
 
-        for (action, exclude) in self.op.actions.iter().zip(&self.excludes) {
+        // Downloads first: a body that fails its checksum stops the step before any write.
+        let mut bodies: HashMap<usize, Body> = HashMap::new();
+        for (i, action) in self.op.actions.iter().enumerate() {
+            if let FileAction::Copy(CopyAction {
+                source: CopySource::Http { url, checksum, .. },
+                ..
+            }) = action
+            {
+                let known = self.remotes.lock().ok().and_then(|m| m.get(&i).cloned());
+                let body = http::body(step, url, checksum.as_deref(), known.as_ref())
+                    .map_err(|f| step.fail(f))?;
+                bodies.insert(i, body);
+            }
+        }
+
+        for (i, (action, exclude)) in self.op.actions.iter().zip(&self.excludes).enumerate() {
             if step.cancel.is_cancelled() {
                 return Err(SolveError::Cancelled);
             }
             let r = match action {
-                FileAction::Copy(c) => copy(&mnt, c, exclude, &sources),
+                FileAction::Copy(c) => copy(&mnt, c, exclude, &sources, bodies.get(&i)),
                 FileAction::Mkdir {
                     path,
                     mode,
@@ -160,6 +180,17 @@ impl SolveOp for FileStep {
             let FileAction::Copy(copy) = action else {
                 continue;
             };
+            if let CopySource::Http { url, checksum, .. } = &copy.source {
+                let r = http::resolve(step, url, checksum.as_deref()).map_err(|f| step.fail(f))?;
+                key.add(&(i as u64).to_le_bytes())
+                    .add(r.digest.as_bytes())
+                    .add(b"\0")
+                    .add(r.last_modified.as_deref().unwrap_or("").as_bytes());
+                if let Ok(mut m) = self.remotes.lock() {
+                    m.insert(i, r);
+                }
+                continue;
+            }
             let CopySource::Input { input, path } = &copy.source else {
                 continue;
             };
@@ -333,6 +364,7 @@ fn copy(
     c: &CopyAction,
     copy_exclude: &Patterns,
     sources: &HashMap<usize, SourceRoot>,
+    body: Option<&Body>,
 ) -> Result<(), ActionError> {
     let owner = c
         .owner
@@ -356,6 +388,10 @@ fn copy(
             lchown(&host, owner.unwrap_or((0, 0)))?;
             set_mode(&host, c.mode.unwrap_or(*mode))?;
             Ok(())
+        }
+        CopySource::Http { url, filename, .. } => {
+            let body = body.ok_or_else(|| other(http::redact(url), "the download is missing"))?;
+            place_download(root, c, filename, body, owner)
         }
         CopySource::Input { input, path } => {
             let src = sources.get(input).ok_or(StepFailure::MissingInput {
@@ -398,6 +434,43 @@ fn copy(
             Ok(())
         }
     }
+}
+
+/// An `ADD http(s)://` body written at the destination: into it when it ends in `/` or is
+/// a directory, else as it; mode 0600 unless `--chmod` (as docker), root unless `--chown`,
+/// mtime from `Last-Modified` when the server sent one.
+fn place_download(
+    root: &Path,
+    c: &CopyAction,
+    filename: &str,
+    body: &Body,
+    owner: Option<(u32, u32)>,
+) -> Result<(), ActionError> {
+    let owner = owner.unwrap_or((0, 0));
+    let into_dir =
+        c.dest.ends_with('/') || in_root(root, &c.dest).map(|p| p.is_dir()).unwrap_or(false);
+    let dest = if into_dir {
+        format!("{}/{filename}", clean_abs(&c.dest).trim_end_matches('/'))
+    } else {
+        clean_abs(&c.dest)
+    };
+    let parent = dest.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    mkdir_all_in_root(
+        root,
+        if parent.is_empty() { "/" } else { parent },
+        0o755,
+        owner,
+    )?;
+    let host = in_root_nofollow(root, &dest)?;
+    clear_non_dir(&host)?;
+    copy_file(&body.path, &host).map_err(|e| other(format!("writing {dest}"), e))?;
+    lchown(&host, owner)?;
+    set_mode(&host, c.mode.unwrap_or(0o600))?;
+    if let Some(t) = body.mtime {
+        rbuild_fsutil::time::set_mtime_nofollow(&host, t)
+            .map_err(|e| other(format!("setting the mtime of {dest}"), e))?;
+    }
+    Ok(())
 }
 
 /// Copies one matched source (file, dir contents, or symlink) to its place under `root`.
