@@ -1032,10 +1032,10 @@ fn bad_chmod_network_and_mount() {
         2,
     );
     let d = fail(
-        "FROM alpine\nADD https://example.com/r.git#main /x\n",
+        "FROM alpine\nADD --checksum=abc https://example.com/r.git#main /x\n",
         &opts(),
     );
-    assert_diag(&d, "ADD from a git repository is not supported yet", 2);
+    assert_diag(&d, "invalid --checksum \"abc\" for a git source", 2);
     let d = fail("FROM alpine\nCOPY https://example.com/x.tgz /x\n", &opts());
     assert_diag(&d, "source can't be a URL for COPY", 2);
     let d = fail(
@@ -1095,6 +1095,31 @@ fn add_from_a_url_downloads_into_the_destination() {
         ]
     );
     assert!(l.context.is_none(), "a URL is not read from the context");
+
+    let l = build("FROM alpine\nADD --keep-git-dir https://h/o/r.git#v1:docs /src\n");
+    let git: Vec<CopySource> = l
+        .graph
+        .iter()
+        .filter_map(|(_, v)| match &v.op {
+            Op::File(f) => Some(f.actions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|a| match a {
+            FileAction::Copy(c) => Some(c.source),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        git,
+        [CopySource::Git {
+            remote: "https://h/o/r.git".into(),
+            reference: Some("v1".into()),
+            subdir: Some("docs".into()),
+            keep_git_dir: true,
+            checksum: None,
+        }]
+    );
 }
 
 #[test]

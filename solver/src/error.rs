@@ -98,6 +98,9 @@ pub enum StepFailure {
     /// `ADD http(s)://…` could not be fetched.
     #[error("ADD {url}: {reason}")]
     Http { url: String, reason: String },
+    /// `ADD <git URL>` could not be resolved or checked out.
+    #[error("ADD {remote}: {reason}")]
+    Git { remote: String, reason: String },
     /// `ADD --checksum=…` and the body differ (nothing of the body was kept).
     #[error("ADD {url}: digest mismatch: the body is {actual}, --checksum expects {expected}")]
     ChecksumMismatch {

@@ -36,6 +36,8 @@ impl Lowerer<'_> {
         let mut sources = Vec::new();
         // `ADD http(s)://…` sources, in order, and the checksum that pins them.
         let mut urls = Vec::new();
+        // `ADD <git URL>` sources, in order.
+        let mut gits = Vec::new();
         for s in &spec.sources {
             // Heredoc markers are carried in `heredocs`, not copied as paths.
             if spec.heredocs.iter().any(|h| {
@@ -55,11 +57,10 @@ impl Lowerer<'_> {
                         .help("use ADD to download it, or add it to the build context"));
                 }
                 if is_git(&e) {
-                    return Err(self
-                        .err(span, s, "ADD from a git repository is not supported yet")
-                        .help("clone it in a RUN step (with --mount=type=ssh for a private one), or pass it with --build-context"));
+                    gits.push(e);
+                } else {
+                    urls.push(e);
                 }
-                urls.push(e);
                 continue;
             }
             if step.refs.is_empty() {
@@ -74,14 +75,27 @@ impl Lowerer<'_> {
                     .err(span, "--checksum", "--checksum can't be specified for COPY")
                     .help("remove --checksum"));
             }
-            Some(_) if urls.is_empty() || !sources.is_empty() => {
+            Some(_)
+                if (urls.is_empty() && gits.is_empty())
+                    || !sources.is_empty()
+                    || (!urls.is_empty() && !gits.is_empty()) =>
+            {
                 return Err(self
-                    .err(
-                        span,
-                        "--checksum",
-                        "--checksum requires HTTP(S) or Git sources",
-                    )
-                    .help("remove --checksum, or give only URLs to this ADD"));
+                    .err(span, "--checksum", "--checksum requires HTTP(S) or Git sources")
+                    .help("remove --checksum, or give only URLs (or only git repositories) to this ADD"));
+            }
+            Some(c) if !gits.is_empty() => {
+                let c = self.expand_checked(st, c, span)?;
+                if !is_commit_id(&c) {
+                    return Err(self
+                        .err(
+                            span,
+                            "--checksum",
+                            format!("invalid --checksum {c:?} for a git source"),
+                        )
+                        .help("give the full commit id the reference must name (40 hex digits)"));
+                }
+                Some(c)
             }
             Some(c) => {
                 let c = self.expand_checked(st, c, span)?;
@@ -142,6 +156,24 @@ impl Lowerer<'_> {
                     exclude: exclude.clone(),
                 }));
             }
+        }
+        for g in &gits {
+            let (remote, reference, subdir) = split_git_url(g);
+            actions.push(FileAction::Copy(CopyAction {
+                source: CopySource::Git {
+                    remote,
+                    reference,
+                    subdir,
+                    keep_git_dir: spec.keep_git_dir,
+                    checksum: checksum.clone(),
+                },
+                dest: dest.clone(),
+                owner: owner.clone(),
+                mode,
+                allow_wildcard: false,
+                unpack_archive: false,
+                exclude: exclude.clone(),
+            }));
         }
         for u in &urls {
             actions.push(FileAction::Copy(CopyAction {
@@ -204,7 +236,7 @@ impl Lowerer<'_> {
         if let Some(c) = &chmod {
             msg.push_str(&format!(" --chmod={c}"));
         }
-        for s in sources.iter().chain(&urls) {
+        for s in sources.iter().chain(&urls).chain(&gits) {
             msg.push(' ');
             msg.push_str(s);
         }
@@ -252,6 +284,20 @@ fn url_filename(url: &str) -> String {
     }
 }
 
+/// A git URL's parts: the remote, and from the fragment `#ref[:subdir]` the reference
+/// and the subdirectory (empty ones are none).
+fn split_git_url(url: &str) -> (String, Option<String>, Option<String>) {
+    let (remote, frag) = url.split_once('#').unwrap_or((url, ""));
+    let (reference, subdir) = frag.split_once(':').unwrap_or((frag, ""));
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    (remote.to_string(), some(reference), some(subdir))
+}
+
+/// A full git commit id (sha1 or sha256).
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `sha256:` and 64 lower-case hex digits.
 fn is_sha256_digest(s: &str) -> bool {
     s.strip_prefix("sha256:")
@@ -271,6 +317,22 @@ mod tests {
         assert!(is_git("https://github.com/a/b.git#main:sub"));
         assert!(is_git("git@github.com:a/b.git"));
         assert!(!is_git("https://h/file.txt"));
+        assert_eq!(
+            split_git_url("https://h/r.git#v1:docs/x"),
+            (
+                "https://h/r.git".into(),
+                Some("v1".into()),
+                Some("docs/x".into())
+            )
+        );
+        assert_eq!(
+            split_git_url("git@h:o/r.git"),
+            ("git@h:o/r.git".into(), None, None)
+        );
+        assert_eq!(
+            split_git_url("git://h/r#:sub"),
+            ("git://h/r".into(), None, Some("sub".into()))
+        );
         assert!(is_sha256_digest(&format!("sha256:{}", "0".repeat(64))));
         assert!(!is_sha256_digest("sha256:00"));
         assert!(!is_sha256_digest(&format!("sha512:{}", "0".repeat(64))));

@@ -149,6 +149,20 @@ pub enum CopySource {
         checksum: Option<String>,
         filename: String,
     },
+    /// `ADD <git URL>[#ref[:subdir]]`: the tree of `reference` (a branch, tag or commit;
+    /// none: the remote's HEAD) at `subdir`, copied into the destination. The commit the
+    /// reference names joins the key when the step runs; `checksum` pins that commit.
+    Git {
+        remote: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subdir: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_git_dir: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checksum: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -71,6 +71,7 @@ fn op_summary(op: &Op) -> String {
                         format!("write {} bytes -> {}", data.len(), c.dest)
                     }
                     CopySource::Http { url, .. } => format!("download {url} -> {}", c.dest),
+                    CopySource::Git { remote, .. } => format!("git {remote} -> {}", c.dest),
                 },
                 FileAction::Mkdir { path, .. } => format!("mkdir {path}"),
                 FileAction::Rm { path, .. } => format!("rm {path}"),

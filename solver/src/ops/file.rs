@@ -4,6 +4,7 @@
 //! context; ADD's archives are in [`super::archive`].
 
 use super::archive::{open_archive, unpack};
+use super::git;
 use super::http::{self, Body, Remote};
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
@@ -31,7 +32,12 @@ pub struct FileStep {
     /// `ADD http(s)://` actions as their key found them, by action index (the step then
     /// copies the body that key was made of).
     remotes: Mutex<HashMap<usize, Remote>>,
+    /// `ADD <git URL>` actions: the commit their key was made of, by action index.
+    commits: Mutex<HashMap<usize, String>>,
 }
+
+/// Where the checkout of git action `i` is among a step's copy sources (past any input).
+const GIT_SOURCE: usize = usize::MAX / 2;
 
 /// Where a copy reads from.
 struct SourceRoot {
@@ -57,6 +63,7 @@ impl FileStep {
             op: op.clone(),
             excludes,
             remotes: Mutex::default(),
+            commits: Mutex::default(),
         })
     }
 
@@ -137,11 +144,40 @@ impl FileStep {
             }
         }
 
+        // Git checkouts, each a copy source of its own, owned by root as context files are.
+        for (i, action) in self.op.actions.iter().enumerate() {
+            if let FileAction::Copy(c) = action
+                && matches!(c.source, CopySource::Git { .. })
+            {
+                let known = self.commits.lock().ok().and_then(|m| m.get(&i).cloned());
+                let dir = git::tree(step, &c.source, known, &tmp.path().join(format!("git-{i}")))?;
+                sources.insert(
+                    GIT_SOURCE + i,
+                    SourceRoot {
+                        dir,
+                        ignore: Arc::default(),
+                        from_context: true,
+                    },
+                );
+            }
+        }
+
         for (i, (action, exclude)) in self.op.actions.iter().zip(&self.excludes).enumerate() {
             if step.cancel.is_cancelled() {
                 return Err(SolveError::Cancelled);
             }
             let r = match action {
+                FileAction::Copy(c) if matches!(c.source, CopySource::Git { .. }) => {
+                    let tree = CopyAction {
+                        source: CopySource::Input {
+                            input: GIT_SOURCE + i,
+                            path: "/".into(),
+                        },
+                        allow_wildcard: false,
+                        ..c.clone()
+                    };
+                    copy(&mnt, &tree, exclude, &sources, None)
+                }
                 FileAction::Copy(c) => copy(&mnt, c, exclude, &sources, bodies.get(&i)),
                 FileAction::Mkdir {
                     path,
@@ -188,6 +224,23 @@ impl SolveOp for FileStep {
                     .add(r.last_modified.as_deref().unwrap_or("").as_bytes());
                 if let Ok(mut m) = self.remotes.lock() {
                     m.insert(i, r);
+                }
+                continue;
+            }
+            if let CopySource::Git {
+                remote,
+                reference,
+                checksum,
+                ..
+            } = &copy.source
+            {
+                let commit = git::resolve(remote, reference.as_deref(), checksum.as_deref())
+                    .map_err(|f| step.fail(f))?;
+                key.add(&(i as u64).to_le_bytes())
+                    .add(b"git\0")
+                    .add(commit.as_bytes());
+                if let Ok(mut m) = self.commits.lock() {
+                    m.insert(i, commit);
                 }
                 continue;
             }
@@ -392,6 +445,10 @@ fn copy(
         CopySource::Http { url, filename, .. } => {
             let body = body.ok_or_else(|| other(http::redact(url), "the download is missing"))?;
             place_download(root, c, filename, body, owner)
+        }
+        // Rewritten into a copy of its checkout by `apply`.
+        CopySource::Git { remote, .. } => {
+            Err(other(http::redact(remote), "git source not checked out"))
         }
         CopySource::Input { input, path } => {
             let src = sources.get(input).ok_or(StepFailure::MissingInput {
