@@ -132,8 +132,9 @@ impl Lowerer<'_> {
                     None => (None, empty_config(platform)),
                 };
                 let shown = match &digest {
-                    Some(d) => format!("{reference}@{d}"),
-                    None => reference.clone(),
+                    // An oci-layout context is named by its digest alone.
+                    Some(d) if d != reference => format!("{reference}@{d}"),
+                    _ => reference.clone(),
                 };
                 let description = format!("{}FROM {shown}", cx.steps.next(false));
                 let root = self.graph.add(

@@ -234,7 +234,8 @@ impl SolveOp for FileStep {
                 ..
             } = &copy.source
             {
-                let commit = git::resolve(remote, reference.as_deref(), checksum.as_deref())
+                let agent = step.opts.ssh.socket("default");
+                let commit = git::resolve(remote, reference.as_deref(), checksum.as_deref(), agent)
                     .map_err(|f| step.fail(f))?;
                 key.add(&(i as u64).to_le_bytes())
                     .add(b"git\0")

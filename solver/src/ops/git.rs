@@ -26,9 +26,13 @@ fn fail(remote: &str, reason: impl std::fmt::Display) -> StepFailure {
 }
 
 /// `git` with no prompt for credentials (a build must not hang on one) and ssh in batch
-/// mode unless the user configured another ssh command.
-fn git() -> Command {
+/// mode unless the user configured another ssh command; `agent` (the `--ssh default`
+/// agent, as BuildKit uses for git over ssh) replaces `SSH_AUTH_SOCK` when given.
+fn git(agent: Option<&Path>) -> Command {
     let mut c = Command::new("git");
+    if let Some(a) = agent {
+        c.env("SSH_AUTH_SOCK", a);
+    }
     c.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .stdin(Stdio::null());
@@ -67,10 +71,11 @@ pub(crate) fn resolve(
     remote: &str,
     reference: Option<&str>,
     checksum: Option<&str>,
+    agent: Option<&Path>,
 ) -> Result<String, StepFailure> {
     let commit = match reference {
         Some(r) if is_commit_id(r) => r.to_ascii_lowercase(),
-        _ => ls_remote(remote, reference)?,
+        _ => ls_remote(remote, reference, agent)?,
     };
     if let Some(c) = checksum
         && !commit.starts_with(&c.to_ascii_lowercase())
@@ -86,12 +91,16 @@ pub(crate) fn resolve(
     Ok(commit)
 }
 
-fn ls_remote(remote: &str, reference: Option<&str>) -> Result<String, StepFailure> {
+fn ls_remote(
+    remote: &str,
+    reference: Option<&str>,
+    agent: Option<&Path>,
+) -> Result<String, StepFailure> {
     let name = reference.unwrap_or("HEAD");
     let out = run(
         remote,
         "ls-remote",
-        git().args(["ls-remote", "--", remote, name]),
+        git(agent).args(["ls-remote", "--", remote, name]),
     )?;
     let refs: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
     // A branch before a tag of the same name; an annotated tag's commit (`^{}`) before
@@ -121,11 +130,12 @@ pub(crate) fn checkout(
     commit: &str,
     keep_git_dir: bool,
     dir: &Path,
+    agent: Option<&Path>,
 ) -> Result<(), StepFailure> {
     let d = dir.as_os_str();
-    run(remote, "init", git().args(["init", "-q"]).arg(d))?;
+    run(remote, "init", git(agent).args(["init", "-q"]).arg(d))?;
     let in_dir = || {
-        let mut c = git();
+        let mut c = git(agent);
         c.arg("-C").arg(d);
         c
     };
@@ -199,14 +209,21 @@ pub(crate) fn tree(
     else {
         return Err(SolveError::Internal("not a git source".into()));
     };
+    let agent = step.opts.ssh.socket("default");
     let commit = match commit {
         Some(c) => c,
-        None => {
-            resolve(remote, reference.as_deref(), checksum.as_deref()).map_err(|f| step.fail(f))?
-        }
+        None => resolve(remote, reference.as_deref(), checksum.as_deref(), agent)
+            .map_err(|f| step.fail(f))?,
     };
-    checkout(remote, reference.as_deref(), &commit, *keep_git_dir, dir)
-        .map_err(|f| step.fail(f))?;
+    checkout(
+        remote,
+        reference.as_deref(),
+        &commit,
+        *keep_git_dir,
+        dir,
+        agent,
+    )
+    .map_err(|f| step.fail(f))?;
     let Some(sub) = subdir.as_deref().map(clean_rel).filter(|s| !s.is_empty()) else {
         return Ok(dir.to_path_buf());
     };
