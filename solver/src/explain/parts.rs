@@ -346,6 +346,8 @@ fn describe_action(graph: &BuildGraph, v: VertexId, f: &rbuild_graph::FileOp, na
                     (format!("{kw} {path}"), printable(path))
                 }
                 CopySource::Inline { .. } => (format!("{kw} <<heredoc → {}", c.dest), None),
+                CopySource::Http { url, .. } => (format!("ADD {url}"), printable(url)),
+                CopySource::Git { remote, .. } => (format!("ADD {remote}"), printable(remote)),
             };
             let (what, now) = match field {
                 "content" => return named(prefix, None),

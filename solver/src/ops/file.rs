@@ -219,9 +219,12 @@ impl SolveOp for FileStep {
             if let CopySource::Http { url, checksum, .. } = &copy.source {
                 let r = http::resolve(step, url, checksum.as_deref()).map_err(|f| step.fail(f))?;
                 key.add(&(i as u64).to_le_bytes())
-                    .add(r.digest.as_bytes())
+                    .add_shown(&format!("a{i}:content"), &r.digest)
                     .add(b"\0")
-                    .add(r.last_modified.as_deref().unwrap_or("").as_bytes());
+                    .add_shown(
+                        &format!("a{i}:Last-Modified"),
+                        r.last_modified.as_deref().unwrap_or(""),
+                    );
                 if let Ok(mut m) = self.remotes.lock() {
                     m.insert(i, r);
                 }
@@ -239,7 +242,7 @@ impl SolveOp for FileStep {
                     .map_err(|f| step.fail(f))?;
                 key.add(&(i as u64).to_le_bytes())
                     .add(b"git\0")
-                    .add(commit.as_bytes());
+                    .add_shown(&format!("a{i}:commit"), &commit);
                 if let Ok(mut m) = self.commits.lock() {
                     m.insert(i, commit);
                 }
