@@ -1,6 +1,8 @@
 //! USER resolution against an image's /etc/passwd and /etc/group, with Docker's
 //! rules (runc's `GetExecUser`): a numeric uid need not exist, a name must; an
-//! explicit `:group` sets the primary gid and disables supplementary groups.
+//! explicit `:group` sets the primary gid and disables the groups listing the user.
+//! The primary gid always leads the supplementary groups, as docker and BuildKit set
+//! them (containerd's additional gids), so `id` prints `groups=` with it.
 
 use std::path::Path;
 
@@ -179,6 +181,9 @@ pub fn resolve(
             }
         }
     }
+    if !resolved.supplementary.contains(&resolved.gid) {
+        resolved.supplementary.insert(0, resolved.gid);
+    }
     Ok(resolved)
 }
 
@@ -265,43 +270,43 @@ mod tests {
     fn empty_is_root_with_its_groups_and_home() {
         let u = r("").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
-        assert_eq!(u.supplementary, vec![2001, 10]);
+        assert_eq!(u.supplementary, vec![0, 2001, 10]);
     }
 
     #[test]
     fn name_resolves_with_supplementary_groups() {
         let u = r("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/app"));
-        assert_eq!(u.supplementary, vec![2000, 10]);
+        assert_eq!(u.supplementary, vec![1000, 2000, 10]);
     }
 
     #[test]
     fn uid_resolves_to_its_entry() {
         let u = r("1000").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
-        assert_eq!(u.supplementary, vec![2000, 10]);
+        assert_eq!(u.supplementary, vec![1000, 2000, 10]);
     }
 
     #[test]
     fn unknown_uid_is_allowed_with_gid_0_and_root_home() {
         let u = r("1234").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1234, 0, "/"));
-        assert!(u.supplementary.is_empty());
+        assert_eq!(u.supplementary, vec![0]);
     }
 
     #[test]
     fn uid_gid_numeric_need_no_entries() {
         let u = r("1234:5").unwrap();
-        assert_eq!((u.uid, u.gid), (1234, 5));
+        assert_eq!((u.uid, u.gid, u.supplementary.as_slice()), (1234, 5, &[5][..]));
         let u = resolve("1234:5", None, None).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1234, 5, "/"));
     }
 
     #[test]
-    fn explicit_group_disables_supplementary_groups() {
+    fn explicit_group_is_the_only_group() {
         let u = r("app:extra").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 2000));
-        assert!(u.supplementary.is_empty());
+        assert_eq!(u.supplementary, vec![2000]);
         let u = r("app:10").unwrap();
         assert_eq!(u.gid, 10);
     }
@@ -351,6 +356,6 @@ mod tests {
         std::fs::write(root.join("etc/gr"), "g:x:99:u\n").unwrap();
         let u = resolve_in_rootfs("u", root).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (77, 88, "/h"));
-        assert_eq!(u.supplementary, vec![99]);
+        assert_eq!(u.supplementary, vec![88, 99]);
     }
 }

@@ -17,14 +17,18 @@ use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Op, Platform};
 /// The PATH a stage gets when its base sets none (BuildKit's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The config of a stage whose base has none (scratch, or an image the resolver does not know).
+/// The config of a stage whose base has none (scratch, or an image the resolver does not
+/// know). Its working directory is `/`, as BuildKit writes it (its `emptyImage`); a base
+/// image's config is taken as it is, an empty WorkingDir included.
 fn empty_config(p: &Platform) -> ImageConfig {
-    ImageConfig {
+    let mut config = ImageConfig {
         architecture: p.architecture.clone(),
         os: p.os.clone(),
         variant: p.variant.clone(),
         ..Default::default()
-    }
+    };
+    config.config.working_dir = "/".into();
+    config
 }
 
 impl Lowerer<'_> {
