@@ -21,6 +21,18 @@ impl Store {
     /// Turns an overlay upper dir into a layer (see the crate docs). Returns `None` for an
     /// empty upper dir. On success `upper` has become the layer's snapshot.
     pub fn commit_layer(&self, upper: &Path) -> Result<Option<Layer>, CacheError> {
+        self.commit_layer_clamped(upper, None)
+    }
+
+    /// [`commit_layer`](Self::commit_layer) with every time newer than `epoch` (Unix
+    /// seconds, `SOURCE_DATE_EPOCH`) set to it, in the tar and in the snapshot alike, as
+    /// BuildKit's `rewrite-timestamp=true`: the same inputs give the same layer bytes
+    /// whenever they are built.
+    pub fn commit_layer_clamped(
+        &self,
+        upper: &Path,
+        epoch: Option<i64>,
+    ) -> Result<Option<Layer>, CacheError> {
         let mut rd = std::fs::read_dir(upper).ctx("read directory", upper)?;
         if rd.next().is_none() {
             return Ok(None);
@@ -36,7 +48,7 @@ impl Store {
         let reuse = crate::reuse::Reuse::load(&self.pieces_dir(), &self.blobs_dir());
         let gz = crate::pargz::ParGz::new(blob, self.gzip_level(), reuse.map(Arc::new))
             .ctx("start compressing layer for", upper)?;
-        let tar = write_upper_tar(upper, HashWriter::new(gz), Some(&mut synced), false)?;
+        let tar = write_upper_tar(upper, HashWriter::new(gz), Some(&mut synced), false, epoch)?;
         let (gz, diff_id, tar_size) = tar.finish();
         let (blob, pieces) = gz.finish().ctx("compress layer for", upper)?;
         let (digest, size) = blob.commit(None)?;
@@ -81,14 +93,15 @@ impl Store {
 /// Writes the tar stream of `upper` (overlay form → OCI whiteouts) into `out`, with the
 /// end-of-archive blocks. Also strips overlay-private xattrs (other than opaque) from
 /// `upper`, which is about to become a lower dir, unless `read_only` (`check` reading a
-/// snapshot). With `sync`, every regular file and directory is queued there to be
-/// fsynced once archived (the rest lives in inodes and directory entries, which the
-/// directories' fsyncs commit).
+/// snapshot), and clamps its times to `epoch`. With `sync`, every regular file and
+/// directory is queued there to be fsynced once archived (the rest lives in inodes and
+/// directory entries, which the directories' fsyncs commit).
 pub(crate) fn write_upper_tar<W: Write>(
     upper: &Path,
     mut out: W,
     mut sync: Option<&mut SyncPool>,
     read_only: bool,
+    epoch: Option<i64>,
 ) -> Result<W, CacheError> {
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -118,6 +131,12 @@ pub(crate) fn write_upper_tar<W: Write>(
         let meta = std::fs::symlink_metadata(path).ctx("stat", path)?;
         let ft = meta.file_type();
         let mut h = EntryHeader::from_meta(&meta);
+        if let Some(e) = epoch.filter(|e| h.mtime > *e) {
+            // The snapshot keeps what the tar says, so a later extraction of this blob
+            // (an imported cache) gives the same tree.
+            h.mtime = e;
+            rbuild_fsutil::time::set_mtime_nofollow(path, e).ctx("set the time of", path)?;
+        }
 
         if whiteout::is_whiteout(&meta) {
             h.name = whiteout::tar_whiteout_name(&rel);
@@ -161,6 +180,7 @@ pub(crate) fn write_upper_tar<W: Write>(
                 .any(|(k, v)| is_opaque_xattr(k) && v.as_slice() == b"y");
             if opaque {
                 let mut o = EntryHeader::from_meta(&meta);
+                o.mtime = h.mtime;
                 o.name = whiteout::tar_opaque_name(&rel);
                 o.kind = tar::EntryType::Regular;
                 o.mode = meta.mode() & 0o777;

@@ -297,7 +297,10 @@ mod tests {
     #[test]
     fn uid_gid_numeric_need_no_entries() {
         let u = r("1234:5").unwrap();
-        assert_eq!((u.uid, u.gid, u.supplementary.as_slice()), (1234, 5, &[5][..]));
+        assert_eq!(
+            (u.uid, u.gid, u.supplementary.as_slice()),
+            (1234, 5, &[5][..])
+        );
         let u = resolve("1234:5", None, None).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1234, 5, "/"));
     }

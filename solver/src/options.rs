@@ -43,4 +43,9 @@ pub struct SolveOptions {
     /// `--max-parallelism`: at most this many steps execute at once (cache lookups do not
     /// count); 1 runs them one at a time in a fixed order. None: no limit.
     pub max_parallelism: Option<usize>,
+    /// `SOURCE_DATE_EPOCH` (Unix seconds): the image's and its history's `created`, and
+    /// the latest time of any file in the layers the build writes (newer ones are set to
+    /// it; base layers are left as they are). Part of the runtime key of every step that
+    /// writes a layer, so results with and without it never stand in for each other.
+    pub epoch: Option<i64>,
 }

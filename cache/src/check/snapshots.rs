@@ -92,6 +92,6 @@ impl Checker {
 
 /// The digest of the tar a commit would write for `dir` (nothing in `dir` changes).
 fn tar_digest(dir: &Path) -> Result<String, CacheError> {
-    let w = write_upper_tar(dir, HashWriter::new(io::sink()), None, true)?;
+    let w = write_upper_tar(dir, HashWriter::new(io::sink()), None, true, None)?;
     Ok(w.finish().1)
 }

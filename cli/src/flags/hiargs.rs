@@ -11,7 +11,8 @@ use super::output_spec::{self, Output};
 use super::{secret_spec, targets, vars};
 use crate::shared::progress;
 use anyhow::{Context, Result, bail};
-use rbuild_graph::NetworkMode;
+use rbuild_frontend::lower::parse_platform;
+use rbuild_graph::{NetworkMode, Platform};
 use rbuild_solver::secrets::SecretSpec;
 use rbuild_solver::ssh::SshSpec;
 use std::collections::BTreeMap;
@@ -110,6 +111,9 @@ pub struct Build {
     pub metadata_file: Option<PathBuf>,
     /// `--max-parallelism` (at least 1).
     pub max_parallelism: Option<usize>,
+    /// `SOURCE_DATE_EPOCH` (a build arg, or the environment variable): Unix seconds for
+    /// every time the build writes.
+    pub epoch: Option<i64>,
 }
 
 /// `rbuild run`.
@@ -332,8 +336,12 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     if call.is_some() && args.dry_run {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
+    if let Some(p) = &args.platform {
+        check_platform(p, &Platform::host())?;
+    }
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
-    let build_args = vars::parse_build_args(&args.build_args)?;
+    let mut build_args = vars::parse_build_args(&args.build_args)?;
+    let epoch = source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
     let allow_insecure = entitlements(&args.allow)?;
     let progress = if args.quiet {
         progress::Mode::Quiet
@@ -369,6 +377,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         iidfile: args.iidfile,
         metadata_file: args.metadata_file,
         max_parallelism: args.max_parallelism.map(|n| n as usize),
+        epoch,
     })
 }
 
@@ -385,6 +394,58 @@ fn run(args: RunArgs) -> Result<Run> {
         tty: args.tty,
         pull: args.pull,
     })
+}
+
+/// `SOURCE_DATE_EPOCH`: the build arg, or else the environment variable `env`, which is
+/// then passed on as the build arg (as buildx does, so an `ARG SOURCE_DATE_EPOCH` sees it).
+/// Empty means unset; anything but a number of seconds since 1970 is refused.
+fn source_date_epoch(
+    build_args: &mut BTreeMap<String, String>,
+    env: Option<String>,
+) -> Result<Option<i64>> {
+    const KEY: &str = "SOURCE_DATE_EPOCH";
+    let value = match (build_args.get(KEY), env) {
+        (Some(v), _) => v.clone(),
+        (None, Some(v)) if !v.trim().is_empty() => {
+            build_args.insert(KEY.to_string(), v.clone());
+            v
+        }
+        _ => return Ok(None),
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<i64>() {
+        Ok(secs) if secs >= 0 => Ok(Some(secs)),
+        _ => bail!(
+            "SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970-01-01 UTC (as `date +%s` or `git log -1 --format=%ct` prints it)"
+        ),
+    }
+}
+
+/// `--platform`: every platform of the comma-separated list must be `host`'s (spelled
+/// any way docker accepts: `amd64`, `linux/x86_64`, `linux/amd64/v1`, `local`). Another
+/// one is refused rather than silently building the host's.
+fn check_platform(value: &str, host: &Platform) -> Result<()> {
+    for p in value.split(',').map(str::trim) {
+        if p.eq_ignore_ascii_case("local") {
+            continue;
+        }
+        let Some(mut parsed) = parse_platform(p, host) else {
+            bail!("--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}");
+        };
+        // `amd64/v1` is plain amd64 (containerd's normalization).
+        if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
+            parsed.variant = None;
+        }
+        if &parsed != host {
+            bail!(
+                "--platform {p}: rbuild builds only for this machine's platform, {host}; building for {parsed} (or for several platforms) is not supported yet. Leave out --platform, or run rbuild on a {parsed} machine"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `--allow` values: whether `security.insecure` is among them. Unknown ones are
@@ -519,6 +580,70 @@ mod tests {
             build_of(&["build", "--progress", "plain"]).progress,
             progress::Mode::Plain
         );
+    }
+
+    #[test]
+    fn source_date_epoch_from_the_build_arg_or_the_environment() {
+        let mut args = BTreeMap::new();
+        assert_eq!(source_date_epoch(&mut args, None).unwrap(), None);
+        assert_eq!(
+            source_date_epoch(&mut args, Some(String::new())).unwrap(),
+            None
+        );
+        assert!(args.is_empty());
+        assert_eq!(
+            source_date_epoch(&mut args, Some("1700000000".into())).unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            args["SOURCE_DATE_EPOCH"], "1700000000",
+            "passed on as the build arg"
+        );
+        // The build arg wins over the environment.
+        let mut args = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), "5".to_string())]);
+        assert_eq!(
+            source_date_epoch(&mut args, Some("7".into())).unwrap(),
+            Some(5)
+        );
+        for bad in ["yesterday", "-1", "1.5"] {
+            let mut args = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), bad.to_string())]);
+            let e = source_date_epoch(&mut args, None).unwrap_err().to_string();
+            assert!(e.contains("not a number of seconds since 1970"), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_the_host_platform_is_built() {
+        let amd64 = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        for ok in [
+            "linux/amd64",
+            "amd64",
+            "x86_64",
+            "linux/x86_64",
+            "Linux/AMD64",
+            "linux/amd64/v1",
+            "local",
+            "linux/amd64,local",
+        ] {
+            check_platform(ok, &amd64).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let e = check_platform("linux/arm64", &amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--platform linux/arm64: rbuild builds only for this machine's platform, linux/amd64; building for linux/arm64/v8"), "{e}");
+        assert!(e.contains("not supported yet"), "{e}");
+        let e = check_platform("linux/amd64,linux/arm/v7", &amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--platform linux/arm/v7"), "{e}");
+        let e = check_platform("linux//x", &amd64).unwrap_err().to_string();
+        assert!(e.contains("not a platform"), "{e}");
+        // What the host is, whatever it is, is accepted.
+        assert!(hi(&["build", "--platform", &Platform::host().to_string(), "."]).is_ok());
     }
 
     #[test]

@@ -285,7 +285,8 @@ pub struct BuildArgs {
     /// Shorthand for `--call check`.
     #[arg(long)]
     pub check: bool,
-    /// Accepted for docker compatibility; the host platform is the only one.
+    /// The platform to build for; only the host's (`linux/amd64` on an x86-64 machine, in
+    /// any spelling docker accepts, or `local`) until multi-platform builds come.
     #[arg(long)]
     pub platform: Option<String>,
     /// Accepted for docker compatibility (there is no daemon to keep containers).

@@ -47,6 +47,7 @@ mod vars;
 mod workdir;
 
 pub use contexts::{NamedContext, context_key};
+pub use platform::parse_platform;
 pub use resolve::{BoxError, ImageResolver, NoImages, ResolveError, ResolvedImage};
 
 use crate::ast::{Dockerfile, Instruction};

@@ -3,7 +3,7 @@
 //! [`super::mounts`].
 
 use super::mounts;
-use super::rootfs::{commit_step, copy_rootfs, mount_lowers, step_dirs};
+use super::rootfs::{commit_step, copy_rootfs, epoch_key, mount_lowers, step_dirs};
 use super::source::local_context;
 use crate::context::Filter;
 use crate::error::{SolveError, StepFailure};
@@ -131,6 +131,7 @@ impl SolveOp for ExecStep {
                 .add(&(i as u64).to_le_bytes())
                 .add_selection(&mount_part(&targets, i, "content"), &d, entries);
         }
+        epoch_key(step, key);
         Ok(())
     }
 

@@ -84,12 +84,6 @@ pub fn squash_history(history: &mut [History], base_layers: usize, squashed: usi
     }
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment (docker buildx passes it on the same way), for
-/// reproducible timestamps.
-fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
-}
-
 /// Fills in `created` of the history entries that lack it and returns the image's
 /// `created`. Times come from the cache records of the steps (`vertex_times`, None for
 /// metadata steps), so a rebuild from cache reproduces the same config and image ID, as
@@ -157,7 +151,9 @@ impl ExportAction {
                 )
             })
             .collect();
-        let (mut cfg, base_layers) = image_config(graph, solved, root, &self.op.config, &history)?;
+        let epoch = step.opts.epoch.and_then(|e| u64::try_from(e).ok());
+        let (mut cfg, base_layers) =
+            image_config(graph, solved, root, &self.op.config, &history, epoch)?;
         let mut layers = solved
             .get(&root)
             .map(|o| o.layers.clone())
@@ -230,14 +226,15 @@ impl SolveOp for ExportAction {
 }
 
 /// The config of the image of `root`: `config` with history (empty_layer for metadata
-/// steps and for steps whose diff was empty), rootfs.diff_ids and created; and how many
-/// of its layers the base image contributes.
+/// steps and for steps whose diff was empty), rootfs.diff_ids and created (`epoch`,
+/// SOURCE_DATE_EPOCH, when given); and how many of its layers the base image contributes.
 pub fn image_config(
     graph: &BuildGraph,
     outcomes: &HashMap<VertexId, Outcome>,
     root: VertexId,
     config: &ImageConfig,
     history: &[(History, Option<VertexId>)],
+    epoch: Option<u64>,
 ) -> Result<(ImageConfig, usize), SolveError> {
     let final_outcome = outcomes
         .get(&root)
@@ -269,12 +266,7 @@ pub fn image_config(
         .iter()
         .map(|(_, v)| v.map(|v| outcomes.get(&v).map(|o| o.created).unwrap_or(0)))
         .collect();
-    let created = assign_times(
-        &mut flagged,
-        &vertex_times,
-        final_outcome.created,
-        source_date_epoch(),
-    );
+    let created = assign_times(&mut flagged, &vertex_times, final_outcome.created, epoch);
     let mut cfg = config.clone();
     cfg.rootfs = RootFs {
         kind: "layers".into(),

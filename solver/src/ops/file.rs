@@ -273,6 +273,7 @@ impl SolveOp for FileStep {
             key.add(&(i as u64).to_le_bytes())
                 .add_selection(&format!("a{i}:content"), &d, entries);
         }
+        super::rootfs::epoch_key(step, key);
         Ok(())
     }
 

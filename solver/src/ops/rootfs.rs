@@ -7,7 +7,7 @@
 //! snapshot of its bottom layers, which the store makes once and keeps.
 
 use crate::error::{SolveError, StepFailure};
-use crate::op::StepContext;
+use crate::op::{RuntimeKey, StepContext};
 use crate::outcome::Outcome;
 use rbuild_cache::{Layer, copysnap};
 use std::path::{Path, PathBuf};
@@ -65,13 +65,26 @@ pub(crate) fn commit_step(
         copysnap::diff(copy_base, root, upper).map_err(io(step, what))?;
     }
     let mut layers = base;
-    if let Some(layer) = step.store().commit_layer(upper).map_err(|e| step.fail(e))? {
+    let store = step.store();
+    if let Some(layer) = store
+        .commit_layer_clamped(upper, step.opts.epoch)
+        .map_err(|e| step.fail(e))?
+    {
         layers.push(layer);
     }
     Ok(Outcome {
         layers,
         ..Default::default()
     })
+}
+
+/// Adds `SOURCE_DATE_EPOCH` to the runtime key of a step that commits a layer: its
+/// layer's times are clamped to it (see [`commit_step`]). Without one the key is as it
+/// always was.
+pub(crate) fn epoch_key(step: &StepContext, key: &mut RuntimeKey) {
+    if let Some(e) = step.opts.epoch {
+        key.add(b"epoch\0").add(&e.to_le_bytes());
+    }
 }
 
 /// A step's scratch space under the store's tmp/: the dir itself (removed on drop) and

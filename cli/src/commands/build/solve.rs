@@ -34,6 +34,7 @@ pub fn options(build: &Build, inputs: &Inputs) -> SolveOptions {
         cancel: rbuild_executor::CancelToken::new(),
         allow_insecure: build.allow_insecure,
         max_parallelism: build.max_parallelism,
+        epoch: build.epoch,
         ..Default::default()
     }
 }
