@@ -10,6 +10,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifestBuilder, MediaType, S
 use rbuild_registry::media_types::{is_index, manifest_layer_media_type};
 pub use rbuild_registry::reference::familiar_name;
 use rbuild_registry::reference::split_tag;
+use std::collections::{BTreeMap, HashMap};
 
 /// `name` with `:latest` appended when it has neither a tag nor a digest.
 pub fn normalize_tag(name: &str) -> String {
@@ -129,6 +130,17 @@ impl Store {
         layers: &[Layer],
         tags: &[String],
     ) -> Result<String, CacheError> {
+        self.put_image_annotated(config_json, layers, tags, &BTreeMap::new())
+    }
+
+    /// [`put_image`](Self::put_image) with `annotations` in the manifest (`--annotation`).
+    pub fn put_image_annotated(
+        &self,
+        config_json: &[u8],
+        layers: &[Layer],
+        tags: &[String],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<String, CacheError> {
         for t in tags {
             check_tag(t)?;
         }
@@ -170,16 +182,19 @@ impl Store {
             .iter()
             .map(|l| descriptor(manifest_layer_media_type(&l.media_type), &l.digest, l.size))
             .collect::<Result<Vec<_>, _>>()?;
-        let manifest = ImageManifestBuilder::default()
+        let mut manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)
             .config(config)
-            .layers(layers)
-            .build()
-            .map_err(|e| CacheError::Corrupt {
-                path: self.oci_dir(),
-                reason: format!("put_image: cannot make the manifest: {e}"),
-            })?;
+            .layers(layers);
+        if !annotations.is_empty() {
+            manifest =
+                manifest.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
+        }
+        let manifest = manifest.build().map_err(|e| CacheError::Corrupt {
+            path: self.oci_dir(),
+            reason: format!("put_image: cannot make the manifest: {e}"),
+        })?;
         let bytes = manifest_json(&manifest);
         let digest = self.put_blob(&bytes)?;
         let mut desc = descriptor(MediaType::ImageManifest, &digest, bytes.len() as u64)?;

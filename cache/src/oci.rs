@@ -81,7 +81,27 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::
 /// schemaVersion, mediaType, artifactType, config, layers — in that order, no annotations).
 pub(crate) fn manifest_json(m: &ImageManifest) -> Vec<u8> {
     // Plain strings and numbers: encoding cannot fail.
-    serde_json::to_vec(m).unwrap_or_default()
+    let Some(annotations) = m.annotations() else {
+        return serde_json::to_vec(m).unwrap_or_default();
+    };
+    // oci-spec keeps annotations in a HashMap, whose order differs run to run: written
+    // last and sorted, so an annotated manifest's digest is the same every time.
+    #[derive(Serialize)]
+    struct Annotated<'a> {
+        #[serde(flatten)]
+        manifest: &'a ImageManifest,
+        annotations: BTreeMap<&'a str, &'a str>,
+    }
+    let mut bare = m.clone();
+    bare.set_annotations(None);
+    serde_json::to_vec(&Annotated {
+        manifest: &bare,
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+    })
+    .unwrap_or_default()
 }
 
 /// The bytes of an index rbuild writes (the store's `index.json`, an archive's, a cache

@@ -299,3 +299,29 @@ fn cache_records_and_exported_cache_bytes() {
         r#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{"type":"layers","diff_ids":["sha256:1111111111111111111111111111111111111111111111111111111111111111","sha256:2222222222222222222222222222222222222222222222222222222222222222"]},"rbuild.cache.v1":{"version":1,"records":{"aa":{"layers":[{"digest":"sha256:f191e625176e7514249870c60bc24622131b04927a418001d1969c9cecd260f1","diff_id":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":9,"media_type":"application/vnd.oci.image.layer.v1.tar+gzip"}],"config":{"a":null,"b":1},"created":1700000000},"bb":{"layers":[{"digest":"sha256:f191e625176e7514249870c60bc24622131b04927a418001d1969c9cecd260f1","diff_id":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":9,"media_type":"application/vnd.oci.image.layer.v1.tar+gzip"},{"digest":"sha256:77c7ed05b2e49df2e55d70cb007508cc66b2f5419a940bfd6f8749ba7db77c45","diff_id":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":9,"media_type":"application/vnd.docker.image.rootfs.diff.tar.gzip"}],"config":{"a":null,"b":1},"created":1700000000}}}}"#,
     );
 }
+
+#[test]
+fn annotated_manifest_bytes_are_sorted_and_last() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let layers = two_layers(&store);
+    let annotations: BTreeMap<String, String> = [("z.last", "2"), ("a.first", "1"), ("m", "3")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let digest = store
+        .put_image_annotated(CONFIG.as_bytes(), &layers, &["app:1".into()], &annotations)
+        .unwrap();
+    let manifest = String::from_utf8(std::fs::read(store.blob_path(&digest)).unwrap()).unwrap();
+    golden(
+        &manifest,
+        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:11c52048f283378d79ea27b3278e4721465c7ce588ff9674cbcff825dd21482d","size":240},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:f191e625176e7514249870c60bc24622131b04927a418001d1969c9cecd260f1","size":9},{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:77c7ed05b2e49df2e55d70cb007508cc66b2f5419a940bfd6f8749ba7db77c45","size":9}],"annotations":{"a.first":"1","m":"3","z.last":"2"}}"#,
+    );
+    // The same again (a HashMap inside oci-spec must not change the order run to run).
+    for _ in 0..8 {
+        let again = store
+            .put_image_annotated(CONFIG.as_bytes(), &layers, &[], &annotations)
+            .unwrap();
+        assert_eq!(again, digest);
+    }
+}

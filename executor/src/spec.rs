@@ -1,5 +1,6 @@
 //! What a caller asks of [`run`](crate::run): the rootfs layers, the command, its
-//! user, network, mounts, security mode, resource limits and cgroup ([`RunSpec`]), what
+//! user, network, mounts, security mode, resource limits, cgroup, extra /etc/hosts lines
+//! and /dev/shm size ([`RunSpec`]), what
 //! comes back ([`Stream`] while it runs, [`RunExit`] at the end), and how to stop it
 //! early ([`CancelToken`]).
 
@@ -96,7 +97,14 @@ pub struct RunSpec {
     pub rlimits: Vec<Rlimit>,
     /// Where the run's own cgroup goes and what bounds it.
     pub cgroup: CgroupOptions,
+    /// Lines added to the container's `/etc/hosts` (`--add-host`): (host name, address).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Size of the `/dev/shm` tmpfs in bytes (`--shm-size`); `None`: docker's 64 MiB.
+    pub shm_size: Option<u64>,
 }
+
+/// docker's /dev/shm size when `--shm-size` is not given.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// How much of the sandbox a RUN step gets (`RUN --security=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

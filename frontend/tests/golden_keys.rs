@@ -104,6 +104,7 @@ fn opts() -> LowerOptions {
         ignore_patterns: vec!["*.md".into(), "!README.md".into()],
         default_network: NetworkMode::Host,
         named_contexts: BTreeMap::new(),
+        run_settings: Default::default(),
     }
 }
 

@@ -153,6 +153,9 @@ pub enum StepFailure {
         #[source]
         source: std::io::Error,
     },
+    /// A RUN's `--ulimit` names no resource (the CLI checks; a graph made elsewhere may not).
+    #[error("--ulimit {name}: not a resource limit docker knows (nofile, nproc, core, stack, …)")]
+    UnknownUlimit { name: String },
     /// `RUN --mount=type=secret,required=true` of an id the build was not given.
     #[error(
         "secret {id:?} is required but was not provided: pass --secret id={id},src=FILE (or id={id},env=VARIABLE)"

@@ -6,6 +6,8 @@ use crate::ssh::SshAgents;
 use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_executor::CancelToken;
 use std::collections::BTreeMap;
+use rbuild_graph::VertexId;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,6 +16,10 @@ use std::sync::Arc;
 pub struct SolveOptions {
     /// Execute every vertex even when the cache could answer it (results are still recorded).
     pub no_cache: bool,
+    /// Vertices executed even when the cache could answer them (`--no-cache-filter`),
+    /// as `no_cache` does for all. The caller includes what depends on them, so a fresh
+    /// result is never combined with cached results made on top of another.
+    pub no_cache_vertices: HashSet<VertexId>,
     /// The directory of the `Op::Local` named "context".
     pub context_dir: Option<PathBuf>,
     /// The directories of named contexts (`--build-context NAME=DIR`), by the name of
@@ -48,4 +54,11 @@ pub struct SolveOptions {
     /// it; base layers are left as they are). Part of the runtime key of every step that
     /// writes a layer, so results with and without it never stand in for each other.
     pub epoch: Option<i64>,
+}
+
+impl SolveOptions {
+    /// Whether `v` must be executed even when the cache has its result.
+    pub fn ignores_cache(&self, v: VertexId) -> bool {
+        self.no_cache || self.no_cache_vertices.contains(&v)
+    }
 }

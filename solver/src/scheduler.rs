@@ -380,7 +380,7 @@ impl Scheduler {
             };
             let hex = key.to_hex();
             let cached = op.cacheable()
-                && !opts.no_cache
+                && !opts.ignores_cache(v)
                 && (self.services.usable_record(&hex)?.is_some()
                     || opts
                         .imported
@@ -397,7 +397,8 @@ impl Scheduler {
                                 .1
                                 .unwrap_or_default();
                     }
-                    let miss = h.explain(v, &key, &input_keys, &facts, opts.no_cache, store);
+                    let miss =
+                        h.explain(v, &key, &input_keys, &facts, opts.ignores_cache(v), store);
                     Prediction::Run(Some(miss))
                 }
                 _ => Prediction::Run(None),

@@ -102,7 +102,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
     let (key, facts) = key_of(&op, &step, &input_keys, history.map(|_| Facts::default())).await?;
     let key_hex = key.to_hex();
 
-    let hit = if cacheable && !run.opts.no_cache {
+    let hit = if cacheable && !run.opts.ignores_cache(v) {
         cache_lookup(run, &key_hex)?
     } else {
         None
@@ -118,7 +118,14 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
                 .unwrap_or_default();
         }
         if hit.is_none() {
-            let m = h.explain(v, &key, &input_keys, &facts, run.opts.no_cache, store);
+            let m = h.explain(
+                v,
+                &key,
+                &input_keys,
+                &facts,
+                run.opts.ignores_cache(v),
+                store,
+            );
             h.missed(v, m.clone());
             miss = Some(m);
             made_of = Some((input_keys, facts));

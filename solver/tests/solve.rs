@@ -287,7 +287,11 @@ fn export_writes_diff_ids_and_empty_layer_flags() {
     cfg.config.env_set("A", "1");
     // The export is a vertex of the graph like the steps it writes.
     let export = |g: &mut BuildGraph, tag: &str| {
-        actions::add_export(g, noop, &cfg, &history, &[tag.to_string()], false, false)
+        let flags = actions::ExportFlags {
+            tags: vec![tag.to_string()],
+            ..Default::default()
+        };
+        actions::add_export(g, noop, &cfg, &history, &flags)
     };
     let e1 = export(&mut g, "result:1");
     let (res, events) = solve(&env.solver(), &g, &[e1], &env.opts());
@@ -369,6 +373,7 @@ fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
                 },
             }],
             security: Default::default(),
+            settings: Default::default(),
         }),
         vec![b, c],
         meta("RUN --mount=type=bind"),
@@ -464,6 +469,7 @@ fn exec_with_mounts(cmd: &str, mounts: Vec<rbuild_graph::ExecMount>) -> rbuild_g
         network: NetworkMode::Host,
         mounts,
         security: Default::default(),
+        settings: Default::default(),
     })
 }
 
@@ -620,6 +626,7 @@ fn an_insecure_run_needs_the_builds_permission_and_then_runs_unfiltered() {
             network: NetworkMode::Host,
             mounts: vec![],
             security: SecurityMode::Insecure,
+            settings: Default::default(),
         }),
         vec![sandboxed],
         meta("RUN --security=insecure grep"),

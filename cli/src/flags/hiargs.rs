@@ -8,11 +8,11 @@ use super::cache_spec::CacheFlags;
 use super::call_spec::{self, Call};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
-use super::{secret_spec, targets, vars};
+use super::{image_spec, run_settings, secret_spec, targets, vars};
 use crate::shared::progress;
 use anyhow::{Context, Result, bail};
 use rbuild_frontend::lower::parse_platform;
-use rbuild_graph::{NetworkMode, Platform};
+use rbuild_graph::{NetworkMode, Platform, RunSettings};
 use rbuild_solver::secrets::SecretSpec;
 use rbuild_solver::ssh::SshSpec;
 use std::collections::BTreeMap;
@@ -114,6 +114,14 @@ pub struct Build {
     /// `SOURCE_DATE_EPOCH` (a build arg, or the environment variable): Unix seconds for
     /// every time the build writes.
     pub epoch: Option<i64>,
+    /// `--label`s, set on every target's config after the Dockerfile's.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation`s of every target's manifest.
+    pub annotations: BTreeMap<String, String>,
+    /// `--add-host`, `--ulimit`, `--shm-size`, `--cgroup-parent`: every RUN's.
+    pub run_settings: RunSettings,
+    /// `--no-cache-filter`: stages whose RUN steps skip the cache.
+    pub no_cache_filter: Vec<String>,
 }
 
 /// `rbuild run`.
@@ -336,9 +344,23 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     if call.is_some() && args.dry_run {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
+    let host = Platform::host();
     if let Some(p) = &args.platform {
-        check_platform(p, &Platform::host())?;
+        check_platform(p, &host)?;
     }
+    image_spec::check_attestations(
+        args.provenance.as_deref(),
+        args.sbom.as_deref(),
+        &args.attest,
+    )?;
+    let labels = image_spec::labels(&args.labels)?;
+    let annotations = image_spec::annotations(&args.annotations, |p| check_platform(p, &host))?;
+    let run_settings = run_settings::parse(&run_settings::RunFlags {
+        add_hosts: &args.add_hosts,
+        ulimits: &args.ulimits,
+        shm_size: args.shm_size.as_deref(),
+        cgroup_parent: args.cgroup_parent.as_deref(),
+    })?;
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let mut build_args = vars::parse_build_args(&args.build_args)?;
     let epoch = source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
@@ -378,6 +400,10 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         metadata_file: args.metadata_file,
         max_parallelism: args.max_parallelism.map(|n| n as usize),
         epoch,
+        labels,
+        annotations,
+        run_settings,
+        no_cache_filter: args.no_cache_filter,
     })
 }
 

@@ -312,6 +312,39 @@ pub struct BuildArgs {
     /// exit code. A command replacing CMD goes after `--`: `--run -- CMD… CONTEXT`.
     #[arg(long)]
     pub run: bool,
+    /// Set a label on the image (`KEY=VALUE`), after the Dockerfile's LABELs.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Annotate the image manifest: `KEY=VALUE` or `manifest:KEY=VALUE`.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Add a line to /etc/hosts of RUN steps (`NAME:IP` or `NAME=IP`).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// A resource limit of RUN steps (`NAME=SOFT[:HARD]`, e.g. `nofile=1024:4096`).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Size of /dev/shm in RUN steps (e.g. `128m`, `1g`; default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// The cgroup the RUN steps' cgroups are made under (default `rbuild`).
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// Run these stages' RUN steps (and what depends on them) without the cache.
+    #[arg(long = "no-cache-filter", value_delimiter = ',', value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Accepted for docker compatibility: built images always go to the local store.
+    #[arg(long)]
+    pub load: bool,
+    /// Provenance attestation: only `false` is accepted (rbuild writes none).
+    #[arg(long, value_name = "false")]
+    pub provenance: Option<String>,
+    /// SBOM attestation: only `false` is accepted (rbuild writes none).
+    #[arg(long, value_name = "false")]
+    pub sbom: Option<String>,
+    /// Attestations: only `type=provenance|sbom,disabled=true` is accepted.
+    #[arg(long = "attest", value_name = "type=…,disabled=true")]
+    pub attest: Vec<String>,
     /// After `--`: the `--run` command, then the context if not given before `--`.
     #[arg(last = true, allow_hyphen_values = true, value_name = "CMD")]
     pub run_command: Vec<String>,

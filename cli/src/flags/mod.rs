@@ -1,14 +1,18 @@
 //! The command line, read once: clap reads the low-level arguments (`lowargs`), which are
 //! settled into the typed settings each command runs with (`hiargs`). Values of flags
 //! with a syntax of their own are read by the modules beside them (`--cache-to/--cache-from`,
-//! `--call`, `--output`, `--target` and `-t`, `--build-arg`).
+//! `--call`, `--output`, `--target` and `-t`, `--build-arg`, `--label`/`--annotation`/the
+//! attestation flags in `image_spec`, `--add-host`/`--ulimit`/`--shm-size`/`--cgroup-parent`
+//! in `run_settings`).
 
 pub mod cache_spec;
 pub mod call_spec;
 pub mod context_spec;
 pub mod hiargs;
+mod image_spec;
 mod lowargs;
 pub mod output_spec;
+mod run_settings;
 mod secret_spec;
 mod targets;
 mod vars;

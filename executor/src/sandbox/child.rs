@@ -54,7 +54,7 @@ pub(super) unsafe fn main(p: &Plan, fds: &ChildFds) -> ! {
             }
             mounts::mount(i, m, &p.sources, &opened, st);
             if matches!(m.kind, MountKind::Dev) {
-                devices::populate(&p.devices, &p.sources, &opened, st);
+                devices::populate(&p.devices, &p.shm_options, &p.sources, &opened, st);
             }
         }
         kernel_paths::protect(&p.readonly_paths, &p.masked_paths, st);

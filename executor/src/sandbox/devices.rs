@@ -39,12 +39,20 @@ pub(super) fn plan(
         .collect()
 }
 
+/// The /dev/shm tmpfs's options for a size in bytes (docker's 64 MiB when none), in KiB
+/// rounded up as tmpfs takes them.
+pub(super) fn shm_options(size: Option<u64>) -> Result<CString, SpecError> {
+    let kib = size.unwrap_or(crate::spec::DEFAULT_SHM_SIZE).div_ceil(1024);
+    cstring(&format!("mode=1777,size={kib}k"))
+}
+
 /// Child side, chrooted, right after the tmpfs is mounted on /dev: fills it.
 ///
 /// # Safety
 /// Child only.
 pub(super) unsafe fn populate(
     devices: &[Device],
+    shm_options: &CString,
     sources: &[Source],
     opened: &Opened,
     st: StatusPipe,
@@ -97,7 +105,7 @@ pub(super) unsafe fn populate(
                 c"/dev/shm",
                 Some(c"tmpfs"),
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some(c"mode=1777,size=65536k"),
+                Some(shm_options.as_c_str()),
             )
         {
             st.fail(Step::Shm, 0, errno());

@@ -110,7 +110,7 @@ fn run_impl(
     let root = Root::new(spec, dir);
     let user = root.resolve_user(&spec.user)?;
     let hostname = hostname(spec)?;
-    let run_dir = RunDir::create(hostname)?;
+    let run_dir = RunDir::create(hostname, &spec.extra_hosts)?;
     // Removed when it drops, on every path out of here (after the child is reaped).
     let (cgroup, warning) = RunCgroup::create(&spec.cgroup)?;
     let inputs = Inputs {

@@ -38,6 +38,8 @@ pub(super) struct Plan {
     pub secrets: SecretFiles,
     pub mounts: Vec<MountStep>,
     pub devices: Vec<Device>,
+    /// The /dev/shm tmpfs's mount options (its size).
+    pub shm_options: CString,
     pub readonly_paths: Vec<CString>,
     pub masked_paths: Vec<CString>,
     pub rlimits: Vec<Limit>,
@@ -101,6 +103,7 @@ impl Plan {
             secrets,
             mounts,
             devices,
+            shm_options: devices::shm_options(inputs.spec.shm_size)?,
             readonly_paths: policy.readonly_paths.clone(),
             masked_paths: policy.masked_paths.clone(),
             rlimits: rlimits::plan(&inputs.spec.rlimits),

@@ -8,8 +8,15 @@ use std::path::PathBuf;
 /// The files bound onto `/etc/<name>`, in mount order.
 const ETC_FILES: [&str; 3] = ["hosts", "resolv.conf", "hostname"];
 
-fn hosts_content(hostname: &str) -> String {
-    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+/// `/etc/hosts`: localhost and the hostname, then each `--add-host` as `ADDRESS\tNAME`
+/// (BuildKit's layout).
+fn hosts_content(hostname: &str, extra: &[(String, String)]) -> String {
+    let mut s =
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        s.push_str(&format!("{ip}\t{host}\n"));
+    }
+    s
 }
 
 pub(super) struct RunDir {
@@ -17,9 +24,12 @@ pub(super) struct RunDir {
 }
 
 impl RunDir {
-    /// Creates the dir with the rootfs mountpoint and the /etc files for `hostname`
-    /// (resolv.conf is the host's).
-    pub(super) fn create(hostname: &str) -> Result<RunDir, ExecError> {
+    /// Creates the dir with the rootfs mountpoint and the /etc files for `hostname` and
+    /// the `extra_hosts` (resolv.conf is the host's).
+    pub(super) fn create(
+        hostname: &str,
+        extra_hosts: &[(String, String)],
+    ) -> Result<RunDir, ExecError> {
         let tmp = tempfile::Builder::new()
             .prefix("rbuild-run")
             .tempdir()
@@ -29,7 +39,7 @@ impl RunDir {
             .map_err(|e| ExecError::setup("creating rootfs mountpoint", e))?;
         let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
         let contents = [
-            hosts_content(hostname).into_bytes(),
+            hosts_content(hostname, extra_hosts).into_bytes(),
             resolv,
             format!("{hostname}\n").into_bytes(),
         ];

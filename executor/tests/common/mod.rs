@@ -66,6 +66,8 @@ impl Fixture {
             security: Security::default(),
             rlimits: vec![],
             cgroup: CgroupOptions::default(),
+            extra_hosts: vec![],
+            shm_size: None,
         }
     }
 }

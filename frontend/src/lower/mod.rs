@@ -57,7 +57,7 @@ use crate::shell::Lexer;
 use crate::{Diagnostic, instructions, parser};
 use env::Env;
 use rbuild_graph::image::{History, ImageConfig};
-use rbuild_graph::{BuildGraph, NetworkMode, Platform, VertexId};
+use rbuild_graph::{BuildGraph, NetworkMode, Platform, RunSettings, VertexId};
 use stages::StageDef;
 use state::StageState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,6 +77,8 @@ pub struct LowerOptions {
     pub default_network: NetworkMode,
     /// `--build-context NAME=…`, by NAME as given (see `contexts.rs` for how names match).
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// What the build's flags set for every RUN (`--add-host`, `--ulimit`, …).
+    pub run_settings: RunSettings,
 }
 
 impl Default for LowerOptions {
@@ -89,6 +91,7 @@ impl Default for LowerOptions {
             ignore_patterns: Vec::new(),
             default_network: NetworkMode::Host,
             named_contexts: BTreeMap::new(),
+            run_settings: RunSettings::default(),
         }
     }
 }

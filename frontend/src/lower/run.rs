@@ -54,6 +54,7 @@ impl Lowerer<'_> {
                 network,
                 mounts: exec.mounts,
                 security,
+                settings: self.opts.run_settings.clone(),
             }),
             exec.inputs,
             self.meta(description, cx.index, span),

@@ -4,18 +4,29 @@
 
 use crate::image::{History, ImageConfig};
 use crate::{BuildGraph, ExportOp, ExportStep, Op, RunOp, VertexId, VertexMeta};
+use std::collections::BTreeMap;
+
+/// How a target is written, beyond its config and history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportFlags {
+    /// The image's names.
+    pub tags: Vec<String>,
+    /// `--cache-to type=inline`: the cache records go into the config.
+    pub inline_cache: bool,
+    /// `--squash`: the layers above the base image become one.
+    pub squash: bool,
+    /// `--annotation`s of the manifest.
+    pub annotations: BTreeMap<String, String>,
+}
 
 /// Adds the export of `root` (a stage's last step) with `config` and `history` (each entry
-/// with the step whose layer it is, if any) under `tags`; with `squash`, the layers above
-/// the base image become one.
+/// with the step whose layer it is, if any), written as `flags` say.
 pub fn add_export(
     graph: &mut BuildGraph,
     root: VertexId,
     config: &ImageConfig,
     history: &[(History, Option<VertexId>)],
-    tags: &[String],
-    inline_cache: bool,
-    squash: bool,
+    flags: &ExportFlags,
 ) -> VertexId {
     let mut inputs = vec![root];
     let mut steps = Vec::with_capacity(history.len());
@@ -37,9 +48,10 @@ pub fn add_export(
         Op::Export(Box::new(ExportOp {
             config: config.clone(),
             history: steps,
-            tags: tags.to_vec(),
-            inline_cache,
-            squash,
+            tags: flags.tags.clone(),
+            inline_cache: flags.inline_cache,
+            squash: flags.squash,
+            annotations: flags.annotations.clone(),
         })),
         inputs,
         VertexMeta {
@@ -108,15 +120,11 @@ mod tests {
             (h("RUN"), Some(img)),
             (h("RUN again"), Some(s)),
         ];
-        let e = add_export(
-            &mut g,
-            img,
-            &ImageConfig::default(),
-            &history,
-            &["t".into()],
-            false,
-            false,
-        );
+        let named = ExportFlags {
+            tags: vec!["t".into()],
+            ..Default::default()
+        };
+        let e = add_export(&mut g, img, &ImageConfig::default(), &history, &named);
         let v = g.vertex(e);
         assert_eq!(v.inputs, vec![img, s]);
         let Op::Export(op) = &v.op else {
@@ -127,28 +135,23 @@ mod tests {
         assert!(v.op.is_action());
         // Same export twice is one vertex; a push and a run hang off it.
         assert_eq!(
-            add_export(
-                &mut g,
-                img,
-                &ImageConfig::default(),
-                &history,
-                &["t".into()],
-                false,
-                false
-            ),
+            add_export(&mut g, img, &ImageConfig::default(), &history, &named),
             e
         );
         // A squashed export of the same step is another vertex.
-        let squashed = add_export(
-            &mut g,
-            img,
-            &ImageConfig::default(),
-            &history,
-            &["t".into()],
-            false,
-            true,
-        );
+        let squash = ExportFlags {
+            squash: true,
+            ..named.clone()
+        };
+        let squashed = add_export(&mut g, img, &ImageConfig::default(), &history, &squash);
         assert_ne!(squashed, e);
+        // So is an annotated one.
+        let annotate = ExportFlags {
+            annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            ..named.clone()
+        };
+        let annotated = add_export(&mut g, img, &ImageConfig::default(), &history, &annotate);
+        assert_ne!(annotated, e);
         let p = add_push(&mut g, e, "127.0.0.1:5000/t:1");
         let r = add_run(
             &mut g,

@@ -135,6 +135,7 @@ mod tests {
             network: NetworkMode::Host,
             mounts: vec![],
             security: SecurityMode::Sandbox,
+            settings: Default::default(),
         })
     }
 

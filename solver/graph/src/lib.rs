@@ -27,7 +27,7 @@ pub mod render;
 pub use graph::{BuildGraph, Vertex, VertexId, VertexMeta};
 pub use key::{CacheKey, cache_key};
 pub use op::{
-    CopyAction, CopySource, ExecMount, ExecOp, ExportOp, ExportStep, FileAction, FileOp, MountKind,
-    NetworkMode, Op, Owner, RunOp, SSH_SOCKET_MODE, SecurityMode,
+    CopyAction, CopySource, ExecMount, ExecOp, ExportOp, ExportStep, FileAction, FileOp, HostEntry,
+    MountKind, NetworkMode, Op, Owner, RunOp, RunSettings, SSH_SOCKET_MODE, SecurityMode, Ulimit,
 };
 pub use platform::Platform;

@@ -129,6 +129,50 @@ pub struct ExecOp {
     /// written before this field existed stay the same.
     #[serde(default, skip_serializing_if = "SecurityMode::is_sandbox")]
     pub security: SecurityMode,
+    /// What the build's flags set for every RUN; left out of the encoding when none is
+    /// given, so the keys of builds without them stay the same.
+    #[serde(default, skip_serializing_if = "RunSettings::is_empty")]
+    pub settings: RunSettings,
+}
+
+/// What `rbuild build` flags set for every RUN of the build (`--add-host`, `--ulimit`,
+/// `--shm-size`, `--cgroup-parent`). Part of each RUN's key, as BuildKit keeps them in
+/// its exec op's meta: a step run with other limits or hosts is another result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct RunSettings {
+    /// Lines added to `/etc/hosts`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<HostEntry>,
+    /// Resource limits replacing the defaults, by docker's names (`nofile`, `nproc`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// Size of `/dev/shm` in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// The parent of the RUN steps' cgroups, relative to each hierarchy's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+}
+
+impl RunSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == RunSettings::default()
+    }
+}
+
+/// An `/etc/hosts` line: `ip` for `host`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostEntry {
+    pub host: String,
+    pub ip: String,
+}
+
+/// A resource limit (`--ulimit name=soft:hard`); `u64::MAX` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 /// Where a file action reads from.
@@ -233,6 +277,9 @@ pub struct ExportOp {
     /// an entry per step, empty but for the last, which carries the merged layer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub squash: bool,
+    /// `--annotation`s of the image manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Runs a throwaway container of input 0's image (an export or an image source), with

@@ -279,6 +279,7 @@ mod tests {
                 network: NetworkMode::Host,
                 mounts: vec![],
                 security: Default::default(),
+                settings: Default::default(),
             }),
             vec![base],
             VertexMeta {

@@ -294,6 +294,7 @@ pub(crate) fn describe(graph: &BuildGraph, v: VertexId, name: &str) -> Named {
                 ),
                 "network" => named("network mode", None),
                 "security" => named("security mode", None),
+                "settings" => named("--add-host/--ulimit/--shm-size/--cgroup-parent", None),
                 other => named(other, None),
             }
         }
@@ -383,6 +384,7 @@ mod tests {
             network: Default::default(),
             mounts: vec![],
             security: Default::default(),
+            settings: Default::default(),
         })
     }
 

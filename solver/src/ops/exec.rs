@@ -12,7 +12,9 @@ use crate::op::{RuntimeKey, SolveOp, StepContext, Work};
 use crate::options::SolveOptions;
 use crate::outcome::Outcome;
 use crate::progress::{Event, LastLines};
-use rbuild_executor::{CgroupOptions, ExecError, Mount, Network, RunSpec, Security};
+use rbuild_executor::{
+    CgroupOptions, ExecError, Mount, Network, Resource, Rlimit, RunSpec, Security,
+};
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::{ExecOp, MountKind, NetworkMode, SecurityMode};
 use std::path::PathBuf;
@@ -48,7 +50,8 @@ impl ExecStep {
         };
         let prepared = mounts::prepare(step, &self.op.mounts, tmp.path())?;
         let guards = prepared.guards;
-        let mut spec = run_spec(&self.op, lowerdirs, upper.clone(), work, prepared.mounts);
+        let mut spec = run_spec(&self.op, lowerdirs, upper.clone(), work, prepared.mounts)
+            .map_err(|e| step.fail(e))?;
         spec.secret_env = prepared.secret_env;
         let mut tail = LastLines::new(TAIL_LINES);
         let mut output = |stream, data: &[u8]| {
@@ -156,7 +159,7 @@ fn run_spec(
     upperdir: PathBuf,
     workdir: PathBuf,
     mounts: Vec<Mount>,
-) -> RunSpec {
+) -> Result<RunSpec, StepFailure> {
     // Allowed or not was settled before the solve started (`--allow security.insecure`).
     let security = match op.security {
         SecurityMode::Sandbox => Security::Sandbox,
@@ -175,7 +178,27 @@ fn run_spec(
     {
         env.push(format!("SSH_AUTH_SOCK={}", m.target));
     }
-    RunSpec {
+    let settings = &op.settings;
+    let rlimits = settings
+        .ulimits
+        .iter()
+        .map(|u| {
+            let resource =
+                Resource::from_name(&u.name).ok_or_else(|| StepFailure::UnknownUlimit {
+                    name: u.name.clone(),
+                })?;
+            Ok(Rlimit {
+                resource,
+                soft: u.soft,
+                hard: u.hard,
+            })
+        })
+        .collect::<Result<Vec<_>, StepFailure>>()?;
+    let mut cgroup = CgroupOptions::default();
+    if let Some(parent) = &settings.cgroup_parent {
+        cgroup.parent = parent.clone();
+    }
+    Ok(RunSpec {
         lowerdirs,
         upperdir,
         workdir,
@@ -196,7 +219,13 @@ fn run_spec(
         secret_env: Vec::new(),
         stdin: false,
         security,
-        rlimits: Vec::new(),
-        cgroup: CgroupOptions::default(),
-    }
+        rlimits,
+        cgroup,
+        extra_hosts: settings
+            .extra_hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.ip.clone()))
+            .collect(),
+        shm_size: settings.shm_size,
+    })
 }

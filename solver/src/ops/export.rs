@@ -195,7 +195,7 @@ impl ExportAction {
         }
         let manifest = step
             .store()
-            .put_image(&json, &layers, &self.op.tags)
+            .put_image_annotated(&json, &layers, &self.op.tags, &self.op.annotations)
             .map_err(|e| step.fail(e))?;
         let config_digest = rbuild_cache::registry::sha256_digest(&json);
         step.say(format!("writing image {config_digest} done"));

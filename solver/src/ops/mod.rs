@@ -63,6 +63,7 @@ mod tests {
             network: Default::default(),
             mounts,
             security: Default::default(),
+            settings: Default::default(),
         })
     }
 
@@ -104,6 +105,7 @@ mod tests {
             tags: vec![],
             inline_cache: false,
             squash: false,
+            annotations: Default::default(),
         }));
         let push = Op::Push {
             reference: "r".into(),

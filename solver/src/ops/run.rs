@@ -121,6 +121,8 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
         security: Security::default(),
         rlimits: Vec::new(),
         cgroup: CgroupOptions::default(),
+        extra_hosts: Vec::new(),
+        shm_size: None,
     };
     // Our own token: a reader that went away ends this container without cancelling the
     // solve; the solve's token is forwarded to it.

@@ -135,6 +135,7 @@ pub fn run(g: &mut BuildGraph, input: VertexId, cmd: &str) -> VertexId {
             network: NetworkMode::Host,
             mounts: vec![],
             security: Default::default(),
+            settings: Default::default(),
         }),
         vec![input],
         meta(&format!("RUN {cmd}")),

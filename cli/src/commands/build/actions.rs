@@ -37,14 +37,21 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
             .map(|h| (h.entry.clone(), h.vertex))
             .collect();
         let last = i + 1 == lowered.targets.len();
+        // `--label`s come after the Dockerfile's LABELs, as BuildKit applies them.
+        let mut config = target.config.clone();
+        config.config.labels.extend(build.labels.clone());
+        let flags = actions::ExportFlags {
+            tags: tags.clone(),
+            inline_cache: inline && last,
+            squash: build.squash,
+            annotations: build.annotations.clone(),
+        };
         exports.push(actions::add_export(
             &mut graph,
             target.root,
-            &target.config,
+            &config,
             &history,
-            tags,
-            inline && last,
-            build.squash,
+            &flags,
         ));
     }
     let mut roots = exports.clone();

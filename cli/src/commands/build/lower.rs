@@ -55,5 +55,6 @@ pub fn options(build: &Build, inputs: &Inputs) -> LowerOptions {
         ignore_patterns: inputs.ignore.clone(),
         default_network: build.network,
         named_contexts: inputs.contexts.named.clone(),
+        run_settings: build.run_settings.clone(),
     }
 }

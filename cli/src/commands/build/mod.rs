@@ -67,6 +67,8 @@ fn run(
 ) -> Result<ExitCode> {
     let insecure = &global.insecure_registries;
     let plan = actions::add(lowered.targets, build)?;
+    opts.no_cache_vertices =
+        solve::no_cache_vertices(&plan.graph, &build.no_cache_filter, build.quiet);
     let client = registry_client(lowered.client, build, insecure)?;
     opts.registry = client.clone();
     opts.imported = cache::import_for(build, runtime, client.as_ref());

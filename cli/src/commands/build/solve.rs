@@ -7,11 +7,11 @@ use crate::flags::hiargs::Build;
 use crate::shared::progress::{self, Printer};
 use anyhow::{Result, bail};
 use rbuild_cache::Store;
-use rbuild_graph::VertexId;
+use rbuild_graph::{BuildGraph, Op, VertexId};
 use rbuild_solver::secrets::Secrets;
 use rbuild_solver::ssh::SshAgents;
 use rbuild_solver::{Outcome, SolveError, SolveOptions, Solver};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
@@ -49,6 +49,41 @@ pub fn add_secrets(opts: &mut SolveOptions, build: &Build) -> Result<()> {
     opts.secrets = Arc::new(secrets);
     opts.ssh = Arc::new(ssh);
     Ok(())
+}
+
+/// `--no-cache-filter`: the RUN steps of the named stages (case-insensitive, as BuildKit
+/// matches them), and every step built on one of them, so that no cached result made on
+/// top of an older run of theirs is used. A name no step of the build is in gets a
+/// warning (unless `quiet`): the stage may exist without being needed.
+pub fn no_cache_vertices(graph: &BuildGraph, stages: &[String], quiet: bool) -> HashSet<VertexId> {
+    let mut out = HashSet::new();
+    if stages.is_empty() {
+        return out;
+    }
+    let mut matched = vec![false; stages.len()];
+    // Vertices are added after their inputs: one pass in id order sees inputs first.
+    for (id, v) in graph.iter() {
+        let named = v
+            .meta
+            .stage
+            .as_deref()
+            .and_then(|s| stages.iter().position(|n| n.eq_ignore_ascii_case(s)));
+        if let Some(i) = named {
+            matched[i] = true;
+        }
+        let filtered = named.is_some() && matches!(v.op, Op::Exec(_));
+        if filtered || v.inputs.iter().any(|i| out.contains(i)) {
+            out.insert(id);
+        }
+    }
+    if !quiet {
+        for (name, _) in stages.iter().zip(&matched).filter(|(_, m)| !**m) {
+            eprintln!(
+                "WARNING: --no-cache-filter {name}: no step of this build is in a stage of that name"
+            );
+        }
+    }
+    out
 }
 
 /// The solver on `store` (under `root`), saying once, unless `quiet`, when it has to use
