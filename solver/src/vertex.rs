@@ -48,6 +48,8 @@ pub(crate) struct Pending {
     made_of: Option<(Vec<CacheKey>, Facts)>,
     /// The store's lock of the key, held from [`claim`] until the record is written.
     lock: Option<rbuild_cache::KeyLock>,
+    /// `--no-cache` or `--no-cache-filter` names this step: never answered from the cache.
+    ignores_cache: bool,
 }
 
 /// How a lookup ended.
@@ -146,6 +148,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
         miss,
         made_of,
         lock: None,
+        ignores_cache: run.opts.ignores_cache(v),
     }))
 }
 
@@ -154,7 +157,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
 /// cancelled build stops waiting), then looks in the cache once more: the holder's record
 /// is a hit. A holder that dies loses the lock to the kernel, and this build takes over.
 pub(crate) async fn claim(run: &SolveRun, mut pending: Pending) -> Result<Looked, SolveError> {
-    if !pending.op.cacheable() || run.opts.no_cache {
+    if !pending.op.cacheable() || pending.ignores_cache {
         return Ok(Looked::Miss(pending));
     }
     let store = &run.services.store;
@@ -194,6 +197,7 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
         miss,
         made_of,
         lock: _lock,
+        ignores_cache: _,
     } = pending;
     let v = step.vertex;
     if run.cancel.is_cancelled() {
