@@ -1,6 +1,7 @@
-//! Layer blob → directory in overlay form, refusing anything that would land outside it.
-//! The store's extractions are made durable file by file as they go
-//! ([`extract_layer_durably`]), before the snapshot is renamed into place.
+//! Layer blob → directory in overlay form, and ADD's tar → directory: symlinks resolve
+//! inside the directory, nothing lands outside it. The store's extractions are made
+//! durable file by file as they go ([`extract_layer_durably`]), before the snapshot is
+//! renamed into place.
 
 use crate::durable::SyncPool;
 use crate::error::{CacheError, IoContext};
@@ -107,22 +108,9 @@ fn extract_layer_diff_id(
     // Decompression and hashing run on their own thread, file writing on this one.
     let (reader, hashing) = spawn_decoder(open_decompressed(blob)?);
     let mut ar = tar::Archive::new(reader);
-    let mut x = Extractor {
-        blob,
-        dest,
-        dirs: Vec::new(),
-        buf: vec![0u8; 256 << 10],
-        last_dir: None,
-        sync,
-    };
-    {
-        let entries = ar.entries().ctx("read layer", blob)?;
-        for entry in entries {
-            let mut entry = entry.ctx("read layer", blob)?;
-            x.entry(&mut entry)?;
-        }
-    }
-    x.finish_dirs()?;
+    let mut x = Extractor::new(blob, dest, true, None);
+    x.sync = sync;
+    x.run(&mut ar)?;
     let mut reader = ar.into_inner();
     // Tar readers stop at the end-of-archive blocks; the diff_id covers every byte.
     io::copy(&mut reader, &mut io::sink()).ctx("read layer", blob)?;
@@ -204,9 +192,27 @@ impl Read for ChunkReader {
     }
 }
 
+/// Unpacks the tar stream `reader` (named `name` in errors) into the directory `dest` as
+/// ADD does with a local archive: symlinks resolve inside `dest` (as in docker's chrooted
+/// unpack), nothing lands outside it, device nodes, fifos, hardlinks, owners, modes, times
+/// and xattrs are kept; `.wh.` entries stay plain files. `chown` replaces every owner.
+pub fn unpack_tar(
+    reader: impl Read,
+    name: &Path,
+    dest: &Path,
+    chown: Option<(u32, u32)>,
+) -> Result<(), CacheError> {
+    let mut ar = tar::Archive::new(reader);
+    Extractor::new(name, dest, false, chown).run(&mut ar)
+}
+
 struct Extractor<'a> {
     blob: &'a Path,
     dest: &'a Path,
+    /// A layer: `.wh.` entries become overlay whiteouts. Off for ADD's archives.
+    whiteouts: bool,
+    /// ADD --chown: every entry gets this owner instead of the archive's.
+    chown: Option<(u32, u32)>,
     /// Directories and their (mode, mtime), applied last so children do not disturb them.
     dirs: Vec<(PathBuf, u32, i64)>,
     /// Copy buffer reused across files.
@@ -246,7 +252,47 @@ pub(crate) fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, UnsafePath> {
 
 const MAX_SYMLINKS: usize = 40;
 
-impl Extractor<'_> {
+impl<'a> Extractor<'a> {
+    fn new(blob: &'a Path, dest: &'a Path, whiteouts: bool, chown: Option<(u32, u32)>) -> Self {
+        Extractor {
+            blob,
+            dest,
+            whiteouts,
+            chown,
+            dirs: Vec::new(),
+            buf: vec![0u8; 256 << 10],
+            last_dir: None,
+            sync: None,
+        }
+    }
+
+    fn run<R: Read>(&mut self, ar: &mut tar::Archive<R>) -> Result<(), CacheError> {
+        {
+            let entries = ar.entries().ctx("read layer", self.blob)?;
+            for entry in entries {
+                let mut entry = entry.ctx("read layer", self.blob)?;
+                self.entry(&mut entry)?;
+            }
+        }
+        self.finish_dirs()
+    }
+
+    /// Removes whatever is at `p`; a directory removed may be on the cached resolved path
+    /// (through a symlink), so the cache goes too.
+    fn remove(&mut self, p: &Path) -> Result<(), CacheError> {
+        if remove_existing(p)? {
+            self.last_dir = None;
+        }
+        Ok(())
+    }
+
+    fn owner(&self, uid: u64, gid: u64) -> (u64, u64) {
+        match self.chown {
+            Some((u, g)) => (u64::from(u), u64::from(g)),
+            None => (uid, gid),
+        }
+    }
+
     fn refuse(&self, entry: &[u8], reason: impl Into<String>) -> CacheError {
         CacheError::UnsafeEntry {
             blob: self.blob.to_path_buf(),
@@ -255,9 +301,8 @@ impl Extractor<'_> {
         }
     }
 
-    /// Resolves `comps` (a directory path) inside dest, following symlinks that stay
-    /// inside and creating missing directories. A symlink that points outside (absolute,
-    /// or too many `..`) is refused.
+    /// Resolves `comps` (a directory path) inside dest, following symlinks within it and
+    /// creating missing directories.
     fn resolve_dir(&mut self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
         if let Some((c, p)) = &self.last_dir
             && c.len() == comps.len()
@@ -270,18 +315,17 @@ impl Extractor<'_> {
         Ok(p)
     }
 
+    /// Resolves like the kernel would inside a chroot at dest: an absolute symlink target
+    /// starts again at dest, and `..` stops at dest (as containerd's RootPath and docker's
+    /// chrooted unpack do), so nothing resolves outside it. Debian's `var/run -> /run`
+    /// makes `var/run/x` land at `run/x`.
     fn resolve_dir_uncached(&self, entry: &[u8], comps: &[&[u8]]) -> Result<PathBuf, CacheError> {
         let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.to_vec()).collect();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut links = 0;
         while let Some(c) = todo.pop() {
             if c == b".." {
-                if done.pop().is_none() {
-                    return Err(self.refuse(
-                        entry,
-                        "goes through a symlink that points outside the destination",
-                    ));
-                }
+                done.pop();
                 continue;
             }
             if c.is_empty() || c == b"." {
@@ -302,14 +346,7 @@ impl Extractor<'_> {
                     let target = std::fs::read_link(&p).ctx("read symlink", &p)?;
                     let t = target.as_os_str().as_bytes();
                     if t.starts_with(b"/") {
-                        return Err(self.refuse(
-                            entry,
-                            format!(
-                                "goes through symlink {} -> {}, which points outside the destination",
-                                String::from_utf8_lossy(&done.iter().chain([&c]).cloned().collect::<Vec<_>>().join(&b'/')),
-                                target.display()
-                            ),
-                        ));
+                        done.clear();
                     }
                     for tc in t.split(|&b| b == b'/').rev() {
                         todo.push(tc.to_vec());
@@ -361,7 +398,12 @@ impl Extractor<'_> {
         let name = name.to_vec();
         let parent = self.resolve_dir(&raw, parents)?;
 
-        match whiteout::parse_tar_name(&name) {
+        let wh = if self.whiteouts {
+            whiteout::parse_tar_name(&name)
+        } else {
+            None
+        };
+        match wh {
             None => {}
             Some(TarWhiteout::Opaque) => {
                 whiteout::set_opaque(&parent).ctx("set opaque xattr on", &parent)?;
@@ -374,7 +416,7 @@ impl Extractor<'_> {
             Some(TarWhiteout::Deletes(hidden)) => {
                 let p = parent.join(OsStr::from_bytes(hidden));
                 self.last_dir = None;
-                remove_existing(&p)?;
+                self.remove(&p)?;
                 whiteout::make_whiteout(&p).ctx("create whiteout", &p)?;
                 return Ok(());
             }
@@ -383,8 +425,7 @@ impl Extractor<'_> {
         let path = parent.join(OsStr::from_bytes(&name));
         let h = entry.header().clone();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
-        let uid = h.uid().unwrap_or(0);
-        let gid = h.gid().unwrap_or(0);
+        let (uid, gid) = self.owner(h.uid().unwrap_or(0), h.gid().unwrap_or(0));
         let mtime = h.mtime().unwrap_or(0) as i64;
         let xattrs = pax_xattrs(entry).ctx("read layer", self.blob)?;
 
@@ -393,11 +434,11 @@ impl Extractor<'_> {
                 match std::fs::symlink_metadata(&path) {
                     Ok(m) if m.is_dir() => {}
                     Ok(m) => {
-                        remove_existing(&path)?;
+                        self.remove(&path)?;
                         std::fs::create_dir(&path).ctx("create directory", &path)?;
                         // `.wh.d` then `d/` in one layer: a new directory replacing the
                         // lower one, which overlay expresses as an opaque directory.
-                        if whiteout::is_whiteout(&m) {
+                        if self.whiteouts && whiteout::is_whiteout(&m) {
                             whiteout::set_opaque(&path).ctx("set opaque xattr on", &path)?;
                         }
                     }
@@ -409,7 +450,7 @@ impl Extractor<'_> {
                 return Ok(());
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                remove_existing(&path)?;
+                self.remove(&path)?;
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -422,7 +463,7 @@ impl Extractor<'_> {
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                remove_existing(&path)?;
+                self.remove(&path)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
                     .ctx("create symlink", &path)?;
                 lchown(&path, uid, gid)?;
@@ -454,7 +495,7 @@ impl Extractor<'_> {
                 if tpath == path {
                     return Ok(());
                 }
-                remove_existing(&path)?;
+                self.remove(&path)?;
                 std::fs::hard_link(&tpath, &path).ctx("create hardlink", &path)?;
                 return Ok(());
             }
@@ -472,7 +513,7 @@ impl Extractor<'_> {
                     ),
                     _ => (libc::S_IFIFO, 0, 0),
                 };
-                remove_existing(&path)?;
+                self.remove(&path)?;
                 node::mknod(&path, fmt | (mode & 0o777), major, minor)
                     .ctx("create device node", &path)?;
             }
@@ -490,6 +531,12 @@ impl Extractor<'_> {
     fn finish_dirs(&mut self) -> Result<(), CacheError> {
         // Deepest last-created first, so setting a parent's mtime comes after its children.
         for (p, mode, mtime) in self.dirs.drain(..).rev() {
+            // A later entry may have replaced the directory (by a symlink, say): chmod
+            // follows symlinks, so only a directory still there gets its mode.
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                _ => continue,
+            }
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                 .ctx("set permissions of", &p)?;
             time::set_mtime_nofollow(&p, mtime).ctx("set mtime of", &p)?;
@@ -538,12 +585,14 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String,
     Ok(out)
 }
 
-/// Removes whatever is at `p` (never following a symlink).
-fn remove_existing(p: &Path) -> Result<(), CacheError> {
+/// Removes whatever is at `p` (never following a symlink); true when it was a directory.
+fn remove_existing(p: &Path) -> Result<bool, CacheError> {
     match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fsutil::remove_dir_all_force(p).ctx("remove", p),
-        Ok(_) => std::fs::remove_file(p).ctx("remove", p),
-        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => fsutil::remove_dir_all_force(p)
+            .ctx("remove", p)
+            .map(|_| true),
+        Ok(_) => std::fs::remove_file(p).ctx("remove", p).map(|_| false),
+        Err(_) => Ok(false),
     }
 }
 

@@ -41,7 +41,7 @@ mod reuse;
 mod squash;
 
 pub use error::CacheError;
-pub use extract::extract_layer;
+pub use extract::{extract_layer, unpack_tar};
 pub use flatten::{FLATTEN_STEP, chain_id, flatten_prefix};
 pub use gc::{GcPolicy, PruneOptions, PruneReport};
 pub use keylock::KeyLock;

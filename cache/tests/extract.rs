@@ -3,6 +3,8 @@
 mod common;
 use common::*;
 use rbuild_cache::{CacheError, Layer, Store};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// A tar with raw (unvalidated) names, the way a hostile layer would be built.
 fn raw_tar(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
@@ -78,37 +80,123 @@ fn refuses_absolute() {
     );
 }
 
+/// Extracts `entries` as one layer; the snapshot dir (and the store keeping it).
+fn snapshot_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let snap = store
+        .snapshot(&layer_of(&store, &raw_tar(entries), true))
+        .unwrap();
+    (root, snap)
+}
+
 #[test]
-fn refuses_write_through_escaping_symlink() {
-    assert_refused(
-        &[
-            ("a", L, "/etc", b""),
-            ("a/passwd", F, "", b"root::0:0::/:/bin/sh\n"),
-        ],
-        "a/passwd",
-        "symlink a -> /etc",
+fn absolute_symlinks_resolve_inside_the_root() {
+    // Debian's /var/run -> /run: a later entry through it lands at /run inside the root,
+    // created when missing, and the link itself stays a link.
+    let (_root, snap) = snapshot_of(&[
+        ("var/", tar::EntryType::Directory, "", b""),
+        ("var/run", L, "/run", b""),
+        ("var/run/lock/", tar::EntryType::Directory, "", b""),
+        ("var/run/utmp", F, "", b"u"),
+        ("var/lock", L, "../run/lock", b""),
+        ("var/lock/x", F, "", b"x"),
+    ]);
+    assert_eq!(std::fs::read(snap.join("run/utmp")).unwrap(), b"u");
+    assert_eq!(std::fs::read(snap.join("run/lock/x")).unwrap(), b"x");
+    assert!(snap.join("run/lock").symlink_metadata().unwrap().is_dir());
+    assert_eq!(
+        std::fs::read_link(snap.join("var/run")).unwrap(),
+        PathBuf::from("/run")
     );
-    assert_refused(
-        &[
-            ("d/", tar::EntryType::Directory, "", b""),
-            ("d/b", L, "../../../../tmp", b""),
-            ("d/b/rbuild-escape-test", F, "", b"x"),
-        ],
-        "d/b/rbuild-escape-test",
-        "points outside the destination",
+    let run = std::fs::metadata(snap.join("run")).unwrap();
+    assert_eq!(run.permissions().mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn symlinks_pointing_outside_stay_inside() {
+    // Hostile links: an absolute one, and one with more `..` than there are parents. Both
+    // resolve as in a chroot at the snapshot, so the files land inside it.
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path().to_str().unwrap().to_string();
+    let (_root, snap) = snapshot_of(&[
+        ("a", L, &h, b""),
+        ("a/escape-abs", F, "", b"1"),
+        ("d/", tar::EntryType::Directory, "", b""),
+        ("d/b", L, "../../../../tmp", b""),
+        ("d/b/rbuild-escape-test", F, "", b"2"),
+        ("e/x", F, "", b"x"),
+        ("e", L, "/etc", b""),
+        ("e/passwd", F, "", b"owned"),
+    ]);
+    assert!(list(host.path()).is_empty(), "{:?}", list(host.path()));
+    assert!(!Path::new("/tmp/rbuild-escape-test").exists());
+    let inside = snap.join(h.trim_start_matches('/'));
+    assert_eq!(std::fs::read(inside.join("escape-abs")).unwrap(), b"1");
+    assert_eq!(
+        std::fs::read(snap.join("tmp/rbuild-escape-test")).unwrap(),
+        b"2"
+    );
+    assert_eq!(std::fs::read(snap.join("etc/passwd")).unwrap(), b"owned");
+    assert_ne!(std::fs::read("/etc/passwd").unwrap(), b"owned");
+}
+
+#[test]
+fn directory_replaced_by_a_symlink_out_is_not_chmodded_through_it() {
+    // `d/` (0777) then `d -> HOSTDIR`: the directory's mode, applied at the end, must not
+    // reach the host directory the link names.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let h = host.path().to_str().unwrap().to_string();
+    let mut tar = Vec::new();
+    let mut b = tar::Builder::new(&mut tar);
+    let mut hd = tar::Header::new_ustar();
+    hd.set_entry_type(tar::EntryType::Directory);
+    hd.set_mode(0o777);
+    hd.set_size(0);
+    b.append_data(&mut hd, "d/", &b""[..]).unwrap();
+    let mut hl = tar::Header::new_ustar();
+    hl.set_entry_type(L);
+    hl.set_size(0);
+    b.append_link(&mut hl, "d", &h).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let snap = store.snapshot(&layer_of(&store, &tar, false)).unwrap();
+    assert!(snap.join("d").symlink_metadata().unwrap().is_symlink());
+    let m = std::fs::metadata(host.path()).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn directory_replaced_on_a_resolved_path_is_resolved_again() {
+    // `l -> d` is resolved once for `l/a`; then `d` becomes a link to a host directory.
+    // `l/b` must follow the new link inside the snapshot, not the old resolution on the host.
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path().to_str().unwrap().to_string();
+    let (_root, snap) = snapshot_of(&[
+        ("d/", tar::EntryType::Directory, "", b""),
+        ("l", L, "d", b""),
+        ("l/a", F, "", b"a"),
+        ("d", L, &h, b""),
+        ("l/b", F, "", b"b"),
+    ]);
+    assert!(list(host.path()).is_empty());
+    assert_eq!(
+        std::fs::read(snap.join(h.trim_start_matches('/')).join("b")).unwrap(),
+        b"b"
     );
 }
 
 #[test]
-fn refuses_dir_replaced_by_escaping_symlink() {
+fn refuses_hardlink_to_what_is_not_in_the_layer() {
+    // Through an absolute link the target resolves inside the snapshot, where there is
+    // no passwd: the host's file is never linked.
     assert_refused(
-        &[
-            ("d/x", F, "", b"x"),
-            ("d", L, "/etc", b""),
-            ("d/passwd", F, "", b"owned"),
-        ],
-        "d/passwd",
-        "symlink d -> /etc",
+        &[("a", L, "/etc", b""), ("h", H, "a/passwd", b"")],
+        "h",
+        "not a file earlier in the layer",
     );
 }
 
@@ -120,11 +208,128 @@ fn refuses_hardlink_outside() {
         "hardlink whose target",
     );
     assert_refused(&[("h", H, "/etc/passwd", b"")], "h", "absolute path");
-    assert_refused(
-        &[("a", L, "/etc", b""), ("h", H, "a/passwd", b"")],
-        "h",
-        "symlink a -> /etc",
+}
+
+/// vfs_cap_data revision 2, effective, permitted = cap_net_raw (as ping carries it).
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+#[test]
+fn device_nodes_fifos_hardlinks_and_xattrs_are_kept() {
+    let mut tar = Vec::new();
+    let mut b = tar::Builder::new(&mut tar);
+    for (name, kind, major, minor) in [
+        ("dev/null", tar::EntryType::Char, 1, 3),
+        ("dev/loop9", tar::EntryType::Block, 7, 9),
+        ("run/fifo", tar::EntryType::Fifo, 0, 0),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o620);
+        h.set_uid(5);
+        h.set_gid(6);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_size(0);
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    }
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.kept", &b"v1"[..]),
+        ("SCHILY.xattr.security.capability", &CAP_NET_RAW[..]),
+    ])
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o4755);
+    h.set_size(3);
+    b.append_data(&mut h, "bin/ping", &b"elf"[..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(H);
+    h.set_size(0);
+    b.append_link(&mut h, "bin/ping6", "bin/ping").unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let snap = store.snapshot(&layer_of(&store, &tar, true)).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let null = std::fs::symlink_metadata(snap.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+    assert_eq!(
+        (null.uid(), null.gid(), null.mode() & 0o7777),
+        (5, 6, 0o620)
     );
+    let blk = std::fs::symlink_metadata(snap.join("dev/loop9")).unwrap();
+    assert!(blk.file_type().is_block_device());
+    assert_eq!(blk.rdev(), libc::makedev(7, 9));
+    assert!(
+        std::fs::symlink_metadata(snap.join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let ping = std::fs::symlink_metadata(snap.join("bin/ping")).unwrap();
+    assert_eq!(ping.mode() & 0o7777, 0o4755);
+    assert_eq!(ping.nlink(), 2);
+    assert_eq!(
+        std::fs::symlink_metadata(snap.join("bin/ping6"))
+            .unwrap()
+            .ino(),
+        ping.ino()
+    );
+    assert_eq!(
+        get_xattr(&snap.join("bin/ping"), "user.kept").as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert_eq!(
+        get_xattr(&snap.join("bin/ping"), "security.capability").as_deref(),
+        Some(&CAP_NET_RAW[..])
+    );
+}
+
+#[test]
+fn unpack_tar_resolves_inside_its_destination_and_keeps_special_files() {
+    // ADD's archive path: the same rules, whiteout names kept as plain files, --chown.
+    let dest = tempfile::tempdir().unwrap();
+    let mut tar = raw_tar(&[
+        ("var/run", L, "/run", b""),
+        ("var/run/x", F, "", b"x"),
+        ("up", L, "../../..", b""),
+        ("up/rbuild-escape-test", F, "", b"y"),
+        (".wh.keep", F, "", b"w"),
+    ]);
+    tar.truncate(tar.len() - 1024);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(5).unwrap();
+    h.set_mode(0o666);
+    h.set_size(0);
+    h.set_path("dev/zero").unwrap();
+    h.set_cksum();
+    tar.extend_from_slice(h.as_bytes());
+    tar.extend_from_slice(&[0u8; 1024]);
+    rbuild_cache::unpack_tar(&tar[..], Path::new("a.tar"), dest.path(), Some((7, 8))).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert_eq!(std::fs::read(dest.path().join("run/x")).unwrap(), b"x");
+    assert_eq!(
+        std::fs::read(dest.path().join("rbuild-escape-test")).unwrap(),
+        b"y"
+    );
+    assert!(!Path::new("/tmp/rbuild-escape-test").exists());
+    assert_eq!(std::fs::read(dest.path().join(".wh.keep")).unwrap(), b"w");
+    let z = std::fs::symlink_metadata(dest.path().join("dev/zero")).unwrap();
+    assert!(z.file_type().is_char_device());
+    assert_eq!((z.rdev(), z.uid(), z.gid()), (libc::makedev(1, 5), 7, 8));
+    let err = rbuild_cache::unpack_tar(
+        &raw_tar(&[("../x", F, "", b"x")])[..],
+        Path::new("a.tar"),
+        dest.path(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("entry \"../x\""), "{err}");
 }
 
 #[test]

@@ -353,3 +353,97 @@ fn get_xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
         buf
     })
 }
+
+/// A tar as a Debian root has it: `var/run -> /run` then a file through it, a device node,
+/// a fifo, a hardlink and an xattr; plus a link that points out of the root.
+fn special_tar() -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let link = |t: &mut tar::Builder<Vec<u8>>, kind, name: &str, target: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        t.append_link(&mut h, name, target).unwrap();
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    t.append_data(&mut h, "var/", &b""[..]).unwrap();
+    link(&mut t, tar::EntryType::Symlink, "var/run", "/run");
+    link(&mut t, tar::EntryType::Symlink, "out", "/../../..");
+    for (name, kind, major, minor, data) in [
+        ("var/run/pid", tar::EntryType::Regular, 0, 0, &b"42"[..]),
+        (
+            "out/rbuild-add-escape",
+            tar::EntryType::Regular,
+            0,
+            0,
+            &b"in"[..],
+        ),
+        ("dev/null", tar::EntryType::Char, 1, 3, &b""[..]),
+        ("dev/sda", tar::EntryType::Block, 8, 0, &b""[..]),
+        ("run/ctl", tar::EntryType::Fifo, 0, 0, &b""[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o640);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_size(data.len() as u64);
+        t.append_data(&mut h, name, data).unwrap();
+    }
+    t.append_pax_extensions([("SCHILY.xattr.user.origin", &b"tar"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(3);
+    t.append_data(&mut h, "bin/tool", &b"elf"[..]).unwrap();
+    link(&mut t, tar::EntryType::Link, "bin/tool2", "bin/tool");
+    t.into_inner().unwrap()
+}
+
+#[test]
+fn add_keeps_special_files_and_resolves_links_inside_the_root() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = env();
+    std::fs::write(env.ctx.join("root.tar"), special_tar()).unwrap();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let c = context(&mut g);
+    let mut a = copy_action(1, "root.tar", "/");
+    a.unpack_archive = true;
+    let cp = copy(&mut g, b, c, vec![a]);
+    let out = solve(&env.solver(), &g, &[cp], &env.opts()).0.unwrap();
+    let top = env.top(&out[&cp]);
+    // Through var/run -> /run, inside the image's root; never the host's /run.
+    assert_eq!(std::fs::read(top.join("run/pid")).unwrap(), b"42");
+    assert_eq!(
+        std::fs::read_link(top.join("var/run")).unwrap(),
+        std::path::PathBuf::from("/run")
+    );
+    assert!(!std::path::Path::new("/run/pid").exists());
+    assert_eq!(std::fs::read(top.join("rbuild-add-escape")).unwrap(), b"in");
+    assert!(!std::path::Path::new("/rbuild-add-escape").exists());
+    let null = std::fs::symlink_metadata(top.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+    let sda = std::fs::symlink_metadata(top.join("dev/sda")).unwrap();
+    assert!(sda.file_type().is_block_device());
+    assert_eq!(sda.rdev(), libc::makedev(8, 0));
+    assert!(
+        std::fs::symlink_metadata(top.join("run/ctl"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let tool = std::fs::metadata(top.join("bin/tool")).unwrap();
+    assert_eq!(tool.nlink(), 2);
+    assert_eq!(
+        std::fs::metadata(top.join("bin/tool2")).unwrap().ino(),
+        tool.ino()
+    );
+    assert_eq!(
+        get_xattr(&top.join("bin/tool"), "user.origin").as_deref(),
+        Some(&b"tar"[..])
+    );
+}

@@ -5,13 +5,6 @@ use crate::error::StepFailure;
 use std::io::{self, Read};
 use std::path::Path;
 
-fn failed(what: impl std::fmt::Display, e: io::Error) -> StepFailure {
-    StepFailure::Action {
-        what: what.to_string(),
-        source: Box::new(e),
-    }
-}
-
 /// Archive formats ADD extracts, detected by magic bytes as docker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {
@@ -83,33 +76,20 @@ pub(crate) fn open_archive(path: &Path) -> Option<Box<dyn Read>> {
     Some(Box::new(io::Cursor::new(head).chain(decoded)))
 }
 
-/// Extracts a tar stream into `dir` (a host path inside the mounted rootfs). The tar crate
-/// refuses entries that would land outside `dir`. Owners come from the archive unless
-/// `--chown` was given (`chown`).
+/// Extracts a tar stream into `dir` (a host path inside the mounted rootfs) as docker's
+/// chrooted unpack does: symlinks in the archive resolve inside `dir`, nothing lands
+/// outside it, device nodes, fifos, hardlinks and xattrs stay what they are. Owners come
+/// from the archive unless `--chown` was given (`chown`).
 pub(crate) fn unpack(
     reader: Box<dyn Read>,
+    name: &str,
     dir: &Path,
     chown: Option<(u32, u32)>,
 ) -> Result<(), StepFailure> {
-    let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
-    ar.set_preserve_mtime(true);
-    ar.set_overwrite(true);
-    let entries = ar.entries().map_err(|e| failed("reading archive", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| failed("reading archive", e))?;
-        let name = entry.path().map(|p| p.to_path_buf()).unwrap_or_default();
-        entry
-            .unpack_in(dir)
-            .map_err(|e| failed(format!("extracting {}", name.display()), e))?;
-        if let Some((uid, gid)) = chown {
-            let p = dir.join(&name);
-            std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
-                .map_err(|e| failed(format!("chown {}", p.display()), e))?;
-        }
-    }
-    Ok(())
+    rbuild_cache::unpack_tar(reader, Path::new(name), dir, chown).map_err(|e| StepFailure::Action {
+        what: format!("extracting {name}"),
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]

@@ -557,7 +557,7 @@ fn copy_one(
         && let Some(reader) = open_archive(&top.path)
     {
         let dir = mkdir_all_in_root(root, &dest_clean, 0o755, parent_owner)?;
-        return Ok(unpack(reader, &dir, opts.explicit_owner)?);
+        return Ok(unpack(reader, matched, &dir, opts.explicit_owner)?);
     }
 
     let dest_exists_dir = in_root(root, &dest_clean)
