@@ -5,7 +5,8 @@ set -euo pipefail
 # gcc and libc6-dev: the sandbox and ssh tests build static probes (what seccomp refuses,
 # what an SSH agent answers). openssh-client: ssh-agent, ssh-add, ssh-keygen for --ssh.
 # git: ADD of git repositories runs it (and its tests serve one with `git daemon`).
-pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc libc6-dev openssh-client git)
+# debootstrap: the Debian bookworm base of the end-to-end test (tests/tests/debian.rs).
+pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc libc6-dev openssh-client git debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
