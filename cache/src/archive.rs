@@ -491,6 +491,7 @@ impl Importer<'_> {
                 // docker save names no media types: the content says what a layer is.
                 let media_type = match kind {
                     Compression::Gzip => MediaType::ImageLayerGzip,
+                    Compression::Zstd => MediaType::ImageLayerZstd,
                     _ => MediaType::ImageLayer,
                 };
                 let layer = Layer {

@@ -82,12 +82,7 @@ pub(crate) fn decompressed<'a>(
     Ok(match detect(&head) {
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => {
-            return Err(CacheError::Unsupported {
-                path: path.to_path_buf(),
-                reason: "zstd-compressed layers are not supported yet; use gzip layers".into(),
-            });
-        }
+        Compression::Zstd => Box::new(crate::zstd::Frames::new(r)),
         Compression::Other(kind) => {
             return Err(CacheError::Unsupported {
                 path: path.to_path_buf(),

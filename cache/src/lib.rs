@@ -39,6 +39,7 @@ pub mod push;
 pub mod remote_cache;
 mod reuse;
 mod squash;
+mod zstd;
 
 pub use error::CacheError;
 pub use extract::{extract_layer, unpack_tar};

@@ -51,19 +51,17 @@ pub fn layer_compression(media_type: &MediaType) -> Option<LayerCompression> {
 /// A layer rbuild cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsupportedLayer {
-    #[error("zstd-compressed layers are not supported yet")]
-    Zstd,
     #[error("unknown layer media type {0:?}")]
     Unknown(String),
 }
 
-/// The OCI media type a layer is stored under, or why it cannot be used: gzip and
-/// uncompressed tar layers are accepted, zstd is not (extraction cannot read it yet).
+/// The OCI media type a layer is stored under, or why it cannot be used: gzip, zstd and
+/// uncompressed tar layers are accepted.
 pub fn layer_media_type(media_type: &MediaType) -> Result<MediaType, UnsupportedLayer> {
     match layer_compression(media_type) {
         Some(LayerCompression::Gzip) => Ok(MediaType::ImageLayerGzip),
         Some(LayerCompression::Uncompressed) => Ok(MediaType::ImageLayer),
-        Some(LayerCompression::Zstd) => Err(UnsupportedLayer::Zstd),
+        Some(LayerCompression::Zstd) => Ok(MediaType::ImageLayerZstd),
         None => Err(UnsupportedLayer::Unknown(media_type.to_string())),
     }
 }
@@ -100,11 +98,11 @@ mod tests {
         );
         assert_eq!(
             layer_media_type(&MediaType::ImageLayerZstd),
-            Err(UnsupportedLayer::Zstd)
+            Ok(MediaType::ImageLayerZstd)
         );
         assert_eq!(
             layer_media_type(&m(DOCKER_LAYER_ZSTD)),
-            Err(UnsupportedLayer::Zstd)
+            Ok(MediaType::ImageLayerZstd)
         );
         assert!(layer_media_type(&m("text/plain")).is_err());
         assert!(layer_media_type(&m("")).is_err());
