@@ -288,15 +288,12 @@ RUN echo two
         None,
         "a global ARG is not seen before it is redeclared"
     );
-    assert_eq!(
-        one.env.get("http_proxy").map(String::as_str),
-        Some("http://proxy:3128")
-    );
+    assert_eq!(one.env.get("http_proxy"), Some("http://proxy:3128"));
     assert_eq!(one.env.get("UNDECLARED"), None);
     let two = exec(&l.graph, "RUN echo two");
-    assert_eq!(two.env.get("G").map(String::as_str), Some("global"));
-    assert_eq!(two.env.get("D").map(String::as_str), Some("default"));
-    assert_eq!(two.env.get("O").map(String::as_str), Some("cli"));
+    assert_eq!(two.env.get("G"), Some("global"));
+    assert_eq!(two.env.get("D"), Some("default"));
+    assert_eq!(two.env.get("O"), Some("cli"));
     assert_eq!(two.env.get("UNSET"), None, "declared without any value");
     // ARGs never reach the image config.
     let env = &l.target.config.config.env;
@@ -338,10 +335,7 @@ RUN --mount=from=b,target=/b echo c
 ";
     let l = build(src);
     assert_eq!(exec(&l.graph, "RUN echo b").env.get("X"), None);
-    assert_eq!(
-        exec(&l.graph, "echo c").env.get("X").map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(exec(&l.graph, "echo c").env.get("X"), Some("1"));
 }
 
 #[test]
@@ -383,10 +377,7 @@ COPY --from=tools /x /x
         None
     );
     assert_eq!(
-        exec(&l.graph, "RUN echo arch")
-            .env
-            .get("TARGETARCH")
-            .map(String::as_str),
+        exec(&l.graph, "RUN echo arch").env.get("TARGETARCH"),
         Some("amd64")
     );
 }
@@ -533,7 +524,7 @@ RUN echo child
         ]
     );
     let child = exec(&l.graph, "RUN echo child");
-    assert_eq!(child.env.get("TRIGGERED").map(String::as_str), Some("1"));
+    assert_eq!(child.env.get("TRIGGERED"), Some("1"));
     // The trigger ran before the stage's own instructions and is not inherited further.
     let trig = find(&l.graph, "from-trigger");
     assert_eq!(
@@ -594,8 +585,8 @@ RUN echo
     let l = build(src);
     let e = exec(&l.graph, "RUN echo");
     // ENV after ARG overrides it; an ARG declared after an ENV is what RUN sees.
-    assert_eq!(e.env.get("A").map(String::as_str), Some("env"));
-    assert_eq!(e.env.get("B").map(String::as_str), Some("arg"));
+    assert_eq!(e.env.get("A"), Some("env"));
+    assert_eq!(e.env.get("B"), Some("arg"));
     // The image keeps only ENV values.
     assert_eq!(l.target.config.config.env_get("B"), Some("env"));
 }

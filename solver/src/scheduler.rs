@@ -334,11 +334,10 @@ impl Scheduler {
     /// is not an error here: it and what depends on it are misses.
     pub(crate) fn plan(
         &self,
-        graph: &BuildGraph,
+        graph: &Arc<BuildGraph>,
         roots: &[VertexId],
         opts: &SolveOptions,
     ) -> Result<HashMap<VertexId, Prediction>, SolveError> {
-        let graph = Arc::new(graph.clone());
         let opts = Arc::new(opts.clone());
         // Nobody listens: keys report no progress.
         let (events, _) = tokio::sync::mpsc::unbounded_channel();
@@ -357,7 +356,7 @@ impl Scheduler {
                 out.insert(v, Prediction::Run(None));
                 continue;
             };
-            let op = self.resolve(&graph, v)?;
+            let op = self.resolve(graph, v)?;
             let step = StepContext {
                 graph: graph.clone(),
                 vertex: v,

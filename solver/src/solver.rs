@@ -73,7 +73,7 @@ impl Solver {
     /// from the store is not an error here: it and what depends on it are misses.
     pub fn plan(
         &self,
-        graph: &BuildGraph,
+        graph: &Arc<BuildGraph>,
         roots: &[VertexId],
         opts: &SolveOptions,
     ) -> Result<HashMap<VertexId, bool>, SolveError> {
@@ -88,7 +88,7 @@ impl Solver {
     /// (against `opts.history`).
     pub fn predict(
         &self,
-        graph: &BuildGraph,
+        graph: &Arc<BuildGraph>,
         roots: &[VertexId],
         opts: &SolveOptions,
     ) -> Result<HashMap<VertexId, Prediction>, SolveError> {

@@ -186,7 +186,10 @@ fn missing_context_file_and_missing_image_are_reported() {
         meta("FROM nosuch:1"),
     );
     let after = run(&mut g, img, "true");
-    let plan = env.solver().plan(&g, &[after], &env.opts()).unwrap();
+    let plan = env
+        .solver()
+        .plan(&std::sync::Arc::new(g.clone()), &[after], &env.opts())
+        .unwrap();
     assert!(!plan[&img] && !plan[&after]);
     let (res, _) = solve(&env.solver(), &g, &[img], &env.opts());
     let err = res.unwrap_err();
@@ -204,13 +207,19 @@ fn plan_reports_what_the_cache_answers() {
     let cp = copy(&mut g, b, c, vec![copy_action(1, "a.txt", "/a.txt")]);
     let r = run(&mut g, cp, "true");
     let solver = env.solver();
-    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    let plan = solver
+        .plan(&std::sync::Arc::new(g.clone()), &[r], &env.opts())
+        .unwrap();
     assert!(!plan[&cp] && !plan[&r]);
     solve(&solver, &g, &[r], &env.opts()).0.unwrap();
-    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    let plan = solver
+        .plan(&std::sync::Arc::new(g.clone()), &[r], &env.opts())
+        .unwrap();
     assert!(plan.values().all(|c| *c), "{plan:?}");
     std::fs::write(env.ctx.join("a.txt"), "B").unwrap();
-    let plan = solver.plan(&g, &[r], &env.opts()).unwrap();
+    let plan = solver
+        .plan(&std::sync::Arc::new(g.clone()), &[r], &env.opts())
+        .unwrap();
     assert!(plan[&b] && !plan[&cp] && !plan[&r]);
 }
 
@@ -574,7 +583,10 @@ fn a_record_whose_blob_is_gone_is_a_miss() {
     let out = solve(&env.solver(), &g, &[r], &env.opts()).0.unwrap();
     let layer = out[&r].layers.last().unwrap().clone();
     std::fs::remove_file(env.store.blob_path(&layer.digest)).unwrap();
-    let plan = env.solver().plan(&g, &[r], &env.opts()).unwrap();
+    let plan = env
+        .solver()
+        .plan(&std::sync::Arc::new(g.clone()), &[r], &env.opts())
+        .unwrap();
     assert!(plan[&b] && !plan[&r]);
     let (res, events) = solve(&env.solver(), &g, &[r], &env.opts());
     let out = res.unwrap();

@@ -8,7 +8,7 @@ use super::platform::format_platform;
 use super::state::{StageCx, StageState};
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Build args a RUN sees without an ARG declaring them.
 const PROXY_ARGS: [&str; 10] = [
@@ -151,13 +151,15 @@ impl Lowerer<'_> {
         out
     }
 
-    /// The environment of a RUN: the stage's variables, plus the proxy build args it does
-    /// not already set.
-    pub(super) fn run_env(&self, env: &Env) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = env.iter().cloned().collect();
+    /// The environment of a RUN: the stage's variables (a snapshot sharing the stage's
+    /// map), plus the proxy build args it does not already set.
+    pub(super) fn run_env(&self, env: &Env) -> Env {
+        let mut out = env.clone();
         for k in PROXY_ARGS {
-            if let Some(v) = self.opts.build_args.get(k) {
-                out.entry(k.to_string()).or_insert_with(|| v.clone());
+            if let Some(v) = self.opts.build_args.get(k)
+                && !out.contains_key(k)
+            {
+                out.insert(k, v);
             }
         }
         out

@@ -1,19 +1,19 @@
-//! A stage's variables as an ordered list (image ENV and ARGs; later entries replace
-//! earlier ones in place), and `$VAR` expansion of raw text with them (heredoc bodies,
-//! progress names), where quotes are literal.
+//! A stage's variables (image ENV and ARGs) as a persistent map, and `$VAR` expansion of
+//! raw text with them (heredoc bodies, progress names), where quotes are literal.
 
-/// An ordered variable list (later entries replace earlier ones in place).
-pub(super) type Env = Vec<(String, String)>;
+use rbuild_graph::EnvMap;
+
+/// The variables of a stage. A persistent map: every RUN keeps a snapshot of it as its
+/// environment, sharing what did not change, and a lookup is a tree search, so lowering
+/// stays linear in a Dockerfile whose environment keeps growing.
+pub(super) type Env = EnvMap;
 
 pub(super) fn env_get(env: &Env, key: &str) -> Option<String> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    env.get(key).map(String::from)
 }
 
 pub(super) fn env_set(env: &mut Env, key: &str, value: &str) {
-    match env.iter_mut().find(|(k, _)| k == key) {
-        Some(slot) => slot.1 = value.to_string(),
-        None => env.push((key.to_string(), value.to_string())),
-    }
+    env.insert(key, value);
 }
 
 /// Expands `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR:+word}` (and `-`/`+` without the colon)

@@ -58,7 +58,7 @@ impl Lowerer<'_> {
         for (k, v) in pairs {
             self.lint.secret_key(self.source, "ENV", ins.span, &k);
             env_set(&mut st.env, &k, &v);
-            st.config.config.env_set(&k, &v);
+            st.set_config_env(&k, &v);
             msg.push_str(&format!(" {k}={v}"));
         }
         st.commit(msg, None);

@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn run_history_lists_args_first() {
-        let env = vec![("A".to_string(), "1".to_string())];
+        let env: Env = [("A", "1")].into_iter().collect();
         let declared = vec![("A".to_string(), None), ("B".to_string(), None)];
         assert_eq!(
             run_history(

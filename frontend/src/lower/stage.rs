@@ -4,7 +4,7 @@
 
 use super::HistoryStep;
 use super::Lowerer;
-use super::env::{env_get, env_set};
+use super::env::{Env, env_get, env_set};
 use super::stages::Base;
 use super::state::{StageCx, StageState, Step};
 use super::text::Steps;
@@ -67,7 +67,7 @@ impl Lowerer<'_> {
 
         let mut st = self.base_state(&mut cx, &base, &platform, &from)?;
         if st.config.config.env_get("PATH").is_none() {
-            st.config.config.env_set("PATH", DEFAULT_PATH);
+            st.set_config_env("PATH", DEFAULT_PATH);
             if env_get(&st.env, "PATH").is_none() {
                 env_set(&mut st.env, "PATH", DEFAULT_PATH);
             }
@@ -116,8 +116,9 @@ impl Lowerer<'_> {
             Base::Scratch => StageState {
                 root: self.scratch_vertex(),
                 config: empty_config(platform),
-                env: Vec::new(),
+                env: Env::new(),
                 args: Vec::new(),
+                config_env_index: None,
                 history: Vec::new(),
                 platform: platform.clone(),
                 cmd_set: false,
@@ -160,20 +161,20 @@ impl Lowerer<'_> {
                 config.rootfs = RootFs::default();
                 config.created = None;
                 config.config.on_build.clear();
+                // A key the image lists twice: the last one wins, as in the config's own
+                // `env_get` and in the environment RUN gets.
                 let env = config
                     .config
                     .env
                     .iter()
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (k.to_string(), v.to_string())
-                    })
+                    .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
                     .collect();
                 StageState {
                     root,
                     config,
                     env,
                     args: Vec::new(),
+                    config_env_index: None,
                     history,
                     platform: platform.clone(),
                     cmd_set: false,
@@ -216,8 +217,9 @@ impl Lowerer<'_> {
         let mut st = StageState {
             root,
             config: empty_config(platform),
-            env: Vec::new(),
+            env: Env::new(),
             args: Vec::new(),
+            config_env_index: None,
             history: Vec::new(),
             platform: platform.clone(),
             cmd_set: false,

@@ -127,7 +127,7 @@ impl Lowerer<'_> {
             .declared_globals
             .iter()
             .cloned()
-            .chain(self.globals.iter().map(|(k, _)| k.clone()))
+            .chain(self.globals.iter().map(|(k, _)| k.to_string()))
             .collect();
         for i in 0..self.stages.len() {
             let span = self.stages[i].from.span;

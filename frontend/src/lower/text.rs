@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn display_name_expands_and_uppercases() {
-        let env = vec![("V".to_string(), "1.2".to_string())];
+        let env: Env = [("V", "1.2")].into_iter().collect();
         assert_eq!(display_name("run echo $V $U", &env), "RUN echo 1.2 $U");
         assert_eq!(display_name("copy . /app", &env), "COPY . /app");
     }

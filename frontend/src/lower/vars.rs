@@ -62,7 +62,7 @@ impl Lowerer<'_> {
             span,
             unmatched,
             &|n| st.args.iter().any(|(k, _)| k == n),
-            st.env.iter().map(|(k, _)| k.as_str()),
+            st.env.iter().map(|(k, _)| k),
         );
     }
 

@@ -124,12 +124,11 @@ impl BuildGraph {
 mod tests {
     use super::*;
     use crate::op::{ExecOp, NetworkMode, SecurityMode};
-    use std::collections::BTreeMap;
 
     fn exec(cmd: &str) -> Op {
         Op::Exec(ExecOp {
             args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
-            env: BTreeMap::new(),
+            env: Default::default(),
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::Host,

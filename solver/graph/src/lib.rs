@@ -6,6 +6,7 @@
 //!
 //! - [`op`]: the operations (sources, exec, file, export/push/run actions) and their fields;
 //! - [`graph`]: vertices, metadata and [`BuildGraph`] (identical vertices stored once);
+//! - [`env`]: [`EnvMap`], a RUN's environment, shared between vertices (persistent);
 //! - [`key`]: static cache keys (blake3 of the op's canonical encoding + input keys);
 //! - [`platform`]: OS / architecture / variant;
 //! - [`image`]: the image config model carried along a stage and exported;
@@ -16,6 +17,7 @@
 
 pub mod actions;
 pub mod dockerignore;
+pub mod env;
 pub mod graph;
 pub mod image;
 pub mod key;
@@ -24,6 +26,7 @@ pub mod paths;
 pub mod platform;
 pub mod render;
 
+pub use env::EnvMap;
 pub use graph::{BuildGraph, Vertex, VertexId, VertexMeta};
 pub use key::{CacheKey, cache_key};
 pub use op::{

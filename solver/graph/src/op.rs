@@ -3,7 +3,6 @@
 
 use crate::platform::Platform;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -117,8 +116,9 @@ pub struct ExecMount {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExecOp {
     pub args: Vec<String>,
-    /// The process environment (image ENV plus build ARGs), sorted by key.
-    pub env: BTreeMap<String, String>,
+    /// The process environment (image ENV plus build ARGs), sorted by key; shared with
+    /// the other RUNs of the stage where it did not change.
+    pub env: crate::env::EnvMap,
     pub cwd: String,
     /// As written in USER (`name`, `uid`, `uid:gid`, …); empty means root.
     pub user: String,

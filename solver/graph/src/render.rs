@@ -248,7 +248,6 @@ pub fn render_json(graph: &BuildGraph, roots: &[VertexId], status: StatusOf) -> 
 mod tests {
     use super::*;
     use crate::{ExecOp, FileOp, NetworkMode, VertexMeta};
-    use std::collections::BTreeMap;
 
     fn sample() -> (BuildGraph, VertexId, VertexId) {
         let mut g = BuildGraph::new();
@@ -273,7 +272,7 @@ mod tests {
         let run = g.add(
             Op::Exec(ExecOp {
                 args: vec!["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()],
-                env: BTreeMap::new(),
+                env: Default::default(),
                 cwd: "/".into(),
                 user: String::new(),
                 network: NetworkMode::Host,

@@ -268,7 +268,7 @@ pub(crate) fn describe(graph: &BuildGraph, v: VertexId, name: &str) -> Named {
                     .env
                     .get(var)
                     .filter(|_| !looks_secret(var))
-                    .and_then(|val| printable(val));
+                    .and_then(printable);
                 return Named {
                     variable: true,
                     ..named(format!("{kw} {var}"), now)

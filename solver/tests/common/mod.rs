@@ -7,7 +7,7 @@ use rbuild_graph::{
     Platform, VertexId, VertexMeta,
 };
 use rbuild_solver::{Event, Outcome, SolveError, SolveOptions, Solver};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,7 +129,7 @@ pub fn run(g: &mut BuildGraph, input: VertexId, cmd: &str) -> VertexId {
     g.add(
         Op::Exec(ExecOp {
             args: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
-            env: BTreeMap::from([("PATH".to_string(), "/bin".to_string())]),
+            env: [("PATH", "/bin")].into(),
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::Host,
