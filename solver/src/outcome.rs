@@ -3,12 +3,15 @@
 use crate::error::SolveError;
 use rbuild_cache::{CacheRecord, Layer};
 use rbuild_graph::image::ImageConfig;
+use std::sync::Arc;
 
 /// The result of one vertex.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
-    /// The filesystem as a layer chain, bottom first.
-    pub layers: Vec<Layer>,
+    /// The filesystem as a layer chain, bottom first. Shared: a step that added no layer
+    /// holds its input's chain, so the outcomes of a long build cost one chain per layer
+    /// made, not one per step.
+    pub layers: Arc<[Layer]>,
     /// The image config, for image sources.
     pub config: Option<ImageConfig>,
     /// When this result was first produced (unix seconds, from its cache record), so a
@@ -29,15 +32,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The outcome a cache record stands for (its layers, config and creation time).
-    pub(crate) fn from_record(record: &CacheRecord) -> Result<Outcome, serde_json::Error> {
+    /// The outcome a cache record stands for (its layers, config and creation time). When
+    /// its layer chain is the one of an outcome in `like` (a step that added no layer has
+    /// its input's), that chain is shared instead of copied.
+    pub(crate) fn from_record(
+        record: CacheRecord,
+        like: &[Outcome],
+    ) -> Result<Outcome, serde_json::Error> {
         let config = record
             .config
-            .clone()
             .map(serde_json::from_value::<ImageConfig>)
             .transpose()?;
+        let layers = match like.iter().find(|o| *o.layers == *record.layers) {
+            Some(o) => o.layers.clone(),
+            None => record.layers.into(),
+        };
         Ok(Outcome {
-            layers: record.layers.clone(),
+            layers,
             config,
             created: record.created,
             ..Default::default()
@@ -54,7 +65,7 @@ impl Outcome {
             // An ImageConfig always serializes; failing here is a bug.
             .map_err(|e| SolveError::Internal(format!("serializing an image config: {e}")))?;
         Ok(CacheRecord {
-            layers: self.layers.clone(),
+            layers: self.layers.to_vec(),
             config,
             created: self.created,
         })

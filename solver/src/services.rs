@@ -77,12 +77,10 @@ impl Services {
     }
 
     /// The local record under `key`, unless its blobs were pruned away (then it is a miss:
-    /// the step runs again).
+    /// the step runs again). Its blobs are checked through the memo.
     pub fn usable_record(&self, key: &str) -> Result<Option<CacheRecord>, CacheError> {
-        Ok(self
-            .store
-            .record_get(key)?
-            .filter(|r| self.has_layers(&r.layers)))
+        self.store
+            .record_get_with(key, &|digest| self.has_blob(digest))
     }
 
     /// The parsed form of a `.dockerignore` list, parsed once per solver.

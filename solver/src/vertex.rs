@@ -12,7 +12,7 @@ use crate::progress::Event;
 use crate::services::Services;
 use rbuild_executor::CancelToken;
 use rbuild_graph::{BuildGraph, CacheKey, VertexId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
@@ -105,7 +105,7 @@ pub(crate) async fn lookup(run: &SolveRun, ready: ReadyVertex) -> Result<Looked,
     let key_hex = key.to_hex();
 
     let hit = if cacheable && !run.opts.ignores_cache(v) {
-        cache_lookup(run, &key_hex)?
+        cache_lookup(run, &key_hex, &step.inputs)?
     } else {
         None
     };
@@ -173,7 +173,7 @@ pub(crate) async fn claim(run: &SolveRun, mut pending: Pending) -> Result<Looked
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(200));
     };
-    let Some(mut outcome) = cache_lookup(run, &key_hex)? else {
+    let Some(mut outcome) = cache_lookup(run, &key_hex, &pending.step.inputs)? else {
         pending.lock = Some(lock);
         return Ok(Looked::Miss(pending));
     };
@@ -211,11 +211,7 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
         let _ = run.events.send(Event::CacheMiss { vertex: v, miss });
     }
     // A step runs on its inputs' content: lazily imported layers must be here now.
-    let needed: Vec<rbuild_cache::Layer> = step
-        .inputs
-        .iter()
-        .flat_map(|o| o.layers.iter().cloned())
-        .collect();
+    let needed = distinct_layers(&step.inputs);
     run.services
         .ensure_layers(&needed, &run.opts)
         .await
@@ -247,10 +243,15 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
 /// The outcome the cache has for `key`: a local record whose blobs are all present, else
 /// an imported record (its blobs stay remote until something needs them; it is recorded
 /// locally when they are all here already). An imported record whose config does not
-/// parse is a miss (the step runs), never a failure.
-fn cache_lookup(run: &SolveRun, key: &str) -> Result<Option<Outcome>, SolveError> {
+/// parse is a miss (the step runs), never a failure. A chain equal to one of `inputs'`
+/// is shared with it.
+fn cache_lookup(
+    run: &SolveRun,
+    key: &str,
+    inputs: &[Outcome],
+) -> Result<Option<Outcome>, SolveError> {
     if let Some(rec) = run.services.usable_record(key)? {
-        return Outcome::from_record(&rec)
+        return Outcome::from_record(rec, inputs)
             .map(Some)
             .map_err(|source| SolveError::BadCacheRecord {
                 key: key.to_string(),
@@ -263,11 +264,70 @@ fn cache_lookup(run: &SolveRun, key: &str) -> Result<Option<Outcome>, SolveError
     let Some(rec) = imp.record(key) else {
         return Ok(None);
     };
-    let Ok(outcome) = Outcome::from_record(rec) else {
+    let Ok(outcome) = Outcome::from_record(rec.clone(), inputs) else {
         return Ok(None);
     };
     if run.services.has_layers(&rec.layers) {
         run.services.store.record_put(key, rec)?;
     }
     Ok(Some(outcome))
+}
+
+/// The layers of `inputs`' chains, each once. An export has an input per step its history
+/// names, and their chains share most layers: listing every chain's would make a
+/// 10,000-step image's export handle steps × layers entries.
+fn distinct_layers(inputs: &[Outcome]) -> Vec<rbuild_cache::Layer> {
+    let mut chains = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for o in inputs {
+        // Outcomes share chains (a step that made no layer holds its input's).
+        if !chains.insert(Arc::as_ptr(&o.layers) as *const rbuild_cache::Layer) {
+            continue;
+        }
+        for l in o.layers.iter() {
+            if seen.insert(l.digest.as_str()) {
+                out.push(l.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_cache::Layer;
+
+    fn layer(n: u8) -> Layer {
+        Layer {
+            digest: format!("sha256:{n:064x}"),
+            diff_id: format!("sha256:{:064x}", n + 100),
+            size: n.into(),
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        }
+    }
+
+    fn outcome(layers: &Arc<[Layer]>) -> Outcome {
+        Outcome {
+            layers: layers.clone(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_exports_inputs_need_each_layer_once() {
+        let short: Arc<[Layer]> = vec![layer(1), layer(2)].into();
+        let long: Arc<[Layer]> = vec![layer(1), layer(2), layer(3)].into();
+        // Many steps holding the same chains, as an export's history inputs do.
+        let mut inputs: Vec<Outcome> = (0..1000).map(|_| outcome(&short)).collect();
+        inputs.extend((0..1000).map(|_| outcome(&long)));
+        // A chain equal to another but not shared is still listed once per layer.
+        inputs.push(outcome(&vec![layer(1), layer(4)].into()));
+        assert_eq!(
+            distinct_layers(&inputs),
+            vec![layer(1), layer(2), layer(3), layer(4)]
+        );
+        assert!(distinct_layers(&[]).is_empty());
+    }
 }

@@ -70,7 +70,7 @@ fn imported_records_answer_lazily_and_are_kept_once_local() {
     solver.remember_outcomes(&outs_b).unwrap();
     assert_eq!(
         b.store.record_get(&key).unwrap().unwrap().layers,
-        top.layers
+        *top.layers
     );
 
     // Without the import, a missing blob is an error, not a silent miss.

@@ -674,3 +674,42 @@ fn an_insecure_run_needs_the_builds_permission_and_then_runs_unfiltered() {
     });
     assert!(matches!(peak, Some(Some(n)) if n > 0), "{peak:?}");
 }
+
+/// Steps that add no layer hold their input's chain itself, cold and cached alike, so the
+/// outcomes of a long build cost one chain per layer made, not one copy per step (issue 10:
+/// a 10,000-step no-op rebuild kept a copy of the chain per step).
+#[test]
+fn steps_that_add_no_layer_share_their_input_chain() {
+    let env = env();
+    let mut g = BuildGraph::new();
+    let b = base(&mut g);
+    let layered = run(&mut g, b, "echo 1 > /one");
+    let mut quiet = Vec::new();
+    let mut last = layered;
+    for i in 0..4 {
+        last = run(
+            &mut g,
+            last,
+            &format!("test -f /one && echo {i} >/dev/null"),
+        );
+        quiet.push(last);
+    }
+    for pass in ["cold", "cached"] {
+        let (res, events) = solve(&env.solver(), &g, &[last], &env.opts());
+        let out = res.unwrap();
+        if pass == "cached" {
+            assert!(started(&events).is_empty(), "{events:?}");
+        }
+        assert_eq!(out[&layered].layers.len(), 2, "{pass}");
+        assert!(
+            !std::sync::Arc::ptr_eq(&out[&layered].layers, &out[&b].layers),
+            "{pass}: a step that made a layer has a chain of its own"
+        );
+        for q in &quiet {
+            assert!(
+                std::sync::Arc::ptr_eq(&out[q].layers, &out[&layered].layers),
+                "{pass}: a step that made no layer shares its input's chain"
+            );
+        }
+    }
+}

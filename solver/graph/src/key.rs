@@ -148,6 +148,7 @@ mod tests {
                     network: NetworkMode::None,
                     mounts,
                     security,
+                    settings: Default::default(),
                 });
                 assert_eq!(
                     cache_key(&op, &[input]),

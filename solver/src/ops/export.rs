@@ -168,7 +168,8 @@ impl ExportAction {
             layers = step
                 .store()
                 .squash(&layers, base_layers)
-                .map_err(|e| step.fail(e))?;
+                .map_err(|e| step.fail(e))?
+                .into();
             cfg.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
             let squashed = layers.len().saturating_sub(base_layers);
             squash_history(&mut cfg.history, base_layers, squashed);

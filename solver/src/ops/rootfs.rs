@@ -11,6 +11,7 @@ use crate::op::{RuntimeKey, StepContext};
 use crate::outcome::Outcome;
 use rbuild_cache::{Layer, copysnap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Snapshot dirs of a layer chain, bottom first.
 pub(crate) fn snapshots(step: &StepContext, chain: &[Layer]) -> Result<Vec<PathBuf>, SolveError> {
@@ -56,7 +57,7 @@ pub(crate) fn copy_rootfs(
 /// over `copy_base` are first written into `upper` in overlay form.
 pub(crate) fn commit_step(
     step: &StepContext,
-    base: Vec<Layer>,
+    base: Arc<[Layer]>,
     (copy_base, root): (&Path, &Path),
     upper: &Path,
 ) -> Result<Outcome, SolveError> {
@@ -64,14 +65,14 @@ pub(crate) fn commit_step(
         let what = format!("computing the changes of {}", root.display());
         copysnap::diff(copy_base, root, upper).map_err(io(step, what))?;
     }
-    let mut layers = base;
-    let store = step.store();
-    if let Some(layer) = store
+    let layers = match step
+        .store()
         .commit_layer_clamped(upper, step.opts.epoch)
         .map_err(|e| step.fail(e))?
     {
-        layers.push(layer);
-    }
+        Some(layer) => base.iter().cloned().chain([layer]).collect(),
+        None => base,
+    };
     Ok(Outcome {
         layers,
         ..Default::default()

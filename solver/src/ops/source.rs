@@ -200,7 +200,7 @@ fn image_outcome(step: &StepContext, img: &StoredImage) -> Result<Outcome, Solve
         })
     })?;
     Ok(Outcome {
-        layers: img.layers.clone(),
+        layers: img.layers.as_slice().into(),
         config: Some(config),
         created: 0,
         image: Some(img.manifest_digest.clone()),
