@@ -17,6 +17,7 @@
 //! behind, and what a record or the index names is durable before it is named.
 
 mod archive;
+mod chains;
 pub mod check;
 pub use archive::layout_entry;
 mod commit;
@@ -41,6 +42,7 @@ mod reuse;
 mod squash;
 mod zstd;
 
+pub use chains::{ChainMemo, SharedRecord};
 pub use error::CacheError;
 pub use extract::{extract_layer, unpack_tar};
 pub use flatten::{FLATTEN_STEP, chain_id, flatten_prefix};
@@ -427,17 +429,6 @@ impl Store {
     /// it is removed), is a miss, never an error: the cache can always rebuild. A hit is
     /// leased (its layers too) for the life of this process, which also notes its use.
     pub fn record_get(&self, key: &str) -> Result<Option<CacheRecord>, CacheError> {
-        self.record_get_with(key, &|digest| self.has_blob(digest))
-    }
-
-    /// [`record_get`](Self::record_get) asking `has_blob` whether a blob is here: a
-    /// caller that remembers the blobs it has seen checks a rebuild's records without a
-    /// stat per layer of every record (each lists its whole chain).
-    pub fn record_get_with(
-        &self,
-        key: &str,
-        has_blob: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<CacheRecord>, CacheError> {
         let p = self.record_path(key)?;
         let bytes = match std::fs::read(&p) {
             Ok(b) => b,
@@ -456,7 +447,7 @@ impl Store {
         self.lease_record(key, &rec)?;
         // A record whose blobs are gone is left for prune to remove: a prune running now
         // may only have moved them aside, and put them back.
-        if rec.layers.iter().any(|l| !has_blob(&l.digest)) {
+        if rec.layers.iter().any(|l| !self.has_blob(&l.digest)) {
             return Ok(None);
         }
         Ok(Some(rec))

@@ -1,7 +1,7 @@
 //! The result of one vertex ([`Outcome`]) and its cache record, in both directions.
 
 use crate::error::SolveError;
-use rbuild_cache::{CacheRecord, Layer};
+use rbuild_cache::{CacheRecord, Layer, SharedRecord};
 use rbuild_graph::image::ImageConfig;
 use std::sync::Arc;
 
@@ -49,6 +49,20 @@ impl Outcome {
         };
         Ok(Outcome {
             layers,
+            config,
+            created: record.created,
+            ..Default::default()
+        })
+    }
+
+    /// The outcome a local cache record stands for (its chain stays shared).
+    pub(crate) fn from_shared(record: SharedRecord) -> Result<Outcome, serde_json::Error> {
+        let config = record
+            .config
+            .map(serde_json::from_value::<ImageConfig>)
+            .transpose()?;
+        Ok(Outcome {
+            layers: record.layers,
             config,
             created: record.created,
             ..Default::default()

@@ -5,7 +5,7 @@
 use crate::context::ContextHasher;
 use crate::error::LayerFetchError;
 use crate::options::SolveOptions;
-use rbuild_cache::{CacheError, CacheRecord, Layer, Store};
+use rbuild_cache::{CacheError, ChainMemo, Layer, SharedRecord, Store};
 use rbuild_graph::dockerignore::{PatternError, Patterns};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,6 +20,9 @@ pub struct Services {
     /// Blobs seen in the store: every cached step checks its whole layer chain, so without
     /// this a rebuild of N steps would stat O(N²) blobs.
     blobs_present: Mutex<HashSet<String>>,
+    /// Layer chains read from records: every record lists its step's whole chain, so a
+    /// rebuild of N steps would otherwise parse and keep N copies of the chains.
+    chains: ChainMemo,
     /// `.dockerignore` lists parsed so far: every COPY from the context needs them for its
     /// key and again to copy, and they are the same list each time.
     ignore: Mutex<HashMap<Vec<String>, Arc<Patterns>>>,
@@ -35,6 +38,7 @@ impl Services {
             hasher,
             copying,
             blobs_present: Default::default(),
+            chains: Default::default(),
             ignore: Default::default(),
             warned: Default::default(),
         }
@@ -77,10 +81,11 @@ impl Services {
     }
 
     /// The local record under `key`, unless its blobs were pruned away (then it is a miss:
-    /// the step runs again). Its blobs are checked through the memo.
-    pub fn usable_record(&self, key: &str) -> Result<Option<CacheRecord>, CacheError> {
+    /// the step runs again). Its chain is shared with the records read before that list
+    /// the same one, and its blobs are checked through the memo.
+    pub fn usable_record(&self, key: &str) -> Result<Option<SharedRecord>, CacheError> {
         self.store
-            .record_get_with(key, &|digest| self.has_blob(digest))
+            .record_get_shared(key, &|digest| self.has_blob(digest), &self.chains)
     }
 
     /// The parsed form of a `.dockerignore` list, parsed once per solver.

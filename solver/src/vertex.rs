@@ -243,15 +243,15 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
 /// The outcome the cache has for `key`: a local record whose blobs are all present, else
 /// an imported record (its blobs stay remote until something needs them; it is recorded
 /// locally when they are all here already). An imported record whose config does not
-/// parse is a miss (the step runs), never a failure. A chain equal to one of `inputs'`
-/// is shared with it.
+/// parse is a miss (the step runs), never a failure; its chain is shared with an input's
+/// equal one.
 fn cache_lookup(
     run: &SolveRun,
     key: &str,
     inputs: &[Outcome],
 ) -> Result<Option<Outcome>, SolveError> {
     if let Some(rec) = run.services.usable_record(key)? {
-        return Outcome::from_record(rec, inputs)
+        return Outcome::from_shared(rec)
             .map(Some)
             .map_err(|source| SolveError::BadCacheRecord {
                 key: key.to_string(),
