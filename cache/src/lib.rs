@@ -33,7 +33,7 @@ mod keylock;
 mod layout;
 mod lease;
 mod merge;
-mod oci;
+pub mod oci;
 mod pargz;
 pub mod pull;
 pub mod push;

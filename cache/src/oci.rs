@@ -2,6 +2,8 @@
 //! [`Descriptor`], [`Platform`], [`MediaType`]): reading them, the exact bytes rbuild writes
 //! for them, and what the store reads from image configs (diff_ids, platform).
 //!
+//! The readers are public so that `fuzz/` can feed them arbitrary bytes.
+//!
 //! Manifests are written by oci-spec's serializer (its field order and omitted fields are
 //! today's bytes; `tests/golden.rs` checks them). Index files are not: see [`index_json`].
 
@@ -52,7 +54,7 @@ pub(crate) fn with_annotations(mut d: Descriptor, pairs: &[(&str, &str)]) -> Des
 /// oci-spec 0.10 reads a platform's `os.version` and `os.features` under the names
 /// `os_version` and `os_features`, so they would be lost; they are renamed before it
 /// reads them (and [`index_json`] writes the spec's names back).
-pub(crate) fn parse_index(bytes: &[u8]) -> Result<ImageIndex, serde_json::Error> {
+pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, serde_json::Error> {
     if !bytes.windows(4).any(|w| w == b"\"os.") {
         return serde_json::from_slice(bytes);
     }
@@ -73,13 +75,13 @@ pub(crate) fn parse_index(bytes: &[u8]) -> Result<ImageIndex, serde_json::Error>
 }
 
 /// An image manifest (OCI, or Docker schema 2, which has the same shape).
-pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::Error> {
+pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
 /// The bytes of a manifest rbuild writes: oci-spec's encoding (the fields rbuild sets —
 /// schemaVersion, mediaType, artifactType, config, layers — in that order, no annotations).
-pub(crate) fn manifest_json(m: &ImageManifest) -> Vec<u8> {
+pub fn manifest_json(m: &ImageManifest) -> Vec<u8> {
     // Plain strings and numbers: encoding cannot fail.
     let Some(annotations) = m.annotations() else {
         return serde_json::to_vec(m).unwrap_or_default();
@@ -111,7 +113,7 @@ pub(crate) fn manifest_json(m: &ImageManifest) -> Vec<u8> {
 /// and keeps `urls`, `artifactType` and `data`, which rbuild never wrote. So: schemaVersion,
 /// mediaType, manifests; each descriptor mediaType, digest, size, annotations (sorted, if
 /// any), platform (keys sorted, if any).
-pub(crate) fn index_json(idx: &ImageIndex) -> Vec<u8> {
+pub fn index_json(idx: &ImageIndex) -> Vec<u8> {
     #[derive(Serialize)]
     struct Index<'a> {
         #[serde(rename = "schemaVersion")]
@@ -187,7 +189,7 @@ pub enum ConfigError {
 
 /// The `rootfs.diff_ids` of an image config; `None` if it has none (absent or `null`).
 /// Nothing else of the config is read, so fields the store does not know never fail it.
-pub(crate) fn config_diff_ids(config: &[u8]) -> Result<Option<Vec<String>>, ConfigError> {
+pub fn config_diff_ids(config: &[u8]) -> Result<Option<Vec<String>>, ConfigError> {
     #[derive(Deserialize)]
     struct Config {
         #[serde(default)]
@@ -204,7 +206,7 @@ pub(crate) fn config_diff_ids(config: &[u8]) -> Result<Option<Vec<String>>, Conf
 
 /// `{architecture, os, variant}` of a config, for the index descriptor; `None` when the
 /// config does not name both an architecture and an OS.
-pub(crate) fn config_platform(config: &[u8]) -> Option<Platform> {
+pub fn config_platform(config: &[u8]) -> Option<Platform> {
     let v: serde_json::Value = serde_json::from_slice(config).ok()?;
     let arch = v.get("architecture")?.as_str()?;
     let os = v.get("os")?.as_str()?;

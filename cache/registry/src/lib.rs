@@ -38,12 +38,13 @@
 //! ```
 
 // One module per concern: `client` (HTTP session, auth dance), `auth` (challenges,
-// tokens), `http` (the transport both use), `login`, `manifests`, `blobs` (download),
-// `uploads`, `error`, `retry`.
+// tokens), `http` (the transport both use), `login`, `documents` (reading manifests, no
+// I/O), `manifests`, `blobs` (download), `uploads`, `error`, `retry`.
 mod auth;
 mod blobs;
 mod client;
 pub mod credentials;
+pub mod documents;
 mod error;
 mod http;
 mod login;
@@ -55,8 +56,9 @@ mod uploads;
 
 pub use client::{ClientOptions, RegistryClient, sha256_digest};
 pub use credentials::{Credential, CredentialSource};
+pub use documents::declared_media_type;
 pub use error::RegistryError;
-pub use manifests::{ManifestBytes, Resolved, declared_media_type};
+pub use manifests::{ManifestBytes, Resolved};
 pub use media_types::MediaType;
 pub use oci_spec::image::Descriptor;
 pub use platform::Platform;
