@@ -6,7 +6,8 @@ set -euo pipefail
 # what an SSH agent answers). openssh-client: ssh-agent, ssh-add, ssh-keygen for --ssh.
 # git: ADD of git repositories runs it (and its tests serve one with `git daemon`).
 # debootstrap: the Debian bookworm base of the end-to-end test (tests/tests/debian.rs).
-pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc libc6-dev openssh-client git debootstrap)
+# g++: libFuzzer (C++) for the fuzz targets.
+pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc g++ libc6-dev openssh-client git debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,3 +23,13 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-re
   systemctl stop docker-registry || true
 fi
 command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
+# The fuzz targets (scripts/fuzz.sh): cargo-fuzz builds them with a nightly toolchain.
+command -v rustup >/dev/null || { echo "rustup is required (the fuzz targets need nightly)" >&2; exit 1; }
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "installing: rust nightly toolchain" >&2
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "installing: cargo-fuzz" >&2
+  cargo install --locked cargo-fuzz
+fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every crate's tests
-# (unit, conformance, end-to-end with real namespaces, overlayfs, skopeo, umoci).
+# (unit, conformance, end-to-end with real namespaces, overlayfs, skopeo, umoci),
+# then every fuzz target for a minute (scripts/fuzz.sh; RBUILD_FUZZ_SECONDS changes it).
 # Run as root on Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,4 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast 2>&1
+scripts/fuzz.sh "${RBUILD_FUZZ_SECONDS:-60}"
