@@ -17,8 +17,9 @@ use std::path::PathBuf;
 
 /// Directory of the explanation records under the store root.
 pub const EXPLAIN_DIR: &str = "explain";
-/// The record format this code reads and writes.
-pub const RECORD_VERSION: u32 = 1;
+/// The record format this code reads and writes (2: a RUN's environment as a delta, and
+/// the op digest without it; a record of another version reads as none).
+pub const RECORD_VERSION: u32 = 2;
 const RECORD_FILE: &str = "record.json";
 const LIST_EXT: &str = "files";
 
@@ -54,7 +55,17 @@ pub struct StepRecord {
     /// and digests, the platform, network and security modes).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, String>,
+    /// For a RUN: the step (its key in [`BuildRecord::steps`]) whose environment this
+    /// one's `env:NAME` digests are a delta from, None when they hold the whole
+    /// environment. A removed variable's digest is [`ENV_REMOVED`]. Kept as a delta, a
+    /// Dockerfile of n steps with a growing environment has a record of size O(n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_from: Option<String>,
 }
+
+/// The digest of a variable a RUN's environment no longer has (see
+/// [`StepRecord::env_from`]).
+pub const ENV_REMOVED: &str = "-";
 
 /// A record as a cache export carries it: the record and its file lists (base64).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -204,6 +215,7 @@ mod tests {
             inputs: vec![],
             digests: BTreeMap::from([("a0:content".to_string(), content.to_string())]),
             values: BTreeMap::new(),
+            env_from: None,
         }
     }
 
