@@ -1284,3 +1284,78 @@ fn build_network_default_applies_to_runs_without_their_own() {
         ]
     );
 }
+
+#[test]
+fn symbolic_chmod_and_parents_lower_to_the_copy() {
+    let src = "\
+FROM alpine
+COPY --chmod=u+x,go-w a /a
+COPY --parents --chmod=a+X x/./y/*.txt /out/
+COPY --parents foo1/foo2/bar /
+";
+    let l = build(src);
+    let g = &l.graph;
+    match file_actions(g, "COPY --chmod=u+x,go-w").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(c.mode, None);
+            assert_eq!(c.chmod.as_deref(), Some("u+x,go-w"));
+            assert_eq!(c.parents, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match file_actions(g, "x/./y").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(
+                c.source,
+                CopySource::Input {
+                    input: 1,
+                    path: "/x".into()
+                }
+            );
+            assert_eq!(c.parents.as_deref(), Some("y/*.txt"));
+            assert_eq!(c.chmod.as_deref(), Some("a+X"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match file_actions(g, "foo1/foo2/bar").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(
+                c.source,
+                CopySource::Input {
+                    input: 1,
+                    path: "/".into()
+                }
+            );
+            assert_eq!(c.parents.as_deref(), Some("foo1/foo2/bar"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let history: Vec<String> = l
+        .target
+        .history
+        .iter()
+        .filter_map(|h| h.entry.created_by.clone())
+        .collect();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("COPY --parents --chmod=a+X x/./y/*.txt")),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn bad_symbolic_chmod_names_the_line() {
+    let d = fail("FROM alpine\n\nCOPY --chmod=u+q a /a\n", &opts());
+    assert_diag(
+        &d,
+        "invalid chmod parameter: 'u+q': expected r, w, x, X, s, t, u, g, o, +, -, = or ',' at character 3",
+        3,
+    );
+    let d = fail("FROM alpine\nADD --chmod=64a a /a\n", &opts());
+    assert_diag(
+        &d,
+        "invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777",
+        2,
+    );
+}

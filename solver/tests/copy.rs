@@ -152,6 +152,8 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
                     mode: None,
                     allow_wildcard: false,
                     unpack_archive: false,
+                    chmod: None,
+                    parents: None,
                     exclude: vec![],
                 }),
                 FileAction::Mkdir {

@@ -141,6 +141,8 @@ impl Lowerer<'_> {
                                 mode: None,
                                 allow_wildcard: false,
                                 unpack_archive: false,
+                                chmod: None,
+                                parents: None,
                                 exclude: vec![],
                             })],
                         }),

@@ -208,6 +208,8 @@ impl Lowerer<'_> {
                     mode: None,
                     allow_wildcard: false,
                     unpack_archive: false,
+                    chmod: None,
+                    parents: None,
                     exclude: Vec::new(),
                 })],
             }),

@@ -220,6 +220,15 @@ pub struct CopyAction {
     /// `--chmod` as parsed octal mode bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// `--chmod` as a symbolic mode (`u+x`, `go-w`, `a+X`; see [`crate::chmod`]), applied
+    /// to each entry's own mode. Set instead of `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chmod: Option<String>,
+    /// `COPY --parents`: the pattern (relative, may hold wildcards and `**`) of what below
+    /// each match of the source path is copied, keeping its path under the destination
+    /// directory (the part of the source after a `/./` pivot, or all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<String>,
     /// Wildcards in `source` are expanded; no match is an error unless allowed.
     pub allow_wildcard: bool,
     /// ADD: a local tar archive is extracted into `dest`.

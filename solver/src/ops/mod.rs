@@ -17,6 +17,8 @@ pub mod file;
 mod git;
 mod http;
 pub mod mounts;
+mod parents;
+mod place;
 pub mod push;
 pub mod rootfs;
 pub mod run;

@@ -153,6 +153,8 @@ pub fn copy_action(input: usize, src: &str, dest: &str) -> CopyAction {
         mode: None,
         allow_wildcard: true,
         unpack_archive: false,
+        chmod: None,
+        parents: None,
         exclude: vec![],
     }
 }
