@@ -1359,3 +1359,40 @@ fn bad_symbolic_chmod_names_the_line() {
         2,
     );
 }
+
+#[test]
+fn copy_link_copies_onto_scratch_and_merges() {
+    let src = "\
+FROM alpine AS a
+RUN echo a
+COPY --link --chown=1000:1000 f.txt /app/
+FROM alpine AS b
+RUN echo b
+COPY --link --chown=1000:1000 f.txt /app/
+COPY --link --chmod=755 f.txt /plain/
+COPY --from=a /app/f.txt /from-a
+";
+    let l = build(src);
+    let g = &l.graph;
+    let merges: Vec<_> = g
+        .iter()
+        .filter(|(_, v)| matches!(v.op, Op::Merge))
+        .map(|(id, v)| (id, v.clone()))
+        .collect();
+    assert_eq!(merges.len(), 2, "{:#?}", descriptions(g));
+    // Both stages share the one copy, made on scratch.
+    let copy = merges[0].1.inputs[1];
+    assert_eq!(merges[1].1.inputs[1], copy);
+    assert!(matches!(g.vertex(g.vertex(copy).inputs[0]).op, Op::Scratch));
+    assert_eq!(merges[0].1.inputs[0], find(g, "RUN echo a"));
+    assert!(merges[1].1.meta.description.contains("LINK COPY --link"));
+    // --chmod turns --link off (as BuildKit).
+    let plain = find(g, "/plain/");
+    assert!(matches!(g.vertex(plain).op, Op::File(_)));
+    let d = fail("FROM alpine\nCOPY --link --chown=app f /x\n", &opts());
+    assert_diag(
+        &d,
+        "COPY --link --chown=app: a name is looked up in the stage's /etc/passwd and /etc/group, which a linked copy does not read",
+        2,
+    );
+}

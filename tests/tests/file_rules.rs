@@ -533,21 +533,21 @@ ADD two.tar /
             .unwrap_or_else(|| panic!("no layer has {path}"))
     };
     let one = with("t/f1/child");
-    assert_eq!(meta(&one, "t/d1"), ('f', 0o640, 7, 7));
+    assert_eq!(meta(one, "t/d1"), ('f', 0o640, 7, 7));
     assert_eq!(one["t/d1"].data, b"now a file\n");
-    assert_eq!(meta(&one, "t/f1"), ('d', 0o750, 7, 7));
-    assert_eq!(meta(&one, "t/f1/child"), ('f', 0o600, 7, 7));
+    assert_eq!(meta(one, "t/f1"), ('d', 0o750, 7, 7));
+    assert_eq!(meta(one, "t/f1/child"), ('f', 0o600, 7, 7));
     // A directory over a directory merges, with the archive's metadata.
-    assert_eq!(meta(&one, "t/keep"), ('d', 0o751, 9, 9));
+    assert_eq!(meta(one, "t/keep"), ('d', 0o751, 9, 9));
     assert!(
         !one.keys().any(|k| k.starts_with("t/d1/")),
         "{:?}",
         one.keys()
     );
     let two = with("t/d1/again");
-    assert_eq!(meta(&two, "t/d1"), ('d', 0o700, 8, 8));
-    assert_eq!(meta(&two, "t/d1/again"), ('f', 0o644, 8, 8));
-    assert_eq!(meta(&two, "t/f1"), ('f', 0o604, 8, 8));
+    assert_eq!(meta(two, "t/d1"), ('d', 0o700, 8, 8));
+    assert_eq!(meta(two, "t/d1/again"), ('f', 0o644, 8, 8));
+    assert_eq!(meta(two, "t/f1"), ('f', 0o604, 8, 8));
     assert_eq!(two["t/f1"].data, b"a file again\n");
 
     // The image, layers applied in order.
@@ -568,4 +568,73 @@ ADD two.tar /
     let keep = std::fs::metadata(t.join("keep")).unwrap();
     assert_eq!((keep.mode() & 0o7777, keep.uid()), (0o751, 9));
     assert_eq!(std::fs::read_to_string(t.join("keep/k")).unwrap(), "k\n");
+}
+
+#[test]
+fn copy_link_layer_is_the_same_on_any_base_and_keeps_its_own_directories() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = env.context("link", &[("f.txt", "linked\n")]);
+    let dockerfile = "FROM busybox:latest AS a
+RUN mkdir -p /app && echo old > /app/old && chown -R 1000:1000 /app && chmod 700 /app
+COPY --link --chown=1234:1234 f.txt /app/
+
+FROM busybox:latest AS b
+RUN echo b > /only-b
+COPY --link --chown=1234:1234 f.txt /app/
+
+FROM busybox:latest AS plain
+RUN mkdir -p /app && echo old > /app/old && chown -R 1000:1000 /app && chmod 700 /app
+COPY --chown=1234:1234 f.txt /app/
+";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    for (target, tag) in [("a", "link:a"), ("b", "link:b"), ("plain", "link:plain")] {
+        env.ok(&[
+            "build",
+            "--progress=plain",
+            "--target",
+            target,
+            "-t",
+            tag,
+            p(&ctx),
+        ]);
+    }
+    let (a, b) = (layer_digests(&env, "link:a"), layer_digests(&env, "link:b"));
+    // Different bases below, the very same layer on top.
+    assert_ne!(a[a.len() - 2], b[b.len() - 2]);
+    assert_eq!(a.last(), b.last(), "the --link layer differs between bases");
+    // It holds the copy and the directory it created, nothing of the base.
+    let top = layer(&env, a.last().unwrap());
+    assert_eq!(
+        top.keys().collect::<Vec<_>>(),
+        ["app", "app/f.txt"],
+        "{top:?}"
+    );
+    assert_eq!(meta(&top, "app"), ('d', 0o755, 1234, 1234));
+    assert_eq!(meta(&top, "app/f.txt"), ('f', 0o644, 1234, 1234));
+    // Placed over the base as it is: its /app (1000, 0700) takes the layer's owner and
+    // mode, as BuildKit's merge gives it; the base's files in it stay.
+    let rootfs = env.umoci_unpack("link:a");
+    let app = std::fs::metadata(rootfs.join("app")).unwrap();
+    assert_eq!(
+        (app.mode() & 0o7777, app.uid(), app.gid()),
+        (0o755, 1234, 1234)
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/old")).unwrap(),
+        "old\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/f.txt")).unwrap(),
+        "linked\n"
+    );
+    // Without --link the existing directory keeps its owner and mode.
+    let rootfs = env.umoci_unpack("link:plain");
+    let app = std::fs::metadata(rootfs.join("app")).unwrap();
+    assert_eq!(
+        (app.mode() & 0o7777, app.uid(), app.gid()),
+        (0o700, 1000, 1000)
+    );
+    let plain = layer(&env, layer_digests(&env, "link:plain").last().unwrap());
+    assert_eq!(meta(&plain, "app"), ('d', 0o700, 1000, 1000));
 }

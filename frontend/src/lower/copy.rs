@@ -233,11 +233,36 @@ impl Lowerer<'_> {
         }
 
         let description = cx.describe(step, &ins.original, &st.env);
-        let v = self.graph.add(
-            Op::File(FileOp { actions }),
-            inputs,
-            self.meta(description, cx.index, span),
-        );
+        // --link (not with --chmod, as BuildKit): the copy is made on scratch and its layer
+        // placed over the stage as it is, the same layer whatever the stage holds.
+        let v = if spec.link && chmod.is_none() {
+            if let Some(name) = owner.as_ref().and_then(named_owner) {
+                return Err(self
+                    .err(
+                        span,
+                        "--chown",
+                        format!("{kw} --link --chown={name}: a name is looked up in the stage's /etc/passwd and /etc/group, which a linked copy does not read"),
+                    )
+                    .help("give numeric ids (e.g. --chown=1000:1000), or drop --link"));
+            }
+            inputs[0] = self.scratch_vertex();
+            let copy = self.graph.add(
+                Op::File(FileOp { actions }),
+                inputs,
+                self.meta(description.clone(), cx.index, span),
+            );
+            self.graph.add(
+                Op::Merge,
+                vec![st.root, copy],
+                self.meta(link_description(&description), cx.index, span),
+            )
+        } else {
+            self.graph.add(
+                Op::File(FileOp { actions }),
+                inputs,
+                self.meta(description, cx.index, span),
+            )
+        };
         st.root = v;
 
         let mut msg = String::from(kw);
@@ -260,6 +285,24 @@ impl Lowerer<'_> {
         msg.push_str(&format!(" {dest_raw} # buildkit"));
         st.commit(msg, Some(v));
         Ok(())
+    }
+}
+
+/// The part of an owner that is a name (not a number or `root`): what a linked copy cannot
+/// resolve.
+fn named_owner(o: &rbuild_graph::Owner) -> Option<String> {
+    let is_name = |s: &str| !s.is_empty() && s != "root" && !s.bytes().all(|b| b.is_ascii_digit());
+    (is_name(&o.user) || o.group.as_deref().is_some_and(is_name)).then(|| match &o.group {
+        Some(g) => format!("{}:{g}", o.user),
+        None => o.user.clone(),
+    })
+}
+
+/// The progress name of the step that places a linked copy: `[2/3] LINK COPY …`.
+fn link_description(copy: &str) -> String {
+    match copy.split_once("] ") {
+        Some((step, rest)) if copy.starts_with('[') => format!("{step}] LINK {rest}"),
+        _ => format!("LINK {copy}"),
     }
 }
 

@@ -337,6 +337,10 @@ pub enum Op {
     },
     Exec(ExecOp),
     File(FileOp),
+    /// Input 0's layer chain with the layers of the other inputs on top, as they are
+    /// (`COPY --link`: a copy made on scratch, then placed over the stage without looking
+    /// at it, so its layer is the same whatever is below).
+    Merge,
     /// Actions (never cached, run every time they are reached): export, push, run.
     Export(Box<ExportOp>),
     /// Sends input 0's image (an export or a local image source) to `reference`.
@@ -355,6 +359,7 @@ impl Op {
             Op::Local { .. } => "local",
             Op::Exec(_) => "exec",
             Op::File(_) => "file",
+            Op::Merge => "merge",
             Op::Export(_) => "export",
             Op::Push { .. } => "push",
             Op::Run(_) => "run",

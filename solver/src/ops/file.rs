@@ -7,8 +7,8 @@ use super::archive::{open_archive, unpack};
 use super::git;
 use super::http::{self, Body, Remote};
 use super::place::{
-    ActionError, CopyOpts, Placer, clear_non_dir, copy_file, in_root, in_root_nofollow, lchown,
-    mkdir_all_in_root, other, set_mode,
+    ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, copy_file, in_root, in_root_nofollow,
+    lchown, mkdir_all_in_root, other, set_mode,
 };
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
@@ -24,7 +24,7 @@ use rbuild_graph::paths::{
 };
 use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Owner};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A COPY/ADD/WORKDIR step.
@@ -41,14 +41,6 @@ pub struct FileStep {
 
 /// Where the checkout of git action `i` is among a step's copy sources (past any input).
 const GIT_SOURCE: usize = usize::MAX / 2;
-
-/// Where a copy reads from.
-pub(super) struct SourceRoot {
-    pub dir: PathBuf,
-    pub ignore: Arc<Patterns>,
-    /// Context files belong to root in the image (as with docker); stage files keep owners.
-    pub from_context: bool,
-}
 
 impl FileStep {
     /// The step for `op`; an `--exclude` pattern that does not parse is its error.
@@ -304,8 +296,8 @@ fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, u32), ActionError> 
 
 /// What a `COPY --parents` selects from the context, for its key: the source path joined
 /// with the pattern (wildcards expanded as a source's are), or the whole source when the
-/// pattern has `**` (which a source path cannot express). Directories on the way are
-/// created from it too, so it may select more than is copied, never less.
+/// pattern has `**` (which a source path cannot express). The directories on the way,
+/// which the copy creates with their own modes, are not part of it.
 fn parents_selection(path: &str, pattern: Option<&str>) -> String {
     match pattern {
         Some(p) if !p.is_empty() && !p.contains("**") => {

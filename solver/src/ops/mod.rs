@@ -45,6 +45,7 @@ pub(crate) fn resolve(op: &Op) -> Result<Arc<dyn SolveOp>, StepFailure> {
         )),
         Op::Exec(op) => Arc::new(exec::ExecStep::new(op)),
         Op::File(op) => Arc::new(file::FileStep::new(op)?),
+        Op::Merge => Arc::new(source::MergeStep),
         Op::Export(op) => Arc::new(export::ExportAction::new(op)),
         Op::Push { reference } => Arc::new(push::PushAction::new(reference)),
         Op::Run(op) => Arc::new(run::RunAction::new(op)),

@@ -6,8 +6,7 @@
 //! (0755, or an octal `--chmod`'s bits) for each match of the source path. A path without
 //! wildcards must exist; with wildcards, matching nothing copies nothing.
 
-use super::file::SourceRoot;
-use super::place::{ActionError, CopyOpts, Placer, mkdir_all_in_root, other};
+use super::place::{ActionError, CopyOpts, Placer, SourceRoot, mkdir_all_in_root, other};
 use crate::context::{self, Entry, Filter};
 use crate::wildcard::expand_wildcard;
 use rbuild_graph::dockerignore::Patterns;

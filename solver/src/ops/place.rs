@@ -6,11 +6,21 @@
 use crate::context::{self, Entry};
 use crate::error::StepFailure;
 use rbuild_graph::chmod::ModeSet;
+use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::paths::clean_abs;
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a copy reads from.
+pub(super) struct SourceRoot {
+    pub dir: PathBuf,
+    pub ignore: Arc<Patterns>,
+    /// Context files belong to root in the image (as with docker); stage files keep owners.
+    pub from_context: bool,
+}
 
 /// Why an action failed.
 #[derive(Debug)]
