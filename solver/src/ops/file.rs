@@ -285,13 +285,14 @@ impl SolveOp for FileStep {
 
 /// uid/gid of an `--chown` owner (or WORKDIR's USER), by BuildKit's rules
 /// ([`rbuild_executor::users::resolve_chown`]), names looked up in the target rootfs.
-fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, u32), ActionError> {
+/// `flag` names the owner in an error (`--chown`, or `USER` for WORKDIR).
+fn resolve_owner(root: &Path, owner: &Owner, flag: &str) -> Result<(u32, u32), ActionError> {
     let spec = match &owner.group {
         Some(g) => format!("{}:{g}", owner.user),
         None => owner.user.clone(),
     };
     rbuild_executor::users::resolve_chown_in_rootfs(&owner.user, owner.group.as_deref(), root)
-        .map_err(|e| other(format!("--chown={spec}"), e))
+        .map_err(|e| other(format!("{flag}={spec}"), e))
 }
 
 /// What a `COPY --parents` selects from the context, for its key: the source path joined
@@ -317,7 +318,7 @@ fn copy(
     let owner = c
         .owner
         .as_ref()
-        .map(|o| resolve_owner(root, o))
+        .map(|o| resolve_owner(root, o, "--chown"))
         .transpose()?;
     let symbolic = c
         .chmod
@@ -522,7 +523,7 @@ fn make_dir(
     owner: Option<&Owner>,
 ) -> Result<(), ActionError> {
     let owner = owner
-        .map(|o| resolve_owner(root, o))
+        .map(|o| resolve_owner(root, o, "USER"))
         .transpose()?
         .unwrap_or((0, 0));
     let clean = clean_abs(path);
