@@ -638,3 +638,50 @@ COPY --chown=1234:1234 f.txt /app/
     let plain = layer(&env, layer_digests(&env, "link:plain").last().unwrap());
     assert_eq!(meta(&plain, "app"), ('d', 0o700, 1000, 1000));
 }
+
+#[test]
+fn copied_trees_merge_into_existing_directories_as_buildkit_does() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = env.context("existing", &[]);
+    build_ok(
+        &env,
+        &ctx,
+        "existing:1",
+        "FROM busybox:latest AS source
+RUN touch /file && chown 100:200 /file \
+ && mkdir -p /dir/subdir /dir/existingsubdir && touch /dir/subdir/nestedfile \
+ && chown 100:200 /dir && chmod 700 /dir && chown 101:201 /dir/subdir \
+ && chown 102:202 /dir/subdir/nestedfile \
+ && chown 103:203 /dir/existingsubdir && chmod 750 /dir/existingsubdir
+
+FROM busybox:latest
+RUN mkdir -p /existingdir/existingsubdir /existingdir/untouched \
+ && touch /existingdir/existingfile \
+ && chown 500:600 /existingdir && chown 501:601 /existingdir/existingsubdir \
+ && chmod 700 /existingdir/existingsubdir && chown 502:602 /existingdir/untouched
+COPY --from=source /file .
+COPY --from=source /dir /dir
+COPY --from=source /dir/. /existingdir
+",
+    );
+    let rootfs = env.umoci_unpack("existing:1");
+    let m = |p: &str| {
+        let m = std::fs::symlink_metadata(rootfs.join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(m("file"), (0o644, 100, 200));
+    // A directory copied to a new destination: the destination is made as root, 0755
+    // (BuildKit's testCopyChownExistingDir), its contents keep their owners.
+    assert_eq!(m("dir"), (0o755, 0, 0));
+    assert_eq!(m("dir/subdir"), (0o755, 101, 201));
+    assert_eq!(m("dir/subdir/nestedfile"), (0o644, 102, 202));
+    // Into an existing destination: it keeps its own metadata, and so does what the
+    // source does not have; a directory the source has too takes the source's.
+    assert_eq!(m("existingdir"), (0o755, 500, 600));
+    assert_eq!(m("existingdir/untouched"), (0o755, 502, 602));
+    assert_eq!(m("existingdir/existingfile"), (0o644, 0, 0));
+    assert_eq!(m("existingdir/existingsubdir"), (0o750, 103, 203));
+    assert_eq!(m("existingdir/subdir"), (0o755, 101, 201));
+    assert_eq!(m("existingdir/subdir/nestedfile"), (0o644, 102, 202));
+}

@@ -8,7 +8,7 @@ use super::git;
 use super::http::{self, Body, Remote};
 use super::place::{
     ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, copy_file, in_root, in_root_nofollow,
-    lchown, mkdir_all_in_root, other, set_mode,
+    lchown, mkdir_all_in_root, other, set_mode, set_times,
 };
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
@@ -474,10 +474,10 @@ fn copy_one(
         base_name(matched),
         top.meta.is_dir(),
     );
-    // The directory that receives the entry: `dest/` itself is created up front (0755, as
-    // BuildKit's MkdirAll); a directory copied to `dest` without a slash creates `dest`
-    // with the source directory's own mode.
-    let parent = if top.meta.is_dir() && dest_dir {
+    // The directory that receives the entry is created up front (0755 or an octal
+    // --chmod's bits, the --chown owner or root, as BuildKit's MkdirAll): `dest/`, or for
+    // a directory the destination itself, which then takes only the source's times.
+    let parent = if top.meta.is_dir() {
         target.clone()
     } else {
         target
@@ -485,13 +485,16 @@ fn copy_one(
             .map(|(p, _)| p.to_string())
             .unwrap_or_default()
     };
+    let created_top = top.meta.is_dir() && !in_root(root, &target).is_ok_and(|p| p.is_dir());
+    let mut top_dir = None;
     if dest_dir || top.meta.is_dir() || !parent.is_empty() {
-        mkdir_all_in_root(
+        let dir = mkdir_all_in_root(
             root,
             if parent.is_empty() { "/" } else { &parent },
             opts.dir_mode(),
             parent_owner,
         )?;
+        top_dir = created_top.then_some(dir);
     }
 
     let mut placer = Placer::default();
@@ -508,9 +511,13 @@ fn copy_one(
         } else {
             format!("{target}/{below}")
         };
-        placer.place(root, e, &dest_path, opts, parent_owner)?;
+        // The top of the copy is the destination itself: an existing one keeps its metadata.
+        placer.place(root, e, &dest_path, opts, parent_owner, !below.is_empty())?;
     }
     placer.finish();
+    if let Some(dir) = top_dir {
+        set_times(&dir, &top.meta);
+    }
     Ok(())
 }
 

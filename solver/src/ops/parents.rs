@@ -82,7 +82,9 @@ pub(super) fn copy_parents(
             } else {
                 format!("{dest}/{b}")
             };
-            placer.place(root, e, &dest_path, opts, parent_owner)?;
+            // Selected directories take the source's metadata; parents on the way only
+            // when they are created.
+            placer.place(root, e, &dest_path, opts, parent_owner, *s)?;
         }
     }
     placer.finish();

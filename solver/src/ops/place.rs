@@ -184,9 +184,12 @@ pub(super) struct Placer {
 }
 
 impl Placer {
-    /// Places entry `e` (from a source tree) at `dest_path` (absolute in the rootfs): an
-    /// existing directory (or symlink to one, inside the root) keeps its metadata; anything
-    /// else there is replaced. Missing parents get `parent_owner` and `opts.dir_mode()`.
+    /// Places entry `e` (from a source tree) at `dest_path` (absolute in the rootfs);
+    /// anything but a directory there is replaced. An existing directory (or symlink to
+    /// one, inside the root) is merged into: with `overwrite` (a directory inside the
+    /// copied tree, as BuildKit's copier treats them) it takes the entry's owner, mode,
+    /// xattrs and times; without (the destination itself, a parent on the way) it keeps
+    /// its own. Missing parents get `parent_owner` and `opts.dir_mode()`.
     pub fn place(
         &mut self,
         root: &Path,
@@ -194,12 +197,19 @@ impl Placer {
         dest_path: &str,
         opts: &CopyOpts,
         parent_owner: (u32, u32),
+        overwrite: bool,
     ) -> Result<(), ActionError> {
         let ft = e.meta.file_type();
         let owner = opts.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
         if ft.is_dir() {
             let host = in_root(root, dest_path)?;
             if host.is_dir() {
+                if overwrite {
+                    lchown(&host, owner)?;
+                    set_mode(&host, opts.mode_of(&e.meta))?;
+                    copy_xattrs(&e.path, &host);
+                    self.dir_times.push((host, e.meta.clone()));
+                }
                 return Ok(());
             }
             let host = in_root_nofollow(root, dest_path)?;
