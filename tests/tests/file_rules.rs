@@ -259,6 +259,7 @@ COPY --parents x/./a/b /p2/
 COPY --parents x/./*/b /p3/
 COPY --parents x/**/c.txt /p4/
 COPY --parents nomatch*/y /p5/
+COPY --parents nothere/**/c.txt /p6/
 COPY --from=base --parents /test/a/b/./c/d /out1/
 COPY --from=base --parents /test/a/./b/./c /out2/
 COPY --from=base --parents /test/a/b*/./c/**/e /out3/
@@ -308,6 +309,7 @@ COPY --from=base --parents /test/a/b*/./c/**/e /out3/
     // A wildcard that matches nothing copies nothing; the destination is still made.
     assert!(rootfs.join("p5").is_dir());
     assert_eq!(files("/p5"), Vec::<String>::new());
+    assert_eq!(files("/p6"), Vec::<String>::new());
     // From a stage: BuildKit's testCopyRelativeParents cases.
     assert_eq!(
         files("/out1"),

@@ -265,7 +265,10 @@ impl SolveOp for FileStep {
                 Ok(d) => d,
                 // `--parents` with wildcards may select nothing: that copies nothing.
                 Err(context::ContextError::NotFound { .. })
-                    if copy.parents.is_some() && has_wildcard(&selection) =>
+                    if copy
+                        .parents
+                        .as_deref()
+                        .is_some_and(|p| has_wildcard(p) || has_wildcard(path)) =>
                 {
                     [0; 32]
                 }
@@ -296,15 +299,19 @@ fn resolve_owner(root: &Path, owner: &Owner, flag: &str) -> Result<(u32, u32), A
 }
 
 /// What a `COPY --parents` selects from the context, for its key: the source path joined
-/// with the pattern (wildcards expanded as a source's are), or the whole source when the
-/// pattern has `**` (which a source path cannot express). The directories on the way,
-/// which the copy creates with their own modes, are not part of it.
+/// with the pattern (wildcards expanded as a source's are) or, when the pattern has `**`
+/// (which a source path cannot express), with the part of it before its first wildcard.
+/// The directories on the way, which the copy creates with their own modes, are not in it.
 fn parents_selection(path: &str, pattern: Option<&str>) -> String {
-    match pattern {
-        Some(p) if !p.is_empty() && !p.contains("**") => {
-            format!("{}/{p}", path.trim_end_matches('/'))
-        }
-        _ => path.to_string(),
+    let below = match pattern {
+        Some(p) if !p.contains("**") => p.to_string(),
+        Some(p) => super::parents::literal_prefix(p),
+        None => String::new(),
+    };
+    if below.is_empty() {
+        path.to_string()
+    } else {
+        format!("{}/{below}", path.trim_end_matches('/'))
     }
 }
 

@@ -10,7 +10,7 @@ use super::place::{ActionError, CopyOpts, Placer, SourceRoot, mkdir_all_in_root,
 use crate::context::{self, Entry, Filter};
 use crate::wildcard::expand_wildcard;
 use rbuild_graph::dockerignore::Patterns;
-use rbuild_graph::paths::{clean_abs, clean_rel, has_wildcard, join_rel};
+use rbuild_graph::paths::{clean_abs, clean_rel, has_wildcard, join_rel, unescape};
 use rbuild_graph::{CopyAction, CopySource};
 use std::collections::HashSet;
 use std::path::Path;
@@ -56,7 +56,7 @@ pub(super) fn copy_parents(
     let parent_owner = opts.owner.unwrap_or((0, 0));
     let mut placer = Placer::default();
     for base in &bases {
-        let entries = context::walk_source(&src.dir, base, filter)?;
+        let entries = walk_below(&src.dir, base, &literal_prefix(pattern), filter)?;
         if !entries.first().is_some_and(|top| top.meta.is_dir()) {
             continue;
         }
@@ -91,6 +91,59 @@ pub(super) fn copy_parents(
     Ok(())
 }
 
+/// The leading components of `pattern` without wildcards (unescaped): only what is below
+/// them can match, so only that is walked (a `--parents` source without a pivot is the
+/// whole context otherwise).
+pub(super) fn literal_prefix(pattern: &str) -> String {
+    let mut out = String::new();
+    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
+        if has_wildcard(comp) {
+            break;
+        }
+        out = join_rel(&out, &unescape(comp));
+    }
+    out
+}
+
+/// `base` and the directories down to `base/prefix` (each as an entry), then the tree at
+/// `base/prefix` as [`context::walk_source`] lists it; only `base` when that is missing.
+fn walk_below(
+    dir: &Path,
+    base: &str,
+    prefix: &str,
+    filter: &Filter,
+) -> Result<Vec<Entry>, ActionError> {
+    let mut out = Vec::new();
+    let mut at = base.to_string();
+    for comp in prefix.split('/').filter(|c| !c.is_empty()) {
+        let Some(e) = entry(dir, &at) else {
+            return Ok(out);
+        };
+        let is_dir = e.meta.is_dir();
+        out.push(e);
+        if !is_dir {
+            return Ok(out);
+        }
+        at = join_rel(&at, comp);
+    }
+    if entry(dir, &at).is_none() {
+        return Ok(out);
+    }
+    out.extend(context::walk_source(dir, &at, filter)?);
+    Ok(out)
+}
+
+/// The entry at `rel` in the source tree (symlinks on the way followed inside it).
+fn entry(dir: &Path, rel: &str) -> Option<Entry> {
+    let path = context::resolve_source(dir, rel).ok()?;
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    Some(Entry {
+        rel: rel.to_string(),
+        path,
+        meta,
+    })
+}
+
 /// An entry's path below the matched source `base`.
 fn below_base<'a>(e: &'a Entry, base: &str) -> &'a str {
     e.rel
@@ -117,6 +170,15 @@ fn ancestors<'a>(paths: impl Iterator<Item = &'a str>) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(literal_prefix("foo1/foo2/bar"), "foo1/foo2/bar");
+        assert_eq!(literal_prefix("foo1/foo2/ba*"), "foo1/foo2");
+        assert_eq!(literal_prefix("x/**/c.txt"), "x");
+        assert_eq!(literal_prefix("*/b"), "");
+        assert_eq!(literal_prefix(""), "");
+    }
 
     #[test]
     fn ancestors_of_selected_paths() {
