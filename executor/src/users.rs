@@ -460,6 +460,8 @@ mod tests {
         // `:gid`: root's uid.
         assert_eq!(ch("", Some("users")).unwrap(), (0, 100));
         assert_eq!(ch("", Some("33")).unwrap(), (0, 33));
+        // `uid:`: an empty group is gid 0, as BuildKit reads it.
+        assert_eq!(ch("1000", Some("")).unwrap(), (1000, 0));
         // Unknown names are errors naming the file.
         assert_eq!(
             ch("nobody", None).unwrap_err().to_string(),

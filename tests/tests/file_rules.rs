@@ -401,6 +401,7 @@ COPY --chown=:other f /o/group-only
 COPY --chown=:88 f /o/gid-only
 COPY --chown=1500 f /o/uid-in-passwd
 COPY --chown=root:other f /o/root-group
+COPY --chown=1234: f /o/uid-empty-group
 COPY --chown=1234 d /o/dir
 COPY --chown=1234 f /created/by/chown/
 USER 4321
@@ -412,7 +413,7 @@ USER 4321:99
 WORKDIR /w3
 ",
     );
-    let l = top_layers(&env, "chown:1", 15);
+    let l = top_layers(&env, "chown:1", 16);
     let own = |path: &str| {
         let (_, _, u, g) = meta(&l, path);
         (u, g)
@@ -430,6 +431,7 @@ WORKDIR /w3
     // A uid that is in passwd still gets gid = uid, not its primary group.
     assert_eq!(own("o/uid-in-passwd"), (1500, 1500));
     assert_eq!(own("o/root-group"), (0, 400));
+    assert_eq!(own("o/uid-empty-group"), (1234, 0));
     // --chown covers the copied tree and the directories the copy creates.
     assert_eq!(own("o/dir"), (1234, 1234));
     assert_eq!(own("o/dir/inner"), (1234, 1234));

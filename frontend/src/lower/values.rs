@@ -3,7 +3,8 @@
 
 use rbuild_graph::Owner;
 
-/// `user[:group]` as written in `--chown` or USER.
+/// `user[:group]` as written in `--chown` or USER. An empty group (`1000:`) is kept: BuildKit
+/// reads it as gid 0.
 pub fn parse_owner(s: &str) -> Option<Owner> {
     if s.is_empty() {
         return None;
@@ -11,7 +12,7 @@ pub fn parse_owner(s: &str) -> Option<Owner> {
     Some(match s.split_once(':') {
         Some((u, g)) => Owner {
             user: u.to_string(),
-            group: (!g.is_empty()).then(|| g.to_string()),
+            group: Some(g.to_string()),
         },
         None => Owner {
             user: s.to_string(),
@@ -128,6 +129,7 @@ mod tests {
             })
         );
         assert_eq!(parse_owner("app").unwrap().group, None);
+        assert_eq!(parse_owner("7:").unwrap().group.as_deref(), Some(""));
     }
 
     #[test]
