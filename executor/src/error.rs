@@ -27,6 +27,9 @@ pub enum ExecError {
     /// The container was built but the command could not be started.
     #[error("exec {program:?}: {reason}")]
     Exec { program: String, reason: String },
+    /// The command is for another platform and no emulator takes it.
+    #[error(transparent)]
+    Emulation(#[from] crate::sandbox::emulation::EmulationError),
 }
 
 impl ExecError {

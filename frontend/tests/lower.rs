@@ -26,6 +26,7 @@ fn opts() -> LowerOptions {
         target: None,
         build_args: BTreeMap::new(),
         platform: amd64(),
+        build_platform: amd64(),
         ignore_patterns: vec![],
         ..Default::default()
     }

@@ -120,6 +120,8 @@ pub struct Build {
     pub annotations: BTreeMap<String, String>,
     /// `--add-host`, `--ulimit`, `--shm-size`, `--cgroup-parent`: every RUN's.
     pub run_settings: RunSettings,
+    /// `--platform`s in the order given, without repeats; empty: the machine's alone.
+    pub platforms: Vec<Platform>,
     /// `--no-cache-filter`: stages whose RUN steps skip the cache.
     pub no_cache_filter: Vec<String>,
 }
@@ -345,16 +347,18 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
     let host = Platform::host();
-    if let Some(p) = &args.platform {
-        check_platform(p, &host)?;
-    }
+    let platforms = match &args.platform {
+        Some(p) => parse_platforms(p, &host)?,
+        None => Vec::new(),
+    };
     image_spec::check_attestations(
         args.provenance.as_deref(),
         args.sbom.as_deref(),
         &args.attest,
     )?;
     let labels = image_spec::labels(&args.labels)?;
-    let annotations = image_spec::annotations(&args.annotations, |p| check_platform(p, &host))?;
+    let annotations =
+        image_spec::annotations(&args.annotations, |p| check_platform(p, &host, &platforms))?;
     let run_settings = run_settings::parse(&run_settings::RunFlags {
         add_hosts: &args.add_hosts,
         ulimits: &args.ulimits,
@@ -403,6 +407,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         labels,
         annotations,
         run_settings,
+        platforms,
         no_cache_filter: args.no_cache_filter,
     })
 }
@@ -450,24 +455,53 @@ fn source_date_epoch(
     }
 }
 
-/// `--platform`: every platform of the comma-separated list must be `host`'s (spelled
-/// any way docker accepts: `amd64`, `linux/x86_64`, `linux/amd64/v1`, `local`). Another
-/// one is refused rather than silently building the host's.
-fn check_platform(value: &str, host: &Platform) -> Result<()> {
+/// `--platform`: the comma-separated list of platforms to build for, each `os/arch[/variant]`
+/// spelled any way docker accepts (`amd64`, `linux/x86_64`, `linux/amd64/v1`, `local` for
+/// the host's), without repeats, in the order given.
+pub fn parse_platforms(value: &str, host: &Platform) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
     for p in value.split(',').map(str::trim) {
-        if p.eq_ignore_ascii_case("local") {
-            continue;
-        }
-        let Some(mut parsed) = parse_platform(p, host) else {
-            bail!("--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}");
+        let parsed = if p.eq_ignore_ascii_case("local") {
+            host.clone()
+        } else {
+            let Some(mut parsed) = parse_platform(p, host) else {
+                bail!(
+                    "--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}"
+                );
+            };
+            // `amd64/v1` is plain amd64 (containerd's normalization).
+            if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
+                parsed.variant = None;
+            }
+            parsed
         };
-        // `amd64/v1` is plain amd64 (containerd's normalization).
-        if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
-            parsed.variant = None;
-        }
-        if &parsed != host {
+        if parsed.os != "linux" {
             bail!(
-                "--platform {p}: rbuild builds only for this machine's platform, {host}; building for {parsed} (or for several platforms) is not supported yet. Leave out --platform, or run rbuild on a {parsed} machine"
+                "--platform {p}: rbuild builds Linux images only; write linux/{}",
+                parsed.architecture
+            );
+        }
+        if !out.contains(&parsed) {
+            out.push(parsed);
+        }
+    }
+    Ok(out)
+}
+
+/// A platform an `--annotation` names must be one the build makes (`platforms`; none
+/// given: `host`).
+fn check_platform(value: &str, host: &Platform, platforms: &[Platform]) -> Result<()> {
+    let built = if platforms.is_empty() {
+        std::slice::from_ref(host)
+    } else {
+        platforms
+    };
+    for p in parse_platforms(value, host)? {
+        if !built.contains(&p) {
+            let list: Vec<String> = built.iter().map(Platform::to_string).collect();
+            bail!(
+                "--annotation for {p}: the build makes {}; name one of them or add {p} to --platform",
+                list.join(", ")
             );
         }
     }
@@ -639,13 +673,13 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_platform_is_built() {
+    fn platforms_are_parsed_in_order_without_repeats() {
         let amd64 = Platform {
             os: "linux".into(),
             architecture: "amd64".into(),
             variant: None,
         };
-        for ok in [
+        for one in [
             "linux/amd64",
             "amd64",
             "x86_64",
@@ -655,21 +689,25 @@ mod tests {
             "local",
             "linux/amd64,local",
         ] {
-            check_platform(ok, &amd64).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            let got = parse_platforms(one, &amd64).unwrap_or_else(|e| panic!("{one}: {e}"));
+            assert_eq!(got, vec![amd64.clone()], "{one}");
         }
-        let e = check_platform("linux/arm64", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("--platform linux/arm64: rbuild builds only for this machine's platform, linux/amd64; building for linux/arm64/v8"), "{e}");
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = check_platform("linux/amd64,linux/arm/v7", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--platform linux/arm/v7"), "{e}");
-        let e = check_platform("linux//x", &amd64).unwrap_err().to_string();
+        let two = parse_platforms("linux/arm64, linux/amd64", &amd64).unwrap();
+        let names: Vec<String> = two.iter().map(Platform::to_string).collect();
+        assert_eq!(names, ["linux/arm64/v8", "linux/amd64"]);
+        let e = parse_platforms("linux//x", &amd64).unwrap_err().to_string();
         assert!(e.contains("not a platform"), "{e}");
-        // What the host is, whatever it is, is accepted.
-        assert!(hi(&["build", "--platform", &Platform::host().to_string(), "."]).is_ok());
+        let e = parse_platforms("windows/amd64", &amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Linux images only"), "{e}");
+        let e = check_platform("linux/arm64", &amd64, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the build makes linux/amd64"), "{e}");
+        check_platform("linux/arm64", &amd64, &two).unwrap();
+        let b = build_of(&["build", "--platform", "linux/arm64,linux/amd64", "."]);
+        assert_eq!(b.platforms, two);
     }
 
     #[test]

@@ -285,8 +285,9 @@ pub struct BuildArgs {
     /// Shorthand for `--call check`.
     #[arg(long)]
     pub check: bool,
-    /// The platform to build for; only the host's (`linux/amd64` on an x86-64 machine, in
-    /// any spelling docker accepts, or `local`) until multi-platform builds come.
+    /// The platforms to build for, comma-separated (`linux/amd64,linux/arm64`; `local` is
+    /// this machine's). A RUN for another architecture than the machine's runs through the
+    /// QEMU emulator registered with binfmt_misc; several platforms make an image index.
     #[arg(long)]
     pub platform: Option<String>,
     /// Accepted for docker compatibility (there is no daemon to keep containers).

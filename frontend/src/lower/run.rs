@@ -55,6 +55,7 @@ impl Lowerer<'_> {
                 mounts: exec.mounts,
                 security,
                 settings: self.opts.run_settings.clone(),
+                platform: self.foreign(&st.platform),
             }),
             exec.inputs,
             self.meta(description, cx.index, span),

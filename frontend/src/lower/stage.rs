@@ -56,7 +56,7 @@ impl Lowerer<'_> {
         let mut cx = StageCx {
             index: i,
             steps: Steps {
-                label: (!self.single_stage).then(|| self.stage_label(i)),
+                label: self.progress_label(i),
                 index: 0,
                 total: usize::from(matches!(base, Base::Image(_) | Base::Local(_)))
                     + commands.iter().filter(|c| counted(c)).count()

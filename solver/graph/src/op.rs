@@ -134,6 +134,12 @@ pub struct ExecOp {
     /// given, so the keys of builds without them stay the same.
     #[serde(default, skip_serializing_if = "RunSettings::is_empty")]
     pub settings: RunSettings,
+    /// The platform the command is for when it is not the build platform (the machine's):
+    /// the executor runs it through the emulator registered for it. Left out of the
+    /// encoding when none, so native steps keep their keys; the key names the platform,
+    /// never the emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
 }
 
 /// What `rbuild build` flags set for every RUN of the build (`--add-host`, `--ulimit`,

@@ -280,6 +280,7 @@ mod tests {
                 mounts: vec![],
                 security: Default::default(),
                 settings: Default::default(),
+                platform: None,
             }),
             vec![base],
             VertexMeta {

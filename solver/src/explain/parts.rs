@@ -320,6 +320,7 @@ pub(crate) fn describe(graph: &BuildGraph, v: VertexId, name: &str) -> Named {
                 "network" => named("network mode", None),
                 "security" => named("security mode", None),
                 "settings" => named("--add-host/--ulimit/--shm-size/--cgroup-parent", None),
+                "platform" => named("platform", None),
                 other => named(other, None),
             }
         }
@@ -410,6 +411,7 @@ mod tests {
             mounts: vec![],
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         })
     }
 

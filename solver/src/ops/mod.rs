@@ -67,6 +67,7 @@ mod tests {
             mounts,
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         })
     }
 

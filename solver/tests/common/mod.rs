@@ -136,6 +136,7 @@ pub fn run(g: &mut BuildGraph, input: VertexId, cmd: &str) -> VertexId {
             mounts: vec![],
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         }),
         vec![input],
         meta(&format!("RUN {cmd}")),
