@@ -15,7 +15,7 @@
 use crate::error::IoContext;
 use crate::registry::media_types::is_image_manifest;
 use crate::registry::{PushStatus, Reference, RegistryClient, RegistryError, declared_media_type};
-use crate::{CacheError, Store, digest_hex, fsutil};
+use crate::{CacheError, Store, StoredImage, digest_hex, fsutil};
 use oci_spec::image::MediaType;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,9 +115,30 @@ pub async fn push_with_progress(
             "cannot push to a digest; name a tag (the registry computes the digest)".into(),
         ));
     }
+    // An index goes up with every platform's image, under one reference.
+    if let Some(index) = store.index(local_name)? {
+        return crate::index::push_index(store, client, &index, target, progress).await;
+    }
     let image = store
         .image(local_name)?
         .ok_or_else(|| PushError::NoSuchImage(local_name.to_string()))?;
+    push_stored(store, client, &image, &r, target, progress).await
+}
+
+/// Pushes the stored `image` to `r` (its tag, or by digest when it has none); `target`
+/// names it in errors.
+pub(crate) async fn push_stored(
+    store: &Store,
+    client: &RegistryClient,
+    image: &StoredImage,
+    r: &Reference,
+    target: &str,
+    progress: PushProgress,
+) -> Result<PushReport, PushError> {
+    let invalid = |message: String| PushError::Invalid {
+        reference: target.to_string(),
+        message,
+    };
     // Leased for the push: an `rbuild rmi` and `prune` meanwhile leave its blobs.
     store.lease_layers(&image.layers)?;
     store.lease_blob(&image.manifest_digest)?;
@@ -197,7 +218,7 @@ pub async fn push_with_progress(
         digest: image.manifest_digest.clone(),
         size: manifest.len() as u64,
     });
-    let digest = client.push_manifest(&r, &media_type, &manifest).await?;
+    let digest = client.push_manifest(r, &media_type, &manifest).await?;
     if digest != image.manifest_digest {
         return Err(invalid(format!(
             "the registry stored manifest {digest}, not the local {}",

@@ -46,9 +46,26 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
             rows.push((repo, tag, short_id(&img.config_digest).to_string(), size));
         }
     }
+    // Image indexes (builds for several platforms): the index digest, the platforms
+    // where the size goes.
+    let mut index_rows = Vec::new();
+    for index in store.indexes()? {
+        for t in &index.tags {
+            let (repo, tag) = match t.rsplit_once(':') {
+                Some((r, tg)) if !tg.contains('/') => (r.to_string(), tg.to_string()),
+                _ => (t.clone(), "<none>".into()),
+            };
+            let platforms = index.platform_names().join(",");
+            index_rows.push((repo, tag, short_id(&index.digest).to_string(), platforms));
+        }
+    }
+    index_rows.sort();
     rows.sort();
     if images.quiet {
         for r in rows {
+            println!("{}", r.2);
+        }
+        for r in index_rows {
             println!("{}", r.2);
         }
         return Ok(ExitCode::SUCCESS);
@@ -60,6 +77,12 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
     for (repo, tag, id, size) in rows {
         println!("{repo:<40} {tag:<16} {id:<14} {:>10}", human_size(size));
     }
+    for (repo, tag, id, platforms) in index_rows {
+        println!(
+            "{repo:<40} {tag:<16} {id:<14} {:>10}  index: {platforms}",
+            ""
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -67,6 +90,27 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
 pub fn inspect(global: &Global, inspect: &Inspect) -> Result<ExitCode> {
     let store = store::open(&global.root)?;
     let name = &inspect.image;
+    if let Some(index) = store.index(name)? {
+        let manifests: Vec<serde_json::Value> = index
+            .manifests
+            .iter()
+            .map(|(d, p)| {
+                serde_json::json!({
+                    "Digest": d,
+                    "Platform": rbuild_cache::registry::platform::name(p),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "Id": index.digest,
+            "RepoTags": index.tags,
+            "MediaType": "application/vnd.oci.image.index.v1+json",
+            "Platforms": index.platform_names(),
+            "Manifests": manifests,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let img = store.image(name)?.ok_or_else(|| {
         anyhow!(
             "no image {name:?} in {}; `rbuild images` lists them",

@@ -143,6 +143,8 @@ pub struct Run {
     /// `-t`: accepted, no pseudo-terminal.
     pub tty: bool,
     pub pull: PullPolicy,
+    /// `--platform`: which image of an index; the machine's when not given.
+    pub platform: Platform,
 }
 
 /// `rbuild pull`.
@@ -151,6 +153,8 @@ pub struct Pull {
     pub reference: String,
     pub quiet: bool,
     pub progress: progress::Mode,
+    /// `--platform`: which image of an index; the machine's when not given.
+    pub platform: Platform,
 }
 
 /// `rbuild push`.
@@ -253,6 +257,7 @@ impl HiArgs {
             }),
             Some(C::Pull(a)) => Command::Pull(Pull {
                 progress: plain_unless(a.quiet),
+                platform: one_platform(a.platform.as_deref())?,
                 reference: a.reference,
                 quiet: a.quiet,
             }),
@@ -424,7 +429,20 @@ fn run(args: RunArgs) -> Result<Run> {
         stdin: args.interactive,
         tty: args.tty,
         pull: args.pull,
+        platform: one_platform(args.platform.as_deref())?,
     })
+}
+
+/// `--platform` of `pull` and `run`: one platform; the machine's when not given.
+fn one_platform(value: Option<&str>) -> Result<Platform> {
+    let host = Platform::host();
+    let Some(v) = value else {
+        return Ok(host);
+    };
+    match parse_platforms(v, &host)?.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!("--platform {v}: name one platform here (os/arch[/variant])"),
+    }
 }
 
 /// `SOURCE_DATE_EPOCH`: the build arg, or else the environment variable `env`, which is

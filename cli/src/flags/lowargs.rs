@@ -93,6 +93,9 @@ pub struct PullArgs {
     pub reference: String,
     #[arg(short, long)]
     pub quiet: bool,
+    /// The platform to pull from an image index (`linux/arm64`); default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +380,10 @@ pub struct RunArgs {
     /// Accepted for docker compatibility; no pseudo-terminal is allocated.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// The platform of an image index to run (`linux/arm64`), emulated when it is not
+    /// this machine's; default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

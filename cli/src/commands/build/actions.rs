@@ -29,8 +29,15 @@ pub struct Plan {
 pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
     let mut graph = lowered.graph;
     let inline = build.cache.to.contains(&CacheTo::Inline);
+    // Several platforms: each image is exported without a name; the build then names
+    // the index of them (`platforms.rs`), and pushes that.
+    let several = build.platforms.len() > 1;
     let mut exports = Vec::new();
-    for (i, (target, tags)) in lowered.targets.iter().zip(&build.target_tags).enumerate() {
+    for (i, target) in lowered.targets.iter().enumerate() {
+        let tags = match several {
+            true => Vec::new(),
+            false => build.target_tags.get(i).cloned().unwrap_or_default(),
+        };
         let history: Vec<_> = target
             .history
             .iter()
@@ -41,7 +48,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         let mut config = target.config.clone();
         config.config.labels.extend(build.labels.clone());
         let flags = actions::ExportFlags {
-            tags: tags.clone(),
+            tags,
             inline_cache: inline && last,
             squash: build.squash,
             annotations: build.annotations.clone(),
@@ -55,7 +62,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         ));
     }
     let mut roots = exports.clone();
-    if build.push {
+    if build.push && !several {
         for (export, tags) in exports.iter().zip(&build.target_tags) {
             for t in tags {
                 roots.push(actions::add_push(&mut graph, *export, t));
@@ -63,7 +70,17 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         }
     }
     let no_target = || anyhow!("no target was built");
-    let last_export = *exports.last().ok_or_else(no_target)?;
+    // `--run` of several platforms runs the machine's image if there is one.
+    let host = rbuild_graph::Platform::host();
+    let last_export = lowered
+        .targets
+        .iter()
+        .zip(&exports)
+        .rev()
+        .find(|(t, _)| t.platform == host)
+        .map(|(_, e)| *e)
+        .or_else(|| exports.last().copied())
+        .ok_or_else(no_target)?;
     let run = build.run.as_ref().map(|command| {
         let name = build
             .target_tags

@@ -17,6 +17,7 @@ mod inputs;
 mod lower;
 mod metadata;
 mod outputs;
+mod platforms;
 mod solve;
 
 use crate::flags::hiargs::{Build, Global};
@@ -37,6 +38,7 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
         dry_run::run(global, build, &inputs, format)?;
         return Ok(ExitCode::SUCCESS);
     }
+    platforms::check(build)?;
     // Secrets and agents first: a wrong path fails before anything is resolved.
     let mut opts = solve::options(build, &inputs);
     solve::add_secrets(&mut opts, build)?;
@@ -100,7 +102,18 @@ fn run(
         };
         cache::export_for(build, store, &solved)?;
     }
-    outputs::finish(store, build, built)?;
+    if platforms::several(build) {
+        let indexes = platforms::make_indexes(store, build, &built)?;
+        if build.push {
+            let client = client
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--push needs a registry client"))?;
+            platforms::push(runtime, client, store, build, &indexes)?;
+        }
+        platforms::finish(store, build, &built, &indexes)?;
+    } else {
+        outputs::finish(store, build, built)?;
+    }
     match plan.run {
         Some(v) => Ok(exit::exit_code(outcomes.get(&v).and_then(|o| o.exit_code))),
         None => Ok(ExitCode::SUCCESS),
