@@ -4,14 +4,13 @@
 //! it). A tag naming an index gives, where one image is wanted, the manifest of the
 //! platform asked for (the machine's unless said otherwise).
 //!
-//! Pushing an index sends each platform's image by digest, then the index under the tag:
-//! one reference for every platform.
+//! Pushing an index (`push.rs`, `push_index`) sends each platform's image by digest, then
+//! the index under the tag: one reference for every platform.
 
 use crate::error::CacheError;
 use crate::layout::{check_tag, normalize_tag, tag_key};
 use crate::oci::{config_platform, descriptor, index_json, parse_index, ref_name};
-use crate::push::{PushError, PushProgress, PushReport, push_stored};
-use crate::registry::{Platform, Reference, RegistryClient, RegistryError, platform};
+use crate::registry::{Platform, platform};
 use crate::{Store, StoredImage};
 use oci_spec::image::{ImageIndex, MediaType, SCHEMA_VERSION};
 use rbuild_registry::media_types::is_index;
@@ -198,47 +197,4 @@ impl Store {
         }
         self.write_layout_tar(base, blobs, &tags, out)
     }
-}
-
-/// Pushes the stored index `index` to `target` (a tag): each platform's image by digest,
-/// then the index under the tag. The report counts every blob; its manifest digest is the
-/// index's.
-pub async fn push_index(
-    store: &Store,
-    client: &RegistryClient,
-    index: &StoredIndex,
-    target: &str,
-    progress: PushProgress,
-) -> Result<PushReport, PushError> {
-    let r = Reference::parse(target).map_err(RegistryError::from)?;
-    store.lease_blob(&index.digest)?;
-    let mut report = PushReport::default();
-    for (digest, _) in &index.manifests {
-        let image = store.load_image(digest, vec![])?;
-        let by_digest = Reference {
-            tag: None,
-            digest: None,
-            ..r.clone()
-        };
-        let one = push_stored(store, client, &image, &by_digest, target, progress.clone()).await?;
-        report.pushed += one.pushed;
-        report.skipped += one.skipped;
-        report.mounted += one.mounted;
-        report.bytes += one.bytes;
-    }
-    let digest = client
-        .push_manifest(&r, &MediaType::ImageIndex, &index.bytes)
-        .await?;
-    if digest != index.digest {
-        return Err(PushError::Invalid {
-            reference: target.to_string(),
-            message: format!(
-                "the registry stored index {digest}, not the local {}",
-                index.digest
-            ),
-        });
-    }
-    report.manifest_digest = digest;
-    report.manifest_size = index.bytes.len() as u64;
-    Ok(report)
 }

@@ -13,6 +13,7 @@
 //! to a repository. It is a hint only: a stale line costs one declined mount.
 
 use crate::error::IoContext;
+use crate::index::StoredIndex;
 use crate::registry::media_types::is_image_manifest;
 use crate::registry::{PushStatus, Reference, RegistryClient, RegistryError, declared_media_type};
 use crate::{CacheError, Store, StoredImage, digest_hex, fsutil};
@@ -117,7 +118,7 @@ pub async fn push_with_progress(
     }
     // An index goes up with every platform's image, under one reference.
     if let Some(index) = store.index(local_name)? {
-        return crate::index::push_index(store, client, &index, target, progress).await;
+        return push_index(store, client, &index, target, progress).await;
     }
     let image = store
         .image(local_name)?
@@ -227,6 +228,49 @@ pub(crate) async fn push_stored(
     }
     report.manifest_digest = digest;
     report.manifest_size = manifest.len() as u64;
+    Ok(report)
+}
+
+/// Pushes the stored index `index` to `target` (a tag): each platform's image by digest,
+/// then the index under the tag. The report counts every blob; its manifest digest is the
+/// index's.
+pub async fn push_index(
+    store: &Store,
+    client: &RegistryClient,
+    index: &StoredIndex,
+    target: &str,
+    progress: PushProgress,
+) -> Result<PushReport, PushError> {
+    let r = Reference::parse(target).map_err(RegistryError::from)?;
+    store.lease_blob(&index.digest)?;
+    let mut report = PushReport::default();
+    for (digest, _) in &index.manifests {
+        let image = store.load_image(digest, vec![])?;
+        let by_digest = Reference {
+            tag: None,
+            digest: None,
+            ..r.clone()
+        };
+        let one = push_stored(store, client, &image, &by_digest, target, progress.clone()).await?;
+        report.pushed += one.pushed;
+        report.skipped += one.skipped;
+        report.mounted += one.mounted;
+        report.bytes += one.bytes;
+    }
+    let digest = client
+        .push_manifest(&r, &MediaType::ImageIndex, &index.bytes)
+        .await?;
+    if digest != index.digest {
+        return Err(PushError::Invalid {
+            reference: target.to_string(),
+            message: format!(
+                "the registry stored index {digest}, not the local {}",
+                index.digest
+            ),
+        });
+    }
+    report.manifest_digest = digest;
+    report.manifest_size = index.bytes.len() as u64;
     Ok(report)
 }
 

@@ -22,7 +22,7 @@ pub fn push(global: &Global, push: &Push) -> Result<ExitCode> {
     if let Some(index) = store.index(reference)? {
         let client = registry::client(&global.insecure_registries)?;
         let report = runtime
-            .block_on(rbuild_cache::index::push_index(
+            .block_on(rbuild_cache::push::push_index(
                 &store,
                 &client,
                 &index,

@@ -12,6 +12,7 @@
 //! `RBUILD_BINFMT_MISC_DIR` replaces `/proc/sys/fs/binfmt_misc` as the directory read —
 //! for tests, which simulate a machine without emulators with an empty directory.
 
+pub use crate::error::EmulationError;
 use std::path::{Path, PathBuf};
 
 /// Where the kernel shows binfmt_misc's handlers.
@@ -20,9 +21,6 @@ pub const BINFMT_MISC_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// The variable that replaces [`BINFMT_MISC_DIR`] (tests only).
 pub const BINFMT_MISC_DIR_ENV: &str = "RBUILD_BINFMT_MISC_DIR";
 
-/// How to get emulators on Debian.
-pub const INSTALL_HINT: &str = "apt-get install qemu-user-static binfmt-support";
-
 /// A registered handler that takes the platform's binaries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emulator {
@@ -30,38 +28,6 @@ pub struct Emulator {
     pub name: String,
     /// The interpreter the kernel runs (`/usr/libexec/qemu-binfmt/aarch64-binfmt-P`).
     pub interpreter: String,
-}
-
-/// Why a platform's binaries cannot run here.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EmulationError {
-    #[error(
-        "a RUN for {platform} needs an emulator on this {host} machine, and none is registered in {dir} (binfmt_misc{mounted}): install QEMU user emulation with `{INSTALL_HINT}`{mount_hint}",
-        dir = .dir.display(),
-        mounted = if *.mounted { "" } else { " is not mounted there" },
-        mount_hint = if *.mounted { "" } else { " and mount binfmt_misc: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`" }
-    )]
-    Missing {
-        platform: String,
-        host: String,
-        dir: PathBuf,
-        mounted: bool,
-    },
-    #[error(
-        "a RUN for {platform}: the binfmt_misc handler {name} ({interpreter}) is registered without the F (fix-binary) flag, so its interpreter cannot be found inside the container: register it with F (Debian's `{INSTALL_HINT}` does)"
-    )]
-    NotFixBinary {
-        platform: String,
-        name: String,
-        interpreter: String,
-    },
-    #[error(
-        "a RUN for {platform}: rbuild does not know the ELF machine of architecture {architecture:?}, so it cannot tell whether an emulator takes it"
-    )]
-    UnknownArchitecture {
-        platform: String,
-        architecture: String,
-    },
 }
 
 /// The directory read: `RBUILD_BINFMT_MISC_DIR`, else the kernel's.
@@ -247,6 +213,7 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::INSTALL_HINT;
 
     /// What Debian's qemu-user-static registers for aarch64.
     const AARCH64: &str = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
