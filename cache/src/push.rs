@@ -365,6 +365,16 @@ impl Store {
     /// Names the stored image `source` (a tag or digest) also `target`, as
     /// `docker tag` does; `target` moves if it named another image.
     pub fn tag_image(&self, source: &str, target: &str) -> Result<(), PushError> {
+        // An image index is named whole, every platform with it.
+        if let Some(index) = self.index(source)? {
+            let desc = crate::oci::descriptor(
+                MediaType::ImageIndex,
+                &index.digest,
+                index.bytes.len() as u64,
+            )?;
+            self.tag_manifest(desc, &[target.to_string()])?;
+            return Ok(());
+        }
         let image = self
             .image(source)?
             .ok_or_else(|| PushError::NoSuchImage(source.to_string()))?;

@@ -151,6 +151,11 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
         info["Platforms"],
         serde_json::json!(["linux/amd64", "linux/arm64/v8"])
     );
+    // `tag` names the index, not one of its images.
+    env.ok(&["tag", &app, "copy:1"]);
+    let copy: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["inspect", "copy:1"]).stdout).unwrap();
+    assert_eq!(copy["Id"], info["Id"]);
 
     // Pulled back into fresh stores, each platform is its own image.
     for (platform, arch, machine) in [
