@@ -192,9 +192,14 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
     // --output type=oci writes the index; a docker tarball holds one platform: refused.
     let oci = env.work.path().join("app.oci.tar");
     let dest = format!("type=oci,dest={}", oci.display());
+    let meta = env.work.path().join("meta.json");
+    let meta_arg = meta.display().to_string();
     let mut with_output = build[..build.len() - 2].to_vec();
-    with_output.extend(["--output", &dest, p(&ctx)]);
+    with_output.extend(["--output", &dest, "--metadata-file", &meta_arg, p(&ctx)]);
     env.ok(&with_output);
+    // --metadata-file names the index, as buildx does.
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.digest"], info["Id"]);
     let out = Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci-archive:{}", oci.display()))

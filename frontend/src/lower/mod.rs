@@ -273,24 +273,22 @@ pub(super) fn lower_each(
     cx: &Context,
     targets: &[String],
 ) -> Result<(BuildGraph, Vec<TargetImage>, Option<VertexId>), Diagnostic> {
-    lower_each_with(ins, cx, targets, BuildGraph::new())
+    let mut shared = Shared::default();
+    let (images, context) = lower_each_with(ins, cx, targets, &mut shared)?;
+    Ok((shared.graph, images, context))
 }
 
-/// [`lower_each`] adding to `graph`.
+/// [`lower_each`] adding to `shared` (the graph, and the base images resolved so far).
 pub(super) fn lower_each_with(
     ins: &[Instruction],
     cx: &Context,
     targets: &[String],
-    graph: BuildGraph,
-) -> Result<(BuildGraph, Vec<TargetImage>, Option<VertexId>), Diagnostic> {
+    shared: &mut Shared,
+) -> Result<(Vec<TargetImage>, Option<VertexId>), Diagnostic> {
     let wanted: Vec<Option<String>> = if targets.is_empty() {
         vec![cx.opts.target.clone()]
     } else {
         targets.iter().cloned().map(Some).collect()
-    };
-    let mut shared = Shared {
-        graph,
-        ..Shared::default()
     };
     let mut images = Vec::new();
     let mut context = None;
@@ -300,11 +298,11 @@ pub(super) fn lower_each_with(
             ..cx.opts.clone()
         };
         let cx = Context { opts: &one, ..*cx };
-        let (image, ctx) = lower_target(ins, &cx, &mut shared)?;
+        let (image, ctx) = lower_target(ins, &cx, shared)?;
         images.push(image);
         context = context.or(ctx);
     }
-    Ok((shared.graph, images, context))
+    Ok((images, context))
 }
 
 /// `--call check`: every stage lowered into a throwaway graph (only the stages `targets`
@@ -369,7 +367,7 @@ pub(super) struct Context<'a> {
 
 /// What successive target lowerings share: the graph and resolved base images.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     graph: BuildGraph,
     images: HashMap<(String, Platform), Option<ResolvedImage>>,
 }

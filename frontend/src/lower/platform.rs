@@ -12,7 +12,7 @@
 //! by FROM lines; inside a stage only after an `ARG TARGETARCH` (without a value) names
 //! them (`args.rs`).
 
-use super::{Context, Lowerer, TargetImage, lower_each, lower_each_with};
+use super::{Context, Lowerer, Shared, TargetImage, lower_each, lower_each_with};
 use crate::Diagnostic;
 use rbuild_graph::{BuildGraph, Platform, VertexId};
 
@@ -77,7 +77,8 @@ pub(super) fn lower_platforms(
     if platforms.is_empty() {
         return lower_each(ins, cx, targets);
     }
-    let mut graph = BuildGraph::new();
+    // One graph and one set of resolved base images (by reference and platform) for all.
+    let mut shared = Shared::default();
     let mut images = Vec::new();
     let mut context = None;
     for p in platforms {
@@ -86,12 +87,11 @@ pub(super) fn lower_platforms(
             ..cx.opts.clone()
         };
         let cx = Context { opts: &one, ..*cx };
-        let (g, imgs, ctx) = lower_each_with(ins, &cx, targets, graph)?;
-        graph = g;
+        let (imgs, ctx) = lower_each_with(ins, &cx, targets, &mut shared)?;
         images.extend(imgs);
         context = context.or(ctx);
     }
-    Ok((graph, images, context))
+    Ok((shared.graph, images, context))
 }
 
 impl Lowerer<'_> {

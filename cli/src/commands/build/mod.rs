@@ -86,9 +86,15 @@ fn run(
     };
 
     let built = outputs::built_images(store, &plan.exports, &outcomes)?;
+    let indexes = match platforms::several(build) {
+        true => platforms::make_indexes(store, build, &built)?,
+        false => Vec::new(),
+    };
     if let (Some(path), Some(image)) = (&build.metadata_file, built.last()) {
         let tags = build.target_tags.last().cloned().unwrap_or_default();
-        metadata::write(path, image, &tags, &plan.graph, opts.history.as_deref())?;
+        let index = indexes.last().map(|i| i.digest.as_str());
+        let history = opts.history.as_deref();
+        metadata::write(path, image, index, &tags, &plan.graph, history)?;
     }
     if let Some(client) = &client {
         let solved = cache::Built {
@@ -103,7 +109,6 @@ fn run(
         cache::export_for(build, store, &solved)?;
     }
     if platforms::several(build) {
-        let indexes = platforms::make_indexes(store, build, &built)?;
         if build.push {
             let client = client
                 .as_ref()
