@@ -189,6 +189,29 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
     assert!(executed(&steps, "uname").is_empty(), "{stderr}");
     assert_eq!(raw(&app), index);
 
+    // The registry cache keeps each platform's records (`mode=min`: each platform's final
+    // chain): a fresh store builds both from it without running anything.
+    let cache = format!("type=registry,ref={}/app:cache", reg.host);
+    let two = [
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ];
+    let mut to = two.to_vec();
+    to.extend(["-t", "c:1", "--cache-to", &cache, p(&ctx)]);
+    env.ok(&to);
+    let mut from = two.to_vec();
+    from.extend(["-t", "c:1", "--cache-from", &cache, p(&ctx)]);
+    let out = Env::new().ok(&from);
+    let stderr = text(&out.stderr);
+    let steps = plain_steps(&stderr);
+    assert!(executed(&steps, "uname").is_empty(), "{stderr}");
+    let cached = steps
+        .iter()
+        .filter(|s| s.name.contains("RUN uname") && s.cached);
+    assert_eq!(cached.count(), 2, "{stderr}");
+
     // --output type=oci writes the index; a docker tarball holds one platform: refused.
     let oci = env.work.path().join("app.oci.tar");
     let dest = format!("type=oci,dest={}", oci.display());

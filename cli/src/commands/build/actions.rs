@@ -21,8 +21,9 @@ pub struct Plan {
     pub roots: Vec<VertexId>,
     /// The `--run` vertex.
     pub run: Option<VertexId>,
-    /// The last target's final step (what a cache export of `mode=min` starts from).
-    pub last_root: VertexId,
+    /// The last target's final step, one per platform (what a cache export of `mode=min`
+    /// starts from).
+    pub last_roots: Vec<VertexId>,
 }
 
 /// Adds the exports, pushes and run to the lowered graph.
@@ -97,16 +98,23 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         roots.push(v);
         v
     });
-    let last_root = lowered
+    // Targets are platform-major: the last of each platform's run is that platform's.
+    let per_platform = lowered.targets.len() / build.platforms.len().max(1);
+    let last_roots: Vec<VertexId> = lowered
         .targets
-        .last()
+        .iter()
+        .skip(per_platform.max(1) - 1)
+        .step_by(per_platform.max(1))
         .map(|t| t.root)
-        .ok_or_else(no_target)?;
+        .collect();
+    if last_roots.is_empty() {
+        return Err(no_target());
+    }
     Ok(Plan {
         graph: Arc::new(graph),
         exports,
         roots,
         run,
-        last_root,
+        last_roots,
     })
 }

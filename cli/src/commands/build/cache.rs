@@ -111,14 +111,19 @@ pub struct Built<'a> {
     pub opts: &'a SolveOptions,
     pub graph: &'a BuildGraph,
     pub outcomes: &'a HashMap<VertexId, Outcome>,
-    pub root: VertexId,
+    /// Where `mode=min` starts: the last target's final step, one per platform.
+    pub roots: &'a [VertexId],
 }
 
 impl Built<'_> {
     /// The records `mode` exports, with the explanation records of this build (so a
     /// build importing them can say why a step missed against it).
     fn records(&self, mode: CacheMode, store: &Store) -> Result<CacheConfig> {
-        let mut cfg = CacheConfig::new(export_records(self.graph, self.outcomes, self.root, mode)?);
+        let mut records = std::collections::BTreeMap::new();
+        for root in self.roots {
+            records.extend(export_records(self.graph, self.outcomes, *root, mode)?);
+        }
+        let mut cfg = CacheConfig::new(records);
         if let Some(h) = &self.opts.history {
             cfg.explain = h.exported(store);
         }

@@ -104,7 +104,7 @@ fn run(
             opts: &opts,
             graph: &plan.graph,
             outcomes: &outcomes,
-            root: plan.last_root,
+            roots: &plan.last_roots,
         };
         cache::export_for(build, store, &solved)?;
     }
