@@ -6,7 +6,7 @@ mod flags;
 mod shared;
 
 use anyhow::Result;
-use commands::{build, check, debug, images, login, pull, push, run};
+use commands::{build, check, debug, images, login, pull, push, run, store_ops};
 use flags::HiArgs;
 use flags::hiargs::Command;
 use std::process::ExitCode;
@@ -42,12 +42,19 @@ fn dispatch(args: HiArgs) -> Result<ExitCode> {
         Command::Push(p) => push::push(g, p),
         Command::Login(l) => login::login(g, l),
         Command::Logout(l) => login::logout(g, l),
-        Command::Load(l) => images::load(g, l),
+        Command::Load(l) => store_ops::load(g, l),
+        Command::Save(s) => store_ops::save(g, s),
         Command::Images(i) => images::images(g, i),
         Command::Inspect(i) => images::inspect(g, i),
-        Command::Tag(t) => images::tag(g, t),
-        Command::Rmi(r) => images::rmi(g, r),
-        Command::Prune(p) => images::prune(g, p),
+        Command::History(h) => images::history(g, h),
+        Command::DiskUsage => store_ops::disk_usage(g),
+        Command::Version => {
+            println!("rbuild {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tag(t) => store_ops::tag(g, t),
+        Command::Rmi(r) => store_ops::rmi(g, r),
+        Command::Prune(p) => store_ops::prune(g, p),
         Command::Check(c) => check::check(g, c),
         Command::DebugParse(d) => debug::parse(d),
     }

@@ -5,10 +5,12 @@
 //! attestation flags in `image_spec`, `--add-host`/`--ulimit`/`--shm-size`/`--cgroup-parent`
 //! in `run_settings`).
 
+mod argv;
 pub mod cache_spec;
 pub mod call_spec;
 pub mod context_spec;
 pub mod hiargs;
+mod image_cmds;
 mod image_spec;
 mod lowargs;
 pub mod output_spec;
@@ -17,20 +19,91 @@ mod secret_spec;
 mod targets;
 mod vars;
 
-use anyhow::{Result, anyhow};
-use clap::Parser;
+use anyhow::{Result, anyhow, bail};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser};
 pub use hiargs::HiArgs;
+use std::ffi::OsString;
 
-/// Reads the process's arguments. `--help`, `--version` and usage errors end the process
-/// here, as clap does (usage errors with status 2); a flag that clap read but rbuild
-/// refuses is an error for the caller to report.
+/// Reads the process's arguments. `--help`, `--version`, a bare `rbuild` (the help) and
+/// usage errors end the process here, as clap does (usage errors with status 2); a flag
+/// that clap read but rbuild refuses is an error for the caller to report.
 pub fn parse() -> Result<HiArgs> {
-    let low = match lowargs::LowArgs::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut cmd = lowargs::LowArgs::command();
+    if args.len() == 1 {
+        let _ = cmd.print_help();
+        std::process::exit(0);
+    }
+    let args = argv::hoist(args, &cmd);
+    let low = match lowargs::LowArgs::try_parse_from(args) {
         Ok(low) => low,
         Err(e) => return Err(refused_network(&e).unwrap_or_else(|| e.exit())),
     };
+    if low.command.is_none()
+        && let Some(word) = low.build.context.as_deref()
+    {
+        cmd.build();
+        unknown_command(word, &cmd)?;
+    }
     HiArgs::from_low(low)
+}
+
+/// `rbuild WORD` where WORD is no directory and reads like a command (no `/` or `.`): an
+/// unknown command, said so with the closest one, rather than a missing build context.
+fn unknown_command(word: &std::path::Path, cmd: &clap::Command) -> Result<()> {
+    let Some(w) = word.to_str() else {
+        return Ok(());
+    };
+    if word.exists() || w.contains(['/', '.']) || w.is_empty() {
+        return Ok(());
+    }
+    let names = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()));
+    let hint = match (argv::suggest(w, names), containers_only(w)) {
+        (Some(s), _) => format!("did you mean `rbuild {s}`? "),
+        (None, true) => format!(
+            "`docker {w}` works on containers, and rbuild keeps none (`rbuild run` removes each when it ends); "
+        ),
+        (None, false) => String::new(),
+    };
+    bail!(
+        "unknown command {w:?} for rbuild: {hint}`rbuild --help` lists the commands (a build context must be an existing directory: `rbuild build ./{w}` if you meant one)"
+    )
+}
+
+/// docker's commands about containers, volumes and networks, which rbuild has not.
+fn containers_only(word: &str) -> bool {
+    const CONTAINER_COMMANDS: &[&str] = &[
+        "ps",
+        "exec",
+        "start",
+        "stop",
+        "kill",
+        "restart",
+        "logs",
+        "attach",
+        "container",
+        "create",
+        "cp",
+        "commit",
+        "top",
+        "stats",
+        "wait",
+        "pause",
+        "unpause",
+        "rm",
+        "rename",
+        "port",
+        "diff",
+        "export",
+        "volume",
+        "network",
+        "compose",
+    ];
+    CONTAINER_COMMANDS.contains(&word)
 }
 
 /// `--network` took any text before it was a closed set, and refused an unknown mode with

@@ -1,5 +1,5 @@
 //! What several commands use: the store, the registry client, the image resolver lowering
-//! asks, progress printing, the async runtime and signals, exit codes, and the
+//! asks, progress printing, the async runtime and signals, exit codes, `--format` templates, docker's time words, and the
 //! two-vertex graphs of `pull`, `push` and `run`. Nothing here knows about flags or
 //! commands.
 
@@ -10,3 +10,5 @@ pub mod registry;
 pub mod resolver;
 pub mod runtime;
 pub mod store;
+pub mod template;
+pub mod when;

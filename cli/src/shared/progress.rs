@@ -8,7 +8,7 @@ use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
 use rbuild_solver::explain::Miss;
 use std::collections::{HashMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -22,17 +22,6 @@ pub enum Mode {
     Plain,
     /// Nothing.
     Quiet,
-}
-
-impl Mode {
-    /// `auto`: the live view when stderr is a terminal, plain lines otherwise.
-    pub fn auto() -> Mode {
-        if std::io::stderr().is_terminal() {
-            Mode::Tty
-        } else {
-            Mode::Plain
-        }
-    }
 }
 
 /// Prints the events of one solve as they arrive, in one [`Mode`].

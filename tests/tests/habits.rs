@@ -1,0 +1,235 @@
+//! A docker user's habits (issue 13): `-o -` to stdout, flags before the subcommand,
+//! `-o …,name=`, `BUILDKIT_PROGRESS`, docker's build-arg warning, every output and name
+//! checked before anything is built; docker's command tree (`image ls`, `builder prune`,
+//! `system df`, `buildx build`), `inspect`/`images`/`history` in docker's shapes with
+//! `--format`, `rmi` by ID, `load` from stdin, `save`.
+//! Needs root, busybox-static and tar (scripts/install-deps.sh).
+
+use rbuild_tests::{Env, executed, plain_steps};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn failed_with(o: &Output, message: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(message),
+        "wanted {message:?} in:\n{}",
+        text(&o.stderr)
+    );
+}
+
+/// `rbuild ARGS | tar -t`: the member names, and rbuild's stderr.
+fn piped_into_tar(env: &Env, args: &[&str]) -> (Vec<String>, String) {
+    let mut rbuild = env
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rbuild");
+    let tar = Command::new("tar")
+        .arg("-t")
+        .stdin(rbuild.stdout.take().expect("rbuild's stdout"))
+        .output()
+        .expect("run tar");
+    let out = rbuild.wait_with_output().expect("wait for rbuild");
+    assert!(
+        out.status.success(),
+        "rbuild {args:?}: {}",
+        text(&out.stderr)
+    );
+    assert!(tar.status.success(), "tar -t: {}", text(&tar.stderr));
+    (
+        text(&tar.stdout).lines().map(String::from).collect(),
+        text(&out.stderr),
+    )
+}
+
+fn app(env: &Env) -> std::path::PathBuf {
+    env.context(
+        "app",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG USED=1\nCOPY f /f\nRUN echo ran-$USED > /ran\nCMD [\"cat\", \"/ran\"]\n",
+            ),
+            ("f", "file\n"),
+        ],
+    )
+}
+
+#[test]
+fn dash_outputs_go_to_stdout() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    let (members, _) = piped_into_tar(&env, &["build", "--progress=plain", "-o", "-", p(&ctx)]);
+    assert!(members.iter().any(|m| m == "ran"), "{members:?}");
+    assert!(members.iter().any(|m| m == "bin/busybox"), "{members:?}");
+    let (members, _) = piped_into_tar(&env, &["build", "-o", "type=tar,dest=-", p(&ctx)]);
+    assert!(members.iter().any(|m| m == "f"), "{members:?}");
+    let (members, _) = piped_into_tar(&env, &["build", "-o", "type=oci,dest=-", p(&ctx)]);
+    assert!(members.iter().any(|m| m == "index.json"), "{members:?}");
+    // Nothing named `-` was made, in the context or here.
+    assert!(!ctx.join("-").exists());
+    assert!(!Path::new("-").exists());
+    // stdout cannot take the archive and -q's ID at once.
+    let o = env.run(&["build", "-q", "-o", "-", p(&ctx)]);
+    failed_with(&o, "-q prints the image ID on stdout");
+}
+
+#[test]
+fn flags_before_the_subcommand_apply() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    env.ok(&["build", "--progress=plain", "-t", "app:1", p(&ctx)]);
+    let o = env.ok(&["--no-cache", "--progress=plain", "build", p(&ctx)]);
+    let steps = plain_steps(&text(&o.stderr));
+    assert_eq!(executed(&steps, "RUN").len(), 1, "{}", text(&o.stderr));
+    let o = env.ok(&["--no-cache", "--progress=plain", "buildx", "build", p(&ctx)]);
+    assert_eq!(executed(&plain_steps(&text(&o.stderr)), "RUN").len(), 1);
+    // Without it, everything is cached.
+    let o = env.ok(&["--progress=plain", "build", p(&ctx)]);
+    assert!(executed(&plain_steps(&text(&o.stderr)), "RUN").is_empty());
+}
+
+#[test]
+fn outputs_name_images_and_progress_follows_the_environment() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    let o = env
+        .cmd(&[
+            "build",
+            "-t",
+            "app:1",
+            "-o",
+            "type=image,name=named:1",
+            p(&ctx),
+        ])
+        .env("BUILDKIT_PROGRESS", "plain")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !plain_steps(&text(&o.stderr)).is_empty(),
+        "plain lines: {}",
+        text(&o.stderr)
+    );
+    let ids = |name: &str| text(&env.ok(&["images", "-q", name]).stdout);
+    assert_eq!(ids("named:1"), ids("app:1"));
+    assert_eq!(ids("named:1").lines().count(), 1);
+    let o = env
+        .cmd(&["build", p(&ctx)])
+        .env("BUILDKIT_PROGRESS", "quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        plain_steps(&text(&o.stderr)).is_empty(),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn unused_build_args_get_dockers_warning() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    let o = env.ok(&[
+        "build",
+        "--progress=plain",
+        "--build-arg",
+        "USED=2",
+        "--build-arg",
+        "UNUSED=x",
+        "--build-arg",
+        "HTTP_PROXY=http://proxy:3128",
+        p(&ctx),
+    ]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{err}"
+    );
+    let o = env.ok(&[
+        "build",
+        "--progress=plain",
+        "--build-arg",
+        "USED=3",
+        p(&ctx),
+    ]);
+    assert!(
+        !text(&o.stderr).contains("[Warning]"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn bad_outputs_and_names_fail_before_anything_is_built() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    let w = env.work.path();
+    for (args, message) in [
+        (
+            vec!["-o", "type=bogus,dest=x"],
+            "--output type=bogus is not supported; use oci, docker, tar, local, image or registry",
+        ),
+        (
+            vec!["-o", "type=oci,dest=x.tar,compression=zstd"],
+            "compression=zstd is not supported: rbuild writes gzip layers only",
+        ),
+        (vec!["-o", "type=oci,dest=x,what=1"], "unknown key \"what\""),
+        (
+            vec!["-t", "UPPER:1"],
+            "-t \"UPPER:1\": invalid image reference \"UPPER:1\": repository name must be lowercase",
+        ),
+        (
+            vec!["-o", "type=image,name=Bad:1"],
+            "name=invalid image reference \"Bad:1\"",
+        ),
+        (
+            vec!["--format", "json"],
+            "--format shapes what --dry-run or --call prints",
+        ),
+    ] {
+        let mut all = vec!["build", "--progress=plain", "-t", "never:1"];
+        all.extend(args.iter().copied());
+        all.push(p(&ctx));
+        let o = env.cmd(&all).current_dir(w).output().unwrap();
+        failed_with(&o, message);
+        // Said before the solve: no step, no image, no tag, no file.
+        assert!(
+            plain_steps(&text(&o.stderr)).is_empty(),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(!w.join("x").exists() && !w.join("x.tar").exists());
+    }
+    let o = env.run(&["images", "-q", "never"]);
+    assert_eq!(text(&o.stdout), "");
+    let o = env.run(&["tag", "busybox", "BAD:1"]);
+    failed_with(
+        &o,
+        "cannot tag busybox as BAD:1: invalid image reference \"BAD:1\"",
+    );
+    let o = env.run(&["build", "--progress", "rawjson", p(&ctx)]);
+    failed_with(&o, "--progress=rawjson");
+    let o = env
+        .cmd(&["build", p(&ctx)])
+        .env("BUILDKIT_PROGRESS", "rawjson")
+        .output()
+        .unwrap();
+    failed_with(&o, "BUILDKIT_PROGRESS=rawjson) is not supported yet");
+}
