@@ -233,3 +233,173 @@ fn bad_outputs_and_names_fail_before_anything_is_built() {
         .unwrap();
     failed_with(&o, "BUILDKIT_PROGRESS=rawjson) is not supported yet");
 }
+
+#[test]
+fn the_command_tree_speaks_docker() {
+    let env = Env::new();
+    // Bare: the help, exit 0, nothing built.
+    let o = env.cmd(&[]).current_dir(env.work.path()).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("Usage: rbuild"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(!env.root().join("oci").exists(), "no store made");
+    // Unknown commands are not contexts.
+    let o = env
+        .cmd(&["imagse"])
+        .current_dir(env.work.path())
+        .output()
+        .unwrap();
+    failed_with(
+        &o,
+        "unknown command \"imagse\" for rbuild: did you mean `rbuild images`?",
+    );
+    let o = env
+        .cmd(&["ps"])
+        .current_dir(env.work.path())
+        .output()
+        .unwrap();
+    failed_with(&o, "`docker ps` works on containers, and rbuild keeps none");
+    let o = env.ok(&["version"]);
+    assert!(
+        text(&o.stdout).starts_with("rbuild "),
+        "{}",
+        text(&o.stdout)
+    );
+
+    env.busybox_base();
+    let ctx = app(&env);
+    env.ok(&["build", "-q", "-t", "app:1", "-t", "me/app:2", p(&ctx)]);
+    // image ls = images = image list.
+    let ls = text(&env.ok(&["image", "ls"]).stdout);
+    assert_eq!(ls, text(&env.ok(&["images"]).stdout));
+    assert_eq!(ls, text(&env.ok(&["image", "list"]).stdout));
+    let header: Vec<&str> = ls.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    );
+    assert!(ls.contains(" ago "), "CREATED says how long ago: {ls}");
+    // --format, {{json .}}, reference patterns, -q once per image.
+    let names = text(
+        &env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .stdout,
+    );
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["app:1", "busybox:latest", "me/app:2"]);
+    let rows = text(&env.ok(&["images", "--format", "{{json .}}", "app"]).stdout);
+    let row: serde_json::Value = serde_json::from_str(rows.trim()).unwrap();
+    assert_eq!(row["Repository"], "app");
+    assert_eq!(row["ID"].as_str().unwrap().len(), 12);
+    let id = row["ID"].as_str().unwrap().to_string();
+    let o = env.ok(&["images", "--filter", "reference=*/app", "-q"]);
+    assert_eq!(text(&o.stdout), format!("{id}\n"));
+    let o = env.ok(&["images", "-q", "-a"]);
+    assert_eq!(text(&o.stdout).lines().filter(|l| *l == id).count(), 1);
+    let table = text(
+        &env.ok(&["images", "--format", "table {{.ID}}\\t{{.Tag}}", "busybox"])
+            .stdout,
+    );
+    assert!(table.starts_with("IMAGE ID       TAG\n"), "{table}");
+
+    // inspect: an array in docker's shape, several images, --format.
+    let o = env.ok(&["image", "inspect", "app:1", "busybox"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let all = v.as_array().expect("an array");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["RepoTags"], serde_json::json!(["app:1", "me/app:2"]));
+    assert_eq!(all[0]["Config"]["Cmd"], serde_json::json!(["cat", "/ran"]));
+    assert_eq!(all[0]["RootFS"]["Type"], "layers");
+    assert!(all[0]["Id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        all[0]["RepoDigests"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("app@sha256:")
+    );
+    let o = env.ok(&["inspect", "-f", "{{json .Config.Cmd}} {{.Os}}", "app:1"]);
+    assert_eq!(text(&o.stdout), "[\"cat\",\"/ran\"] linux\n");
+    let o = env.run(&["inspect", "app:1", "nope:1"]);
+    failed_with(&o, "no image \"nope:1\"");
+    let o = env.run(&["inspect", "--format", "{{range .}}", "app:1"]);
+    failed_with(&o, "is not supported");
+
+    // history: newest first, the image ID on top.
+    let h = text(&env.ok(&["history", "app:1"]).stdout);
+    let lines: Vec<&str> = h.lines().collect();
+    assert!(lines[0].starts_with("IMAGE "), "{h}");
+    assert!(lines[1].starts_with(&id), "{h}");
+    assert!(
+        lines[1].contains("CMD [\"cat\" \"/ran\"]") || lines[1].contains("CMD"),
+        "{h}"
+    );
+    assert!(h.contains("RUN"), "{h}");
+    let o = env.ok(&["image", "history", "-q", "app:1"]);
+    assert!(text(&o.stdout).lines().skip(1).all(|l| l == "<missing>"));
+
+    // rmi by ID: several names need -f.
+    let o = env.run(&["rmi", &id]);
+    failed_with(
+        &o,
+        "has several names (app:1, me/app:2): remove them by name, or add -f",
+    );
+    let o = env.ok(&["image", "rm", "-f", &id, "nope:1"]);
+    assert_eq!(text(&o.stdout), "Untagged: app:1\nUntagged: me/app:2\n");
+    assert_eq!(text(&env.ok(&["images", "-q", "app"]).stdout), "");
+}
+
+#[test]
+fn save_load_through_pipes_and_the_prune_spellings() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    let built = text(&env.ok(&["build", "-q", "-t", "app:1", p(&ctx)]).stdout);
+    let archive = env.work.path().join("app.tar");
+    // save to stdout, load from stdin (`< file`, and `-i -`), into other stores.
+    let saved = env.ok(&["save", "app:1"]).stdout;
+    std::fs::write(&archive, &saved).unwrap();
+    for args in [&["load"][..], &["image", "load", "-q", "-i", "-"][..]] {
+        let other = Env::new();
+        let o = other
+            .cmd(args)
+            .stdin(std::fs::File::open(&archive).unwrap())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout), "Loaded image: app:1\n");
+        let id = text(&other.ok(&["inspect", "-f", "{{.Id}}", "app:1"]).stdout);
+        assert_eq!(id, built);
+    }
+    let out = env.work.path().join("o.tar");
+    env.ok(&["image", "save", "-o", p(&out), "app:1"]);
+    assert_eq!(std::fs::read(&out).unwrap(), saved);
+
+    // docker's prune spellings.
+    let o = env.ok(&[
+        "builder",
+        "prune",
+        "-af",
+        "--filter",
+        "until=1h",
+        "--keep-storage",
+        "1GB",
+    ]);
+    assert!(
+        text(&o.stdout).contains("Total reclaimed space: "),
+        "{}",
+        text(&o.stdout)
+    );
+    env.ok(&["buildx", "prune", "-f"]);
+    env.ok(&["image", "prune", "-f"]);
+    let o = env.run(&["image", "prune", "-a"]);
+    failed_with(&o, "image prune -a would remove every image here");
+    let df = text(&env.ok(&["system", "df"]).stdout);
+    let rows: Vec<Vec<&str>> = df.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]);
+    assert_eq!(rows[1][..3], ["Images", "2", "2"], "{df}");
+    assert_eq!(rows[2][..2], ["Build", "Cache"], "{df}");
+    assert!(text(&env.ok(&["images", "-q"]).stdout).lines().count() == 2);
+}

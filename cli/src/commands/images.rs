@@ -98,12 +98,10 @@ fn header(field: &str) -> String {
 
 fn print_rows(format: &str, rows: &[Value]) -> Result<()> {
     let t = template::parse(format).map_err(anyhow::Error::msg)?;
-    print!(
-        "{}",
-        t.render_all(rows, header)
-            .map_err(|e| anyhow!("--format {format:?}: {e}"))?
-    );
-    Ok(())
+    template::print(
+        &t.render_all(rows, header)
+            .map_err(|e| anyhow!("--format {format:?}: {e}"))?,
+    )
 }
 
 /// Lists the stored images as docker does: a row per name, newest first.
@@ -145,12 +143,14 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
     let rows: Vec<Value> = rows.into_iter().map(|(_, r)| r).collect();
     if images.quiet {
         let mut seen = std::collections::HashSet::new();
+        let mut ids = String::new();
         for r in &rows {
             let id = r["ID"].as_str().unwrap_or_default();
             if seen.insert(id.to_string()) {
-                println!("{id}");
+                ids.push_str(&format!("{id}\n"));
             }
         }
+        template::print(&ids)?;
         return Ok(ExitCode::SUCCESS);
     }
     let default = if images.digests {
@@ -222,7 +222,7 @@ pub fn inspect(global: &Global, inspect: &Inspect) -> Result<ExitCode> {
     }
     match &inspect.format {
         Some(f) => print_rows(f, &found)?,
-        None => println!("{}", serde_json::to_string_pretty(&found)?),
+        None => template::print(&format!("{}\n", serde_json::to_string_pretty(&found)?))?,
     }
     match missing.as_slice() {
         [] => Ok(ExitCode::SUCCESS),
@@ -277,9 +277,11 @@ pub fn history(global: &Global, history: &History) -> Result<ExitCode> {
         });
     }
     if history.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
-        }
+        let ids: String = rows
+            .iter()
+            .map(|r| format!("{}\n", r["ID"].as_str().unwrap_or_default()))
+            .collect();
+        template::print(&ids)?;
         return Ok(ExitCode::SUCCESS);
     }
     let default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";

@@ -184,6 +184,6 @@ pub fn disk_usage(global: &Global) -> Result<ExitCode> {
             human_size(cache)
         ),
     ];
-    print!("{}", crate::shared::template::align(&rows));
+    crate::shared::template::print(&crate::shared::template::align(&rows))?;
     Ok(ExitCode::SUCCESS)
 }

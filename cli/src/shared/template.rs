@@ -2,7 +2,8 @@
 //! `{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .Field}}`, `{{upper …}}`/`{{lower …}}`,
 //! the escapes `\t` and `\n`, and docker's `table` prefix (a header row, aligned columns).
 //! Values print as Go prints them (`[a b]` for a list, `map[k:v]` for an object).
-//! Anything else (`range`, `if`, pipelines) is refused with what is known.
+//! Anything else (`range`, `if`, pipelines) is refused with what is known. [`print`]
+//! writes a listing to stdout.
 
 use serde_json::Value;
 
@@ -214,6 +215,16 @@ pub fn align(lines: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Prints a listing on stdout; a reader that went away (`| head`) ends it quietly.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
