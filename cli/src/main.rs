@@ -33,7 +33,27 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The commands that mount, make namespaces or change file owners, by name.
+fn needs_root(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Build(b) if b.dry_run.is_none() && b.call.is_none() => Some("build"),
+        Command::Run(_) => Some("run"),
+        Command::Load(_) => Some("load"),
+        Command::Pull(_) => Some("pull"),
+        Command::Prune(_) => Some("prune"),
+        Command::Check(c) if c.repair => Some("check --repair"),
+        _ => None,
+    }
+}
+
 fn dispatch(args: HiArgs) -> Result<ExitCode> {
+    if let Some(name) = needs_root(&args.command)
+        && !nix::unistd::geteuid().is_root()
+    {
+        anyhow::bail!(
+            "rbuild {name} needs root: it mounts overlays, makes namespaces and gives files their owners; run it as root (sudo rbuild …)"
+        );
+    }
     let g = &args.global;
     match &args.command {
         Command::Build(b) => build::build(g, b),

@@ -403,3 +403,69 @@ fn save_load_through_pipes_and_the_prune_spellings() {
     assert_eq!(rows[2][..2], ["Build", "Cache"], "{df}");
     assert!(text(&env.ok(&["images", "-q"]).stdout).lines().count() == 2);
 }
+
+#[test]
+fn errors_say_the_fix_once() {
+    let env = Env::new();
+    env.busybox_base();
+    // A close local name is suggested when the registry has none (a port nobody serves).
+    let host = format!("127.0.0.1:{}", rbuild_tests::free_port());
+    env.ok(&["tag", "busybox", &format!("{host}/bbase:latest")]);
+    let ctx = env.context(
+        "typo",
+        &[(
+            "Dockerfile",
+            &format!("FROM {host}/bbase:lates\nRUN true\n"),
+        )],
+    );
+    let o = env.run(&["build", "--progress=plain", p(&ctx)]);
+    failed_with(
+        &o,
+        &format!("did you mean the local image {host}/bbase:latest?"),
+    );
+    assert_eq!(
+        text(&o.stderr).matches("did you mean").count(),
+        1,
+        "{}",
+        text(&o.stderr)
+    );
+    // A --from that is a stage's name mistyped.
+    let ctx = env.context(
+        "stage",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS build\nRUN echo > /a\nFROM busybox\nCOPY --from=buidl /a /a\n",
+        )],
+    );
+    let o = env.run(&["build", "--progress=plain", p(&ctx)]);
+    failed_with(&o, "did you mean the stage build (--from=build)?");
+    // Not root: one line, at the start, before anything is touched.
+    let tar = env.work.path().join("x.tar");
+    std::fs::write(&tar, b"").unwrap();
+    for args in [&["load", "-i", p(&tar)][..], &["build", p(&ctx)][..]] {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(rbuild_tests::rbuild_bin())
+            .args(args)
+            .env("RBUILD_ROOT", env.root())
+            .output()
+            .expect("setpriv (util-linux)");
+        failed_with(
+            &o,
+            "needs root: it mounts overlays, makes namespaces and gives files their owners",
+        );
+        assert_eq!(text(&o.stderr).lines().count(), 1, "{}", text(&o.stderr));
+    }
+    // Reading the store needs no root.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(rbuild_tests::rbuild_bin())
+        .args(["build", "--dry-run", p(&ctx)])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&o.stderr).contains("needs root"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -1,8 +1,7 @@
 //! The raw command line before clap reads it, and words clap could not place. Docker users
 //! put flags before the subcommand (`rbuild --no-cache build .`): [`hoist`] moves the
 //! subcommand (and its nested subcommands: `image ls`, `buildx build`) in front of them, so
-//! they are the subcommand's flags rather than lost. [`suggest`] finds the command a
-//! mistyped word meant.
+//! they are the subcommand's flags rather than lost.
 
 use std::ffi::OsString;
 
@@ -75,16 +74,6 @@ pub fn hoist(args: Vec<OsString>, cmd: &clap::Command) -> Vec<OsString> {
     out
 }
 
-/// The closest of `candidates` to a mistyped `word`, when one is close enough.
-pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 1.max(c.len() / 3))
-        .min_by_key(|(d, c)| (*d, c.len().abs_diff(word.len())))
-        .map(|(_, c)| c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +111,5 @@ mod tests {
         assert_eq!(hoisted("rbuild ctx build"), "rbuild ctx build");
         assert_eq!(hoisted("rbuild build ."), "rbuild build .");
         assert_eq!(hoisted("rbuild"), "rbuild");
-    }
-
-    #[test]
-    fn near_misses_are_suggested() {
-        let cmds = ["image", "images", "inspect", "build", "push"];
-        assert_eq!(suggest("imagse", cmds), Some("images"));
-        assert_eq!(suggest("biuld", cmds), Some("build"));
-        assert_eq!(suggest("ps", cmds), None);
-        assert_eq!(suggest("version", cmds), None);
     }
 }

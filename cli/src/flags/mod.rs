@@ -62,7 +62,10 @@ fn unknown_command(word: &std::path::Path, cmd: &clap::Command) -> Result<()> {
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
         .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_all_aliases()));
-    let hint = match (argv::suggest(w, names), containers_only(w)) {
+    let hint = match (
+        crate::shared::suggest::closest(w, names),
+        containers_only(w),
+    ) {
         (Some(s), _) => format!("did you mean `rbuild {s}`? "),
         (None, true) => format!(
             "`docker {w}` works on containers, and rbuild keeps none (`rbuild run` removes each when it ends); "
@@ -122,6 +125,31 @@ fn refused_network(e: &clap::Error) -> Option<anyhow::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every flag, positional and command `--help` shows says what it is.
+    #[test]
+    fn no_blank_help() {
+        fn walk(cmd: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !a.is_hide_set() && !builtin && a.get_help().is_none() {
+                    blank.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    blank.push(p.clone());
+                }
+                walk(sub, &p, blank);
+            }
+        }
+        let mut cmd = lowargs::LowArgs::command();
+        cmd.build();
+        let mut blank = Vec::new();
+        walk(&cmd, "rbuild", &mut blank);
+        assert!(blank.is_empty(), "no help text: {blank:#?}");
+    }
 
     #[test]
     fn unknown_networks_keep_their_message() {

@@ -10,5 +10,6 @@ pub mod registry;
 pub mod resolver;
 pub mod runtime;
 pub mod store;
+pub mod suggest;
 pub mod template;
 pub mod when;

@@ -30,7 +30,8 @@ pub fn lower(
     let opts = options(build, inputs);
     let (lowered, client) = match store {
         Some(s) => {
-            let resolver = StoreResolver::new(s, pull, build.always_pull);
+            let resolver =
+                StoreResolver::new(s, pull, build.always_pull).with_stages_of(&inputs.source);
             let lowered = lower::lower_targets(&inputs.source, &opts, &build.targets, &resolver);
             (lowered, resolver.into_client())
         }
