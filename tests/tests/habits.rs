@@ -469,3 +469,68 @@ fn errors_say_the_fix_once() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn contexts_from_stdin_and_remote_ones_refused() {
+    let env = Env::new();
+    env.busybox_base();
+    let with_stdin = |args: &[&str], input: Vec<u8>| {
+        let mut child = env
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        child.wait_with_output().unwrap()
+    };
+    // A Dockerfile on stdin, with an empty context (`rbuild -` too).
+    let df = b"FROM busybox\nRUN echo from-stdin > /s\nCMD [\"cat\", \"/s\"]\n".to_vec();
+    let o = with_stdin(&["build", "-q", "-t", "s:1", "-"], df.clone());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = with_stdin(&["-q", "-t", "s:1", "-"], df);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&env.ok(&["run", "s:1"]).stdout), "from-stdin\n");
+    // A gzip tar of a context, with -f naming a file inside it.
+    let ctx = env.context(
+        "tarred",
+        &[
+            (
+                "build.Dockerfile",
+                "FROM busybox\nCOPY a /a\nCMD [\"cat\", \"/a\"]\n",
+            ),
+            ("a", "in the tar\n"),
+        ],
+    );
+    let tgz = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-czf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tgz.status.success());
+    let o = with_stdin(
+        &["build", "-q", "-t", "s:2", "-f", "build.Dockerfile", "-"],
+        tgz.stdout,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&env.ok(&["run", "s:2"]).stdout), "in the tar\n");
+    // Refused, with what to do instead.
+    let o = with_stdin(&["build", "-f", "-", "-"], b"FROM busybox\n".to_vec());
+    failed_with(
+        &o,
+        "stdin can hold the build context (rbuild build -) or the Dockerfile (-f -), not both",
+    );
+    for url in [
+        "https://example.com/app.git#main:sub",
+        "git@example.com:me/app.git",
+    ] {
+        let o = env.run(&["build", url]);
+        failed_with(
+            &o,
+            "contexts from git repositories and URLs are not supported yet; fetch it first",
+        );
+    }
+}

@@ -55,7 +55,7 @@ fn unknown_command(word: &std::path::Path, cmd: &clap::Command) -> Result<()> {
     let Some(w) = word.to_str() else {
         return Ok(());
     };
-    if word.exists() || w.contains(['/', '.']) || w.is_empty() {
+    if word.exists() || w.contains(['/', '.']) || w.is_empty() || w == "-" {
         return Ok(());
     }
     let names = cmd
