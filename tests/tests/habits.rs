@@ -534,3 +534,29 @@ fn contexts_from_stdin_and_remote_ones_refused() {
         );
     }
 }
+
+#[test]
+fn run_flags_for_kept_containers_are_refused_with_why() {
+    let env = Env::new();
+    for (args, message) in [
+        (
+            &["run", "-d", "img"][..],
+            "run -d: rbuild runs a container in the foreground only",
+        ),
+        (
+            &["run", "-v", "/a:/b", "img"][..],
+            "run -v /a:/b: volumes and bind mounts are not supported",
+        ),
+        (
+            &["run", "-p", "80:80", "img"][..],
+            "run -p 80:80: not needed with --network host",
+        ),
+        (
+            &["run", "--name", "x", "img"][..],
+            "run --name x: rbuild keeps no containers",
+        ),
+    ] {
+        failed_with(&env.run(args), message);
+    }
+    assert!(!env.root().join("oci").exists(), "nothing touched");
+}

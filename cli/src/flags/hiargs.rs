@@ -8,10 +8,9 @@ use super::cache_spec::CacheFlags;
 use super::call_spec::{self, Call};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
-use super::{image_cmds, image_spec, run_settings, secret_spec, targets, vars};
+use super::{image_cmds, image_spec, platform, run_settings, secret_spec, targets, vars};
 use crate::shared::progress;
 use anyhow::{Result, bail};
-use rbuild_frontend::lower::parse_platform;
 use rbuild_graph::{NetworkMode, Platform, RunSettings};
 use rbuild_solver::secrets::SecretSpec;
 use rbuild_solver::ssh::SshSpec;
@@ -392,7 +391,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     }
     let host = Platform::host();
     if let Some(p) = &args.platform {
-        check_platform(p, &host)?;
+        platform::check_platform(p, &host)?;
     }
     image_spec::check_attestations(
         args.provenance.as_deref(),
@@ -400,7 +399,8 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         &args.attest,
     )?;
     let labels = image_spec::labels(&args.labels)?;
-    let annotations = image_spec::annotations(&args.annotations, |p| check_platform(p, &host))?;
+    let annotations =
+        image_spec::annotations(&args.annotations, |p| platform::check_platform(p, &host))?;
     let run_settings = run_settings::parse(&run_settings::RunFlags {
         add_hosts: &args.add_hosts,
         ulimits: &args.ulimits,
@@ -410,7 +410,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let mut build_args = vars::parse_build_args(&args.build_args)?;
     let epoch = source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
-    let allow_insecure = entitlements(&args.allow)?;
+    let allow_insecure = platform::entitlements(&args.allow)?;
     let progress = if args.quiet {
         progress::Mode::Quiet
     } else {
@@ -450,6 +450,26 @@ fn build(mut args: BuildArgs) -> Result<Build> {
 }
 
 fn run(args: RunArgs) -> Result<Run> {
+    if args.detach {
+        bail!(
+            "run -d: rbuild runs a container in the foreground only (no daemon keeps it); put it in the background with your shell (rbuild run IMAGE &)"
+        );
+    }
+    if let Some(v) = args.volumes.first() {
+        bail!(
+            "run -v {v}: volumes and bind mounts are not supported; COPY the files into the image (or RUN --mount=type=bind in a build)"
+        );
+    }
+    if let Some(p) = args.publish.first() {
+        bail!(
+            "run -p {p}: not needed with --network host (the default here): the container's ports are the host's"
+        );
+    }
+    if let Some(n) = &args.name {
+        bail!(
+            "run --name {n}: rbuild keeps no containers, so they have no names; leave out --name"
+        );
+    }
     Ok(Run {
         env: vars::resolve_env(&args.env)?,
         network: network(args.network),
@@ -490,46 +510,6 @@ fn source_date_epoch(
             "SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970-01-01 UTC (as `date +%s` or `git log -1 --format=%ct` prints it)"
         ),
     }
-}
-
-/// `--platform`: every platform of the comma-separated list must be `host`'s (spelled
-/// any way docker accepts: `amd64`, `linux/x86_64`, `linux/amd64/v1`, `local`). Another
-/// one is refused rather than silently building the host's.
-fn check_platform(value: &str, host: &Platform) -> Result<()> {
-    for p in value.split(',').map(str::trim) {
-        if p.eq_ignore_ascii_case("local") {
-            continue;
-        }
-        let Some(mut parsed) = parse_platform(p, host) else {
-            bail!("--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}");
-        };
-        // `amd64/v1` is plain amd64 (containerd's normalization).
-        if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
-            parsed.variant = None;
-        }
-        if &parsed != host {
-            bail!(
-                "--platform {p}: rbuild builds only for this machine's platform, {host}; building for {parsed} (or for several platforms) is not supported yet. Leave out --platform, or run rbuild on a {parsed} machine"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `--allow` values: whether `security.insecure` is among them. Unknown ones are
-/// refused rather than ignored, as buildx does.
-fn entitlements(allow: &[String]) -> Result<bool> {
-    let mut insecure = false;
-    for a in allow {
-        match a.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
-            other => bail!(
-                "--allow {other:?}: unknown entitlement (rbuild knows security.insecure and network.host)"
-            ),
-        }
-    }
-    Ok(insecure)
 }
 
 fn network(flag: NetworkFlag) -> NetworkMode {
@@ -702,40 +682,6 @@ mod tests {
             let e = source_date_epoch(&mut args, None).unwrap_err().to_string();
             assert!(e.contains("not a number of seconds since 1970"), "{e}");
         }
-    }
-
-    #[test]
-    fn only_the_host_platform_is_built() {
-        let amd64 = Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        };
-        for ok in [
-            "linux/amd64",
-            "amd64",
-            "x86_64",
-            "linux/x86_64",
-            "Linux/AMD64",
-            "linux/amd64/v1",
-            "local",
-            "linux/amd64,local",
-        ] {
-            check_platform(ok, &amd64).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-        let e = check_platform("linux/arm64", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("--platform linux/arm64: rbuild builds only for this machine's platform, linux/amd64; building for linux/arm64/v8"), "{e}");
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = check_platform("linux/amd64,linux/arm/v7", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--platform linux/arm/v7"), "{e}");
-        let e = check_platform("linux//x", &amd64).unwrap_err().to_string();
-        assert!(e.contains("not a platform"), "{e}");
-        // What the host is, whatever it is, is accepted.
-        assert!(hi(&["build", "--platform", &Platform::host().to_string(), "."]).is_ok());
     }
 
     #[test]

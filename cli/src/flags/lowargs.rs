@@ -547,6 +547,18 @@ pub struct RunArgs {
     /// Accepted for docker compatibility; no pseudo-terminal is allocated.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// docker's -d: refused (no daemon keeps a container running).
+    #[arg(short = 'd', long, hide = true)]
+    pub detach: bool,
+    /// docker's -v: refused (no volumes or bind mounts yet).
+    #[arg(short = 'v', long = "volume", hide = true)]
+    pub volumes: Vec<String>,
+    /// docker's -p: refused (the host network needs none).
+    #[arg(short = 'p', long = "publish", hide = true)]
+    pub publish: Vec<String>,
+    /// docker's --name: refused (containers are not kept).
+    #[arg(long, hide = true)]
+    pub name: Option<String>,
     /// The image (name or ID).
     pub image: String,
     /// The command (replaces the image's CMD).

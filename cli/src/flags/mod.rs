@@ -14,6 +14,7 @@ mod image_cmds;
 mod image_spec;
 mod lowargs;
 pub mod output_spec;
+mod platform;
 mod run_settings;
 mod secret_spec;
 mod targets;
