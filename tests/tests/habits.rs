@@ -141,6 +141,62 @@ fn outputs_name_images_and_progress_follows_the_environment() {
 }
 
 #[test]
+fn rawjson_progress_is_buildkits_solve_status() {
+    let env = Env::new();
+    env.busybox_base();
+    let ctx = app(&env);
+    for how in [
+        ["--progress", "rawjson"],
+        ["--no-cache", "--progress=rawjson"],
+    ] {
+        let mut args = vec!["build", "--no-cache"];
+        args.extend(how.iter().filter(|a| **a != "--no-cache"));
+        args.push(p(&ctx));
+        let o = env.ok(&args);
+        let events: Vec<serde_json::Value> = text(&o.stderr)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let run = events
+            .iter()
+            .filter_map(|e| e["vertexes"][0].as_object())
+            .find(|v| {
+                v["name"].as_str().is_some_and(|n| n.contains("RUN echo"))
+                    && v.contains_key("completed")
+            })
+            .expect("the RUN vertex, completed");
+        assert!(run["digest"].as_str().unwrap().starts_with("sha256:"));
+        assert!(run["started"].is_string() && run.get("error").is_none());
+        // Why it ran, as a stderr log line of that vertex, base64 as BuildKit writes logs:
+        // "CACHE MISS: --no-cache\n".
+        assert!(
+            events
+                .iter()
+                .any(|e| e["logs"][0]["vertex"] == run["digest"]
+                    && e["logs"][0]["data"] == "Q0FDSEUgTUlTUzogLS1uby1jYWNoZQo="
+                    && e["logs"][0]["stream"] == 2),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    let o = env
+        .cmd(&["build", p(&ctx)])
+        .env("BUILDKIT_PROGRESS", "rawjson")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        text(&o.stderr)
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("{\"vertexes\"")),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
 fn unused_build_args_get_dockers_warning() {
     let env = Env::new();
     env.busybox_base();
@@ -224,14 +280,6 @@ fn bad_outputs_and_names_fail_before_anything_is_built() {
         &o,
         "cannot tag busybox as BAD:1: invalid image reference \"BAD:1\"",
     );
-    let o = env.run(&["build", "--progress", "rawjson", p(&ctx)]);
-    failed_with(&o, "--progress=rawjson");
-    let o = env
-        .cmd(&["build", p(&ctx)])
-        .env("BUILDKIT_PROGRESS", "rawjson")
-        .output()
-        .unwrap();
-    failed_with(&o, "BUILDKIT_PROGRESS=rawjson) is not supported yet");
 }
 
 #[test]
@@ -425,6 +473,15 @@ fn errors_say_the_fix_once() {
     );
     assert_eq!(
         text(&o.stderr).matches("did you mean").count(),
+        1,
+        "{}",
+        text(&o.stderr)
+    );
+    // A push that fails: its error once, under its step, and a short last line.
+    let o = env.run(&["push", &format!("{host}/bbase:latest")]);
+    failed_with(&o, "failed (its ERROR line is above)");
+    assert_eq!(
+        text(&o.stderr).matches("Connection refused").count(),
         1,
         "{}",
         text(&o.stderr)

@@ -526,9 +526,7 @@ fn progress_mode(flag: ProgressFlag, terminal: bool) -> Result<progress::Mode> {
         ProgressFlag::Auto | ProgressFlag::Tty if terminal => progress::Mode::Tty,
         ProgressFlag::Auto | ProgressFlag::Tty | ProgressFlag::Plain => progress::Mode::Plain,
         ProgressFlag::Quiet => progress::Mode::Quiet,
-        ProgressFlag::Rawjson => bail!(
-            "--progress=rawjson (or BUILDKIT_PROGRESS=rawjson) is not supported yet: use plain, tty, auto or quiet"
-        ),
+        ProgressFlag::Rawjson => progress::Mode::RawJson,
     })
 }
 
@@ -651,7 +649,10 @@ mod tests {
             progress_mode(ProgressFlag::Auto, true).unwrap(),
             progress::Mode::Tty
         );
-        assert!(progress_mode(ProgressFlag::Rawjson, true).is_err());
+        assert_eq!(
+            progress_mode(ProgressFlag::Rawjson, true).unwrap(),
+            progress::Mode::RawJson
+        );
     }
 
     #[test]

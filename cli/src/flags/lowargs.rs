@@ -339,7 +339,7 @@ pub enum ProgressFlag {
     Tty,
     Plain,
     Quiet,
-    /// BuildKit's JSON event stream: refused (not written yet).
+    /// BuildKit's JSON event stream, a line per event.
     Rawjson,
 }
 
@@ -375,7 +375,7 @@ pub enum PullPolicy {
 
 #[derive(Args, Debug, Default)]
 pub struct BuildArgs {
-    /// The build context directory.
+    /// The build context: a directory, or `-` for a tar (or a Dockerfile) on stdin.
     pub context: Option<PathBuf>,
     /// Name and optionally a tag (`name:tag`); may be given several times.
     #[arg(short = 't', long = "tag")]
@@ -416,7 +416,7 @@ pub struct BuildArgs {
     #[arg(short, long)]
     pub quiet: bool,
     /// How steps are shown: `auto` (the live view on a terminal, else `plain`), `tty`,
-    /// `plain`, `quiet`.
+    /// `plain`, `quiet`, `rawjson` (BuildKit's JSON, a line per event).
     #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
     /// Default network for RUN steps.

@@ -39,6 +39,10 @@ pub fn parse() -> Result<HiArgs> {
     let args = argv::hoist(args, &cmd);
     let low = match lowargs::LowArgs::try_parse_from(args) {
         Ok(low) => low,
+        Err(e) if e.kind() == ErrorKind::UnknownArgument => {
+            eprint!("{}", without_dash_dash_tip(&e.render().to_string()));
+            std::process::exit(2);
+        }
         Err(e) => return Err(refused_network(&e).unwrap_or_else(|| e.exit())),
     };
     if low.command.is_none()
@@ -76,6 +80,16 @@ fn unknown_command(word: &std::path::Path, cmd: &clap::Command) -> Result<()> {
     bail!(
         "unknown command {w:?} for rbuild: {hint}`rbuild --help` lists the commands (a build context must be an existing directory: `rbuild build ./{w}` if you meant one)"
     )
+}
+
+/// clap's tip to pass an unknown flag as a value after `--` would put it into the
+/// `--run` command, which is never what was meant: left out.
+fn without_dash_dash_tip(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| !(l.contains("tip: to pass '") && l.contains("as a value, use '--")))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// docker's commands about containers, volumes and networks, which rbuild has not.
@@ -150,6 +164,15 @@ mod tests {
         let mut blank = Vec::new();
         walk(&cmd, "rbuild", &mut blank);
         assert!(blank.is_empty(), "no help text: {blank:#?}");
+    }
+
+    #[test]
+    fn no_tip_into_the_run_command() {
+        let e = lowargs::LowArgs::try_parse_from(["rbuild", "build", "--lod", "."]).unwrap_err();
+        let text = without_dash_dash_tip(&e.render().to_string());
+        assert!(text.contains("unexpected argument '--lod'"), "{text}");
+        assert!(text.contains("'--load'"), "{text}");
+        assert!(!text.contains("-- --lod"), "{text}");
     }
 
     #[test]

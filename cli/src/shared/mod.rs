@@ -6,6 +6,7 @@
 pub mod exit;
 pub mod oneshot;
 pub mod progress;
+pub mod rawjson;
 pub mod registry;
 pub mod resolver;
 pub mod runtime;

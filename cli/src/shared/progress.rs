@@ -3,6 +3,7 @@
 //! `CACHE MISS: why` after a step that runs), and
 //! on a terminal a compact live view (indicatif) of the steps in flight.
 
+use crate::shared::rawjson;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
@@ -22,6 +23,8 @@ pub enum Mode {
     Plain,
     /// Nothing.
     Quiet,
+    /// BuildKit's `SolveStatus` JSON, a line per event (`shared/rawjson.rs`).
+    RawJson,
 }
 
 /// Prints the events of one solve as they arrive, in one [`Mode`].
@@ -38,6 +41,8 @@ pub struct Printer {
     /// Vertices not shown (e.g. the container of `rbuild run`, which prints on its own).
     hidden: HashSet<VertexId>,
     show_cached: bool,
+    /// When each vertex started, on the wall clock (rawjson's times).
+    wall_started: HashMap<VertexId, chrono::DateTime<chrono::Utc>>,
 }
 
 /// `12.3s`-style durations.
@@ -81,6 +86,7 @@ impl Printer {
             multi,
             hidden: HashSet::new(),
             show_cached: true,
+            wall_started: HashMap::new(),
         }
     }
 
@@ -141,7 +147,54 @@ impl Printer {
             Mode::Quiet => {}
             Mode::Plain => self.handle_plain(ev),
             Mode::Tty => self.handle_tty(ev),
+            Mode::RawJson => self.handle_rawjson(ev),
         }
+    }
+
+    fn digest(&self, v: VertexId) -> String {
+        format!("sha256:{}", self.graph.key(v).to_hex())
+    }
+
+    fn handle_rawjson(&mut self, ev: Event) {
+        let now = chrono::Utc::now();
+        let vertex = ev.vertex();
+        let digest = self.digest(vertex);
+        let inputs: Vec<String> = self
+            .graph
+            .vertex(vertex)
+            .inputs
+            .iter()
+            .map(|i| self.digest(*i))
+            .collect();
+        let name = self.name(vertex);
+        let info = rawjson::VertexInfo {
+            digest: &digest,
+            inputs: &inputs,
+            name: &name,
+        };
+        let started = *self.wall_started.entry(vertex).or_insert(now);
+        let line = match ev {
+            Event::Started { .. } => rawjson::vertex(&info, started, None, false, None),
+            Event::Cached { .. } => rawjson::vertex(&info, started, Some(now), true, None),
+            Event::Done { .. } => rawjson::vertex(&info, started, Some(now), false, None),
+            Event::Failed { error, .. } => {
+                rawjson::vertex(&info, started, Some(now), false, Some(&error))
+            }
+            Event::Log { stream, data, .. } => {
+                let n = if stream == rbuild_executor::Stream::Stdout {
+                    1
+                } else {
+                    2
+                };
+                rawjson::log(&digest, n, &data, now)
+            }
+            Event::CacheMiss { miss, .. } => {
+                let why = self.miss_text(&miss);
+                rawjson::log(&digest, 2, format!("CACHE MISS: {why}\n").as_bytes(), now)
+            }
+            Event::Warning { message, .. } => rawjson::warning(&digest, &message),
+        };
+        self.plain(&line.to_string());
     }
 
     fn handle_plain(&mut self, ev: Event) {

@@ -64,8 +64,7 @@ impl<'a> StoreResolver<'a> {
             .iter()
             .flat_map(|i| i.tags.iter().map(|t| rbuild_cache::familiar_name(t)))
             .collect();
-        closest(familiar, names.iter().copied())
-            .map(|n| format!("did you mean the local image {n}?"))
+        close_name(familiar, &names).map(|n| format!("did you mean the local image {n}?"))
     }
 
     /// The registry client, if a resolve needed one.
@@ -132,6 +131,29 @@ impl ImageResolver for StoreResolver<'_> {
     }
 }
 
+/// `name:tag` → (name, tag); `latest` when there is no tag.
+fn split_tag(name: &str) -> (&str, &str) {
+    match name.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (name, "latest"),
+    }
+}
+
+/// A local name that `want` looks like a typo of: the same repository and a close tag (of
+/// three characters or more: `x:2` is no typo of `x:1`), or the same tag and a close
+/// repository.
+fn close_name<'a>(want: &str, names: &[&'a str]) -> Option<&'a str> {
+    let (repo, tag) = split_tag(want);
+    names.iter().copied().find(|n| {
+        let (r, t) = split_tag(n);
+        if r == repo {
+            tag.len() >= 3 && t != tag && closest(tag, [t]).is_some()
+        } else {
+            t == tag && closest(repo, [r]).is_some()
+        }
+    })
+}
+
 /// The names of a Dockerfile's stages (`FROM image AS name`); none when it does not parse.
 pub fn stage_names(source: &str) -> Vec<String> {
     let Ok(df) = rbuild_frontend::parser::parse(source) else {
@@ -150,6 +172,24 @@ pub fn stage_names(source: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_of_local_names() {
+        let local = [
+            "bbase:latest",
+            "x:1",
+            "busybox:latest",
+            "127.0.0.1:5000/app:1",
+        ];
+        assert_eq!(close_name("bbase:lates", &local), Some("bbase:latest"));
+        assert_eq!(close_name("busybx:latest", &local), Some("busybox:latest"));
+        assert_eq!(
+            close_name("127.0.0.1:5000/ap:1", &local),
+            Some("127.0.0.1:5000/app:1")
+        );
+        assert_eq!(close_name("x:2", &local), None);
+        assert_eq!(close_name("other:latest", &local), None);
+    }
 
     #[test]
     fn stages_are_named_by_as() {
