@@ -617,3 +617,127 @@ fn run_flags_for_kept_containers_are_refused_with_why() {
     }
     assert!(!env.root().join("oci").exists(), "nothing touched");
 }
+
+/// Text as a terminal of `cols` columns shows it, row by row: escape sequences dropped,
+/// `\r` and `\n` ending rows, a row wrapped after `cols` characters (indicatif pads its
+/// lines to the width and lets the terminal wrap).
+fn screen_lines(raw: &str, cols: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for e in chars.by_ref() {
+                        if e.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' | '\n' => out.push(std::mem::take(&mut line)),
+            c => {
+                if line.chars().count() == cols {
+                    out.push(std::mem::take(&mut line));
+                }
+                line.push(c)
+            }
+        }
+    }
+    out.push(line);
+    out
+}
+
+/// `rbuild ARGS` in a pseudo-terminal of `cols`×`rows` (util-linux's script).
+fn in_terminal(env: &Env, args: &str, cols: u16, rows: u16, no_color: bool) -> (bool, String) {
+    let line = format!(
+        "stty cols {cols} rows {rows}; {} {args}",
+        rbuild_tests::rbuild_bin().display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("RBUILD_ROOT", env.root());
+    if no_color {
+        c.env("NO_COLOR", "1");
+    } else {
+        c.env_remove("NO_COLOR");
+    }
+    let o = c.output().expect("script (util-linux)");
+    (o.status.success(), text(&o.stdout))
+}
+
+#[test]
+fn the_terminal_view_has_a_header_cut_lines_and_room_for_what_runs() {
+    let env = Env::new();
+    env.busybox_base();
+    let long = "a".repeat(150);
+    let ctx = env.context(
+        "par",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox AS a\nRUN echo {long} && sleep 1\nFROM busybox AS b\nRUN echo b && sleep 1\nFROM busybox AS c\nRUN echo c && sleep 1\nFROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\nCOPY --from=c /etc/passwd /c\n"
+            ),
+        )],
+    );
+    let args = format!("build --no-cache --progress=tty -t par:1 {}", p(&ctx));
+    let (ok, raw) = in_terminal(&env, &args, 60, 5, false);
+    assert!(ok, "{raw}");
+    let lines = screen_lines(&raw, 60);
+    // The long RUN is cut to the 60 columns (an ellipsis at the end), never wrapped.
+    assert!(lines.iter().all(|l| !l.starts_with("aaa")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("RUN echo aaaa") && l.trim_end().ends_with('…')),
+        "{lines:#?}"
+    );
+    // BuildKit's header while it runs and at the end, the result after it.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[+] Building ") && l.contains("(1/")),
+        "{lines:#?}"
+    );
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("[+] Building ") && l.trim_end().ends_with(") FINISHED"));
+    let end = end.unwrap_or_else(|| panic!("no FINISHED header: {lines:#?}"));
+    assert!(
+        lines[end..]
+            .iter()
+            .any(|l| l.starts_with(" => naming to par:1")),
+        "{lines:#?}"
+    );
+    // Three RUNs at once in 5 rows: two get a line, the third is counted.
+    assert!(
+        lines.iter().any(|l| l.contains("… and 1 more running")),
+        "{lines:#?}"
+    );
+    // Colours, unless NO_COLOR.
+    assert!(raw.contains("\x1b[34m#"), "finished steps in blue");
+    let (ok, raw) = in_terminal(&env, &args, 60, 5, true);
+    assert!(ok && !raw.contains("\x1b[34m"), "{raw}");
+    // A failure: the header says ERROR, in red, and the step's error is whole.
+    let bad = env.context(
+        "bad",
+        &[("Dockerfile", "FROM busybox\nRUN echo nope; exit 3\n")],
+    );
+    let (ok, raw) = in_terminal(
+        &env,
+        &format!("build --progress=tty {}", p(&bad)),
+        60,
+        5,
+        false,
+    );
+    assert!(!ok);
+    assert!(raw.contains("\x1b[31m[+] Building"), "{raw}");
+    assert!(
+        screen_lines(&raw, 60)
+            .iter()
+            .any(|l| l.trim_end().ends_with(") ERROR")),
+        "{raw}"
+    );
+}

@@ -13,4 +13,5 @@ pub mod runtime;
 pub mod store;
 pub mod suggest;
 pub mod template;
+pub mod tty;
 pub mod when;

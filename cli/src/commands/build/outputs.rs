@@ -42,6 +42,13 @@ pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Resu
     }
     let image = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
     let tags = build.target_tags.last().cloned().unwrap_or_default();
+    // The terminal view ends with the result, as BuildKit's does.
+    if build.progress == crate::shared::progress::Mode::Tty {
+        eprintln!(" => writing image {}", image.config_digest);
+        for t in &tags {
+            eprintln!(" => naming to {t}");
+        }
+    }
     for output in &build.outputs {
         write(store, &image, &tags, &output.kind)?;
     }
