@@ -528,7 +528,7 @@ fn errors_say_the_fix_once() {
 }
 
 #[test]
-fn contexts_from_stdin_and_remote_ones_refused() {
+fn contexts_from_stdin_and_git_a_tarball_url_refused() {
     let env = Env::new();
     env.busybox_base();
     let with_stdin = |args: &[&str], input: Vec<u8>| {
@@ -580,16 +580,54 @@ fn contexts_from_stdin_and_remote_ones_refused() {
         &o,
         "stdin can hold the build context (rbuild build -) or the Dockerfile (-f -), not both",
     );
-    for url in [
-        "https://example.com/app.git#main:sub",
-        "git@example.com:me/app.git",
+    let o = env.run(&["build", "https://example.com/ctx.tar.gz"]);
+    failed_with(
+        &o,
+        "contexts from URLs that are not git repositories (tarballs) are not supported yet; pipe it in: curl -L https://example.com/ctx.tar.gz | rbuild build -",
+    );
+    // A git context: URL#REF:SUBDIR with a branch, a tag or a commit (a local repository
+    // through file://: the same clone as for https://).
+    let repo = env.context(
+        "repo",
+        &[
+            (
+                "sub/Dockerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("sub/f", "one\n"),
+        ],
+    );
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(o.status.success(), "git {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    git(&["init", "-q", "-b", "main", "."]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    let first = git(&["rev-parse", "HEAD"]).trim().to_string();
+    std::fs::write(repo.join("sub/f"), "two\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+    let url = format!("file://{}", p(&repo));
+    for (fragment, want) in [
+        ("main:sub".to_string(), "two\n"),
+        ("v1:sub".to_string(), "one\n"),
+        (format!("{first}:sub"), "one\n"),
     ] {
-        let o = env.run(&["build", url]);
-        failed_with(
-            &o,
-            "contexts from git repositories and URLs are not supported yet; fetch it first",
-        );
+        let word = format!("{url}#{fragment}");
+        env.ok(&["build", "-q", "-t", "g:1", &word]);
+        assert_eq!(text(&env.ok(&["run", "g:1"]).stdout), want, "{word}");
     }
+    let o = env.run(&["build", &format!("{url}#nope:sub")]);
+    failed_with(&o, "no branch, tag or commit \"nope\"");
+    let o = env.run(&["build", &format!("{url}#main:../..")]);
+    failed_with(&o, "\"../..\" is not a directory inside the repository");
 }
 
 #[test]

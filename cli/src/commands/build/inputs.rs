@@ -1,7 +1,8 @@
 //! Step 1 of a build: what it reads before anything else — the context directory (or,
 //! for `rbuild build -`, a tar on stdin unpacked into a temporary one, or a Dockerfile on
 //! stdin with an empty context), the Dockerfile (a file or stdin) and the context's
-//! `.dockerignore`. Git and URL contexts are refused with what to do instead.
+//! `.dockerignore`. A git URL is cloned (`remote.rs`); other URLs are refused with what to
+//! do instead.
 
 use crate::flags::hiargs::{Build, Dockerfile};
 use anyhow::{Context, Result, anyhow, bail};
@@ -19,7 +20,7 @@ pub struct Inputs {
     pub ignore: Vec<String>,
     /// `--build-context`s, read.
     pub contexts: super::contexts::Contexts,
-    /// The context unpacked from stdin (removed when the build ends).
+    /// The context unpacked from stdin or cloned (removed when the build ends).
     _stdin_context: Option<tempfile::TempDir>,
 }
 
@@ -91,28 +92,31 @@ fn stdin_kind(bytes: &[u8]) -> StdinKind {
     }
 }
 
-/// A context that names a git repository or a URL, which rbuild does not fetch.
-fn remote_context(context: &std::path::Path) -> Option<&str> {
-    let c = context.to_str()?;
-    let remote = c.starts_with("https://")
-        || c.starts_with("http://")
-        || c.starts_with("git@")
-        || c.starts_with("git://")
-        || c.starts_with("ssh://")
-        || (c.ends_with(".git") && !context.exists())
-        || c.contains(".git#");
-    remote.then_some(c)
-}
-
 /// Checks the context and reads the Dockerfile and `.dockerignore`.
 pub fn read(build: &Build) -> Result<Inputs> {
     let mut context = build.context.clone();
     let mut dockerfile = build.dockerfile.clone();
     let mut stdin_context = None;
-    if let Some(url) = remote_context(&context) {
-        bail!(
-            "build context {url}: contexts from git repositories and URLs are not supported yet; fetch it first (git clone URL DIR, or curl … | rbuild build -) and build the directory"
-        );
+    let word = context.to_str().unwrap_or_default().to_string();
+    match super::remote::parse(&word, context.exists()) {
+        Some(super::remote::Remote::Url(url)) => bail!(
+            "build context {url}: contexts from URLs that are not git repositories (tarballs) are not supported yet; pipe it in: curl -L {url} | rbuild build -"
+        ),
+        Some(super::remote::Remote::Git(git)) => {
+            let dir = tempfile::Builder::new()
+                .prefix("rbuild-git-context-")
+                .tempdir()
+                .context("cannot make a directory for the git context")?;
+            let clone = dir.path().join("repo");
+            context = super::remote::clone(&git, &clone)?;
+            // -f names a file inside the repository's context directory.
+            if let Dockerfile::File(f) = &dockerfile {
+                let inside = f.strip_prefix(&word).unwrap_or(f);
+                dockerfile = Dockerfile::File(context.join(inside));
+            }
+            stdin_context = Some(dir);
+        }
+        None => {}
     }
     if context.as_os_str() == "-" {
         if dockerfile == Dockerfile::Stdin {
@@ -201,14 +205,5 @@ mod tests {
         assert_eq!(stdin_kind(&[0x1f, 0x8b, 8]), StdinKind::Gzip);
         assert_eq!(stdin_kind(b"FROM busybox\n"), StdinKind::Text);
         assert!(matches!(stdin_kind(b"BZh91AY"), StdinKind::Other(_)));
-        assert_eq!(
-            remote_context("https://x/y.git#main".as_ref()),
-            Some("https://x/y.git#main")
-        );
-        assert_eq!(
-            remote_context("git@github.com:a/b.git".as_ref()),
-            Some("git@github.com:a/b.git")
-        );
-        assert_eq!(remote_context("ctx".as_ref()), None);
     }
 }

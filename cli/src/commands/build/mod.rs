@@ -17,6 +17,7 @@ mod inputs;
 mod lower;
 mod metadata;
 mod outputs;
+mod remote;
 mod solve;
 
 use crate::flags::hiargs::{Build, Global};
