@@ -118,8 +118,22 @@ impl Store {
             .flatten()
             .unwrap_or(MediaType::ImageManifest);
         let base = descriptor(mtype, &image.manifest_digest, mbytes.len() as u64)?;
+        let mut blobs = vec![image.manifest_digest.clone(), image.config_digest.clone()];
+        blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
+        self.write_layout_tar(base, blobs, &tags, out)
+    }
+
+    /// A tar of an OCI layout whose index.json points at `base` (named each of `tags`,
+    /// already checked) and whose blobs are `blobs`.
+    pub(crate) fn write_layout_tar(
+        &self,
+        base: oci_spec::image::Descriptor,
+        blobs: Vec<String>,
+        tags: &[String],
+        out: &mut dyn Write,
+    ) -> Result<(), CacheError> {
         let mut manifests = Vec::new();
-        for t in &tags {
+        for t in tags {
             manifests.push(with_annotations(
                 base.clone(),
                 &[(REF_NAME, t), (CONTAINERD_NAME, t)],
@@ -137,8 +151,6 @@ impl Store {
         w.file("index.json", &index)?;
         w.dir("blobs/")?;
         w.dir("blobs/sha256/")?;
-        let mut blobs = vec![image.manifest_digest.clone(), image.config_digest.clone()];
-        blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
         for d in dedup(blobs) {
             w.blob(self, &d, &format!("blobs/sha256/{}", digest_hex(&d)?))?;
         }

@@ -90,6 +90,37 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Archives a directory the store keeps (a cache mount's) as a layer blob, leaving the
+    /// directory as it is; `None` when it is empty. The same content gives the same bytes
+    /// (sorted entries, the blocks of earlier blobs reused), so an unchanged directory is
+    /// the blob a destination already has.
+    pub fn archive_dir(&self, dir: &Path) -> Result<Option<Layer>, CacheError> {
+        let mut rd = std::fs::read_dir(dir).ctx("read directory", dir)?;
+        if rd.next().is_none() {
+            return Ok(None);
+        }
+        let blob = self.blob_writer()?;
+        let reuse = crate::reuse::Reuse::load(&self.pieces_dir(), &self.blobs_dir());
+        let gz = crate::pargz::ParGz::new(blob, self.gzip_level(), reuse.map(Arc::new))
+            .ctx("start compressing", dir)?;
+        // Read only: the directory stays the cache mount it is (its xattrs untouched).
+        let tar = write_upper_tar(dir, HashWriter::new(gz), None, true, None)?;
+        let (gz, diff_id, _) = tar.finish();
+        let (blob, pieces) = gz.finish().ctx("compress", dir)?;
+        let (digest, size) = blob.commit(None)?;
+        if !pieces.is_empty() {
+            let _ = crate::reuse::save_index(&self.pieces_dir(), digest_hex(&digest)?, &pieces);
+        }
+        Ok(Some(Layer {
+            digest,
+            diff_id,
+            size,
+            media_type: MediaType::ImageLayerGzip,
+        }))
+    }
+}
+
 /// Writes the tar stream of `upper` (overlay form → OCI whiteouts) into `out`, with the
 /// end-of-archive blocks. Also strips overlay-private xattrs (other than opaque) from
 /// `upper`, which is about to become a lower dir, unless `read_only` (`check` reading a

@@ -33,6 +33,13 @@ pub enum CacheError {
     InvalidDigest(String),
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// An image index has no image for the platform asked for.
+    #[error("{name} has no image for {platform}; it has {available} (ask for one with --platform)")]
+    NoPlatform {
+        name: String,
+        platform: String,
+        available: String,
+    },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
     #[error("invalid cache key {0:?}: use 1 to 128 characters from [0-9a-zA-Z_-]")]

@@ -17,8 +17,9 @@ use std::path::PathBuf;
 
 /// Directory of the explanation records under the store root.
 pub const EXPLAIN_DIR: &str = "explain";
-/// The record format this code reads and writes.
-pub const RECORD_VERSION: u32 = 1;
+/// The record format this code reads and writes (2: a RUN's environment as a delta, and
+/// the op digest without it; a record of another version reads as none).
+pub const RECORD_VERSION: u32 = 2;
 const RECORD_FILE: &str = "record.json";
 const LIST_EXT: &str = "files";
 
@@ -54,7 +55,17 @@ pub struct StepRecord {
     /// and digests, the platform, network and security modes).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, String>,
+    /// For a RUN: the step (its key in [`BuildRecord::steps`]) whose environment this
+    /// one's `env:NAME` digests are a delta from, None when they hold the whole
+    /// environment. A removed variable's digest is [`ENV_REMOVED`]. Kept as a delta, a
+    /// Dockerfile of n steps with a growing environment has a record of size O(n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_from: Option<String>,
 }
+
+/// The digest of a variable a RUN's environment no longer has (see
+/// [`StepRecord::env_from`]).
+pub const ENV_REMOVED: &str = "-";
 
 /// A record as a cache export carries it: the record and its file lists (base64).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -132,6 +143,34 @@ pub fn has_list(store: &Store, id: &str, digest: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// Removes the records (and their file lists) last written at least `until` ago, or
+/// every one when `until` is None: what `prune --all` and `--filter until=` clear beside
+/// the build cache. A build running meanwhile writes its record again when it ends.
+/// Returns the bytes freed.
+pub(crate) fn prune(store: &Store, until: Option<std::time::Duration>) -> u64 {
+    let Ok(entries) = std::fs::read_dir(store.root().join(EXPLAIN_DIR)) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut freed = 0;
+    for e in entries.flatten() {
+        let written = std::fs::metadata(e.path().join(RECORD_FILE)).and_then(|m| m.modified());
+        let old_enough = match (until, written) {
+            (None, _) => true,
+            (Some(d), Ok(t)) => now.duration_since(t).unwrap_or_default() >= d,
+            // No record in it: a half-written directory of a build that died.
+            (Some(_), Err(_)) => true,
+        };
+        if old_enough {
+            let bytes = fsutil::du(&e.path());
+            if std::fs::remove_dir_all(e.path()).is_ok() {
+                freed += bytes;
+            }
+        }
+    }
+    freed
+}
+
 /// Writes `record` as the record `id` with the file lists `lists` (digest → bytes), then
 /// removes the lists no step of it names any more. Lists are written before the record,
 /// so a record never names a list that a crash left unwritten.
@@ -204,6 +243,7 @@ mod tests {
             inputs: vec![],
             digests: BTreeMap::from([("a0:content".to_string(), content.to_string())]),
             values: BTreeMap::new(),
+            env_from: None,
         }
     }
 
@@ -234,6 +274,12 @@ mod tests {
         assert!(!has_list(&store, &id, "1111111111111111"));
         assert!(has_list(&store, &id, "2222222222222222"));
         assert!(size(&store, &id) > 3);
+        // Prune by age keeps a fresh record; prune of everything removes it.
+        assert_eq!(prune(&store, Some(std::time::Duration::from_secs(3600))), 0);
+        assert!(load(&store, &id).unwrap().is_some());
+        assert!(prune(&store, None) > 3);
+        assert_eq!(load(&store, &id).unwrap(), None);
+        save(&store, &id, &rec, &lists).unwrap();
         // Names that could leave the directory are refused.
         assert!(load(&store, "../x").is_err());
         assert!(load_list(&store, &id, "../../x").is_err());

@@ -335,6 +335,19 @@ impl Store {
         if let Some((d, tags)) = exact.or_else(equiv) {
             return self.load_image(d, tags.clone()).map(Some);
         }
+        // A tag naming an image index: its image for this machine (`image_for` asks for
+        // another platform).
+        if let Some(index) = self.index(name_or_digest)? {
+            let host = rbuild_registry::platform::host();
+            return match index.manifest_for(&host) {
+                Some(d) => self.load_image(d, index.tags.clone()).map(Some),
+                None => Err(CacheError::NoPlatform {
+                    name: name_or_digest.to_string(),
+                    platform: rbuild_registry::platform::name(&host),
+                    available: index.platform_names().join(", "),
+                }),
+            };
+        }
         // A whole manifest digest names its entry: no need to load every image.
         if let Some((d, tags)) = all.iter().find(|(d, _)| d == name_or_digest) {
             return self.load_image(d, tags.clone()).map(Some);

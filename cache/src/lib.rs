@@ -29,6 +29,7 @@ mod extract;
 mod flatten;
 mod fsutil;
 pub mod gc;
+pub mod index;
 mod keylock;
 mod layout;
 mod lease;

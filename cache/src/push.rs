@@ -13,9 +13,10 @@
 //! to a repository. It is a hint only: a stale line costs one declined mount.
 
 use crate::error::IoContext;
+use crate::index::StoredIndex;
 use crate::registry::media_types::is_image_manifest;
 use crate::registry::{PushStatus, Reference, RegistryClient, RegistryError, declared_media_type};
-use crate::{CacheError, Store, digest_hex, fsutil};
+use crate::{CacheError, Store, StoredImage, digest_hex, fsutil};
 use oci_spec::image::MediaType;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,9 +116,30 @@ pub async fn push_with_progress(
             "cannot push to a digest; name a tag (the registry computes the digest)".into(),
         ));
     }
+    // An index goes up with every platform's image, under one reference.
+    if let Some(index) = store.index(local_name)? {
+        return push_index(store, client, &index, target, progress).await;
+    }
     let image = store
         .image(local_name)?
         .ok_or_else(|| PushError::NoSuchImage(local_name.to_string()))?;
+    push_stored(store, client, &image, &r, target, progress).await
+}
+
+/// Pushes the stored `image` to `r` (its tag, or by digest when it has none); `target`
+/// names it in errors.
+pub(crate) async fn push_stored(
+    store: &Store,
+    client: &RegistryClient,
+    image: &StoredImage,
+    r: &Reference,
+    target: &str,
+    progress: PushProgress,
+) -> Result<PushReport, PushError> {
+    let invalid = |message: String| PushError::Invalid {
+        reference: target.to_string(),
+        message,
+    };
     // Leased for the push: an `rbuild rmi` and `prune` meanwhile leave its blobs.
     store.lease_layers(&image.layers)?;
     store.lease_blob(&image.manifest_digest)?;
@@ -197,7 +219,7 @@ pub async fn push_with_progress(
         digest: image.manifest_digest.clone(),
         size: manifest.len() as u64,
     });
-    let digest = client.push_manifest(&r, &media_type, &manifest).await?;
+    let digest = client.push_manifest(r, &media_type, &manifest).await?;
     if digest != image.manifest_digest {
         return Err(invalid(format!(
             "the registry stored manifest {digest}, not the local {}",
@@ -206,6 +228,49 @@ pub async fn push_with_progress(
     }
     report.manifest_digest = digest;
     report.manifest_size = manifest.len() as u64;
+    Ok(report)
+}
+
+/// Pushes the stored index `index` to `target` (a tag): each platform's image by digest,
+/// then the index under the tag. The report counts every blob; its manifest digest is the
+/// index's.
+pub async fn push_index(
+    store: &Store,
+    client: &RegistryClient,
+    index: &StoredIndex,
+    target: &str,
+    progress: PushProgress,
+) -> Result<PushReport, PushError> {
+    let r = Reference::parse(target).map_err(RegistryError::from)?;
+    store.lease_blob(&index.digest)?;
+    let mut report = PushReport::default();
+    for (digest, _) in &index.manifests {
+        let image = store.load_image(digest, vec![])?;
+        let by_digest = Reference {
+            tag: None,
+            digest: None,
+            ..r.clone()
+        };
+        let one = push_stored(store, client, &image, &by_digest, target, progress.clone()).await?;
+        report.pushed += one.pushed;
+        report.skipped += one.skipped;
+        report.mounted += one.mounted;
+        report.bytes += one.bytes;
+    }
+    let digest = client
+        .push_manifest(&r, &MediaType::ImageIndex, &index.bytes)
+        .await?;
+    if digest != index.digest {
+        return Err(PushError::Invalid {
+            reference: target.to_string(),
+            message: format!(
+                "the registry stored index {digest}, not the local {}",
+                index.digest
+            ),
+        });
+    }
+    report.manifest_digest = digest;
+    report.manifest_size = index.bytes.len() as u64;
     Ok(report)
 }
 
@@ -300,6 +365,16 @@ impl Store {
     /// Names the stored image `source` (a tag or digest) also `target`, as
     /// `docker tag` does; `target` moves if it named another image.
     pub fn tag_image(&self, source: &str, target: &str) -> Result<(), PushError> {
+        // An image index is named whole, every platform with it.
+        if let Some(index) = self.index(source)? {
+            let desc = crate::oci::descriptor(
+                MediaType::ImageIndex,
+                &index.digest,
+                index.bytes.len() as u64,
+            )?;
+            self.tag_manifest(desc, &[target.to_string()])?;
+            return Ok(());
+        }
         let image = self
             .image(source)?
             .ok_or_else(|| PushError::NoSuchImage(source.to_string()))?;

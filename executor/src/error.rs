@@ -27,6 +27,9 @@ pub enum ExecError {
     /// The container was built but the command could not be started.
     #[error("exec {program:?}: {reason}")]
     Exec { program: String, reason: String },
+    /// The command is for another platform and no emulator takes it.
+    #[error(transparent)]
+    Emulation(#[from] EmulationError),
 }
 
 impl ExecError {
@@ -93,4 +96,39 @@ pub enum ProfileError {
     Mask { op: String, mask: Option<u64> },
     #[error("argument value {0:#x} does not fit 32 bits")]
     ArgumentValue(u64),
+}
+
+/// How to get emulators on Debian.
+pub const INSTALL_HINT: &str = "apt-get install qemu-user-static binfmt-support";
+
+/// Why a platform's binaries cannot run here (`sandbox/emulation.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmulationError {
+    #[error(
+        "a RUN for {platform} needs an emulator on this {host} machine, and none is registered in {dir} (binfmt_misc{mounted}): install QEMU user emulation with `{INSTALL_HINT}`{mount_hint}",
+        dir = .dir.display(),
+        mounted = if *.mounted { "" } else { " is not mounted there" },
+        mount_hint = if *.mounted { "" } else { " and mount binfmt_misc: `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`" }
+    )]
+    Missing {
+        platform: String,
+        host: String,
+        dir: PathBuf,
+        mounted: bool,
+    },
+    #[error(
+        "a RUN for {platform}: the binfmt_misc handler {name} ({interpreter}) is registered without the F (fix-binary) flag, so its interpreter cannot be found inside the container: register it with F (Debian's `{INSTALL_HINT}` does)"
+    )]
+    NotFixBinary {
+        platform: String,
+        name: String,
+        interpreter: String,
+    },
+    #[error(
+        "a RUN for {platform}: rbuild does not know the ELF machine of architecture {architecture:?}, so it cannot tell whether an emulator takes it"
+    )]
+    UnknownArchitecture {
+        platform: String,
+        architecture: String,
+    },
 }

@@ -101,6 +101,10 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, String)>,
     /// Size of the `/dev/shm` tmpfs in bytes (`--shm-size`); `None`: docker's 64 MiB.
     pub shm_size: Option<u64>,
+    /// The platform (`os/arch[/variant]`) the command is for when it is not the machine's:
+    /// it runs through the binfmt_misc emulator registered for it, and fails before the
+    /// container is made when there is none.
+    pub platform: Option<String>,
 }
 
 /// docker's /dev/shm size when `--shm-size` is not given.

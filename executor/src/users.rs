@@ -225,6 +225,87 @@ pub fn resolve_in_rootfs(user: &str, rootfs: &Path) -> Result<ResolvedUser, User
     resolve(user, passwd.as_deref(), group.as_deref())
 }
 
+/// A `--chown` (or WORKDIR's USER) id written as a number: digits, `root` (0), or nothing
+/// (0, as BuildKit reads `:gid` and `uid:`); None for a name.
+fn chown_id(s: &str) -> Option<u32> {
+    match s {
+        "" | "root" => Some(0),
+        _ => parse_id(s),
+    }
+}
+
+/// The owner `COPY --chown` / `ADD --chown`, and WORKDIR under USER, give what they
+/// create, by BuildKit's rules (its `llb.WithUser` and file op's user lookup), which are
+/// not RUN's:
+///
+/// - a numeric user (or `root`, or none as in `:gid`) is that uid, and the gid is the same
+///   number unless a group is given — /etc/passwd is not read, so a uid need not exist;
+/// - a user name is looked up in the destination's /etc/passwd: its uid and primary gid;
+/// - a group (number, `root`, or a name from /etc/group) replaces the gid.
+///
+/// A name that is not in the file is an error here; BuildKit silently uses 0 instead.
+pub fn resolve_chown(
+    user: &str,
+    group: Option<&str>,
+    passwd: Option<&str>,
+    groups: Option<&str>,
+) -> Result<(u32, u32), UserError> {
+    if user.bytes().all(|b| b.is_ascii_digit()) && !user.is_empty() && parse_id(user).is_none() {
+        return Err(UserError::Invalid {
+            spec: user.to_string(),
+        });
+    }
+    let (uid, mut gid) = match chown_id(user) {
+        Some(id) => (id, id),
+        None => passwd
+            .and_then(|text| passwd_entries(text).find(|e| e.name == user))
+            .map(|e| (e.uid, e.gid))
+            .ok_or_else(|| UserError::UserNotFound {
+                user: user.to_string(),
+                file: PASSWD.to_string(),
+            })?,
+    };
+    if let Some(g) = group {
+        gid = match chown_id(g) {
+            Some(id) => id,
+            None => groups
+                .and_then(|text| group_entries(text).find(|e| e.name == g))
+                .map(|e| e.gid)
+                .ok_or_else(|| UserError::GroupNotFound {
+                    group: g.to_string(),
+                    file: GROUP.to_string(),
+                })?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+/// [`resolve_chown`] against the /etc/passwd and /etc/group of `rootfs` (symlinks resolved
+/// inside it); the files are read only when a name needs them.
+pub fn resolve_chown_in_rootfs(
+    user: &str,
+    group: Option<&str>,
+    rootfs: &Path,
+) -> Result<(u32, u32), UserError> {
+    let read = |file: &'static str| -> Result<Option<String>, UserError> {
+        let path =
+            crate::rootpath::resolve_in_root(rootfs, file).map_err(|source| UserError::Io {
+                file: file.to_string(),
+                source,
+            })?;
+        read_optional(&path, file)
+    };
+    let passwd = match chown_id(user) {
+        None => read(PASSWD)?,
+        Some(_) => None,
+    };
+    let groups = match group.map(chown_id) {
+        Some(None) => read(GROUP)?,
+        _ => None,
+    };
+    resolve_chown(user, group, passwd.as_deref(), groups.as_deref())
+}
+
 /// Like [`resolve_in_rootfs`] for a rootfs that is a stack of overlay layers
 /// (top first), read without mounting it.
 pub(crate) fn resolve_in_layers(
@@ -360,5 +441,37 @@ mod tests {
         let u = resolve_in_rootfs("u", root).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (77, 88, "/h"));
         assert_eq!(u.supplementary, vec![88, 99]);
+    }
+
+    #[test]
+    fn chown_follows_buildkit_not_run() {
+        let pw = Some("root:x:0:0::/root:/bin/sh\napp:x:1000:100::/home/app:/bin/sh\n");
+        let gr = Some("root:x:0:\nusers:x:100:\nstaff:x:50:app\n");
+        let ch = |u: &str, g: Option<&str>| resolve_chown(u, g, pw, gr);
+        // A uid alone: the gid is the same number, passwd or not.
+        assert_eq!(ch("1000", None).unwrap(), (1000, 1000));
+        assert_eq!(ch("4242", None).unwrap(), (4242, 4242));
+        assert_eq!(ch("1000", Some("7")).unwrap(), (1000, 7));
+        // A name: its uid and primary gid from /etc/passwd.
+        assert_eq!(ch("app", None).unwrap(), (1000, 100));
+        assert_eq!(ch("app", Some("staff")).unwrap(), (1000, 50));
+        assert_eq!(ch("app", Some("9")).unwrap(), (1000, 9));
+        assert_eq!(ch("root", None).unwrap(), (0, 0));
+        // `:gid`: root's uid.
+        assert_eq!(ch("", Some("users")).unwrap(), (0, 100));
+        assert_eq!(ch("", Some("33")).unwrap(), (0, 33));
+        // `uid:`: an empty group is gid 0, as BuildKit reads it.
+        assert_eq!(ch("1000", Some("")).unwrap(), (1000, 0));
+        // Unknown names are errors naming the file.
+        assert_eq!(
+            ch("nobody", None).unwrap_err().to_string(),
+            "unable to find user nobody: no matching entries in /etc/passwd"
+        );
+        assert_eq!(
+            ch("app", Some("wheel")).unwrap_err().to_string(),
+            "unable to find group wheel: no matching entries in /etc/group"
+        );
+        assert!(resolve_chown("app", None, None, None).is_err());
+        assert!(ch("99999999999", None).is_err());
     }
 }

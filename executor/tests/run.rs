@@ -246,13 +246,20 @@ fn process_is_pid_1_of_its_namespace() {
     assert!(n <= 4, "ps saw {n} lines");
 }
 
+/// A `sleep` command line no other process on the host has (tests of other checkouts
+/// may run beside these): found again by [`host_processes`]. It sleeps for days.
+fn unique_sleep(n: usize) -> String {
+    format!("sleep 9{:07}{n}", std::process::id())
+}
+
 #[test]
 fn background_processes_and_mounts_do_not_survive() {
     let f = Fixture::new();
     let marker = f.dir.path().display().to_string();
-    let o = sh(&f, "sleep 987123 & sleep 987123 & echo started");
+    let sleep = unique_sleep(1);
+    let o = sh(&f, &format!("{sleep} & {sleep} & echo started"));
     assert_eq!(o.stdout, "started\n");
-    assert!(host_processes("sleep 987123").is_empty());
+    assert!(host_processes(&sleep).is_empty());
     assert!(mounts_mentioning(&marker).is_empty());
     assert!(mounts_mentioning("rbuild-run").is_empty());
 }
@@ -263,17 +270,18 @@ fn cancel_kills_the_container_and_leaves_nothing() {
     // has started: nothing here depends on how fast the machine is. Without the kill
     // the script would sleep for 11 days and never print "finished".
     let f = Fixture::new();
-    let spec = f.spec(
-        "sleep 987456 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; \
-         echo started; sleep 987456; echo finished",
-    );
+    let sleep = unique_sleep(2);
+    let spec = f.spec(&format!(
+        "{sleep} & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; \
+         echo started; {sleep}; echo finished",
+    ));
     let cancel = CancelToken::new();
     let mut out = Vec::new();
     let mut running_when_cancelled = Vec::new();
     let r = run(&spec, &cancel, &mut |_, b| {
         out.extend_from_slice(b);
         if out.ends_with(b"started\n") {
-            running_when_cancelled = host_processes("sleep 987456");
+            running_when_cancelled = host_processes(&sleep);
             cancel.cancel();
         }
     });
@@ -288,7 +296,7 @@ fn cancel_kills_the_container_and_leaves_nothing() {
         running_when_cancelled.len() >= 2,
         "{running_when_cancelled:?}"
     );
-    assert!(host_processes("sleep 987456").is_empty());
+    assert!(host_processes(&sleep).is_empty());
     assert!(mounts_mentioning("rbuild-run").is_empty());
     assert!(mounts_mentioning(&f.dir.path().display().to_string()).is_empty());
     assert_eq!(upper_entries(&f), Vec::<String>::new());
@@ -775,11 +783,9 @@ fn helper_long_run() {
     let user = std::env::var("RBUILD_EXECUTOR_HELPER")
         .expect("run by killing_the_builder_kills_the_container");
     let f = Fixture::new();
-    let mut spec = f.spec(&format!(
-        "sleep 98799{} & sleep 98799{}",
-        user.len(),
-        user.len()
-    ));
+    let sleep = std::env::var("RBUILD_EXECUTOR_HELPER_SLEEP")
+        .expect("run by killing_the_builder_kills_the_container");
+    let mut spec = f.spec(&format!("{sleep} & {sleep}"));
     spec.user = user;
     if let Ok(parent) = std::env::var("RBUILD_EXECUTOR_HELPER_CGROUP") {
         spec.cgroup.parent = parent;
@@ -791,13 +797,15 @@ fn helper_long_run() {
 fn killing_the_builder_kills_the_container() {
     // A uid change clears the parent-death signal: check root and a user.
     for user in ["root", "app"] {
-        let marker = format!("sleep 98799{}", user.len());
+        // Unique to this test process: another checkout's tests may run beside it.
+        let marker = unique_sleep(3 + user.len());
         let parent = TestParent::new(&format!("killed-{user}"));
         // The killed helper cannot clean up: its temp dirs go in ours.
         let tmp = tempfile::tempdir().unwrap();
         let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["helper_long_run", "--exact", "--ignored", "--nocapture"])
             .env("RBUILD_EXECUTOR_HELPER", user)
+            .env("RBUILD_EXECUTOR_HELPER_SLEEP", &marker)
             .env("RBUILD_EXECUTOR_HELPER_CGROUP", &parent.name)
             .env("TMPDIR", tmp.path())
             .stdout(std::process::Stdio::null())

@@ -101,6 +101,7 @@ fn opts() -> LowerOptions {
         target: None,
         build_args,
         platform: amd64(),
+        build_platform: amd64(),
         ignore_patterns: vec!["*.md".into(), "!README.md".into()],
         default_network: NetworkMode::Host,
         named_contexts: BTreeMap::new(),

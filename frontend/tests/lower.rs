@@ -26,6 +26,7 @@ fn opts() -> LowerOptions {
         target: None,
         build_args: BTreeMap::new(),
         platform: amd64(),
+        build_platform: amd64(),
         ignore_patterns: vec![],
         ..Default::default()
     }
@@ -1282,5 +1283,117 @@ fn build_network_default_applies_to_runs_without_their_own() {
             rbuild_graph::NetworkMode::None,
             rbuild_graph::NetworkMode::Host
         ]
+    );
+}
+
+#[test]
+fn symbolic_chmod_and_parents_lower_to_the_copy() {
+    let src = "\
+FROM alpine
+COPY --chmod=u+x,go-w a /a
+COPY --parents --chmod=a+X x/./y/*.txt /out/
+COPY --parents foo1/foo2/bar /
+";
+    let l = build(src);
+    let g = &l.graph;
+    match file_actions(g, "COPY --chmod=u+x,go-w").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(c.mode, None);
+            assert_eq!(c.chmod.as_deref(), Some("u+x,go-w"));
+            assert_eq!(c.parents, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match file_actions(g, "x/./y").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(
+                c.source,
+                CopySource::Input {
+                    input: 1,
+                    path: "/x".into()
+                }
+            );
+            assert_eq!(c.parents.as_deref(), Some("y/*.txt"));
+            assert_eq!(c.chmod.as_deref(), Some("a+X"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match file_actions(g, "foo1/foo2/bar").as_slice() {
+        [FileAction::Copy(c)] => {
+            assert_eq!(
+                c.source,
+                CopySource::Input {
+                    input: 1,
+                    path: "/".into()
+                }
+            );
+            assert_eq!(c.parents.as_deref(), Some("foo1/foo2/bar"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let history: Vec<String> = l
+        .target
+        .history
+        .iter()
+        .filter_map(|h| h.entry.created_by.clone())
+        .collect();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.starts_with("COPY --parents --chmod=a+X x/./y/*.txt")),
+        "{history:?}"
+    );
+}
+
+#[test]
+fn bad_symbolic_chmod_names_the_line() {
+    let d = fail("FROM alpine\n\nCOPY --chmod=u+q a /a\n", &opts());
+    assert_diag(
+        &d,
+        "invalid chmod parameter: 'u+q': expected r, w, x, X, s, t, u, g, o, +, -, = or ',' at character 3",
+        3,
+    );
+    let d = fail("FROM alpine\nADD --chmod=64a a /a\n", &opts());
+    assert_diag(
+        &d,
+        "invalid chmod parameter: '64a'. it should be octal string and between 0 and 07777",
+        2,
+    );
+}
+
+#[test]
+fn copy_link_copies_onto_scratch_and_merges() {
+    let src = "\
+FROM alpine AS a
+RUN echo a
+COPY --link --chown=1000:1000 f.txt /app/
+FROM alpine AS b
+RUN echo b
+COPY --link --chown=1000:1000 f.txt /app/
+COPY --link --chmod=755 f.txt /plain/
+COPY --from=a /app/f.txt /from-a
+";
+    let l = build(src);
+    let g = &l.graph;
+    let merges: Vec<_> = g
+        .iter()
+        .filter(|(_, v)| matches!(v.op, Op::Merge))
+        .map(|(id, v)| (id, v.clone()))
+        .collect();
+    assert_eq!(merges.len(), 2, "{:#?}", descriptions(g));
+    // Both stages share the one copy, made on scratch.
+    let copy = merges[0].1.inputs[1];
+    assert_eq!(merges[1].1.inputs[1], copy);
+    assert!(matches!(g.vertex(g.vertex(copy).inputs[0]).op, Op::Scratch));
+    assert_eq!(merges[0].1.inputs[0], find(g, "RUN echo a"));
+    assert!(merges[1].1.meta.description.contains("LINK COPY --link"));
+    // --chmod turns --link off (as BuildKit).
+    let plain = find(g, "/plain/");
+    assert!(matches!(g.vertex(plain).op, Op::File(_)));
+    let d = fail("FROM alpine\nCOPY --link --chown=app f /x\n", &opts());
+    assert_diag(
+        &d,
+        "COPY --link --chown=app: a name is looked up in the stage's /etc/passwd and /etc/group, which a linked copy does not read",
+        2,
     );
 }

@@ -19,11 +19,14 @@
 //! - [`SolveOptions`], [`Outcome`] (and its cache record), [`SolveError`] /
 //!   [`StepFailure`] (typed: what happened, in which step).
 //! - [`cache_export`]: which solved results `--cache-to` exports (mode=min/max).
+//! - [`cache_mounts`]: cache mounts that travel with the cache (which ids a graph uses,
+//!   the lazy restore of an imported one).
 //! - [`explain`]: why a step missed the cache, against the record of the last build of
 //!   the same Dockerfile and target (kept in the store, carried by exported caches).
 //! - [`progress`]: the events a solve emits, and the helpers for steps' output lines.
 
 pub mod cache_export;
+pub mod cache_mounts;
 pub mod context;
 mod error;
 pub mod explain;

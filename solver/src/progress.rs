@@ -104,21 +104,9 @@ impl LastLines {
     }
 }
 
-/// `1.2MB`-style sizes (decimal, as docker prints them).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", UNITS[unit])
-    }
-}
+/// `1.2MB`-style sizes (decimal, as docker prints them): the store's formatter, so
+/// progress, `images` and prune's reports print sizes alike.
+pub use rbuild_cache::gc::units::human as human_size;
 
 /// `sha256:0123456789ab` (docker shows 12 hex digits).
 pub fn short_digest(digest: &str) -> &str {

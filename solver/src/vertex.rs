@@ -216,6 +216,8 @@ pub(crate) async fn execute(run: &SolveRun, pending: Pending) -> VertexResult {
         .ensure_layers(&needed, &run.opts)
         .await
         .map_err(|e| step.fail(e))?;
+    // And the imported content of a cache mount this root never had.
+    crate::cache_mounts::restore(&run.services, &run.opts, &run.graph, v).await?;
     let cacheable = op.cacheable();
     let mut outcome = op.execute(step).run().await?;
     outcome.created = std::time::SystemTime::now()

@@ -68,11 +68,13 @@ fn copy_rules() {
     );
     assert_eq!(t1.ino(), t2.ino());
     assert!(!top.join("d/dir").exists());
-    // `dir/` gets 0755; `dir` copied to a path without a slash keeps the source dir's mode
+    // A destination the copy creates is made 0755 (as root), whether written `dir/` or
+    // `dir`: the source directory's own mode (0750) is not taken, as in docker
+    // (moby's TestCopy/WholeDirToRoot, testBuildPreserveOwnership).
     let d = std::fs::metadata(top.join("d")).unwrap();
     assert_eq!(d.mode() & 0o7777, 0o755);
     let p = std::fs::metadata(top.join("plain")).unwrap();
-    assert_eq!(p.mode() & 0o7777, 0o750);
+    assert_eq!(p.mode() & 0o7777, 0o755);
     assert_eq!(
         std::fs::read_to_string(top.join("plain/sub/file")).unwrap(),
         "in sub"
@@ -152,6 +154,8 @@ fn copy_from_another_stage_keeps_owners_and_inline_and_mkdir() {
                     mode: None,
                     allow_wildcard: false,
                     unpack_archive: false,
+                    chmod: None,
+                    parents: None,
                     exclude: vec![],
                 }),
                 FileAction::Mkdir {

@@ -383,6 +383,7 @@ fn run_with_context_bind_mount_reruns_when_the_mounted_files_change() {
             }],
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         }),
         vec![b, c],
         meta("RUN --mount=type=bind"),
@@ -479,6 +480,7 @@ fn exec_with_mounts(cmd: &str, mounts: Vec<rbuild_graph::ExecMount>) -> rbuild_g
         mounts,
         security: Default::default(),
         settings: Default::default(),
+        platform: None,
     })
 }
 
@@ -639,6 +641,7 @@ fn an_insecure_run_needs_the_builds_permission_and_then_runs_unfiltered() {
             mounts: vec![],
             security: SecurityMode::Insecure,
             settings: Default::default(),
+            platform: None,
         }),
         vec![sandboxed],
         meta("RUN --security=insecure grep"),

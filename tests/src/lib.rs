@@ -112,6 +112,40 @@ impl Env {
         ]);
     }
 
+    /// Builds `busybox:multi`, an image index of a busybox base for linux/amd64 (the
+    /// host's busybox-static) and linux/arm64 (Debian's busybox-static for arm64, see
+    /// [`arm64_busybox`]), with rbuild's own multi-platform build: the arm64 image's RUN
+    /// steps run through QEMU.
+    pub fn multi_busybox_base(&self) {
+        let ctx = self.work.path().join("busybox-multi");
+        std::fs::create_dir_all(&ctx).expect("base ctx");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let df = std::fs::read_to_string(repo.join("examples/busybox-base/Dockerfile"))
+            .expect("base Dockerfile");
+        // One context, a busybox per architecture.
+        let df = df.replace(
+            "COPY busybox /bin/busybox",
+            "ARG TARGETARCH\nCOPY busybox-$TARGETARCH /bin/busybox",
+        );
+        assert!(
+            df.contains("busybox-$TARGETARCH"),
+            "the base Dockerfile changed"
+        );
+        std::fs::write(ctx.join("Dockerfile"), df).expect("write Dockerfile");
+        std::fs::copy("/bin/busybox", ctx.join("busybox-amd64"))
+            .expect("/bin/busybox (apt-get install busybox-static)");
+        std::fs::copy(arm64_busybox(), ctx.join("busybox-arm64")).expect("arm64 busybox");
+        self.ok(&[
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "busybox:multi",
+            ctx.to_str().expect("utf-8 path"),
+        ]);
+    }
+
     /// Unpacks an image of this store with umoci; returns the rootfs dir.
     pub fn umoci_unpack(&self, tag: &str) -> PathBuf {
         let bundle = self
@@ -147,6 +181,21 @@ impl Env {
         );
         serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
     }
+}
+
+/// Debian's static busybox for arm64, which `scripts/install-deps.sh` unpacks from
+/// `apt-get download busybox-static:arm64` into `$RBUILD_TEST_CACHE/busybox-arm64`
+/// (default `/var/cache/rbuild-test`). Missing is a failure, not a skip.
+pub fn arm64_busybox() -> PathBuf {
+    let cache =
+        std::env::var("RBUILD_TEST_CACHE").unwrap_or_else(|_| "/var/cache/rbuild-test".into());
+    let p = Path::new(&cache).join("busybox-arm64/bin/busybox");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-deps.sh (it fetches busybox-static:arm64)",
+        p.display()
+    );
+    p
 }
 
 /// A free loopback TCP port (it may be taken again before it is used).

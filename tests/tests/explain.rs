@@ -483,3 +483,64 @@ RUN --mount=type=cache,target=/c echo one > /x
     let b = check(&env, &ctx, &[]);
     assert!(b.step("RUN").1.cached, "{}", b.stderr);
 }
+
+/// A long stage whose environment grows at every step: the record keeps each RUN's
+/// environment as a delta from the RUN before it (one variable each, not all of them), and
+/// a variable changed at the top is still named at the bottom.
+#[test]
+fn a_growing_environment_is_recorded_as_deltas_and_named_where_it_changed() {
+    let env = Env::new();
+    env.busybox_base();
+    const RUNS: usize = 40;
+    let mut dockerfile = String::from("FROM busybox\n");
+    for i in 0..RUNS {
+        dockerfile.push_str(&format!(
+            "ENV V{i}=x{i}\nRUN test \"$V{i}\" = x{i} || test $V0 = changed\n"
+        ));
+    }
+    let ctx = env.context("grow", &[("Dockerfile", &dockerfile)]);
+    check(&env, &ctx, &[]);
+    // One record, with one `env:` entry per RUN (the first holds the base image's PATH
+    // too), where every RUN keeping its whole environment would need 40 × 41 / 2.
+    let records: Vec<(PathBuf, Vec<u8>)> = files_under(&env.root().join("explain"))
+        .into_iter()
+        .filter(|(p, b)| p.ends_with("record.json") && contains(b, b"\"RUN test"))
+        .collect();
+    assert_eq!(
+        records.len(),
+        0,
+        "a record holds digests, never instructions"
+    );
+    let record: Vec<u8> = files_under(&env.root().join("explain"))
+        .into_iter()
+        .filter(|(p, _)| p.ends_with("record.json"))
+        .map(|(_, b)| b)
+        .max_by_key(Vec::len)
+        .expect("a record");
+    let entries = record.windows(5).filter(|w| w == b"\"env:").count();
+    assert_eq!(entries, RUNS + 1, "{}", String::from_utf8_lossy(&record));
+
+    let edit = |from: &str, to: &str| {
+        let df = std::fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+        assert!(df.contains(from), "{df}");
+        std::fs::write(ctx.join("Dockerfile"), df.replacen(from, to, 1)).unwrap();
+    };
+    edit("ENV V0=x0", "ENV V0=changed");
+    let b = check(&env, &ctx, &[]);
+    // Steps are named with their variables expanded.
+    let last = format!("RUN test \"x{}\"", RUNS - 1);
+    let (before_last, _) = b.step(&format!("RUN test \"x{}\"", RUNS - 2));
+    assert_eq!(
+        b.miss(&last),
+        format!("ENV V0 changed (now \"changed\"); parent step #{before_last} changed")
+    );
+    // A RUN taken out of the middle: the chain below it changes shape, the variables
+    // it sees do not (its ENV stays), so only the parent is named.
+    edit("RUN test \"$V20\" = x20 || test $V0 = changed\n", "");
+    let b = check(&env, &ctx, &[]);
+    let (run19, _) = b.step("RUN test \"x19\"");
+    assert_eq!(
+        b.miss("RUN test \"x21\""),
+        format!("parent step #{run19} changed")
+    );
+}

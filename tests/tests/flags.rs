@@ -119,15 +119,10 @@ fn label_annotation_and_metadata_file() {
 fn refused_flags_say_why_and_write_nothing() {
     let env = Env::new();
     let ctx = env.context("r", &[("Dockerfile", "FROM scratch\nLABEL a=b\n")]);
-    let other = if std::env::consts::ARCH == "x86_64" {
-        "linux/arm64"
-    } else {
-        "linux/amd64"
-    };
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
-            vec!["--platform", other],
-            format!("--platform {other}: rbuild builds only for this machine's platform"),
+            vec!["--platform", "windows/amd64"],
+            "--platform windows/amd64: rbuild builds Linux images only".into(),
         ),
         (
             vec!["--provenance", "mode=max"],
@@ -162,8 +157,8 @@ fn refused_flags_say_why_and_write_nothing() {
             "{flags:?} wrote an image"
         );
     }
-    let e = stderr(&env.run(&["build", "--platform", other, p(&ctx)]));
-    assert!(e.contains("not supported yet"), "{e}");
+    let e = stderr(&env.run(&["build", "--platform", "linux//x", p(&ctx)]));
+    assert!(e.contains("not a platform"), "{e}");
     // The host's platform, spelled as docker users do, builds.
     let host = if std::env::consts::ARCH == "x86_64" {
         "linux/x86_64"

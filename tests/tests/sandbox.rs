@@ -79,14 +79,18 @@ RUN grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
     echo h > /proc/sysrq-trigger && echo SYSRQ-WRITTEN; \
     echo 1 > /proc/sys/kernel/ns_last_pid && echo SYSCTL-WRITTEN; \
     echo open-files $(ulimit -n); \
-    echo forking; while :; do sleep 98733 & done
+    echo forking; while :; do SLEEP & done
 "#;
 
 #[test]
 fn a_hostile_run_is_refused_and_the_host_untouched() {
     let env = Env::new();
     env.busybox_base();
-    let ctx = env.context("hostile", &[("Dockerfile", HOSTILE)]);
+    // A command line no other process on the host has (another checkout's tests may
+    // run beside this one): the fork bomb's children are found by it.
+    let sleep = format!("sleep 9{:07}", std::process::id());
+    let dockerfile = HOSTILE.replace("SLEEP", &sleep);
+    let ctx = env.context("hostile", &[("Dockerfile", &dockerfile)]);
     build_probe(&ctx);
     let child = env
         .cmd(&["build", "--progress=plain", "-t", "hostile", p(&ctx)])
@@ -145,7 +149,7 @@ fn a_hostile_run_is_refused_and_the_host_untouched() {
         "names the Dockerfile line: {err}"
     );
     // Nothing of it is left: no process, no cgroup, no image.
-    assert_eq!(host_processes("sleep 98733"), 0);
+    assert_eq!(host_processes(&sleep), 0);
     assert_eq!(cgroups_left_by(pid), Vec::<PathBuf>::new());
     assert!(
         !env.run(&["images"])

@@ -39,7 +39,7 @@
 
 // One module per concern: `client` (HTTP session, auth dance), `auth` (challenges,
 // tokens), `http` (the transport both use), `login`, `documents` (reading manifests, no
-// I/O), `manifests`, `blobs` (download), `uploads`, `error`, `retry`.
+// I/O), `manifests`, `blobs` (download), `uploads`, `tags` (tag listing), `error`, `retry`.
 mod auth;
 mod blobs;
 mod client;
@@ -52,6 +52,7 @@ mod manifests;
 pub mod media_types;
 pub mod platform;
 mod retry;
+mod tags;
 mod uploads;
 
 pub use client::{ClientOptions, RegistryClient, sha256_digest};

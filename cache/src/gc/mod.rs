@@ -204,8 +204,14 @@ impl Store {
             }
         }
         let flattened = self.prune_flattened(&chains)?;
+        // The records that explain cache misses go with everything (`all`) or by age.
+        let explained = match (opts.all, opts.until, opts.keep_storage) {
+            (_, Some(d), None) => crate::explain::prune(self, Some(d)),
+            (true, None, None) => crate::explain::prune(self, None),
+            _ => 0,
+        };
         let swept = Swept {
-            bytes: swept.bytes + flattened,
+            bytes: swept.bytes + flattened + explained,
             ..swept
         };
         let pdir = self.pieces_dir();

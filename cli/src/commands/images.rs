@@ -135,6 +135,38 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
             }
         }
     }
+    // Image indexes (builds for several platforms): the index digest, the platforms where
+    // the size goes.
+    for index in store.indexes()? {
+        for t in &index.tags {
+            let (repo, tag) = split_name(t);
+            let wanted = images.references.is_empty()
+                || images
+                    .references
+                    .iter()
+                    .any(|p| matches_reference(p, &repo, &tag));
+            if !wanted || images.dangling == Some(true) {
+                continue;
+            }
+            let id = if images.no_trunc {
+                index.digest.clone()
+            } else {
+                short_id(&index.digest).to_string()
+            };
+            rows.push((
+                0,
+                json!({
+                    "ID": id,
+                    "Repository": repo,
+                    "Tag": tag,
+                    "Digest": index.digest,
+                    "CreatedAt": "",
+                    "CreatedSince": "N/A",
+                    "Size": format!("index: {}", index.platform_names().join(",")),
+                }),
+            ));
+        }
+    }
     rows.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then_with(|| a.1["Repository"].as_str().cmp(&b.1["Repository"].as_str()))
@@ -208,6 +240,22 @@ fn inspect_object(img: &StoredImage) -> Result<Value> {
     }))
 }
 
+/// An image index (a build for several platforms) as `inspect` shows it.
+fn index_object(index: &rbuild_cache::index::StoredIndex) -> Value {
+    let manifests: Vec<Value> = index
+        .manifests
+        .iter()
+        .map(|(d, p)| json!({"Digest": d, "Platform": rbuild_cache::registry::platform::name(p)}))
+        .collect();
+    json!({
+        "Id": index.digest,
+        "RepoTags": index.tags,
+        "MediaType": "application/vnd.oci.image.index.v1+json",
+        "Platforms": index.platform_names(),
+        "Manifests": manifests,
+    })
+}
+
 /// Prints the images as a JSON array (docker's shape), or each with `--format`. Every
 /// name is looked up before anything is printed; the missing ones are named together.
 pub fn inspect(global: &Global, inspect: &Inspect) -> Result<ExitCode> {
@@ -215,6 +263,10 @@ pub fn inspect(global: &Global, inspect: &Inspect) -> Result<ExitCode> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in &inspect.images {
+        if let Some(index) = store.index(name)? {
+            found.push(index_object(&index));
+            continue;
+        }
         match store.image(name)? {
             Some(img) => found.push(inspect_object(&img)?),
             None => missing.push(name.as_str()),

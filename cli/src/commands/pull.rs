@@ -20,6 +20,7 @@ pub fn pull(global: &Global, pull: &Pull) -> Result<ExitCode> {
         store: &store,
         registry: Some(global.insecure_registries.as_slice()),
         always: true,
+        platform: pull.platform.clone(),
     };
     let Some((v, client)) = oneshot::image_vertex(&mut graph, &source, reference)
         .with_context(|| format!("cannot pull {reference}"))?

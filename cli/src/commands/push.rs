@@ -18,12 +18,28 @@ pub fn push(global: &Global, push: &Push) -> Result<ExitCode> {
     let reference = push.reference.as_str();
     let store = store::open(&global.root)?;
     let runtime = runtime::start(None)?;
+    // An image index goes up with every platform's image, as one reference.
+    if let Some(index) = store.index(reference)? {
+        let client = registry::client(&global.insecure_registries)?;
+        let report = runtime
+            .block_on(rbuild_cache::push::push_index(
+                &store,
+                &client,
+                &index,
+                reference,
+                std::sync::Arc::new(|_| {}),
+            ))
+            .map_err(|e| anyhow!("cannot push {reference}: {e}"))?;
+        print_pushed(push, reference, &report);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut graph = BuildGraph::new();
     let source = Source {
         runtime: &runtime,
         store: &store,
         registry: None,
         always: false,
+        platform: rbuild_graph::Platform::host(),
     };
     let Some((image, _)) = oneshot::image_vertex(&mut graph, &source, reference)? else {
         bail!(
@@ -51,10 +67,15 @@ pub fn push(global: &Global, push: &Push) -> Result<ExitCode> {
         .get(&vertex)
         .and_then(|o| o.pushed.clone())
         .ok_or_else(|| anyhow!("the push of {reference} reported nothing"))?;
+    print_pushed(push, reference, &report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// docker push's last line (`-q`: the reference).
+fn print_pushed(push: &Push, reference: &str, report: &rbuild_cache::push::PushReport) {
     if push.quiet {
         println!("{reference}");
     } else {
-        // docker push's last line.
         println!(
             "{}: digest: {} size: {}",
             tag_of(reference),
@@ -62,7 +83,6 @@ pub fn push(global: &Global, push: &Push) -> Result<ExitCode> {
             report.manifest_size
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The tag part of a reference (`latest` when there is none).

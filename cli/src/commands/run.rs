@@ -38,6 +38,7 @@ pub fn run(global: &Global, run: &Run) -> Result<ExitCode> {
         store: &store,
         registry: (run.pull != PullPolicy::Never).then_some(global.insecure_registries.as_slice()),
         always: run.pull == PullPolicy::Always,
+        platform: run.platform.clone(),
     };
     let not_found = || {
         format!(

@@ -2,6 +2,7 @@
 //! where a cache export writes and where an import reads.
 
 use anyhow::{Result, anyhow};
+use rbuild_cache::remote_cache::ExportOptions;
 use rbuild_solver::cache_export::CacheMode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,12 +16,18 @@ pub enum CacheTo {
         tag: String,
         mode: CacheMode,
         ignore_error: bool,
+        /// `merge=`, `max-size=`: what happens to the records already there.
+        share: ExportOptions,
+        /// `cache-mounts=true`: the contents of the build's cache mounts go too.
+        cache_mounts: bool,
     },
     /// A registry repository and tag.
     Registry {
         reference: String,
         mode: CacheMode,
         ignore_error: bool,
+        share: ExportOptions,
+        cache_mounts: bool,
     },
     /// Into the built image's config (always mode=min, as in BuildKit).
     Inline,
@@ -109,6 +116,44 @@ fn bool_attr(flag: &str, map: &mut BTreeMap<String, String>, key: &str) -> Resul
     }
 }
 
+/// A size: bytes, or a number with a binary unit (`512k`, `10MB`, `2GiB`, `1t`), as
+/// docker's memory flags read it.
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim().to_ascii_lowercase();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: u64 = v[..digits].parse().ok()?;
+    let shift = match &v[digits..] {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// `merge=true|false` (default true) and `max-size=SIZE` of a local or registry export.
+fn share(flag: &str, map: &mut BTreeMap<String, String>) -> Result<ExportOptions, String> {
+    let merge = match take(map, "merge").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(format!("{flag}: merge={other}: use true or false")),
+    };
+    let max_size = match take(map, "max-size") {
+        None => None,
+        Some(v) => Some(parse_size(&v).ok_or_else(|| {
+            format!("{flag}: max-size={v}: use a size such as 500MB or 2GiB (bytes without a unit)")
+        })?),
+    };
+    if max_size.is_some() && !merge {
+        return Err(format!(
+            "{flag}: max-size bounds a merged cache; it cannot be used with merge=false"
+        ));
+    }
+    Ok(ExportOptions { merge, max_size })
+}
+
 /// Parses one `--cache-to` value.
 pub fn parse_cache_to(raw: &str) -> Result<CacheTo, String> {
     let flag = "--cache-to";
@@ -124,6 +169,8 @@ pub fn parse_cache_to(raw: &str) -> Result<CacheTo, String> {
             tag: take(&mut m, "tag").unwrap_or_else(|| "latest".into()),
             mode: mode(flag, &mut m)?,
             ignore_error: bool_attr(flag, &mut m, "ignore-error")?,
+            share: share(flag, &mut m)?,
+            cache_mounts: bool_attr(flag, &mut m, "cache-mounts")?,
         },
         "registry" => CacheTo::Registry {
             reference: take(&mut m, "ref").ok_or_else(|| {
@@ -131,6 +178,8 @@ pub fn parse_cache_to(raw: &str) -> Result<CacheTo, String> {
             })?,
             mode: mode(flag, &mut m)?,
             ignore_error: bool_attr(flag, &mut m, "ignore-error")?,
+            share: share(flag, &mut m)?,
+            cache_mounts: bool_attr(flag, &mut m, "cache-mounts")?,
         },
         "inline" => {
             if mode(flag, &mut m)? == CacheMode::Max {
@@ -208,7 +257,9 @@ mod tests {
                 dest: "/tmp/c".into(),
                 tag: "latest".into(),
                 mode: CacheMode::Max,
-                ignore_error: false
+                ignore_error: false,
+                share: ExportOptions::default(),
+                cache_mounts: false,
             }
         );
         assert_eq!(
@@ -219,16 +270,50 @@ mod tests {
             CacheTo::Registry {
                 reference: "localhost:5000/c:1".into(),
                 mode: CacheMode::Min,
-                ignore_error: true
+                ignore_error: true,
+                share: ExportOptions::default(),
+                cache_mounts: false,
             }
         );
         assert_eq!(parse_cache_to("type=inline").unwrap(), CacheTo::Inline);
+        assert_eq!(
+            parse_cache_to("type=registry,ref=r/c:x,max-size=2GiB").unwrap(),
+            CacheTo::Registry {
+                reference: "r/c:x".into(),
+                mode: CacheMode::Min,
+                ignore_error: false,
+                share: ExportOptions {
+                    merge: true,
+                    max_size: Some(2 << 30)
+                },
+                cache_mounts: false,
+            }
+        );
+        assert_eq!(
+            parse_cache_to("type=local,dest=d,merge=false,cache-mounts=true").unwrap(),
+            CacheTo::Local {
+                dest: "d".into(),
+                tag: "latest".into(),
+                mode: CacheMode::Min,
+                ignore_error: false,
+                share: ExportOptions {
+                    merge: false,
+                    max_size: None
+                },
+                cache_mounts: true,
+            }
+        );
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("10MB"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
         assert_eq!(
             parse_cache_to("localhost:5000/c:1").unwrap(),
             CacheTo::Registry {
                 reference: "localhost:5000/c:1".into(),
                 mode: CacheMode::Min,
-                ignore_error: false
+                ignore_error: false,
+                share: ExportOptions::default(),
+                cache_mounts: false,
             }
         );
         for (bad, says) in [
@@ -238,6 +323,13 @@ mod tests {
             ("type=local,dest=x,mode=all", "mode=min or mode=max"),
             ("type=inline,mode=max", "only mode=min"),
             ("type=local,dest=x,colour=red", "unknown attribute"),
+            ("type=local,dest=x,max-size=lots", "such as 500MB"),
+            ("type=local,dest=x,max-size=1x", "such as 500MB"),
+            ("type=local,dest=x,merge=maybe", "true or false"),
+            (
+                "type=registry,ref=r/c,merge=false,max-size=1G",
+                "merge=false",
+            ),
             ("dest=x", "type= is missing"),
             ("type=local,dest", "not key=value"),
             ("type=local,dest=a,dest=b", "twice"),

@@ -125,6 +125,8 @@ pub struct Build {
     pub annotations: BTreeMap<String, String>,
     /// `--add-host`, `--ulimit`, `--shm-size`, `--cgroup-parent`: every RUN's.
     pub run_settings: RunSettings,
+    /// `--platform`s in the order given, without repeats; empty: the machine's alone.
+    pub platforms: Vec<Platform>,
     /// `--no-cache-filter`: stages whose RUN steps skip the cache.
     pub no_cache_filter: Vec<String>,
 }
@@ -146,6 +148,8 @@ pub struct Run {
     /// `-t`: accepted, no pseudo-terminal.
     pub tty: bool,
     pub pull: PullPolicy,
+    /// `--platform`: which image of an index; the machine's when not given.
+    pub platform: Platform,
 }
 
 /// `rbuild pull`.
@@ -154,6 +158,8 @@ pub struct Pull {
     pub reference: String,
     pub quiet: bool,
     pub progress: progress::Mode,
+    /// `--platform`: which image of an index; the machine's when not given.
+    pub platform: Platform,
 }
 
 /// `rbuild push`.
@@ -253,7 +259,7 @@ impl HiArgs {
             C::Run(args) => Command::Run(Box::new(run(args)?)),
             C::Load(a) => Command::Load(image_cmds::load(a)),
             C::Save(a) => Command::Save(image_cmds::save(a, std::io::stdout().is_terminal())?),
-            C::Pull(a) => pull(a),
+            C::Pull(a) => pull(a)?,
             C::Push(a) => push(a),
             C::Tag(a) => tag(a)?,
             C::Login(a) => Command::Login(Login {
@@ -298,19 +304,20 @@ fn image_command(command: lowargs::ImageCommand) -> Result<Command> {
         I::Prune(a) => Command::Prune(prune(image_cmds::image_prune(a)?)?),
         I::Tag(a) => tag(a)?,
         I::Push(a) => push(a),
-        I::Pull(a) => pull(a),
+        I::Pull(a) => pull(a)?,
         I::Save(a) => Command::Save(image_cmds::save(a, std::io::stdout().is_terminal())?),
         I::Load(a) => Command::Load(image_cmds::load(a)),
         I::History(a) => Command::History(image_cmds::history(a)),
     })
 }
 
-fn pull(a: lowargs::PullArgs) -> Command {
-    Command::Pull(Pull {
+fn pull(a: lowargs::PullArgs) -> Result<Command> {
+    Ok(Command::Pull(Pull {
         progress: plain_unless(a.quiet),
+        platform: one_platform(a.platform.as_deref())?,
         reference: a.reference,
         quiet: a.quiet,
-    })
+    }))
 }
 
 fn push(a: lowargs::PushArgs) -> Command {
@@ -390,17 +397,19 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
     let host = Platform::host();
-    if let Some(p) = &args.platform {
-        platform::check_platform(p, &host)?;
-    }
+    let platforms = match &args.platform {
+        Some(p) => platform::parse_platforms(p, &host)?,
+        None => Vec::new(),
+    };
     image_spec::check_attestations(
         args.provenance.as_deref(),
         args.sbom.as_deref(),
         &args.attest,
     )?;
     let labels = image_spec::labels(&args.labels)?;
-    let annotations =
-        image_spec::annotations(&args.annotations, |p| platform::check_platform(p, &host))?;
+    let annotations = image_spec::annotations(&args.annotations, |p| {
+        platform::check_platform(p, &host, &platforms)
+    })?;
     let run_settings = run_settings::parse(&run_settings::RunFlags {
         add_hosts: &args.add_hosts,
         ulimits: &args.ulimits,
@@ -445,6 +454,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         labels,
         annotations,
         run_settings,
+        platforms,
         no_cache_filter: args.no_cache_filter,
     })
 }
@@ -481,7 +491,20 @@ fn run(args: RunArgs) -> Result<Run> {
         stdin: args.interactive,
         tty: args.tty,
         pull: args.pull,
+        platform: one_platform(args.platform.as_deref())?,
     })
+}
+
+/// `--platform` of `pull` and `run`: one platform; the machine's when not given.
+fn one_platform(value: Option<&str>) -> Result<Platform> {
+    let host = Platform::host();
+    let Some(v) = value else {
+        return Ok(host);
+    };
+    match platform::parse_platforms(v, &host)?.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!("--platform {v}: name one platform here (os/arch[/variant])"),
+    }
 }
 
 /// `SOURCE_DATE_EPOCH`: the build arg, or else the environment variable `env`, which is
@@ -683,6 +706,13 @@ mod tests {
             let e = source_date_epoch(&mut args, None).unwrap_err().to_string();
             assert!(e.contains("not a number of seconds since 1970"), "{e}");
         }
+    }
+
+    #[test]
+    fn build_platforms_are_settled() {
+        let two = platform::parse_platforms("linux/arm64,linux/amd64", &Platform::host()).unwrap();
+        let b = build_of(&["build", "--platform", "linux/arm64,linux/amd64", "."]);
+        assert_eq!(b.platforms, two);
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub struct PullArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// The platform to pull from an image index (`linux/arm64`); default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -453,8 +456,9 @@ pub struct BuildArgs {
     /// Shorthand for `--call check`.
     #[arg(long)]
     pub check: bool,
-    /// The platform to build for; only the host's (`linux/amd64` on an x86-64 machine, in
-    /// any spelling docker accepts, or `local`) until multi-platform builds come.
+    /// The platforms to build for, comma-separated (`linux/amd64,linux/arm64`; `local` is
+    /// this machine's). A RUN for another architecture than the machine's runs through the
+    /// QEMU emulator registered with binfmt_misc; several platforms make an image index.
     #[arg(long)]
     pub platform: Option<String>,
     /// Accepted for docker compatibility (there is no daemon to keep containers).
@@ -559,6 +563,10 @@ pub struct RunArgs {
     /// docker's --name: refused (containers are not kept).
     #[arg(long, hide = true)]
     pub name: Option<String>,
+    /// The platform of an image index to run (`linux/arm64`), emulated when it is not
+    /// this machine's; default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
     /// The image (name or ID).
     pub image: String,
     /// The command (replaces the image's CMD).

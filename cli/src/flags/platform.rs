@@ -1,28 +1,58 @@
-//! `--platform` and `--allow` of a build: what rbuild can build for (the host's platform,
-//! in any spelling docker accepts) and which entitlements it knows.
+//! `--platform` and `--allow` of a build: the platforms to build for (each in any spelling
+//! docker accepts), the platforms an `--annotation` may name, and the entitlements rbuild
+//! knows.
 
 use anyhow::{Result, bail};
 use rbuild_frontend::lower::parse_platform;
 use rbuild_graph::Platform;
 
-/// `--platform`: every platform of the comma-separated list must be `host`'s (spelled
-/// any way docker accepts: `amd64`, `linux/x86_64`, `linux/amd64/v1`, `local`). Another
-/// one is refused rather than silently building the host's.
-pub fn check_platform(value: &str, host: &Platform) -> Result<()> {
+/// `--platform`: the comma-separated list of platforms to build for, each `os/arch[/variant]`
+/// spelled any way docker accepts (`amd64`, `linux/x86_64`, `linux/amd64/v1`, `local` for
+/// the host's), without repeats, in the order given.
+pub fn parse_platforms(value: &str, host: &Platform) -> Result<Vec<Platform>> {
+    let mut out: Vec<Platform> = Vec::new();
     for p in value.split(',').map(str::trim) {
-        if p.eq_ignore_ascii_case("local") {
-            continue;
-        }
-        let Some(mut parsed) = parse_platform(p, host) else {
-            bail!("--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}");
+        let parsed = if p.eq_ignore_ascii_case("local") {
+            host.clone()
+        } else {
+            let Some(mut parsed) = parse_platform(p, host) else {
+                bail!(
+                    "--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}"
+                );
+            };
+            // `amd64/v1` is plain amd64 (containerd's normalization).
+            if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
+                parsed.variant = None;
+            }
+            parsed
         };
-        // `amd64/v1` is plain amd64 (containerd's normalization).
-        if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
-            parsed.variant = None;
-        }
-        if &parsed != host {
+        if parsed.os != "linux" {
             bail!(
-                "--platform {p}: rbuild builds only for this machine's platform, {host}; building for {parsed} (or for several platforms) is not supported yet. Leave out --platform, or run rbuild on a {parsed} machine"
+                "--platform {p}: rbuild builds Linux images only; write linux/{}",
+                parsed.architecture
+            );
+        }
+        if !out.contains(&parsed) {
+            out.push(parsed);
+        }
+    }
+    Ok(out)
+}
+
+/// A platform an `--annotation` names must be one the build makes (`platforms`; none
+/// given: `host`).
+pub fn check_platform(value: &str, host: &Platform, platforms: &[Platform]) -> Result<()> {
+    let built = if platforms.is_empty() {
+        std::slice::from_ref(host)
+    } else {
+        platforms
+    };
+    for p in parse_platforms(value, host)? {
+        if !built.contains(&p) {
+            let list: Vec<String> = built.iter().map(Platform::to_string).collect();
+            bail!(
+                "--annotation for {p}: the build makes {}; name one of them or add {p} to --platform",
+                list.join(", ")
             );
         }
     }
@@ -50,13 +80,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_host_platform_is_built() {
+    fn platforms_are_parsed_in_order_without_repeats() {
         let amd64 = Platform {
             os: "linux".into(),
             architecture: "amd64".into(),
             variant: None,
         };
-        for ok in [
+        for one in [
             "linux/amd64",
             "amd64",
             "x86_64",
@@ -66,20 +96,22 @@ mod tests {
             "local",
             "linux/amd64,local",
         ] {
-            check_platform(ok, &amd64).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            let got = parse_platforms(one, &amd64).unwrap_or_else(|e| panic!("{one}: {e}"));
+            assert_eq!(got, vec![amd64.clone()], "{one}");
         }
-        let e = check_platform("linux/arm64", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("--platform linux/arm64: rbuild builds only for this machine's platform, linux/amd64; building for linux/arm64/v8"), "{e}");
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = check_platform("linux/amd64,linux/arm/v7", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--platform linux/arm/v7"), "{e}");
-        let e = check_platform("linux//x", &amd64).unwrap_err().to_string();
+        let two = parse_platforms("linux/arm64, linux/amd64", &amd64).unwrap();
+        let names: Vec<String> = two.iter().map(Platform::to_string).collect();
+        assert_eq!(names, ["linux/arm64/v8", "linux/amd64"]);
+        let e = parse_platforms("linux//x", &amd64).unwrap_err().to_string();
         assert!(e.contains("not a platform"), "{e}");
-        // What the host is, whatever it is, is accepted.
-        assert!(check_platform(&Platform::host().to_string(), &Platform::host()).is_ok());
+        let e = parse_platforms("windows/amd64", &amd64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Linux images only"), "{e}");
+        let e = check_platform("linux/arm64", &amd64, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the build makes linux/amd64"), "{e}");
+        check_platform("linux/arm64", &amd64, &two).unwrap();
     }
 }

@@ -21,6 +21,8 @@ pub struct Source<'a> {
     pub registry: Option<&'a [String]>,
     /// Resolve in the registry even when the image is local.
     pub always: bool,
+    /// The platform wanted from an index.
+    pub platform: Platform,
 }
 
 /// Adds the image source for `reference`, pinned to the manifest it resolves to (the
@@ -36,7 +38,7 @@ pub fn image_vertex(
         source.registry.map(|r| (source.runtime, r)),
         source.always,
     );
-    let platform = Platform::host();
+    let platform = source.platform.clone();
     let Some(resolved) = resolver
         .resolve(reference, &platform)
         .map_err(|e| anyhow!(e))?

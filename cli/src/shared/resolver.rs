@@ -89,12 +89,20 @@ impl ImageResolver for StoreResolver<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<Option<ResolvedImage>, ResolveError> {
-        let local = self
-            .store
-            .image(reference)
-            .map_err(|e| ResolveError::Store(e.into()))?;
+        let want = rbuild_solver::ops::source::registry_platform(platform);
+        let local = match self.store.image_for(reference, &want) {
+            Ok(img) => img,
+            // An index here without the platform: the registry may have it.
+            Err(rbuild_cache::CacheError::NoPlatform { .. }) => None,
+            Err(e) => return Err(ResolveError::Store(e.into())),
+        };
+        // A local image of another platform is used only when the registry has nothing
+        // better (a build for several platforms asks once per platform).
+        let fits = local
+            .as_ref()
+            .is_some_and(|img| platform_fits(&img.config, platform));
         let (config, digest) = match (local, &self.pull) {
-            (Some(img), _) if !self.always_pull => (img.config, img.manifest_digest),
+            (Some(img), _) if fits && !self.always_pull => (img.config, img.manifest_digest),
             (local, Some((runtime, insecure))) => {
                 let client = self.client(insecure)?;
                 let platform = rbuild_solver::ops::source::registry_platform(platform);
@@ -169,6 +177,14 @@ pub fn stage_names(source: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether an image whose config is `config` is for `platform` (a config that names no
+/// platform fits any).
+fn platform_fits(config: &[u8], platform: &Platform) -> bool {
+    let want = rbuild_solver::ops::source::registry_platform(platform);
+    rbuild_cache::oci::config_platform(config)
+        .is_none_or(|have| rbuild_cache::registry::platform::matches(&want, &have))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +211,20 @@ mod tests {
     fn stages_are_named_by_as() {
         let df = "FROM busybox AS Build\nRUN true\nFROM build as test\nFROM scratch\n";
         assert_eq!(stage_names(df), ["build", "test"]);
+    }
+
+    #[test]
+    fn a_local_image_fits_its_own_platform() {
+        let arm =
+            br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let p = |a: &str, v: Option<&str>| Platform {
+            os: "linux".into(),
+            architecture: a.into(),
+            variant: v.map(str::to_string),
+        };
+        assert!(platform_fits(arm, &p("arm64", Some("v8"))));
+        assert!(platform_fits(arm, &p("arm64", None)));
+        assert!(!platform_fits(arm, &p("amd64", None)));
+        assert!(platform_fits(b"{}", &p("amd64", None)));
     }
 }

@@ -33,6 +33,10 @@
 //!    the upper dir the empty mountpoints the child had to create (and parents copied
 //!    up only for them), so the upper dir is the diff.
 //!
+//! A command for another platform ([`RunSpec::platform`](crate::RunSpec)) runs the same
+//! way: the kernel hands its binaries to the emulator registered with binfmt_misc;
+//! `emulation` checks, before anything is made, that one is there.
+//!
 //! `RUN --security=insecure` ([`Security::Insecure`](crate::Security::Insecure)) skips
 //! the seccomp filter, `no_new_privs` and the masked paths and keeps every capability;
 //! namespaces, rlimits and the cgroup stay.
@@ -41,6 +45,7 @@ mod capabilities;
 mod cgroup;
 mod child;
 mod devices;
+pub mod emulation;
 mod kernel_paths;
 mod mountpoints;
 mod mounts;
@@ -106,6 +111,9 @@ fn run_impl(
     }
     if cancel.is_cancelled() {
         return Err(ExecError::Cancelled);
+    }
+    if let Some(p) = &spec.platform {
+        emulation::emulator_for(p)?;
     }
     let root = Root::new(spec, dir);
     let user = root.resolve_user(&spec.user)?;

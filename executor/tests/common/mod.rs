@@ -68,6 +68,7 @@ impl Fixture {
             cgroup: CgroupOptions::default(),
             extra_hosts: vec![],
             shm_size: None,
+            platform: None,
         }
     }
 }

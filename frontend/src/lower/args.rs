@@ -4,7 +4,7 @@
 
 use super::Lowerer;
 use super::env::{Env, env_get, env_set};
-use super::platform::format_platform;
+use super::platform::platform_args;
 use super::state::{StageCx, StageState};
 use crate::Diagnostic;
 use crate::ast::{Command, Instruction};
@@ -32,24 +32,13 @@ impl Lowerer<'_> {
         global_args: &[Instruction],
         target: usize,
     ) -> Result<(), Diagnostic> {
-        let p = &self.opts.platform;
-        let plat = format_platform(p);
-        let variant = p.variant.clone().unwrap_or_default();
         let target_name = self.stages[target].name.clone().unwrap_or_default();
-        let predefined = [
-            ("BUILDPLATFORM", plat.clone()),
-            ("BUILDOS", p.os.clone()),
-            ("BUILDARCH", p.architecture.clone()),
-            ("BUILDVARIANT", variant.clone()),
-            ("TARGETPLATFORM", plat),
-            ("TARGETOS", p.os.clone()),
-            ("TARGETARCH", p.architecture.clone()),
-            ("TARGETVARIANT", variant),
-            ("TARGETSTAGE", target_name),
-        ];
+        let mut predefined = platform_args("BUILD", &self.opts.build_platform);
+        predefined.extend(platform_args("TARGET", &self.opts.platform));
+        predefined.push(("TARGETSTAGE".to_string(), target_name));
         for (k, v) in predefined {
-            let v = self.opts.build_args.get(k).cloned().unwrap_or(v);
-            env_set(&mut self.globals, k, &v);
+            let v = self.opts.build_args.get(&k).cloned().unwrap_or(v);
+            env_set(&mut self.globals, &k, &v);
         }
         // What the global ARGs would be without build args, for InvalidDefaultArgInFrom
         // (the predefined ones stay as given: they are not the Dockerfile's defaults).

@@ -4,11 +4,12 @@
 
 use super::Lowerer;
 use super::env::{env_get, expand_raw};
-use super::paths::{clean_abs, resolve_path};
+use super::paths::{clean_abs, clean_rel, resolve_path};
 use super::state::{StageCx, StageState, Step};
-use super::values::{parse_chmod, parse_owner};
+use super::values::parse_owner;
 use crate::Diagnostic;
 use crate::ast::CopySpec;
+use rbuild_graph::chmod::{ChmodError, ChmodSpec};
 use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Op};
 
 impl Lowerer<'_> {
@@ -24,15 +25,6 @@ impl Lowerer<'_> {
         let ins = step.ins;
         let span = ins.span;
         let kw = if is_add { "ADD" } else { "COPY" };
-        if spec.parents {
-            return Err(self
-                .err(
-                    span,
-                    "--parents",
-                    format!("{kw} --parents is not supported yet"),
-                )
-                .help("copy each directory with its own COPY instead"));
-        }
         let mut sources = Vec::new();
         // `ADD http(s)://…` sources, in order, and the checksum that pins them.
         let mut urls = Vec::new();
@@ -118,16 +110,23 @@ impl Lowerer<'_> {
             Some(c) => Some(self.expand_checked(st, c, span)?),
             None => None,
         };
-        let mode = match &chmod {
-            None => None,
-            Some(c) => Some(parse_chmod(c).ok_or_else(|| {
-                self.err(
-                    span,
-                    "--chmod",
-                    format!("invalid chmod parameter: '{c}'. it should be octal string and between 0 and 07777"),
-                )
-                .help("write the mode in octal, e.g. --chmod=755 or --chmod=0644")
-            })?),
+        let (mode, symbolic) = match &chmod {
+            None => (None, None),
+            Some(c) => match ChmodSpec::parse(c) {
+                Ok(ChmodSpec::Octal(m)) => (Some(m), None),
+                Ok(ChmodSpec::Symbolic(_)) => (None, Some(c.clone())),
+                Err(e) => {
+                    let help = match e {
+                        ChmodError::Octal(_) => {
+                            "write the mode in octal (--chmod=755) or symbolically (--chmod=u+x,go-w)"
+                        }
+                        ChmodError::Syntax { .. } => {
+                            "write it as chmod(1) does: [ugoa]* then +, - or = then [rwxXst]*, clauses joined by ',' (e.g. --chmod=u+x,go-w)"
+                        }
+                    };
+                    return Err(self.err(span, "--chmod", e.to_string()).help(help));
+                }
+            },
         };
         let mut exclude = Vec::new();
         for e in &spec.exclude {
@@ -143,16 +142,22 @@ impl Lowerer<'_> {
             };
             inputs.push(src_vertex);
             for s in &sources {
+                // --parents: the part before a `/./` pivot is what matches; below it, the
+                // pattern selects what is copied with its path kept (all of it: below `/`).
+                let (path, parents) = match (spec.parents, s.split_once("/./")) {
+                    (false, _) => (clean_abs(s), None),
+                    (true, Some((base, pattern))) => (clean_abs(base), Some(clean_rel(pattern))),
+                    (true, None) => ("/".to_string(), Some(clean_rel(s))),
+                };
                 actions.push(FileAction::Copy(CopyAction {
-                    source: CopySource::Input {
-                        input: 1,
-                        path: clean_abs(s),
-                    },
+                    source: CopySource::Input { input: 1, path },
                     dest: dest.clone(),
                     owner: owner.clone(),
                     mode,
                     allow_wildcard: true,
                     unpack_archive: is_add,
+                    chmod: symbolic.clone(),
+                    parents,
                     exclude: exclude.clone(),
                 }));
             }
@@ -172,6 +177,8 @@ impl Lowerer<'_> {
                 mode,
                 allow_wildcard: false,
                 unpack_archive: false,
+                chmod: symbolic.clone(),
+                parents: None,
                 exclude: exclude.clone(),
             }));
         }
@@ -187,6 +194,8 @@ impl Lowerer<'_> {
                 mode,
                 allow_wildcard: false,
                 unpack_archive: false,
+                chmod: symbolic.clone(),
+                parents: None,
                 exclude: vec![],
             }));
         }
@@ -208,6 +217,8 @@ impl Lowerer<'_> {
                 mode,
                 allow_wildcard: false,
                 unpack_archive: false,
+                chmod: symbolic.clone(),
+                parents: None,
                 exclude: vec![],
             }));
         }
@@ -222,14 +233,42 @@ impl Lowerer<'_> {
         }
 
         let description = cx.describe(step, &ins.original, &st.env);
-        let v = self.graph.add(
-            Op::File(FileOp { actions }),
-            inputs,
-            self.meta(description, cx.index, span),
-        );
+        // --link (not with --chmod, as BuildKit): the copy is made on scratch and its layer
+        // placed over the stage as it is, the same layer whatever the stage holds.
+        let v = if spec.link && chmod.is_none() {
+            if let Some(name) = owner.as_ref().and_then(named_owner) {
+                return Err(self
+                    .err(
+                        span,
+                        "--chown",
+                        format!("{kw} --link --chown={name}: a name is looked up in the stage's /etc/passwd and /etc/group, which a linked copy does not read"),
+                    )
+                    .help("give numeric ids (e.g. --chown=1000:1000), or drop --link"));
+            }
+            inputs[0] = self.scratch_vertex();
+            let copy = self.graph.add(
+                Op::File(FileOp { actions }),
+                inputs,
+                self.meta(description.clone(), cx.index, span),
+            );
+            self.graph.add(
+                Op::Merge,
+                vec![st.root, copy],
+                self.meta(link_description(&description), cx.index, span),
+            )
+        } else {
+            self.graph.add(
+                Op::File(FileOp { actions }),
+                inputs,
+                self.meta(description, cx.index, span),
+            )
+        };
         st.root = v;
 
         let mut msg = String::from(kw);
+        if spec.parents {
+            msg.push_str(" --parents");
+        }
         if let Some(c) = &chown {
             msg.push_str(&format!(" --chown={c}"));
         }
@@ -246,6 +285,24 @@ impl Lowerer<'_> {
         msg.push_str(&format!(" {dest_raw} # buildkit"));
         st.commit(msg, Some(v));
         Ok(())
+    }
+}
+
+/// The part of an owner that is a name (not a number or `root`): what a linked copy cannot
+/// resolve.
+fn named_owner(o: &rbuild_graph::Owner) -> Option<String> {
+    let is_name = |s: &str| !s.is_empty() && s != "root" && !s.bytes().all(|b| b.is_ascii_digit());
+    (is_name(&o.user) || o.group.as_deref().is_some_and(is_name)).then(|| match &o.group {
+        Some(g) => format!("{}:{g}", o.user),
+        None => o.user.clone(),
+    })
+}
+
+/// The progress name of the step that places a linked copy: `[2/3] LINK COPY …`.
+fn link_description(copy: &str) -> String {
+    match copy.split_once("] ") {
+        Some((step, rest)) if copy.starts_with('[') => format!("{step}] LINK {rest}"),
+        _ => format!("LINK {copy}"),
     }
 }
 

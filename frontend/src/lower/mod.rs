@@ -69,8 +69,12 @@ pub struct LowerOptions {
     /// `--target`; None = last stage.
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
-    /// Target platform = build platform = host.
+    /// The target platform: what a stage without `FROM --platform` is built for
+    /// (`TARGETPLATFORM`).
     pub platform: Platform,
+    /// The build platform, the machine's (`BUILDPLATFORM`): a RUN for another platform is
+    /// marked with its platform, for the executor to emulate.
+    pub build_platform: Platform,
     /// `.dockerignore` lines; they go into `Op::Local { name: "context", exclude }`.
     pub ignore_patterns: Vec<String>,
     /// Network of RUN steps that say none or `default` (`rbuild build --network`).
@@ -88,6 +92,7 @@ impl Default for LowerOptions {
             target: None,
             build_args: BTreeMap::new(),
             platform: Platform::host(),
+            build_platform: Platform::host(),
             ignore_patterns: Vec::new(),
             default_network: NetworkMode::Host,
             named_contexts: BTreeMap::new(),
@@ -113,6 +118,9 @@ pub struct TargetImage {
     pub config: ImageConfig,
     /// Base image history entries first (vertex None), then one per instruction.
     pub history: Vec<HistoryStep>,
+    /// The platform the build was lowered for (`TARGETPLATFORM`); the image's own may
+    /// differ when its stage says `FROM --platform`.
+    pub platform: Platform,
 }
 
 #[derive(Debug, Clone)]
@@ -197,7 +205,8 @@ pub fn lower_instructions(
 pub struct LoweredTargets {
     /// The union of what every target needs; a vertex two targets share is in it once.
     pub graph: BuildGraph,
-    /// One per requested target, in the order asked.
+    /// One per requested target, in the order asked (for several platforms: each
+    /// platform's targets in turn, [`TargetImage::platform`] saying whose).
     pub targets: Vec<TargetImage>,
     /// The build-context Local vertex, if any COPY/ADD/mount of any target uses it.
     pub context: Option<VertexId>,
@@ -217,6 +226,19 @@ pub fn lower_targets(
     targets: &[String],
     resolver: &dyn ImageResolver,
 ) -> Result<LoweredTargets, Diagnostic> {
+    lower_targets_for(source, opts, targets, &[], resolver)
+}
+
+/// [`lower_targets`] for each of `platforms` (empty: `opts.platform` alone), into one
+/// graph: platform-major, each platform's targets in the order asked (see
+/// `platform::lower_platforms`).
+pub fn lower_targets_for(
+    source: &str,
+    opts: &LowerOptions,
+    targets: &[String],
+    platforms: &[Platform],
+    resolver: &dyn ImageResolver,
+) -> Result<LoweredTargets, Diagnostic> {
     let in_file = |d: Diagnostic| match d.file {
         Some(_) => d,
         None => d.in_file(opts.dockerfile_name.clone()),
@@ -234,7 +256,8 @@ pub fn lower_targets(
         capture: None,
         all_stages: false,
     };
-    let (graph, images, context) = lower_each(&ins, &cx, targets).map_err(in_file)?;
+    let (graph, images, context) =
+        platform::lower_platforms(&ins, &cx, targets, platforms).map_err(in_file)?;
     Ok(LoweredTargets {
         graph,
         targets: images,
@@ -245,17 +268,28 @@ pub fn lower_targets(
 
 /// Lowers each of `targets` (empty: `opts.target` alone) as a build of it alone would,
 /// into one graph.
-fn lower_each(
+pub(super) fn lower_each(
     ins: &[Instruction],
     cx: &Context,
     targets: &[String],
 ) -> Result<(BuildGraph, Vec<TargetImage>, Option<VertexId>), Diagnostic> {
+    let mut shared = Shared::default();
+    let (images, context) = lower_each_with(ins, cx, targets, &mut shared)?;
+    Ok((shared.graph, images, context))
+}
+
+/// [`lower_each`] adding to `shared` (the graph, and the base images resolved so far).
+pub(super) fn lower_each_with(
+    ins: &[Instruction],
+    cx: &Context,
+    targets: &[String],
+    shared: &mut Shared,
+) -> Result<(Vec<TargetImage>, Option<VertexId>), Diagnostic> {
     let wanted: Vec<Option<String>> = if targets.is_empty() {
         vec![cx.opts.target.clone()]
     } else {
         targets.iter().cloned().map(Some).collect()
     };
-    let mut shared = Shared::default();
     let mut images = Vec::new();
     let mut context = None;
     for t in wanted {
@@ -264,11 +298,11 @@ fn lower_each(
             ..cx.opts.clone()
         };
         let cx = Context { opts: &one, ..*cx };
-        let (image, ctx) = lower_target(ins, &cx, &mut shared)?;
+        let (image, ctx) = lower_target(ins, &cx, shared)?;
         images.push(image);
         context = context.or(ctx);
     }
-    Ok((shared.graph, images, context))
+    Ok((images, context))
 }
 
 /// `--call check`: every stage lowered into a throwaway graph (only the stages `targets`
@@ -319,10 +353,10 @@ pub(crate) fn lower_for_outline(
 
 /// What a lowering is given, the same for every target.
 #[derive(Clone, Copy)]
-struct Context<'a> {
+pub(super) struct Context<'a> {
     source: &'a str,
     escape: char,
-    opts: &'a LowerOptions,
+    pub(super) opts: &'a LowerOptions,
     resolver: &'a dyn ImageResolver,
     lint: &'a Linter,
     /// `--call outline`: where the target's build args, secrets and SSH uses are recorded.
@@ -333,7 +367,7 @@ struct Context<'a> {
 
 /// What successive target lowerings share: the graph and resolved base images.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     graph: BuildGraph,
     images: HashMap<(String, Platform), Option<ResolvedImage>>,
 }
@@ -449,6 +483,7 @@ impl Lowerer<'_> {
             root: st.root,
             config,
             history: st.history,
+            platform: l.opts.platform.clone(),
         })
     }
 }

@@ -3,7 +3,7 @@
 
 /// The graph crate's path rules (the solver's COPY uses them too) are the single definition
 /// of path cleaning.
-pub use rbuild_graph::paths::clean_abs;
+pub use rbuild_graph::paths::{clean_abs, clean_rel};
 
 /// `p` resolved against the directory `dir` (both unix paths), cleaned; with
 /// `keep_slash`, a trailing `/` (or `/.`) of `p` is kept, as COPY destinations need.

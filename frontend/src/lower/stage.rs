@@ -56,7 +56,7 @@ impl Lowerer<'_> {
         let mut cx = StageCx {
             index: i,
             steps: Steps {
-                label: (!self.single_stage).then(|| self.stage_label(i)),
+                label: self.progress_label(i),
                 index: 0,
                 total: usize::from(matches!(base, Base::Image(_) | Base::Local(_)))
                     + commands.iter().filter(|c| counted(c)).count()
@@ -208,6 +208,8 @@ impl Lowerer<'_> {
                     mode: None,
                     allow_wildcard: false,
                     unpack_archive: false,
+                    chmod: None,
+                    parents: None,
                     exclude: Vec::new(),
                 })],
             }),

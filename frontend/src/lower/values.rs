@@ -1,17 +1,10 @@
-//! Docker's syntax for instruction values: `--chmod` modes, `--chown`/USER owners, EXPOSE
+//! Docker's syntax for instruction values: `--chown`/USER owners, EXPOSE
 //! ports, STOPSIGNAL signals and mount sizes.
 
 use rbuild_graph::Owner;
 
-/// `--chmod` as octal mode bits (at most `07777`).
-pub fn parse_chmod(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return None;
-    }
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
-}
-
-/// `user[:group]` as written in `--chown` or USER.
+/// `user[:group]` as written in `--chown` or USER. An empty group (`1000:`) is kept: BuildKit
+/// reads it as gid 0.
 pub fn parse_owner(s: &str) -> Option<Owner> {
     if s.is_empty() {
         return None;
@@ -19,7 +12,7 @@ pub fn parse_owner(s: &str) -> Option<Owner> {
     Some(match s.split_once(':') {
         Some((u, g)) => Owner {
             user: u.to_string(),
-            group: (!g.is_empty()).then(|| g.to_string()),
+            group: Some(g.to_string()),
         },
         None => Owner {
             user: s.to_string(),
@@ -127,13 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chmod_and_owner() {
-        assert_eq!(parse_chmod("755"), Some(0o755));
-        assert_eq!(parse_chmod("0644"), Some(0o644));
-        assert_eq!(parse_chmod("7777"), Some(0o7777));
-        assert_eq!(parse_chmod("17777"), None);
-        assert_eq!(parse_chmod("u+x"), None);
-        assert_eq!(parse_chmod("8"), None);
+    fn owners() {
         assert_eq!(
             parse_owner("1000:1000"),
             Some(Owner {
@@ -142,6 +129,7 @@ mod tests {
             })
         );
         assert_eq!(parse_owner("app").unwrap().group, None);
+        assert_eq!(parse_owner("7:").unwrap().group.as_deref(), Some(""));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use serde::de::Deserializer;
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
@@ -184,6 +184,35 @@ impl Node {
     }
 }
 
+/// The leaves of `m` that are not in a subtree `other` holds too, in key order. A key in
+/// a shared subtree is in both maps with the same value, so only these can differ.
+fn unshared_leaves<'a>(m: &'a EnvMap, other: &EnvMap) -> Vec<&'a Leaf> {
+    fn mark(node: &Arc<Node>, seen: &mut HashSet<*const Node>) {
+        seen.insert(Arc::as_ptr(node));
+        if let Node::Inner(inner) = &**node {
+            inner.children.iter().for_each(|c| mark(c, seen));
+        }
+    }
+    fn collect<'a>(node: &'a Arc<Node>, shared: &HashSet<*const Node>, out: &mut Vec<&'a Leaf>) {
+        if shared.contains(&Arc::as_ptr(node)) {
+            return;
+        }
+        match &**node {
+            Node::Leaf(leaf) => out.push(leaf),
+            Node::Inner(inner) => inner.children.iter().for_each(|c| collect(c, shared, out)),
+        }
+    }
+    let mut shared = HashSet::new();
+    if let Some(root) = &other.root {
+        mark(root, &mut shared);
+    }
+    let mut out = Vec::new();
+    if let Some(root) = &m.root {
+        collect(root, &shared, &mut out);
+    }
+    out
+}
+
 /// The child of an inner node whose range holds `key`: the last one whose first key is
 /// not above it (the first child takes everything below).
 fn child_for(firsts: &[Arc<str>], key: &str) -> usize {
@@ -269,6 +298,52 @@ impl EnvMap {
         }
     }
 
+    /// Where `self` differs from `base`, in key order: each key whose value is not the
+    /// same, with its value in `self` (None: `self` lacks a key `base` has). Subtrees the
+    /// two share are skipped, so a snapshot against the one it grew from costs about the
+    /// nodes its inserts copied, not the whole environment.
+    pub fn diff_from<'a>(&'a self, base: &'a EnvMap) -> Vec<(&'a str, Option<&'a str>)> {
+        if self.ptr_eq(base) {
+            return Vec::new();
+        }
+        let mine = unshared_leaves(self, base);
+        let theirs = unshared_leaves(base, self);
+        let mut a = mine.iter().flat_map(|l| l.entries.iter()).peekable();
+        let mut b = theirs.iter().flat_map(|l| l.entries.iter()).peekable();
+        let mut out = Vec::new();
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((k, v)), None) => {
+                    out.push((&**k, Some(&**v)));
+                    a.next();
+                }
+                (None, Some((k, _))) => {
+                    out.push((&**k, None));
+                    b.next();
+                }
+                (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                    std::cmp::Ordering::Less => {
+                        out.push((&**ka, Some(&**va)));
+                        a.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push((&**kb, None));
+                        b.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if va != vb {
+                            out.push((&**ka, Some(&**va)));
+                        }
+                        a.next();
+                        b.next();
+                    }
+                },
+            }
+        }
+        out
+    }
+
     /// The length of [`write_json_body`](Self::write_json_body)'s bytes.
     pub fn json_body_len(&self) -> usize {
         let leaves = self.leaves();
@@ -290,7 +365,7 @@ impl EnvMap {
     /// How many distinct nodes the given snapshots hold between them: what they cost
     /// together, for tests that check sharing.
     pub fn distinct_nodes<'a>(maps: impl IntoIterator<Item = &'a EnvMap>) -> usize {
-        fn walk(node: &Arc<Node>, seen: &mut std::collections::HashSet<*const Node>) {
+        fn walk(node: &Arc<Node>, seen: &mut HashSet<*const Node>) {
             if !seen.insert(Arc::as_ptr(node)) {
                 return;
             }
@@ -298,7 +373,7 @@ impl EnvMap {
                 inner.children.iter().for_each(|c| walk(c, seen));
             }
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for m in maps {
             if let Some(root) = &m.root {
                 walk(root, &mut seen);
@@ -375,6 +450,31 @@ mod tests {
         let mut out = Vec::new();
         m.write_json_body(&mut |b| out.extend_from_slice(b));
         out
+    }
+
+    #[test]
+    fn a_diff_names_what_was_set_changed_or_is_missing() {
+        let mut base = EnvMap::new();
+        for i in 0..500u32 {
+            base.insert(&format!("K{i:03}"), "v");
+        }
+        let mut grown = base.clone();
+        grown.insert("K100", "changed");
+        grown.insert("NEW", "n");
+        grown.insert("K250", "v"); // the same value: no change
+        assert_eq!(
+            grown.diff_from(&base),
+            vec![("K100", Some("changed")), ("NEW", Some("n"))]
+        );
+        assert_eq!(
+            base.diff_from(&grown),
+            vec![("K100", Some("v")), ("NEW", None)]
+        );
+        assert!(grown.diff_from(&grown.clone()).is_empty());
+        // Two maps built apart (nothing shared) compare entry by entry.
+        let apart: EnvMap = base.iter().filter(|(k, _)| *k != "K007").collect();
+        assert_eq!(base.diff_from(&apart), vec![("K007", Some("v"))]);
+        assert_eq!(apart.diff_from(&EnvMap::new()).len(), 499);
     }
 
     #[test]

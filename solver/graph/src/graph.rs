@@ -135,6 +135,7 @@ mod tests {
             mounts: vec![],
             security: SecurityMode::Sandbox,
             settings: Default::default(),
+            platform: None,
         })
     }
 

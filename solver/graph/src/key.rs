@@ -149,6 +149,7 @@ mod tests {
                     mounts,
                     security,
                     settings: Default::default(),
+                    platform: None,
                 });
                 assert_eq!(
                     cache_key(&op, &[input]),

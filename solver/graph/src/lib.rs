@@ -11,11 +11,13 @@
 //! - [`platform`]: OS / architecture / variant;
 //! - [`image`]: the image config model carried along a stage and exported;
 //! - [`actions`]: adding the export, push and run vertices a build ends with;
+//! - [`chmod`]: `--chmod` modes (octal and symbolic) and how they apply;
 //! - [`paths`]: COPY/ADD/WORKDIR path rules (cleaning, wildcards, where a source lands);
 //! - [`dockerignore`]: Docker's `.dockerignore` pattern rules;
 //! - [`render`]: listings of a graph (`--dry-run`: text, dot, json).
 
 pub mod actions;
+pub mod chmod;
 pub mod dockerignore;
 pub mod env;
 pub mod graph;

@@ -134,6 +134,12 @@ pub struct ExecOp {
     /// given, so the keys of builds without them stay the same.
     #[serde(default, skip_serializing_if = "RunSettings::is_empty")]
     pub settings: RunSettings,
+    /// The platform the command is for when it is not the build platform (the machine's):
+    /// the executor runs it through the emulator registered for it. Left out of the
+    /// encoding when none, so native steps keep their keys; the key names the platform,
+    /// never the emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
 }
 
 /// What `rbuild build` flags set for every RUN of the build (`--add-host`, `--ulimit`,
@@ -220,6 +226,15 @@ pub struct CopyAction {
     /// `--chmod` as parsed octal mode bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// `--chmod` as a symbolic mode (`u+x`, `go-w`, `a+X`; see [`crate::chmod`]), applied
+    /// to each entry's own mode. Set instead of `mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chmod: Option<String>,
+    /// `COPY --parents`: the pattern (relative, may hold wildcards and `**`) of what below
+    /// each match of the source path is copied, keeping its path under the destination
+    /// directory (the part of the source after a `/./` pivot, or all of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<String>,
     /// Wildcards in `source` are expanded; no match is an error unless allowed.
     pub allow_wildcard: bool,
     /// ADD: a local tar archive is extracted into `dest`.
@@ -328,6 +343,10 @@ pub enum Op {
     },
     Exec(ExecOp),
     File(FileOp),
+    /// Input 0's layer chain with the layers of the other inputs on top, as they are
+    /// (`COPY --link`: a copy made on scratch, then placed over the stage without looking
+    /// at it, so its layer is the same whatever is below).
+    Merge,
     /// Actions (never cached, run every time they are reached): export, push, run.
     Export(Box<ExportOp>),
     /// Sends input 0's image (an export or a local image source) to `reference`.
@@ -346,6 +365,7 @@ impl Op {
             Op::Local { .. } => "local",
             Op::Exec(_) => "exec",
             Op::File(_) => "file",
+            Op::Merge => "merge",
             Op::Export(_) => "export",
             Op::Push { .. } => "push",
             Op::Run(_) => "run",

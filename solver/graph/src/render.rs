@@ -78,6 +78,7 @@ fn op_summary(op: &Op) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        Op::Merge => "merge: input 0's layers, then the others'".into(),
         Op::Export(e) if e.tags.is_empty() => "export image".into(),
         Op::Export(e) => format!("export image as {}", e.tags.join(", ")),
         Op::Push { reference } => format!("push to {reference}"),
@@ -279,6 +280,7 @@ mod tests {
                 mounts: vec![],
                 security: Default::default(),
                 settings: Default::default(),
+                platform: None,
             }),
             vec![base],
             VertexMeta {

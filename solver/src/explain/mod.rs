@@ -8,6 +8,7 @@
 //!   fields, the facts ops add while solving) kept as short digests;
 //! - `files`: the per-file fingerprints that name the files a COPY saw change;
 //! - `slots`: which step of the last build a step is compared with;
+//! - `env`: a RUN's environment kept as a delta from the RUN before it;
 //! - `compare`: a step against its record; `cause`: what a miss says.
 //!
 //! A build is identified by its context directory, its Dockerfile (relative to the
@@ -19,6 +20,7 @@
 
 mod cause;
 mod compare;
+mod env;
 mod files;
 mod parts;
 mod slots;
@@ -29,8 +31,9 @@ pub(crate) use parts::mount_part;
 
 use crate::context::Selected;
 use compare::{Current, compare};
+use env::{DiffMemo, EnvDiff, Link};
 use files::FileList;
-use parts::{op_digest, static_parts};
+use parts::{Part, env_part, op_digest, static_parts};
 use rbuild_cache::explain::{self as store_explain, BuildRecord, ExportedRecord, StepRecord};
 use rbuild_cache::remote_cache::ImportedCache;
 use rbuild_cache::{CacheError, Store};
@@ -74,9 +77,33 @@ impl BuildIdent {
 /// A record this build compares with.
 struct Baseline {
     record: BuildRecord,
+    /// Stage → op digest → (depth, step key) of the record's steps, in key order: finds
+    /// an instruction again without a walk over every step.
+    by_op: HashMap<String, HashMap<String, Vec<(usize, String)>>>,
     /// The imported record with its file lists; None for a local one (its lists are in
     /// the store).
     imported: Option<ExportedRecord>,
+}
+
+impl Baseline {
+    fn new(record: BuildRecord, imported: Option<ExportedRecord>) -> Baseline {
+        let mut by_op: HashMap<String, HashMap<String, Vec<(usize, String)>>> = HashMap::new();
+        for (k, s) in &record.steps {
+            if let Some((stage, depth)) = slots::parse(k) {
+                by_op
+                    .entry(stage.to_string())
+                    .or_default()
+                    .entry(s.op.clone())
+                    .or_default()
+                    .push((depth, k.clone()));
+            }
+        }
+        Baseline {
+            record,
+            by_op,
+            imported,
+        }
+    }
 }
 
 struct Target {
@@ -109,6 +136,10 @@ pub struct BuildHistory {
     /// The first target needing each vertex (its record is the one a step is compared with).
     owner: HashMap<VertexId, usize>,
     slots: HashMap<VertexId, Slot>,
+    /// Per RUN, the RUN its environment is a delta from (one with a slot).
+    env_parents: HashMap<VertexId, VertexId>,
+    /// Per RUN compared, the variables that differ from the last build.
+    env_diffs: Mutex<DiffMemo>,
     /// `--cache-from` was given (a first build says the import had no record either).
     imported: bool,
     state: Mutex<State>,
@@ -150,16 +181,10 @@ impl BuildHistory {
                 owner.entry(*v).or_insert(i);
             }
             let baseline = match store_explain::load(store, &ident.id)? {
-                Some(record) => Some(Baseline {
-                    record,
-                    imported: None,
-                }),
+                Some(record) => Some(Baseline::new(record, None)),
                 None => imported
                     .and_then(|imp| imp.explain_record(&ident.build))
-                    .map(|e| Baseline {
-                        record: e.record.clone(),
-                        imported: Some(e.clone()),
-                    }),
+                    .map(|e| Baseline::new(e.record.clone(), Some(e.clone()))),
             };
             out.push(Target {
                 ident: ident.clone(),
@@ -167,11 +192,20 @@ impl BuildHistory {
                 baseline,
             });
         }
+        let env_parents = owner
+            .keys()
+            .filter_map(|v| {
+                let p = env::env_parent(&graph, *v)?;
+                (env::exec_env(&graph, *v).is_some() && slots.contains_key(&p)).then_some((*v, p))
+            })
+            .collect();
         Ok(BuildHistory {
             graph,
             targets: out,
             owner,
             slots,
+            env_parents,
+            env_diffs: Mutex::new(DiffMemo::default()),
             imported: imported.is_some(),
             state: Mutex::new(State::default()),
         })
@@ -188,19 +222,115 @@ impl BuildHistory {
     /// The step of the last build `v` is compared with: in the same stage, the one with
     /// the same instruction (nearest in depth), else the one at the same place.
     fn baseline_step(&self, v: VertexId, op: &str) -> Option<&StepRecord> {
-        let record = &self.target_of(v)?.baseline.as_ref()?.record;
+        self.baseline_entry(v, op).map(|(_, s)| s)
+    }
+
+    /// [`baseline_step`](Self::baseline_step) with its key in the record.
+    fn baseline_entry(&self, v: VertexId, op: &str) -> Option<(&str, &StepRecord)> {
+        let baseline = self.target_of(v)?.baseline.as_ref()?;
+        let record = &baseline.record;
         let slot = self.slots.get(&v)?;
-        let same_op = record
-            .steps
-            .iter()
-            .filter(|(_, s)| s.op == op)
-            .filter_map(|(k, s)| {
-                let (stage, depth) = slots::parse(k)?;
-                (stage == slot.stage).then_some((depth.abs_diff(slot.depth), s))
+        let same_op = baseline
+            .by_op
+            .get(&slot.stage)
+            .and_then(|ops| ops.get(op))
+            .and_then(|places| {
+                places
+                    .iter()
+                    .min_by_key(|(depth, _)| depth.abs_diff(slot.depth))
             })
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, s)| s);
-        same_op.or_else(|| record.steps.get(&slot.key))
+            .map(|(_, k)| k.as_str());
+        let key = same_op.or_else(|| record.steps.contains_key(&slot.key).then_some(&*slot.key))?;
+        record
+            .steps
+            .get_key_value(key)
+            .map(|(k, s)| (k.as_str(), s))
+    }
+
+    /// The key in the last build's record of the step `v` is compared with.
+    fn baseline_key(&self, v: VertexId) -> Option<&str> {
+        let op = op_digest(&self.graph.vertex(v).op);
+        self.baseline_entry(v, &op).map(|(k, _)| k)
+    }
+
+    /// The slot key of the RUN `v`'s environment is a delta from.
+    fn env_from(&self, v: VertexId) -> Option<String> {
+        let p = self.env_parents.get(&v)?;
+        self.slots.get(p).map(|s| s.key.clone())
+    }
+
+    /// How `v`'s delta and its record entry's relate.
+    fn env_link(&self, v: VertexId, old: &StepRecord) -> Link {
+        match (self.env_parents.get(&v), &old.env_from) {
+            (None, None) => Link::Root,
+            (Some(p), Some(from)) if self.baseline_key(*p) == Some(from.as_str()) => {
+                Link::Parent(*p)
+            }
+            _ => Link::Moved,
+        }
+    }
+
+    /// The variables of the RUN `v` (compared with the record entry `old`) whose values
+    /// differ from the last build. Worked out from the top of `v`'s chain down, each step
+    /// once per build.
+    fn env_diff(&self, v: VertexId, old: &StepRecord) -> std::sync::Arc<EnvDiff> {
+        let graph = &self.graph;
+        if env::exec_env(graph, v).is_none() {
+            return Default::default();
+        }
+        let mut memo = self.env_diffs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = memo.get(v) {
+            return d;
+        }
+        // Up the chain to a step already worked out or to where the chains part.
+        let mut chain: Vec<(VertexId, StepRecord)> = vec![(v, old.clone())];
+        loop {
+            let (u, rec) = &chain[chain.len() - 1];
+            let Link::Parent(p) = self.env_link(*u, rec) else {
+                break;
+            };
+            if memo.get(p).is_some() {
+                break;
+            }
+            let op = op_digest(&graph.vertex(p).op);
+            let Some(prec) = self.baseline_step(p, &op) else {
+                break;
+            };
+            chain.push((p, prec.clone()));
+        }
+        let record = self
+            .target_of(v)
+            .and_then(|t| t.baseline.as_ref())
+            .map(|b| &b.record);
+        let mut last = None;
+        for (u, rec) in chain.into_iter().rev() {
+            let Some(now_u) = env::exec_env(graph, u) else {
+                continue;
+            };
+            let parent_env = self
+                .env_parents
+                .get(&u)
+                .and_then(|p| env::exec_env(graph, *p));
+            let now_delta = env::delta(now_u, parent_env);
+            let old_delta = env::recorded_delta(&rec);
+            let d = match self.env_link(u, &rec) {
+                Link::Root => env::diff_whole(now_u, &old_delta),
+                Link::Parent(p) => {
+                    let parent = memo.get(p).unwrap_or_default();
+                    let parent_env = env::exec_env(graph, p).cloned().unwrap_or_default();
+                    env::diff_over_parent(now_u, &now_delta, &old_delta, &parent, &parent_env)
+                }
+                Link::Moved => {
+                    let key = self.baseline_key(u);
+                    match record.zip(key).and_then(|(r, k)| env::rebuild(r, k)) {
+                        Some(whole) => env::diff_whole(now_u, &whole),
+                        None => EnvDiff::new(),
+                    }
+                }
+            };
+            last = Some(memo.put(u, d));
+        }
+        last.unwrap_or_default()
     }
 
     /// A file list of the last build of `v`'s target, by digest.
@@ -225,6 +355,13 @@ impl BuildHistory {
             }
             digests.insert(name, part.digest);
         }
+        let mut env_from = None;
+        if let Some(now) = env::exec_env(&self.graph, v) {
+            let parent = self.env_parents.get(&v);
+            let base = parent.and_then(|p| env::exec_env(&self.graph, *p));
+            env::record_delta(&mut digests, env::delta(now, base));
+            env_from = self.env_from(v);
+        }
         StepRecord {
             kind: op.kind().to_string(),
             op: op_digest(op),
@@ -232,6 +369,7 @@ impl BuildHistory {
             inputs: inputs.iter().map(short_key).collect(),
             digests,
             values,
+            env_from,
         }
     }
 
@@ -311,10 +449,29 @@ impl BuildHistory {
                 }],
             };
         }
-        let parts = static_parts(&self.graph.vertex(v).op)
+        // The environment compared variable by variable where it differs, not whole.
+        let mut parts: BTreeMap<String, Part> = static_parts(&self.graph.vertex(v).op)
             .into_iter()
             .chain(facts.named.clone())
             .collect();
+        let recorded = old;
+        let mut old = recorded.clone();
+        old.digests.retain(|name, _| !name.starts_with("env:"));
+        for (var, change) in self.env_diff(v, recorded).iter() {
+            if let Some(d) = &change.now {
+                parts.insert(
+                    env_part(var),
+                    Part {
+                        digest: d.clone(),
+                        clear: None,
+                    },
+                );
+            }
+            if let Some(d) = &change.old {
+                old.digests.insert(env_part(var), d.clone());
+            }
+        }
+        let old = &old;
         let now = Current {
             graph: &self.graph,
             vertex: v,
@@ -335,9 +492,10 @@ impl BuildHistory {
             return;
         }
         let op = op_digest(&self.graph.vertex(v).op);
+        // Kept when its environment is still a delta from the same step.
         let same = self
             .baseline_step(v, &op)
-            .filter(|o| o.key == short_key(key))
+            .filter(|o| o.key == short_key(key) && o.env_from == self.env_from(v))
             .cloned();
         let solved = match same {
             // The last build's entry, lists and all: a no-op rebuild writes nothing.

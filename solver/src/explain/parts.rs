@@ -8,8 +8,9 @@
 //! part of its own without anything here changing.
 
 use crate::context::Selected;
-use rbuild_graph::{BuildGraph, CopySource, FileAction, Op, VertexId};
+use rbuild_graph::{BuildGraph, CopySource, EnvMap, ExecOp, FileAction, Op, VertexId};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Hex digits of a part's digest in a record (64 bits: a change going unseen is a
@@ -91,10 +92,12 @@ fn clear_value(v: &Value) -> String {
 
 /// The parts of `op`'s encoding, by name: top-level fields, with a RUN's `env` split by
 /// variable, its `mounts` by target, and a file op's `actions` by index and field.
+/// A RUN's environment is left out: a record keeps it as a delta from the step before
+/// (`env_parts`), not whole per step.
 pub(crate) fn static_parts(op: &Op) -> BTreeMap<String, Part> {
     let kind = op.kind();
     let mut out = BTreeMap::new();
-    let Ok(Value::Object(fields)) = serde_json::to_value(op) else {
+    let Ok(Value::Object(fields)) = serde_json::to_value(without_env(op).as_ref()) else {
         return out;
     };
     let mut put = |name: String, v: &Value, clear: Option<String>| {
@@ -190,10 +193,32 @@ fn parse_mount_part(name: &str) -> Option<(&str, &str)> {
     Some((target, option))
 }
 
-/// 16 hex digits of the op's own encoding (no inputs): finds an instruction again when
-/// steps were inserted before it.
+/// 16 hex digits of the op's own encoding (no inputs, no environment): finds an
+/// instruction again when steps were inserted before it or a variable changed.
 pub(crate) fn op_digest(op: &Op) -> String {
-    short_digest(&serde_json::to_vec(op).unwrap_or_default())
+    short_digest(&serde_json::to_vec(without_env(op).as_ref()).unwrap_or_default())
+}
+
+/// `op` with a RUN's environment emptied: what is encoded of a step besides it (the
+/// environment of a long Dockerfile is most of every RUN's encoding).
+fn without_env(op: &Op) -> Cow<'_, Op> {
+    match op {
+        Op::Exec(e) if !e.env.is_empty() => Cow::Owned(Op::Exec(ExecOp {
+            env: EnvMap::new(),
+            ..e.clone()
+        })),
+        _ => Cow::Borrowed(op),
+    }
+}
+
+/// The name of the part of the variable `var` of a RUN's environment.
+pub(crate) fn env_part(var: &str) -> String {
+    format!("env:{var}")
+}
+
+/// The digest of a variable's value, as a record keeps it.
+pub(crate) fn env_value_digest(value: &str) -> String {
+    short_digest(&serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// Whether a variable's name says it may hold a secret (the words of BuildKit's
@@ -295,6 +320,7 @@ pub(crate) fn describe(graph: &BuildGraph, v: VertexId, name: &str) -> Named {
                 "network" => named("network mode", None),
                 "security" => named("security mode", None),
                 "settings" => named("--add-host/--ulimit/--shm-size/--cgroup-parent", None),
+                "platform" => named("platform", None),
                 other => named(other, None),
             }
         }
@@ -385,22 +411,24 @@ mod tests {
             mounts: vec![],
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         })
     }
 
     #[test]
-    fn a_run_splits_by_field_and_variable() {
+    fn a_run_splits_by_field_and_leaves_its_environment_to_the_delta() {
         let parts = static_parts(&exec(&[("VERSION", "1"), ("PATH", "/bin")]));
         let names: Vec<&str> = parts.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            ["args", "cwd", "env:PATH", "env:VERSION", "network", "user"]
-        );
+        assert_eq!(names, ["args", "cwd", "network", "user"]);
         assert_eq!(parts["network"].clear.as_deref(), Some("host"));
-        assert_eq!(parts["env:VERSION"].clear, None);
-        let other = static_parts(&exec(&[("VERSION", "2"), ("PATH", "/bin")]));
-        assert_ne!(parts["env:VERSION"], other["env:VERSION"]);
-        assert_eq!(parts["env:PATH"], other["env:PATH"]);
+        // The instruction is found again whatever its environment holds.
+        assert_eq!(
+            op_digest(&exec(&[("VERSION", "1")])),
+            op_digest(&exec(&[("VERSION", "2")]))
+        );
+        assert_ne!(op_digest(&exec(&[])), op_digest(&Op::Scratch));
+        assert_ne!(env_value_digest("1"), env_value_digest("2"));
+        assert_eq!(env_part("VERSION"), "env:VERSION");
     }
 
     #[test]

@@ -36,6 +36,24 @@ impl ExecStep {
         ExecStep { op: op.clone() }
     }
 
+    /// A step for another platform: the emulator that runs it, said in its output
+    /// (`emulated linux/arm64/v8: qemu-aarch64`); a missing one fails the step here.
+    fn say_emulator(&self, step: &StepContext) -> Result<(), SolveError> {
+        let Some(p) = &self.op.platform else {
+            return Ok(());
+        };
+        let emulator = rbuild_executor::emulator_for(&p.to_string())
+            .map_err(|e| step.fail(StepFailure::Exec(e.into())))?;
+        if let Some(e) = emulator {
+            let _ = step.events.send(Event::Log {
+                vertex: step.vertex,
+                stream: rbuild_executor::Stream::Stderr,
+                data: format!("emulated {p}: {} ({})\n", e.name, e.interpreter).into_bytes(),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs the command (blocking) and commits what it changed.
     fn run_command(&self, step: &StepContext) -> Result<Outcome, SolveError> {
         let base = step.input(0);
@@ -53,6 +71,7 @@ impl ExecStep {
         let mut spec = run_spec(&self.op, lowerdirs, upper.clone(), work, prepared.mounts)
             .map_err(|e| step.fail(e))?;
         spec.secret_env = prepared.secret_env;
+        self.say_emulator(step)?;
         let mut tail = LastLines::new(TAIL_LINES);
         let mut output = |stream, data: &[u8]| {
             tail.push(data);
@@ -227,5 +246,6 @@ fn run_spec(
             .map(|h| (h.host.clone(), h.ip.clone()))
             .collect(),
         shm_size: settings.shm_size,
+        platform: op.platform.as_ref().map(|p| p.to_string()),
     })
 }

@@ -6,6 +6,10 @@
 use super::archive::{open_archive, unpack};
 use super::git;
 use super::http::{self, Body, Remote};
+use super::place::{
+    ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, copy_file, in_root, in_root_nofollow,
+    lchown, mkdir_all_in_root, other, set_mode, set_times,
+};
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
 use crate::context::{self, Filter};
@@ -13,15 +17,14 @@ use crate::error::{SolveError, StepFailure};
 use crate::op::{RuntimeKey, SolveOp, StepContext, Work};
 use crate::outcome::Outcome;
 use crate::wildcard::expand_wildcard;
+use rbuild_graph::chmod::ModeSet;
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::paths::{
     base_name, clean_abs, clean_rel, copy_target, dest_is_dir, has_wildcard,
 };
 use rbuild_graph::{CopyAction, CopySource, FileAction, FileOp, Owner};
 use std::collections::HashMap;
-use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A COPY/ADD/WORKDIR step.
@@ -38,14 +41,6 @@ pub struct FileStep {
 
 /// Where the checkout of git action `i` is among a step's copy sources (past any input).
 const GIT_SOURCE: usize = usize::MAX / 2;
-
-/// Where a copy reads from.
-struct SourceRoot {
-    dir: PathBuf,
-    ignore: Arc<Patterns>,
-    /// Context files belong to root in the image (as with docker); stage files keep owners.
-    from_context: bool,
-}
 
 impl FileStep {
     /// The step for `op`; an `--exclude` pattern that does not parse is its error.
@@ -259,17 +254,26 @@ impl SolveOp for FileStep {
                 copy_exclude: exclude,
             };
             let mut entries = key.wants_entries().then(Vec::new);
-            let d = step
-                .services
-                .hasher
-                .digest_listed(
-                    &ctx.dir,
-                    path,
-                    copy.allow_wildcard,
-                    &filter,
-                    entries.as_mut(),
-                )
-                .map_err(|e| step.context_error(e))?;
+            let selection = parents_selection(path, copy.parents.as_deref());
+            let d = match step.services.hasher.digest_listed(
+                &ctx.dir,
+                &selection,
+                copy.allow_wildcard,
+                &filter,
+                entries.as_mut(),
+            ) {
+                Ok(d) => d,
+                // `--parents` with wildcards may select nothing: that copies nothing.
+                Err(context::ContextError::NotFound { .. })
+                    if copy
+                        .parents
+                        .as_deref()
+                        .is_some_and(|p| has_wildcard(p) || has_wildcard(path)) =>
+                {
+                    [0; 32]
+                }
+                Err(e) => return Err(step.context_error(e)),
+            };
             key.add(&(i as u64).to_le_bytes())
                 .add_selection(&format!("a{i}:content"), &d, entries);
         }
@@ -282,139 +286,33 @@ impl SolveOp for FileStep {
     }
 }
 
-/// Why an action failed.
-#[derive(Debug)]
-enum ActionError {
-    /// A source that is not there (reported as the CLI's missing-file error).
-    NotFound(String),
-    Context(context::ContextError),
-    Failed(StepFailure),
-}
-
-impl From<context::ContextError> for ActionError {
-    fn from(e: context::ContextError) -> Self {
-        ActionError::Context(e)
-    }
-}
-
-impl From<StepFailure> for ActionError {
-    fn from(e: StepFailure) -> Self {
-        ActionError::Failed(e)
-    }
-}
-
-/// An action that failed while doing `what`.
-fn other(
-    what: impl std::fmt::Display,
-    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> ActionError {
-    ActionError::Failed(StepFailure::Action {
-        what: what.to_string(),
-        source: e.into(),
-    })
-}
-
-/// `path` (absolute in the rootfs) resolved inside `root`, symlinks followed within it.
-fn in_root(root: &Path, path: &str) -> Result<PathBuf, ActionError> {
-    let clean = clean_abs(path);
-    if clean == "/" {
-        return Ok(root.to_path_buf());
-    }
-    rbuild_executor::resolve_in_root(root, &clean)
-        .map_err(|e| other(format!("resolving {clean}"), e))
-}
-
-/// The host path for `path` whose parent is resolved inside `root` but whose last component
-/// is not followed (it is about to be replaced or created).
-fn in_root_nofollow(root: &Path, path: &str) -> Result<PathBuf, ActionError> {
-    let clean = clean_abs(path);
-    if clean == "/" {
-        return Ok(root.to_path_buf());
-    }
-    let (parent, name) = clean.rsplit_once('/').unwrap_or(("", &clean));
-    Ok(in_root(root, if parent.is_empty() { "/" } else { parent })?.join(name))
-}
-
-/// uid/gid of an `--chown` owner, looked up in the target rootfs.
-fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, u32), ActionError> {
+/// uid/gid of an `--chown` owner (or WORKDIR's USER), by BuildKit's rules
+/// ([`rbuild_executor::users::resolve_chown`]), names looked up in the target rootfs.
+/// `flag` names the owner in an error (`--chown`, or `USER` for WORKDIR).
+fn resolve_owner(root: &Path, owner: &Owner, flag: &str) -> Result<(u32, u32), ActionError> {
     let spec = match &owner.group {
         Some(g) => format!("{}:{g}", owner.user),
         None => owner.user.clone(),
     };
-    let u = rbuild_executor::users::resolve_in_rootfs(&spec, root)
-        .map_err(|e| other(format!("--chown={spec}"), e))?;
-    Ok((u.uid, u.gid))
+    rbuild_executor::users::resolve_chown_in_rootfs(&owner.user, owner.group.as_deref(), root)
+        .map_err(|e| other(format!("{flag}={spec}"), e))
 }
 
-/// Creates the directory `path` (absolute in the rootfs) and its missing parents, each
-/// resolved inside the root, with `mode` and `owner`. Existing directories are left alone.
-fn mkdir_all_in_root(
-    root: &Path,
-    path: &str,
-    mode: u32,
-    owner: (u32, u32),
-) -> Result<PathBuf, ActionError> {
-    let clean = clean_abs(path);
-    let mut prefix = String::new();
-    let mut host = root.to_path_buf();
-    for comp in clean.split('/').filter(|c| !c.is_empty()) {
-        prefix.push('/');
-        prefix.push_str(comp);
-        host = in_root(root, &prefix)?;
-        match std::fs::metadata(&host) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => {
-                return Err(ActionError::Failed(StepFailure::NotADirectory {
-                    path: prefix,
-                }));
-            }
-            Err(_) => {
-                std::fs::create_dir(&host).map_err(|e| other(format!("creating {prefix}"), e))?;
-                set_mode(&host, mode)?;
-                lchown(&host, owner)?;
-            }
-        }
+/// What a `COPY --parents` selects from the context, for its key: the source path joined
+/// with the pattern (wildcards expanded as a source's are) or, when the pattern has `**`
+/// (which a source path cannot express), with the part of it before its first wildcard.
+/// The directories on the way, which the copy creates with their own modes, are not in it.
+fn parents_selection(path: &str, pattern: Option<&str>) -> String {
+    let below = match pattern {
+        Some(p) if !p.contains("**") => p.to_string(),
+        Some(p) => super::parents::literal_prefix(p),
+        None => String::new(),
+    };
+    if below.is_empty() {
+        path.to_string()
+    } else {
+        format!("{}/{below}", path.trim_end_matches('/'))
     }
-    Ok(host)
-}
-
-fn set_mode(p: &Path, mode: u32) -> Result<(), ActionError> {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(|e| other(format!("chmod {}", p.display()), e))
-}
-
-fn lchown(p: &Path, (uid, gid): (u32, u32)) -> Result<(), ActionError> {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .map_err(|e| other(format!("chown {}", p.display()), e))
-}
-
-/// Sets atime/mtime of `p` (not following a symlink).
-fn set_times(p: &Path, meta: &std::fs::Metadata) {
-    // Times are best effort: a failure here does not change what the layer holds.
-    let _ = rbuild_fsutil::time::copy_times_nofollow(p, meta);
-}
-
-/// Removes whatever non-directory is at `p` so a new entry can take its place.
-fn clear_non_dir(p: &Path) -> Result<(), ActionError> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            std::fs::remove_dir_all(p).map_err(|e| other(format!("replacing {}", p.display()), e))
-        }
-        Ok(_) => {
-            std::fs::remove_file(p).map_err(|e| other(format!("replacing {}", p.display()), e))
-        }
-        Err(_) => Ok(()),
-    }
-}
-
-/// Copy options for one action.
-struct CopyOpts {
-    /// `--chown`, or root for context files; None keeps the source's owner.
-    owner: Option<(u32, u32)>,
-    /// `--chmod`.
-    mode: Option<u32>,
-    /// `--chown` as given (archives keep their owners without it).
-    explicit_owner: Option<(u32, u32)>,
 }
 
 fn copy(
@@ -427,8 +325,20 @@ fn copy(
     let owner = c
         .owner
         .as_ref()
-        .map(|o| resolve_owner(root, o))
+        .map(|o| resolve_owner(root, o, "--chown"))
         .transpose()?;
+    let symbolic = c
+        .chmod
+        .as_deref()
+        .map(ModeSet::parse)
+        .transpose()
+        .map_err(|e| other("--chmod", e))?;
+    let mut opts = CopyOpts {
+        owner,
+        mode: c.mode,
+        symbolic,
+        explicit_owner: owner,
+    };
     match &c.source {
         CopySource::Inline { data, mode } => {
             let dest = clean_abs(&c.dest);
@@ -436,7 +346,7 @@ fn copy(
             mkdir_all_in_root(
                 root,
                 if parent.is_empty() { "/" } else { parent },
-                0o755,
+                opts.dir_mode(),
                 owner.unwrap_or((0, 0)),
             )?;
             let host = in_root_nofollow(root, &dest)?;
@@ -444,12 +354,12 @@ fn copy(
             std::fs::write(&host, data.as_bytes())
                 .map_err(|e| other(format!("writing {dest}"), e))?;
             lchown(&host, owner.unwrap_or((0, 0)))?;
-            set_mode(&host, c.mode.unwrap_or(*mode))?;
+            set_mode(&host, opts.file_mode(*mode))?;
             Ok(())
         }
         CopySource::Http { url, filename, .. } => {
             let body = body.ok_or_else(|| other(http::redact(url), "the download is missing"))?;
-            place_download(root, c, filename, body, owner)
+            place_download(root, c, filename, body, &opts)
         }
         // Rewritten into a copy of its checkout by `apply`.
         CopySource::Git { remote, .. } => {
@@ -484,11 +394,12 @@ fn copy(
                 }
                 m
             };
-            let opts = CopyOpts {
-                owner: owner.or(if src.from_context { Some((0, 0)) } else { None }),
-                mode: c.mode,
-                explicit_owner: owner,
-            };
+            if src.from_context {
+                opts.owner = owner.or(Some((0, 0)));
+            }
+            if let Some(pattern) = &c.parents {
+                return super::parents::copy_parents(root, src, c, pattern, &filter, &opts);
+            }
             let dest_dir = dest_is_dir(&c.dest, matches.len());
             for m in &matches {
                 copy_one(root, src, m, c, dest_dir, &filter, &opts)?;
@@ -506,9 +417,9 @@ fn place_download(
     c: &CopyAction,
     filename: &str,
     body: &Body,
-    owner: Option<(u32, u32)>,
+    opts: &CopyOpts,
 ) -> Result<(), ActionError> {
-    let owner = owner.unwrap_or((0, 0));
+    let owner = opts.owner.unwrap_or((0, 0));
     let into_dir =
         c.dest.ends_with('/') || in_root(root, &c.dest).map(|p| p.is_dir()).unwrap_or(false);
     let dest = if into_dir {
@@ -520,14 +431,14 @@ fn place_download(
     mkdir_all_in_root(
         root,
         if parent.is_empty() { "/" } else { parent },
-        0o755,
+        opts.dir_mode(),
         owner,
     )?;
     let host = in_root_nofollow(root, &dest)?;
     clear_non_dir(&host)?;
     copy_file(&body.path, &host).map_err(|e| other(format!("writing {dest}"), e))?;
     lchown(&host, owner)?;
-    set_mode(&host, c.mode.unwrap_or(0o600))?;
+    set_mode(&host, opts.file_mode(0o600))?;
     if let Some(t) = body.mtime {
         rbuild_fsutil::time::set_mtime_nofollow(&host, t)
             .map_err(|e| other(format!("setting the mtime of {dest}"), e))?;
@@ -570,10 +481,10 @@ fn copy_one(
         base_name(matched),
         top.meta.is_dir(),
     );
-    // The directory that receives the entry: `dest/` itself is created up front (0755, as
-    // BuildKit's MkdirAll); a directory copied to `dest` without a slash creates `dest`
-    // with the source directory's own mode.
-    let parent = if top.meta.is_dir() && dest_dir {
+    // The directory that receives the entry is created up front (0755 or an octal
+    // --chmod's bits, the --chown owner or root, as BuildKit's MkdirAll): `dest/`, or for
+    // a directory the destination itself, which then takes only the source's times.
+    let parent = if top.meta.is_dir() {
         target.clone()
     } else {
         target
@@ -581,17 +492,19 @@ fn copy_one(
             .map(|(p, _)| p.to_string())
             .unwrap_or_default()
     };
+    let created_top = top.meta.is_dir() && !in_root(root, &target).is_ok_and(|p| p.is_dir());
+    let mut top_dir = None;
     if dest_dir || top.meta.is_dir() || !parent.is_empty() {
-        mkdir_all_in_root(
+        let dir = mkdir_all_in_root(
             root,
             if parent.is_empty() { "/" } else { &parent },
-            0o755,
+            opts.dir_mode(),
             parent_owner,
         )?;
+        top_dir = created_top.then_some(dir);
     }
 
-    let mut dir_times = Vec::new();
-    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut placer = Placer::default();
     for e in &entries {
         let below = e
             .rel
@@ -605,110 +518,13 @@ fn copy_one(
         } else {
             format!("{target}/{below}")
         };
-        let ft = e.meta.file_type();
-        let owner = opts.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
-        if ft.is_dir() {
-            // An existing directory (or symlink to one, inside the root) keeps its metadata.
-            let host = in_root(root, &dest_path)?;
-            if host.is_dir() {
-                continue;
-            }
-            let host = in_root_nofollow(root, &dest_path)?;
-            ensure_parent(root, &host, &dest_path, parent_owner)?;
-            clear_non_dir(&host)?;
-            std::fs::create_dir(&host)
-                .map_err(|err| other(format!("creating {dest_path}"), err))?;
-            lchown(&host, owner)?;
-            set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
-            copy_xattrs(&e.path, &host);
-            dir_times.push((host, e.meta.clone()));
-            continue;
-        }
-        let host = in_root_nofollow(root, &dest_path)?;
-        ensure_parent(root, &host, &dest_path, parent_owner)?;
-        clear_non_dir(&host)?;
-        if ft.is_symlink() {
-            let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
-            std::os::unix::fs::symlink(&link, &host)
-                .map_err(|err| other(format!("creating {dest_path}"), err))?;
-            lchown(&host, owner)?;
-        } else if ft.is_file()
-            && e.meta.nlink() > 1
-            && linked.contains_key(&(e.meta.dev(), e.meta.ino()))
-        {
-            // Hard links within one copy stay hard links (as BuildKit's copier keeps them).
-            let first = &linked[&(e.meta.dev(), e.meta.ino())];
-            std::fs::hard_link(first, &host)
-                .map_err(|err| other(format!("linking {dest_path}"), err))?;
-            continue;
-        } else if ft.is_file() {
-            copy_file(&e.path, &host)
-                .map_err(|err| other(format!("copying to {dest_path}"), err))?;
-            if e.meta.nlink() > 1 {
-                linked.insert((e.meta.dev(), e.meta.ino()), host.clone());
-            }
-            // chown before chmod: chown clears set-id bits.
-            lchown(&host, owner)?;
-            set_mode(&host, opts.mode.unwrap_or(e.meta.mode()))?;
-        } else {
-            rbuild_fsutil::node::mknod_like(&host, &e.meta)
-                .map_err(|err| other(format!("creating {dest_path}"), err))?;
-            lchown(&host, owner)?;
-        }
-        copy_xattrs(&e.path, &host);
-        set_times(&host, &e.meta);
+        // The top of the copy is the destination itself: an existing one keeps its metadata.
+        placer.place(root, e, &dest_path, opts, parent_owner, !below.is_empty())?;
     }
-    // Directory times last: creating children changed them.
-    for (host, meta) in dir_times.iter().rev() {
-        set_times(host, meta);
+    placer.finish();
+    if let Some(dir) = top_dir {
+        set_times(&dir, &top.meta);
     }
-    Ok(())
-}
-
-/// Creates the missing parents of `dest_path` (e.g. under a `.dockerignore`d directory
-/// whose files an exception re-includes).
-fn ensure_parent(
-    root: &Path,
-    host: &Path,
-    dest_path: &str,
-    owner: (u32, u32),
-) -> Result<(), ActionError> {
-    if host.parent().is_some_and(|p| p.is_dir()) {
-        return Ok(());
-    }
-    let parent = dest_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-    mkdir_all_in_root(
-        root,
-        if parent.is_empty() { "/" } else { parent },
-        0o755,
-        owner,
-    )?;
-    Ok(())
-}
-
-/// Copies extended attributes (e.g. `security.capability` of a binary from another stage),
-/// after chown, which clears capabilities. Overlay-internal ones are never copied. Best
-/// effort: a filesystem without xattr support still gets the file.
-fn copy_xattrs(src: &Path, dst: &Path) {
-    use rbuild_fsutil::{whiteout, xattr};
-    let Ok(names) = xattr::list(src) else {
-        return;
-    };
-    for name in names.iter().filter(|n| !whiteout::is_overlay_xattr(n)) {
-        if let Ok(Some(value)) = xattr::get(src, name) {
-            let _ = xattr::set(dst, name, &value);
-        }
-    }
-}
-
-/// Copies file content (the kernel's copy_file_range where possible).
-fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
-    io::copy(&mut src, &mut dst)?;
     Ok(())
 }
 
@@ -721,7 +537,7 @@ fn make_dir(
     owner: Option<&Owner>,
 ) -> Result<(), ActionError> {
     let owner = owner
-        .map(|o| resolve_owner(root, o))
+        .map(|o| resolve_owner(root, o, "USER"))
         .transpose()?
         .unwrap_or((0, 0));
     let clean = clean_abs(path);

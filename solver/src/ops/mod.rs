@@ -17,6 +17,8 @@ pub mod file;
 mod git;
 mod http;
 pub mod mounts;
+mod parents;
+mod place;
 pub mod push;
 pub mod rootfs;
 pub mod run;
@@ -43,6 +45,7 @@ pub(crate) fn resolve(op: &Op) -> Result<Arc<dyn SolveOp>, StepFailure> {
         )),
         Op::Exec(op) => Arc::new(exec::ExecStep::new(op)),
         Op::File(op) => Arc::new(file::FileStep::new(op)?),
+        Op::Merge => Arc::new(source::MergeStep),
         Op::Export(op) => Arc::new(export::ExportAction::new(op)),
         Op::Push { reference } => Arc::new(push::PushAction::new(reference)),
         Op::Run(op) => Arc::new(run::RunAction::new(op)),
@@ -64,6 +67,7 @@ mod tests {
             mounts,
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         })
     }
 

@@ -123,6 +123,14 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
         cgroup: CgroupOptions::default(),
         extra_hosts: Vec::new(),
         shm_size: None,
+        // The image's own platform: a foreign image runs through its emulator.
+        platform: (!config.architecture.is_empty()).then(|| {
+            let mut p = format!("{}/{}", config.os, config.architecture);
+            if let Some(v) = config.variant.as_deref().filter(|v| !v.is_empty()) {
+                p = format!("{p}/{v}");
+            }
+            p
+        }),
     };
     // Our own token: a reader that went away ends this container without cancelling the
     // solve; the solve's token is forwarded to it.

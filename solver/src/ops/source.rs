@@ -23,6 +23,23 @@ impl SolveOp for ScratchSource {
     }
 }
 
+/// Input 0's chain with the chains of the other inputs stacked on it (`COPY --link`):
+/// nothing to compute, the layers are reused as they are.
+pub struct MergeStep;
+
+impl SolveOp for MergeStep {
+    fn execute(self: Arc<Self>, step: Arc<StepContext>) -> Work<Outcome> {
+        let n = step.graph.vertex(step.vertex).inputs.len();
+        let layers: Vec<_> = (0..n)
+            .flat_map(|i| step.input(i).layers.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        Work::Done(Ok(Outcome {
+            layers: layers.into(),
+            ..Default::default()
+        }))
+    }
+}
+
 /// A local directory: nothing to do of its own; the steps that read it hash and copy
 /// what they select ([`local_context`]).
 pub struct LocalSource;

@@ -136,6 +136,7 @@ pub fn run(g: &mut BuildGraph, input: VertexId, cmd: &str) -> VertexId {
             mounts: vec![],
             security: Default::default(),
             settings: Default::default(),
+            platform: None,
         }),
         vec![input],
         meta(&format!("RUN {cmd}")),
@@ -153,6 +154,8 @@ pub fn copy_action(input: usize, src: &str, dest: &str) -> CopyAction {
         mode: None,
         allow_wildcard: true,
         unpack_archive: false,
+        chmod: None,
+        parents: None,
         exclude: vec![],
     }
 }

@@ -21,16 +21,24 @@ pub struct Plan {
     pub roots: Vec<VertexId>,
     /// The `--run` vertex.
     pub run: Option<VertexId>,
-    /// The last target's final step (what a cache export of `mode=min` starts from).
-    pub last_root: VertexId,
+    /// The last target's final step, one per platform (what a cache export of `mode=min`
+    /// starts from).
+    pub last_roots: Vec<VertexId>,
 }
 
 /// Adds the exports, pushes and run to the lowered graph.
 pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
     let mut graph = lowered.graph;
     let inline = build.cache.to.contains(&CacheTo::Inline);
+    // Several platforms: each image is exported without a name; the build then names
+    // the index of them (`platforms.rs`), and pushes that.
+    let several = build.platforms.len() > 1;
     let mut exports = Vec::new();
-    for (i, (target, tags)) in lowered.targets.iter().zip(&build.target_tags).enumerate() {
+    for (i, target) in lowered.targets.iter().enumerate() {
+        let tags = match several {
+            true => Vec::new(),
+            false => build.target_tags.get(i).cloned().unwrap_or_default(),
+        };
         let history: Vec<_> = target
             .history
             .iter()
@@ -41,7 +49,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         let mut config = target.config.clone();
         config.config.labels.extend(build.labels.clone());
         let flags = actions::ExportFlags {
-            tags: tags.clone(),
+            tags,
             inline_cache: inline && last,
             squash: build.squash,
             annotations: build.annotations.clone(),
@@ -55,7 +63,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         ));
     }
     let mut roots = exports.clone();
-    if build.push {
+    if build.push && !several {
         for (export, tags) in exports.iter().zip(&build.target_tags) {
             for t in tags {
                 roots.push(actions::add_push(&mut graph, *export, t));
@@ -63,7 +71,17 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         }
     }
     let no_target = || anyhow!("no target was built");
-    let last_export = *exports.last().ok_or_else(no_target)?;
+    // `--run` of several platforms runs the machine's image if there is one.
+    let host = rbuild_graph::Platform::host();
+    let last_export = lowered
+        .targets
+        .iter()
+        .zip(&exports)
+        .rev()
+        .find(|(t, _)| t.platform == host)
+        .map(|(_, e)| *e)
+        .or_else(|| exports.last().copied())
+        .ok_or_else(no_target)?;
     let run = build.run.as_ref().map(|command| {
         let name = build
             .target_tags
@@ -80,16 +98,23 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
         roots.push(v);
         v
     });
-    let last_root = lowered
+    // Targets are platform-major: the last of each platform's run is that platform's.
+    let per_platform = lowered.targets.len() / build.platforms.len().max(1);
+    let last_roots: Vec<VertexId> = lowered
         .targets
-        .last()
+        .iter()
+        .skip(per_platform.max(1) - 1)
+        .step_by(per_platform.max(1))
         .map(|t| t.root)
-        .ok_or_else(no_target)?;
+        .collect();
+    if last_roots.is_empty() {
+        return Err(no_target());
+    }
     Ok(Plan {
         graph: Arc::new(graph),
         exports,
         roots,
         run,
-        last_root,
+        last_roots,
     })
 }

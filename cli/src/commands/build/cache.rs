@@ -9,6 +9,8 @@ use rbuild_cache::registry::{Reference, RegistryClient};
 use rbuild_cache::remote_cache::{self, CacheConfig, CacheSource, ImportedCache};
 use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::cache_export::{CacheMode, export_records};
+use rbuild_solver::cache_mounts::graph_cache_mounts;
+use rbuild_solver::ops::mounts::cache_mount_dir;
 use rbuild_solver::{Outcome, SolveOptions, Solver};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +69,7 @@ pub fn import(
                 .map_err(anyhow::Error::from)
                 .and_then(|r| {
                     let cfg = runtime
-                        .block_on(remote_cache::load_registry(client, &r))
+                        .block_on(remote_cache::load_registry_shared(client, &r))
                         .map_err(anyhow::Error::from)?;
                     let source = CacheSource::Registry {
                         client: client.clone(),
@@ -111,16 +113,36 @@ pub struct Built<'a> {
     pub opts: &'a SolveOptions,
     pub graph: &'a BuildGraph,
     pub outcomes: &'a HashMap<VertexId, Outcome>,
-    pub root: VertexId,
+    /// Where `mode=min` starts: the last target's final step, one per platform.
+    pub roots: &'a [VertexId],
 }
 
 impl Built<'_> {
     /// The records `mode` exports, with the explanation records of this build (so a
-    /// build importing them can say why a step missed against it).
-    fn records(&self, mode: CacheMode, store: &Store) -> Result<CacheConfig> {
-        let mut cfg = CacheConfig::new(export_records(self.graph, self.outcomes, self.root, mode)?);
+    /// build importing them can say why a step missed against it) and, with
+    /// `cache_mounts`, the contents of the build's cache mounts (one layer each).
+    fn records(&self, mode: CacheMode, store: &Store, cache_mounts: bool) -> Result<CacheConfig> {
+        let mut records = std::collections::BTreeMap::new();
+        for root in self.roots {
+            records.extend(export_records(self.graph, self.outcomes, *root, mode)?);
+        }
+        let mut cfg = CacheConfig::new(records);
         if let Some(h) = &self.opts.history {
             cfg.explain = h.exported(store);
+        }
+        if cache_mounts {
+            for id in graph_cache_mounts(self.graph) {
+                let dir = cache_mount_dir(store.root(), &id);
+                if !dir.is_dir() {
+                    continue;
+                }
+                let layer = store
+                    .archive_dir(&dir)
+                    .with_context(|| format!("cannot archive cache mount {id:?}"))?;
+                if let Some(layer) = layer {
+                    cfg.mounts.insert(id, layer);
+                }
+            }
         }
         Ok(cfg)
     }
@@ -173,16 +195,27 @@ fn export_one(store: &Store, built: &Built, spec: &CacheTo) -> Result<remote_cac
     match spec {
         CacheTo::Inline => bail!("inline cache is written with the image"),
         CacheTo::Local {
-            dest, tag, mode, ..
+            dest,
+            tag,
+            mode,
+            share,
+            cache_mounts,
+            ..
         } => {
-            let cfg = built.records(*mode, store)?;
+            let cfg = built.records(*mode, store, *cache_mounts)?;
             built.fetch(&remote_cache::needed_for_local(store, &cfg, dest))?;
-            Ok(remote_cache::export_local(store, &cfg, dest, tag)?)
+            Ok(remote_cache::export_local_merged(
+                store, &cfg, dest, tag, share,
+            )?)
         }
         CacheTo::Registry {
-            reference, mode, ..
+            reference,
+            mode,
+            share,
+            cache_mounts,
+            ..
         } => {
-            let cfg = built.records(*mode, store)?;
+            let cfg = built.records(*mode, store, *cache_mounts)?;
             let r = Reference::parse(reference)?;
             let needed = built.runtime.block_on(remote_cache::needed_for_registry(
                 store,
@@ -191,12 +224,15 @@ fn export_one(store: &Store, built: &Built, spec: &CacheTo) -> Result<remote_cac
                 &cfg,
             ))?;
             built.fetch(&needed)?;
-            Ok(built.runtime.block_on(remote_cache::export_registry(
-                store,
-                built.client,
-                &r,
-                &cfg,
-            ))?)
+            Ok(built
+                .runtime
+                .block_on(remote_cache::export_registry_shared(
+                    store,
+                    built.client,
+                    &r,
+                    &cfg,
+                    share,
+                ))?)
         }
     }
 }

@@ -32,11 +32,23 @@ pub fn lower(
         Some(s) => {
             let resolver =
                 StoreResolver::new(s, pull, build.always_pull).with_stages_of(&inputs.source);
-            let lowered = lower::lower_targets(&inputs.source, &opts, &build.targets, &resolver);
+            let lowered = lower::lower_targets_for(
+                &inputs.source,
+                &opts,
+                &build.targets,
+                &build.platforms,
+                &resolver,
+            );
             (lowered, resolver.into_client())
         }
         None => (
-            lower::lower_targets(&inputs.source, &opts, &build.targets, &lower::NoImages),
+            lower::lower_targets_for(
+                &inputs.source,
+                &opts,
+                &build.targets,
+                &build.platforms,
+                &lower::NoImages,
+            ),
             None,
         ),
     };
@@ -52,7 +64,12 @@ pub fn options(build: &Build, inputs: &Inputs) -> LowerOptions {
         dockerfile_name: inputs.dockerfile_name.clone(),
         target: None,
         build_args: build.build_args.clone(),
-        platform: Platform::host(),
+        platform: build
+            .platforms
+            .first()
+            .cloned()
+            .unwrap_or_else(Platform::host),
+        build_platform: Platform::host(),
         ignore_patterns: inputs.ignore.clone(),
         default_network: build.network,
         named_contexts: inputs.contexts.named.clone(),

@@ -58,20 +58,30 @@ pub fn misses(graph: &BuildGraph, history: &BuildHistory) -> Value {
         .collect()
 }
 
-/// Writes the metadata of a build whose last target is `image` (named `tags`).
+/// Writes the metadata of a build whose last target is `image` (named `tags`); for
+/// several platforms, `index` is the digest of the target's image index, which is then the
+/// image's digest (and there is no one config), as buildx writes it.
 pub fn write(
     path: &Path,
     image: &StoredImage,
+    index: Option<&str>,
     tags: &[String],
     graph: &BuildGraph,
     history: Option<&BuildHistory>,
 ) -> Result<()> {
     let mut m = Map::new();
-    m.insert("containerimage.digest".into(), json!(image.manifest_digest));
-    m.insert(
-        "containerimage.config.digest".into(),
-        json!(image.config_digest),
-    );
+    match index {
+        Some(d) => {
+            m.insert("containerimage.digest".into(), json!(d));
+        }
+        None => {
+            m.insert("containerimage.digest".into(), json!(image.manifest_digest));
+            m.insert(
+                "containerimage.config.digest".into(),
+                json!(image.config_digest),
+            );
+        }
+    }
     if !tags.is_empty() {
         m.insert("image.name".into(), json!(tags.join(",")));
     }

@@ -17,6 +17,7 @@ mod inputs;
 mod lower;
 mod metadata;
 mod outputs;
+mod platforms;
 mod remote;
 mod solve;
 
@@ -38,6 +39,7 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
         dry_run::run(global, build, &inputs, format)?;
         return Ok(ExitCode::SUCCESS);
     }
+    platforms::check(build)?;
     // Secrets and agents first: a wrong path fails before anything is resolved.
     let mut opts = solve::options(build, &inputs);
     solve::add_secrets(&mut opts, build)?;
@@ -86,9 +88,15 @@ fn run(
     };
 
     let built = outputs::built_images(store, &plan.exports, &outcomes)?;
+    let indexes = match platforms::several(build) {
+        true => platforms::make_indexes(store, build, &built)?,
+        false => Vec::new(),
+    };
     if let (Some(path), Some(image)) = (&build.metadata_file, built.last()) {
         let tags = build.target_tags.last().cloned().unwrap_or_default();
-        metadata::write(path, image, &tags, &plan.graph, opts.history.as_deref())?;
+        let index = indexes.last().map(|i| i.digest.as_str());
+        let history = opts.history.as_deref();
+        metadata::write(path, image, index, &tags, &plan.graph, history)?;
     }
     if let Some(client) = &client {
         let solved = cache::Built {
@@ -98,11 +106,21 @@ fn run(
             opts: &opts,
             graph: &plan.graph,
             outcomes: &outcomes,
-            root: plan.last_root,
+            roots: &plan.last_roots,
         };
         cache::export_for(build, store, &solved)?;
     }
-    outputs::finish(store, build, built)?;
+    if platforms::several(build) {
+        if build.push {
+            let client = client
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--push needs a registry client"))?;
+            platforms::push(runtime, client, store, build, &indexes)?;
+        }
+        platforms::finish(store, build, &built, &indexes)?;
+    } else {
+        outputs::finish(store, build, built)?;
+    }
     match plan.run {
         Some(v) => Ok(exit::exit_code(outcomes.get(&v).and_then(|o| o.exit_code))),
         None => Ok(ExitCode::SUCCESS),

@@ -60,7 +60,7 @@ pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Resu
 }
 
 /// Opens where an archive goes: a new file (synced when done), or stdout.
-fn open(dest: &Dest) -> Result<Box<dyn Write>> {
+pub fn open(dest: &Dest) -> Result<Box<dyn Write>> {
     Ok(match dest {
         Dest::Stdout => Box::new(BufWriter::new(std::io::stdout().lock())),
         Dest::File(path) => Box::new(SyncedFile(BufWriter::new(

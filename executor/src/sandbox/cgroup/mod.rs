@@ -356,7 +356,9 @@ fn sweep(dir: &Path) {
             continue;
         };
         if pid != me && !alive(pid) {
-            let _ = std::fs::remove_dir(e.path());
+            // Its processes may still be exiting (killed with their builder): the same
+            // short wait as for our own leaves.
+            remove(&e.path());
         }
     }
 }
