@@ -6,7 +6,7 @@ mod flags;
 mod shared;
 
 use anyhow::Result;
-use commands::{build, check, debug, images, login, pull, push, run};
+use commands::{build, check, debug, images, login, pull, push, run, store_ops};
 use flags::HiArgs;
 use flags::hiargs::Command;
 use std::process::ExitCode;
@@ -33,7 +33,27 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The commands that mount, make namespaces or change file owners, by name.
+fn needs_root(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Build(b) if b.dry_run.is_none() && b.call.is_none() => Some("build"),
+        Command::Run(_) => Some("run"),
+        Command::Load(_) => Some("load"),
+        Command::Pull(_) => Some("pull"),
+        Command::Prune(_) => Some("prune"),
+        Command::Check(c) if c.repair => Some("check --repair"),
+        _ => None,
+    }
+}
+
 fn dispatch(args: HiArgs) -> Result<ExitCode> {
+    if let Some(name) = needs_root(&args.command)
+        && !nix::unistd::geteuid().is_root()
+    {
+        anyhow::bail!(
+            "rbuild {name} needs root: it mounts overlays, makes namespaces and gives files their owners; run it as root (sudo rbuild …)"
+        );
+    }
     let g = &args.global;
     match &args.command {
         Command::Build(b) => build::build(g, b),
@@ -42,12 +62,19 @@ fn dispatch(args: HiArgs) -> Result<ExitCode> {
         Command::Push(p) => push::push(g, p),
         Command::Login(l) => login::login(g, l),
         Command::Logout(l) => login::logout(g, l),
-        Command::Load(l) => images::load(g, l),
+        Command::Load(l) => store_ops::load(g, l),
+        Command::Save(s) => store_ops::save(g, s),
         Command::Images(i) => images::images(g, i),
         Command::Inspect(i) => images::inspect(g, i),
-        Command::Tag(t) => images::tag(g, t),
-        Command::Rmi(r) => images::rmi(g, r),
-        Command::Prune(p) => images::prune(g, p),
+        Command::History(h) => images::history(g, h),
+        Command::DiskUsage => store_ops::disk_usage(g),
+        Command::Version => {
+            println!("rbuild {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tag(t) => store_ops::tag(g, t),
+        Command::Rmi(r) => store_ops::rmi(g, r),
+        Command::Prune(p) => store_ops::prune(g, p),
         Command::Check(c) => check::check(g, c),
         Command::DebugParse(d) => debug::parse(d),
     }

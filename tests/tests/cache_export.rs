@@ -59,6 +59,7 @@ fn copy_base(a: &Env, b: &Env) {
 fn inspect(env: &Env, tag: &str) -> (String, String, Vec<(String, u64)>) {
     let out = env.ok(&["inspect", tag]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    let v = &v[0];
     let layers = v["Layers"]
         .as_array()
         .expect("layers")
@@ -373,7 +374,7 @@ fn inline_cache_travels_with_the_pushed_image() {
     let config = |env: &Env, tag: &str| -> serde_json::Value {
         let v: serde_json::Value =
             serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect JSON");
-        v["Config"].clone()
+        v[0]["ImageConfig"].clone()
     };
     assert!(config(&a, "app:inline")["rbuild.cache.v1"]["records"].is_object());
     // Written once, with its cache metadata: the store holds busybox and app:inline, no

@@ -139,7 +139,7 @@ fn builders_exporting_to_one_local_dir_at_once_lose_nothing() {
 fn image_layers(env: &Env, tag: &str) -> Vec<(String, u64)> {
     let out = env.ok(&["inspect", tag]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
-    v["Layers"]
+    v[0]["Layers"]
         .as_array()
         .expect("layers")
         .iter()

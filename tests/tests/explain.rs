@@ -141,7 +141,7 @@ fn check(env: &Env, ctx: &Path, extra: &[&str]) -> Built {
 fn manifest_digest(env: &Env, tag: &str) -> String {
     let out = env.ok(&["inspect", tag]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
-    v["ManifestDigest"].as_str().expect("digest").to_string()
+    v[0]["ManifestDigest"].as_str().expect("digest").to_string()
 }
 
 /// Every file under `dir`, read.

@@ -18,7 +18,9 @@ fn stderr(o: &Output) -> String {
 
 /// `rbuild inspect` of `tag` as JSON.
 fn inspect(env: &Env, tag: &str) -> serde_json::Value {
-    serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON")
+    let v: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON");
+    v[0].clone()
 }
 
 /// The manifest of `tag` as stored.
@@ -84,7 +86,7 @@ fn label_annotation_and_metadata_file() {
         "type=provenance,disabled=true",
         p(&ctx),
     ]);
-    let labels = &inspect(&env, "app:1")["Config"]["config"]["Labels"];
+    let labels = &inspect(&env, "app:1")["Config"]["Labels"];
     assert_eq!(labels["team"], "build");
     assert_eq!(labels["org.example.ci"], "yes");
     assert_eq!(
@@ -302,10 +304,7 @@ fn user_groups_and_the_scratch_workdir() {
     let env = Env::new();
     env.busybox_base();
     // Built FROM scratch with no WORKDIR: "/" as BuildKit writes it.
-    assert_eq!(
-        inspect(&env, "busybox:latest")["Config"]["config"]["WorkingDir"],
-        "/"
-    );
+    assert_eq!(inspect(&env, "busybox:latest")["Config"]["WorkingDir"], "/");
     let out = build_to_dir(
         &env,
         "groups",

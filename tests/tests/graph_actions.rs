@@ -23,7 +23,7 @@ fn registry_digest(reference: &str) -> String {
 fn manifest_digest(env: &Env, name: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_slice(&env.ok(&["inspect", name]).stdout).expect("inspect JSON");
-    v["ManifestDigest"].as_str().expect("digest").to_string()
+    v[0]["ManifestDigest"].as_str().expect("digest").to_string()
 }
 
 fn step<'a>(steps: &'a [Step], needle: &str, out: &Output) -> &'a Step {

@@ -147,6 +147,7 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
     );
     let info: serde_json::Value =
         serde_json::from_slice(&env.ok(&["inspect", &app]).stdout).unwrap();
+    let info = &info[0];
     assert_eq!(
         info["Platforms"],
         serde_json::json!(["linux/amd64", "linux/arm64/v8"])
@@ -155,7 +156,7 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
     env.ok(&["tag", &app, "copy:1"]);
     let copy: serde_json::Value =
         serde_json::from_slice(&env.ok(&["inspect", "copy:1"]).stdout).unwrap();
-    assert_eq!(copy["Id"], info["Id"]);
+    assert_eq!(copy[0]["Id"], info["Id"]);
 
     // Pulled back into fresh stores, each platform is its own image.
     for (platform, arch, machine) in [
@@ -166,7 +167,7 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
         fresh.ok(&["pull", "--platform", platform, &app]);
         let info: serde_json::Value =
             serde_json::from_slice(&fresh.ok(&["inspect", &app]).stdout).unwrap();
-        assert_eq!(info["Config"]["architecture"], arch);
+        assert_eq!(info[0]["Architecture"], arch);
         // What was pulled, not what the registry has for this machine.
         let out = fresh.ok(&["run", "--pull", "never", &app, "cat", "/arch"]);
         assert_eq!(text(&out.stdout).trim(), machine, "{platform}");

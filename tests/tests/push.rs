@@ -40,6 +40,7 @@ fn registry_digest(reference: &str) -> Option<String> {
 fn local_image(env: &Env, name: &str) -> (String, usize) {
     let out = env.ok(&["inspect", name]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    let v = &v[0];
     (
         v["ManifestDigest"].as_str().expect("digest").to_string(),
         v["Layers"].as_array().expect("layers").len(),
@@ -177,7 +178,7 @@ fn push_pull_back_mount_and_build_push() {
     // repositories) falls back to an upload of that blob only.
     let out = env.ok(&["inspect", &target]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let last_layer = v["Layers"][layers - 1]["digest"]
+    let last_layer = v[0]["Layers"][layers - 1]["digest"]
         .as_str()
         .unwrap()
         .to_string();

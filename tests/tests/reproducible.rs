@@ -16,7 +16,9 @@ fn p(path: &Path) -> &str {
 
 /// `rbuild inspect` of `tag` as JSON.
 fn inspect(env: &Env, tag: &str) -> serde_json::Value {
-    serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON")
+    let v: serde_json::Value =
+        serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON");
+    v[0].clone()
 }
 
 /// The blob `digest` of `env`'s store.
@@ -144,10 +146,10 @@ fn same_inputs_two_stores_seconds_apart_give_the_same_image() {
     );
 
     // created, in the config and in every history entry of the build's own steps.
-    let config = &ia["Config"];
+    let config = &ia["ImageConfig"];
     assert_eq!(config["created"], EPOCH_TEXT);
     let history = config["history"].as_array().unwrap();
-    let base_history = inspect(&a, "base:1")["Config"]["history"]
+    let base_history = inspect(&a, "base:1")["ImageConfig"]["history"]
         .as_array()
         .unwrap()
         .clone();

@@ -128,13 +128,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) what: String,
 }
 
+/// A host name the resolver says does not exist (not a temporary DNS failure): asking
+/// again only delays the error.
+fn unknown_host(message: &str) -> bool {
+    message.contains("Name or service not known")
+        || message.contains("No address associated with hostname")
+        || message.contains("nodename nor servname provided")
+}
+
 impl Ctx<'_> {
     pub(crate) fn net(&self, e: reqwest::Error) -> RegistryError {
         let message = error_chain(&e);
         // A certificate the client does not trust will not become trusted by asking again.
         let tls_trust = message.to_ascii_lowercase().contains("certificate");
-        let transient =
-            !tls_trust && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body());
+        let transient = !tls_trust
+            && !unknown_host(&message)
+            && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body());
         RegistryError::Network {
             registry: self.registry.to_string(),
             what: self.what.clone(),
@@ -280,6 +289,19 @@ pub(crate) async fn error_message(resp: Response) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_hosts_are_not_retried() {
+        assert!(unknown_host(
+            "dns error: failed to lookup address information: Name or service not known"
+        ));
+        assert!(!unknown_host(
+            "dns error: Temporary failure in name resolution"
+        ));
+        assert!(!unknown_host(
+            "tcp connect error: Connection refused (os error 111)"
+        ));
+    }
 
     #[test]
     fn registry_error_text() {

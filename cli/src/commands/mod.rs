@@ -9,3 +9,4 @@ pub mod login;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod store_ops;

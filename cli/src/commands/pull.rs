@@ -4,7 +4,7 @@
 use crate::flags::hiargs::{Global, Pull};
 use crate::shared::oneshot::{self, Show, Source};
 use crate::shared::{runtime, store};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rbuild_graph::BuildGraph;
 use rbuild_solver::SolveOptions;
 use std::process::ExitCode;
@@ -39,7 +39,7 @@ pub fn pull(global: &Global, pull: &Pull) -> Result<ExitCode> {
         cached: true,
     };
     let outcomes = oneshot::solve(&runtime, &store, graph, &[v], opts, client, show)
-        .map_err(|e| anyhow!("cannot pull {reference}: {e}"))?;
+        .map_err(|e| oneshot::said_once(e, &format!("cannot pull {reference}"), pull.progress))?;
     let digest = outcomes
         .get(&v)
         .and_then(|o| o.image.clone())

@@ -62,7 +62,7 @@ pub fn push(global: &Global, push: &Push) -> Result<ExitCode> {
         Some(client),
         show,
     )
-    .map_err(|e| anyhow!("{e}"))?;
+    .map_err(|e| oneshot::said_once(e, &format!("cannot push {reference}"), push.progress))?;
     let report = outcomes
         .get(&vertex)
         .and_then(|o| o.pushed.clone())

@@ -8,16 +8,17 @@ use super::cache_spec::CacheFlags;
 use super::call_spec::{self, Call};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
-use super::{image_spec, run_settings, secret_spec, targets, vars};
+use super::{image_cmds, image_spec, platform, run_settings, secret_spec, targets, vars};
 use crate::shared::progress;
-use anyhow::{Context, Result, bail};
-use rbuild_frontend::lower::parse_platform;
+use anyhow::{Result, bail};
 use rbuild_graph::{NetworkMode, Platform, RunSettings};
 use rbuild_solver::secrets::SecretSpec;
 use rbuild_solver::ssh::SshSpec;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
+pub use super::image_cmds::{History, Images, Inspect, Load, Rmi, Save};
 pub use super::lowargs::{GraphFormat, PullPolicy};
 
 /// What rbuild was asked to do.
@@ -46,9 +47,14 @@ pub enum Command {
     Tag(Tag),
     Login(Login),
     Logout(Logout),
+    Save(Save),
     Images(Images),
     Inspect(Inspect),
+    History(History),
     Rmi(Rmi),
+    /// `system df`.
+    DiskUsage,
+    Version,
     Prune(Prune),
     Check(Check),
     Run(Box<Run>),
@@ -103,9 +109,8 @@ pub struct Build {
     /// `-q`: no notes on stderr, the image IDs on stdout.
     pub quiet: bool,
     pub cache: CacheFlags,
-    /// `--output`s, in order. A value that is not valid is kept as its message and reported
-    /// when the outputs are written, after the build, where rbuild has always reported it.
-    pub outputs: Vec<Result<Output, String>>,
+    /// `--output`s, in order, checked (their `name=`s are in `target_tags` too).
+    pub outputs: Vec<Output>,
     pub iidfile: Option<PathBuf>,
     /// `--metadata-file`.
     pub metadata_file: Option<PathBuf>,
@@ -198,31 +203,6 @@ pub struct Logout {
     pub server: String,
 }
 
-/// `rbuild load`.
-#[derive(Debug)]
-pub struct Load {
-    pub input: PathBuf,
-    pub quiet: bool,
-}
-
-/// `rbuild images`.
-#[derive(Debug)]
-pub struct Images {
-    pub quiet: bool,
-}
-
-/// `rbuild inspect`.
-#[derive(Debug)]
-pub struct Inspect {
-    pub image: String,
-}
-
-/// `rbuild rmi`.
-#[derive(Debug)]
-pub struct Rmi {
-    pub images: Vec<String>,
-}
-
 /// `rbuild prune`.
 #[derive(Debug)]
 pub struct Prune {
@@ -245,83 +225,124 @@ impl HiArgs {
     /// Settles and checks the low-level arguments.
     pub fn from_low(low: LowArgs) -> Result<HiArgs> {
         use lowargs::Command as C;
-        let command = match low.command {
+        let Some(command) = low.command else {
             // `rbuild [build flags] CONTEXT` is a build: the flags clap read beside the
             // (absent) subcommand are the build's.
-            None => Command::Build(Box::new(build(low.build)?)),
-            Some(C::Build(args)) => Command::Build(Box::new(build(*args)?)),
-            Some(C::Run(args)) => Command::Run(Box::new(run(args)?)),
-            Some(C::Load(a)) => Command::Load(Load {
-                input: a.input,
-                quiet: a.quiet,
-            }),
-            Some(C::Pull(a)) => Command::Pull(Pull {
-                progress: plain_unless(a.quiet),
-                platform: one_platform(a.platform.as_deref())?,
-                reference: a.reference,
-                quiet: a.quiet,
-            }),
-            Some(C::Push(a)) => Command::Push(Push {
-                progress: plain_unless(a.quiet),
-                reference: a.reference,
-                quiet: a.quiet,
-            }),
-            Some(C::Tag(a)) => Command::Tag(Tag {
-                source: a.source,
-                target: a.target,
-            }),
-            Some(C::Login(a)) => Command::Login(Login {
+            return hi(
+                low.root,
+                low.insecure_registries,
+                Command::Build(Box::new(build(low.build)?)),
+            );
+        };
+        let command = match command {
+            C::Build(args)
+            | C::Buildx {
+                command: lowargs::BuildxCommand::Build(args),
+            } => Command::Build(Box::new(build(*args)?)),
+            C::Buildx {
+                command: lowargs::BuildxCommand::Prune(a),
+            }
+            | C::Builder {
+                command: lowargs::BuilderCommand::Prune(a),
+            }
+            | C::System {
+                command: lowargs::SystemCommand::Prune(a),
+            }
+            | C::Prune(a) => Command::Prune(prune(a)?),
+            C::Buildx {
+                command: lowargs::BuildxCommand::Du,
+            }
+            | C::System {
+                command: lowargs::SystemCommand::Df,
+            } => Command::DiskUsage,
+            C::Image { command } => image_command(command)?,
+            C::Run(args) => Command::Run(Box::new(run(args)?)),
+            C::Load(a) => Command::Load(image_cmds::load(a)),
+            C::Save(a) => Command::Save(image_cmds::save(a, std::io::stdout().is_terminal())?),
+            C::Pull(a) => pull(a)?,
+            C::Push(a) => push(a),
+            C::Tag(a) => tag(a)?,
+            C::Login(a) => Command::Login(Login {
                 password: password(a.password, a.password_stdin)?,
                 server: server_or_hub(a.server),
                 username: a.username,
             }),
-            Some(C::Logout(a)) => Command::Logout(Logout {
+            C::Logout(a) => Command::Logout(Logout {
                 server: server_or_hub(a.server),
             }),
-            Some(C::Images(a)) => Command::Images(Images { quiet: a.quiet }),
-            Some(C::Inspect(a)) => Command::Inspect(Inspect { image: a.image }),
-            Some(C::Rmi(a)) => Command::Rmi(Rmi { images: a.images }),
-            Some(C::Prune(a)) => Command::Prune(prune(a)?),
-            Some(C::Check(a)) => Command::Check(Check { repair: a.repair }),
-            Some(C::Debug {
+            C::Images(a) => Command::Images(image_cmds::images(a)?),
+            C::Inspect(a) => Command::Inspect(image_cmds::inspect(a)?),
+            C::History(a) => Command::History(image_cmds::history(a)),
+            C::Rmi(a) => Command::Rmi(image_cmds::rmi(a)),
+            C::Check(a) => Command::Check(Check { repair: a.repair }),
+            C::Version => Command::Version,
+            C::Debug {
                 command: lowargs::DebugCommand::Parse { file },
-            }) => Command::DebugParse(DebugParse { file }),
+            } => Command::DebugParse(DebugParse { file }),
         };
-        Ok(HiArgs {
-            global: Global {
-                root: low.root,
-                insecure_registries: low.insecure_registries,
-            },
-            command,
-        })
+        hi(low.root, low.insecure_registries, command)
     }
+}
+
+fn hi(root: PathBuf, insecure_registries: Vec<String>, command: Command) -> Result<HiArgs> {
+    Ok(HiArgs {
+        global: Global {
+            root,
+            insecure_registries,
+        },
+        command,
+    })
+}
+
+/// docker's `image …` spellings, as the commands they are.
+fn image_command(command: lowargs::ImageCommand) -> Result<Command> {
+    use lowargs::ImageCommand as I;
+    Ok(match command {
+        I::Ls(a) => Command::Images(image_cmds::images(a)?),
+        I::Inspect(a) => Command::Inspect(image_cmds::inspect(a)?),
+        I::Rm(a) => Command::Rmi(image_cmds::rmi(a)),
+        I::Prune(a) => Command::Prune(prune(image_cmds::image_prune(a)?)?),
+        I::Tag(a) => tag(a)?,
+        I::Push(a) => push(a),
+        I::Pull(a) => pull(a)?,
+        I::Save(a) => Command::Save(image_cmds::save(a, std::io::stdout().is_terminal())?),
+        I::Load(a) => Command::Load(image_cmds::load(a)),
+        I::History(a) => Command::History(image_cmds::history(a)),
+    })
+}
+
+fn pull(a: lowargs::PullArgs) -> Result<Command> {
+    Ok(Command::Pull(Pull {
+        progress: plain_unless(a.quiet),
+        platform: one_platform(a.platform.as_deref())?,
+        reference: a.reference,
+        quiet: a.quiet,
+    }))
+}
+
+fn push(a: lowargs::PushArgs) -> Command {
+    Command::Push(Push {
+        progress: plain_unless(a.quiet),
+        reference: a.reference,
+        quiet: a.quiet,
+    })
+}
+
+/// `tag SOURCE TARGET`: the new name is checked before the store is opened.
+fn tag(a: lowargs::TagArgs) -> Result<Command> {
+    if let Err(e) = rbuild_cache::registry::reference::Reference::parse(&a.target) {
+        bail!("cannot tag {} as {}: {e}", a.source, a.target);
+    }
+    Ok(Command::Tag(Tag {
+        source: a.source,
+        target: a.target,
+    }))
 }
 
 /// `rbuild prune`'s flags, as `docker builder prune` takes them.
 fn prune(a: lowargs::PruneArgs) -> Result<Prune> {
-    use rbuild_cache::gc::units;
-    let mut until = None;
-    for f in &a.filters {
-        match f.split_once('=') {
-            Some(("until", d)) => {
-                until = Some(units::parse_duration(d).with_context(|| format!("--filter {f}"))?)
-            }
-            _ => bail!("--filter {f:?}: rbuild's prune takes only until=DURATION (e.g. until=24h)"),
-        }
-    }
-    let keep_storage = a
-        .keep_storage
-        .as_deref()
-        .map(units::parse_size)
-        .transpose()
-        .context("--keep-storage")?;
-    let _ = a.force;
     Ok(Prune {
-        options: rbuild_cache::PruneOptions {
-            all: a.all,
-            until,
-            keep_storage,
-        },
+        options: image_cmds::prune_options(a)?,
     })
 }
 
@@ -331,29 +352,53 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     }
     let (context, run_command) =
         targets::split_run_command(args.context.take(), std::mem::take(&mut args.run_command));
-    if args.push && args.tags.is_empty() && !args.dry_run && args.call.is_none() && !args.check {
-        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
-    }
     // Which stages are built: each --target, or the last stage.
     let stages: Vec<Option<String>> = if args.targets.is_empty() {
         vec![None]
     } else {
         args.targets.iter().cloned().map(Some).collect()
     };
-    let target_tags = targets::assign_tags(&args.tags, &stages)?;
+    let mut target_tags = targets::assign_tags(&args.tags, &stages)?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| output_spec::parse_output(o))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    output_spec::check_stdout(
+        &outputs,
+        args.quiet,
+        args.run,
+        std::io::stdout().is_terminal(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(last) = target_tags.last_mut() {
+        last.extend(outputs.iter().flat_map(|o| o.names.iter().cloned()));
+    }
+    args.push |= outputs.iter().any(|o| o.push);
     let context = context.unwrap_or_else(|| PathBuf::from("."));
     let dockerfile = match args.file {
         Some(f) if f.as_os_str() == "-" => Dockerfile::Stdin,
         Some(f) => Dockerfile::File(f),
         None => Dockerfile::File(context.join("Dockerfile")),
     };
-    let call = call_spec::settle(args.call.as_deref(), args.check, args.format)?;
+    let unnamed = target_tags.iter().all(Vec::is_empty);
+    if args.push && unnamed && !args.dry_run && args.call.is_none() && !args.check {
+        bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
+    }
+    let format = args.format.unwrap_or_default();
+    if args.format.is_some() && !args.dry_run && args.call.is_none() && !args.check {
+        bail!(
+            "--format shapes what --dry-run or --call prints, and a build prints neither: add --dry-run (the graph) or --call outline|targets|check, or leave out --format"
+        );
+    }
+    let call = call_spec::settle(args.call.as_deref(), args.check, format)?;
     if call.is_some() && args.dry_run {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
     let host = Platform::host();
     let platforms = match &args.platform {
-        Some(p) => parse_platforms(p, &host)?,
+        Some(p) => platform::parse_platforms(p, &host)?,
         None => Vec::new(),
     };
     image_spec::check_attestations(
@@ -362,8 +407,9 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         &args.attest,
     )?;
     let labels = image_spec::labels(&args.labels)?;
-    let annotations =
-        image_spec::annotations(&args.annotations, |p| check_platform(p, &host, &platforms))?;
+    let annotations = image_spec::annotations(&args.annotations, |p| {
+        platform::check_platform(p, &host, &platforms)
+    })?;
     let run_settings = run_settings::parse(&run_settings::RunFlags {
         add_hosts: &args.add_hosts,
         ulimits: &args.ulimits,
@@ -373,11 +419,11 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let mut build_args = vars::parse_build_args(&args.build_args)?;
     let epoch = source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
-    let allow_insecure = entitlements(&args.allow)?;
+    let allow_insecure = platform::entitlements(&args.allow)?;
     let progress = if args.quiet {
         progress::Mode::Quiet
     } else {
-        progress_mode(args.progress)
+        progress_mode(args.progress, std::io::stderr().is_terminal())?
     };
     Ok(Build {
         context,
@@ -395,16 +441,12 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         always_pull: args.pull,
         push: args.push,
         run: args.run.then_some(run_command),
-        dry_run: args.dry_run.then_some(args.format),
+        dry_run: args.dry_run.then_some(format),
         call,
         progress,
         quiet: args.quiet,
         cache,
-        outputs: args
-            .outputs
-            .iter()
-            .map(|o| output_spec::parse_output(o))
-            .collect(),
+        outputs,
         iidfile: args.iidfile,
         metadata_file: args.metadata_file,
         max_parallelism: args.max_parallelism.map(|n| n as usize),
@@ -418,6 +460,26 @@ fn build(mut args: BuildArgs) -> Result<Build> {
 }
 
 fn run(args: RunArgs) -> Result<Run> {
+    if args.detach {
+        bail!(
+            "run -d: rbuild runs a container in the foreground only (no daemon keeps it); put it in the background with your shell (rbuild run IMAGE &)"
+        );
+    }
+    if let Some(v) = args.volumes.first() {
+        bail!(
+            "run -v {v}: volumes and bind mounts are not supported; COPY the files into the image (or RUN --mount=type=bind in a build)"
+        );
+    }
+    if let Some(p) = args.publish.first() {
+        bail!(
+            "run -p {p}: not needed with --network host (the default here): the container's ports are the host's"
+        );
+    }
+    if let Some(n) = &args.name {
+        bail!(
+            "run --name {n}: rbuild keeps no containers, so they have no names; leave out --name"
+        );
+    }
     Ok(Run {
         env: vars::resolve_env(&args.env)?,
         network: network(args.network),
@@ -439,7 +501,7 @@ fn one_platform(value: Option<&str>) -> Result<Platform> {
     let Some(v) = value else {
         return Ok(host);
     };
-    match parse_platforms(v, &host)?.as_slice() {
+    match platform::parse_platforms(v, &host)?.as_slice() {
         [one] => Ok(one.clone()),
         _ => bail!("--platform {v}: name one platform here (os/arch[/variant])"),
     }
@@ -473,75 +535,6 @@ fn source_date_epoch(
     }
 }
 
-/// `--platform`: the comma-separated list of platforms to build for, each `os/arch[/variant]`
-/// spelled any way docker accepts (`amd64`, `linux/x86_64`, `linux/amd64/v1`, `local` for
-/// the host's), without repeats, in the order given.
-pub fn parse_platforms(value: &str, host: &Platform) -> Result<Vec<Platform>> {
-    let mut out: Vec<Platform> = Vec::new();
-    for p in value.split(',').map(str::trim) {
-        let parsed = if p.eq_ignore_ascii_case("local") {
-            host.clone()
-        } else {
-            let Some(mut parsed) = parse_platform(p, host) else {
-                bail!(
-                    "--platform {p:?}: not a platform; write it as os/arch[/variant], e.g. {host}"
-                );
-            };
-            // `amd64/v1` is plain amd64 (containerd's normalization).
-            if parsed.architecture == "amd64" && parsed.variant.as_deref() == Some("v1") {
-                parsed.variant = None;
-            }
-            parsed
-        };
-        if parsed.os != "linux" {
-            bail!(
-                "--platform {p}: rbuild builds Linux images only; write linux/{}",
-                parsed.architecture
-            );
-        }
-        if !out.contains(&parsed) {
-            out.push(parsed);
-        }
-    }
-    Ok(out)
-}
-
-/// A platform an `--annotation` names must be one the build makes (`platforms`; none
-/// given: `host`).
-fn check_platform(value: &str, host: &Platform, platforms: &[Platform]) -> Result<()> {
-    let built = if platforms.is_empty() {
-        std::slice::from_ref(host)
-    } else {
-        platforms
-    };
-    for p in parse_platforms(value, host)? {
-        if !built.contains(&p) {
-            let list: Vec<String> = built.iter().map(Platform::to_string).collect();
-            bail!(
-                "--annotation for {p}: the build makes {}; name one of them or add {p} to --platform",
-                list.join(", ")
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `--allow` values: whether `security.insecure` is among them. Unknown ones are
-/// refused rather than ignored, as buildx does.
-fn entitlements(allow: &[String]) -> Result<bool> {
-    let mut insecure = false;
-    for a in allow {
-        match a.trim() {
-            "security.insecure" => insecure = true,
-            "network.host" => {}
-            other => bail!(
-                "--allow {other:?}: unknown entitlement (rbuild knows security.insecure and network.host)"
-            ),
-        }
-    }
-    Ok(insecure)
-}
-
 fn network(flag: NetworkFlag) -> NetworkMode {
     match flag {
         NetworkFlag::Default | NetworkFlag::Host => NetworkMode::Host,
@@ -549,13 +542,15 @@ fn network(flag: NetworkFlag) -> NetworkMode {
     }
 }
 
-fn progress_mode(flag: ProgressFlag) -> progress::Mode {
-    match flag {
-        ProgressFlag::Auto => progress::Mode::auto(),
-        ProgressFlag::Tty => progress::Mode::Tty,
-        ProgressFlag::Plain => progress::Mode::Plain,
+/// `--progress` (or `BUILDKIT_PROGRESS`) on a stderr that is a terminal or not: `tty`
+/// where there is none prints plain lines rather than nothing.
+fn progress_mode(flag: ProgressFlag, terminal: bool) -> Result<progress::Mode> {
+    Ok(match flag {
+        ProgressFlag::Auto | ProgressFlag::Tty if terminal => progress::Mode::Tty,
+        ProgressFlag::Auto | ProgressFlag::Tty | ProgressFlag::Plain => progress::Mode::Plain,
         ProgressFlag::Quiet => progress::Mode::Quiet,
-    }
+        ProgressFlag::Rawjson => progress::Mode::RawJson,
+    })
 }
 
 /// `pull` and `push` print plain progress, or nothing with `-q`.
@@ -635,8 +630,6 @@ mod tests {
             "--dry-run",
             "--format",
             "dot",
-            "-o",
-            "type=bogus,dest=x",
             "--run",
             "--",
             "echo",
@@ -649,7 +642,20 @@ mod tests {
         assert_eq!(b.dry_run, Some(GraphFormat::Dot));
         assert_eq!(b.run, Some(vec!["echo".to_string(), "hi".to_string()]));
         assert_eq!(b.context, PathBuf::from("ctx"));
-        assert!(b.outputs[0].is_err(), "kept to be reported after the build");
+        let e = hi(&["build", "-o", "type=bogus,dest=x", "."]).unwrap_err();
+        assert!(e.to_string().contains("type=bogus is not supported"), "{e}");
+        let e = hi(&["build", "--format", "json", "."]).unwrap_err();
+        assert!(e.to_string().contains("add --dry-run"), "{e}");
+        let b = build_of(&[
+            "build",
+            "-t",
+            "a:1",
+            "-o",
+            "type=image,name=b:2,push=true",
+            ".",
+        ]);
+        assert_eq!(b.target_tags, [vec!["a:1".to_string(), "b:2".to_string()]]);
+        assert!(b.push);
         assert_eq!(
             build_of(&["build", "--network", "default"]).network,
             NetworkMode::Host
@@ -657,6 +663,18 @@ mod tests {
         assert_eq!(
             build_of(&["build", "--progress", "plain"]).progress,
             progress::Mode::Plain
+        );
+        assert_eq!(
+            progress_mode(ProgressFlag::Tty, false).unwrap(),
+            progress::Mode::Plain
+        );
+        assert_eq!(
+            progress_mode(ProgressFlag::Auto, true).unwrap(),
+            progress::Mode::Tty
+        );
+        assert_eq!(
+            progress_mode(ProgressFlag::Rawjson, true).unwrap(),
+            progress::Mode::RawJson
         );
     }
 
@@ -691,39 +709,8 @@ mod tests {
     }
 
     #[test]
-    fn platforms_are_parsed_in_order_without_repeats() {
-        let amd64 = Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        };
-        for one in [
-            "linux/amd64",
-            "amd64",
-            "x86_64",
-            "linux/x86_64",
-            "Linux/AMD64",
-            "linux/amd64/v1",
-            "local",
-            "linux/amd64,local",
-        ] {
-            let got = parse_platforms(one, &amd64).unwrap_or_else(|e| panic!("{one}: {e}"));
-            assert_eq!(got, vec![amd64.clone()], "{one}");
-        }
-        let two = parse_platforms("linux/arm64, linux/amd64", &amd64).unwrap();
-        let names: Vec<String> = two.iter().map(Platform::to_string).collect();
-        assert_eq!(names, ["linux/arm64/v8", "linux/amd64"]);
-        let e = parse_platforms("linux//x", &amd64).unwrap_err().to_string();
-        assert!(e.contains("not a platform"), "{e}");
-        let e = parse_platforms("windows/amd64", &amd64)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("Linux images only"), "{e}");
-        let e = check_platform("linux/arm64", &amd64, &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("the build makes linux/amd64"), "{e}");
-        check_platform("linux/arm64", &amd64, &two).unwrap();
+    fn build_platforms_are_settled() {
+        let two = platform::parse_platforms("linux/arm64,linux/amd64", &Platform::host()).unwrap();
         let b = build_of(&["build", "--platform", "linux/arm64,linux/amd64", "."]);
         assert_eq!(b.platforms, two);
     }

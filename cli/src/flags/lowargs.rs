@@ -41,8 +41,31 @@ pub struct LowArgs {
 pub enum Command {
     /// Build an image from a Dockerfile.
     Build(Box<BuildArgs>),
-    /// Import images from a `docker save` tarball, an OCI archive or an OCI layout.
+    /// buildx's spellings: `buildx build` (= `build`), `buildx prune`, `buildx du`.
+    Buildx {
+        #[command(subcommand)]
+        command: BuildxCommand,
+    },
+    /// docker's `builder` commands: `builder prune`.
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
+    /// docker's `image` commands: `image ls|inspect|rm|prune|tag|push|pull|save|load|history`.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// docker's `system` commands: `system df`, `system prune`.
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+    /// Import images from a `docker save` tarball, an OCI archive or an OCI layout (stdin
+    /// when there is no -i).
     Load(LoadArgs),
+    /// Write an image as a `docker save` tarball (to stdout without -o).
+    Save(SaveArgs),
     /// Fetch an image from a registry into the local store.
     Pull(PullArgs),
     /// Upload an image of the local store to the registry its name says.
@@ -55,17 +78,21 @@ pub enum Command {
     Logout(LogoutArgs),
     /// List the images in the local store.
     Images(ImagesArgs),
-    /// Print an image's manifest digest, config and layers as JSON.
+    /// Print images' details as a JSON array, in docker's shape.
     Inspect(InspectArgs),
-    /// Remove image tags (blobs are freed by `prune`).
+    /// Show the history of an image: one row per step that made it.
+    History(HistoryArgs),
+    /// Remove images by name or ID (their blobs are freed by `prune`).
     Rmi(RmiArgs),
-    /// Free blobs, snapshots and cache records no image needs.
+    /// Free blobs, snapshots and cache records no image needs (docker's `builder prune`).
     Prune(PruneArgs),
     /// Verify the store (every blob's digest, every record, index entry and snapshot);
     /// with --repair, drop what is broken.
     Check(CheckArgs),
     /// Run a command in a new container from an image (always removed afterwards).
     Run(RunArgs),
+    /// Print rbuild's version.
+    Version,
     /// Developer tools.
     Debug {
         #[command(subcommand)]
@@ -74,23 +101,122 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BuildxCommand {
+    /// Build an image from a Dockerfile (= `rbuild build`).
+    #[command(visible_alias = "b")]
+    Build(Box<BuildArgs>),
+    /// Free build cache (= `rbuild prune`).
+    Prune(PruneArgs),
+    /// Show disk usage (= `rbuild system df`).
+    Du,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Free build cache (= `rbuild prune`).
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show the space images and the build cache take.
+    Df,
+    /// Free what no image needs (= `rbuild prune`).
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// List images (= `rbuild images`).
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Print images' details (= `rbuild inspect`).
+    Inspect(InspectArgs),
+    /// Remove images (= `rbuild rmi`).
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Free what no tagged image needs (= `rbuild prune`; `-a` is refused: it would remove
+    /// every image).
+    Prune(ImagePruneArgs),
+    /// Name an image (= `rbuild tag`).
+    Tag(TagArgs),
+    /// Upload an image (= `rbuild push`).
+    Push(PushArgs),
+    /// Fetch an image (= `rbuild pull`).
+    Pull(PullArgs),
+    /// Write an image as a tarball (= `rbuild save`).
+    Save(SaveArgs),
+    /// Import images (= `rbuild load`).
+    Load(LoadArgs),
+    /// Show an image's history (= `rbuild history`).
+    History(HistoryArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DebugCommand {
     /// Print a Dockerfile's AST in BuildKit's dump format.
-    Parse { file: PathBuf },
+    Parse {
+        /// The Dockerfile.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// The archive or layout directory.
+    /// The archive or layout directory; `-` or none: stdin.
     #[arg(short = 'i', long = "input")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
+    /// Accepted for docker compatibility (rbuild shows no progress while loading).
     #[arg(short, long)]
     pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// The file to write (default: stdout).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// The image (name or ID); one per archive.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The image (name or ID).
+    pub image: String,
+    /// Print only the IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not cut long values.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Print with a template (`{{.CreatedBy}}`, `{{json .}}`).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Print sizes in bytes and times as dates.
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub human: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// docker's "every unused image": refused (rbuild would remove every image).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt (rbuild never does).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Only what was unused for this long (`until=24h`).
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct PullArgs {
+    /// The image to fetch, e.g. `127.0.0.1:5000/base:1`.
     pub reference: String,
+    /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
     /// The platform to pull from an image index (`linux/arm64`); default: this machine's.
@@ -102,13 +228,16 @@ pub struct PullArgs {
 pub struct PushArgs {
     /// A local tag, e.g. `127.0.0.1:5000/app:1` (`rbuild tag` names an image so).
     pub reference: String,
+    /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct TagArgs {
+    /// A stored image (name or ID).
     pub source: String,
+    /// The new name, `[REGISTRY/]NAME[:TAG]`.
     pub target: String,
 }
 
@@ -116,8 +245,10 @@ pub struct TagArgs {
 pub struct LoginArgs {
     /// The registry host (default: Docker Hub).
     pub server: Option<String>,
+    /// The user name (asked when not given).
     #[arg(short = 'u', long)]
     pub username: Option<String>,
+    /// The password (prefer --password-stdin: a flag shows in `ps`).
     #[arg(short = 'p', long)]
     pub password: Option<String>,
     /// Read the password from stdin.
@@ -127,24 +258,56 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug)]
 pub struct LogoutArgs {
+    /// The registry host (default: Docker Hub).
     pub server: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
+    /// Only images whose name matches `REPOSITORY[:TAG]` (`*` matches within a path part).
+    pub reference: Option<String>,
+    /// Print only the image IDs, each once.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Show all images (rbuild keeps no intermediate images: the same list).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show whole image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show the manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Only images matching `reference=PATTERN` or `dangling=true|false`.
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Print with a template: `{{.ID}}`, `{{.Repository}}`, `{{.Tag}}`, `{{.Digest}}`,
+    /// `{{.CreatedAt}}`, `{{.CreatedSince}}`, `{{.Size}}`, `{{json .}}`; `table …` adds a header.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    pub image: String,
+    /// The images (names or IDs).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Print each image with a template (`{{.Id}}`, `{{json .Config.Cmd}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only `image` is known.
+    #[arg(long = "type", value_name = "image")]
+    pub kind: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct RmiArgs {
-    #[arg(required = true)]
+    /// Names or IDs (a full or short image ID removes every name of that image).
+    #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+    /// Remove an ID with several names, and say nothing of names that are not there.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +342,8 @@ pub enum ProgressFlag {
     Tty,
     Plain,
     Quiet,
+    /// BuildKit's JSON event stream, a line per event.
+    Rawjson,
 }
 
 /// `--format`: how `--dry-run` prints the graph.
@@ -213,7 +378,7 @@ pub enum PullPolicy {
 
 #[derive(Args, Debug, Default)]
 pub struct BuildArgs {
-    /// The build context directory.
+    /// The build context: a directory, or `-` for a tar (or a Dockerfile) on stdin.
     pub context: Option<PathBuf>,
     /// Name and optionally a tag (`name:tag`); may be given several times.
     #[arg(short = 't', long = "tag")]
@@ -235,7 +400,8 @@ pub struct BuildArgs {
     /// 125 layers); the history keeps an entry per step.
     #[arg(long)]
     pub squash: bool,
-    /// Where to write the result: `type=oci|docker|tar|local,dest=PATH`.
+    /// Where to write the result: `type=oci|docker|tar|local,dest=PATH` (`dest=-`, or `-o -`
+    /// for a tar of the root filesystem: stdout), `type=image|registry,name=NAME[,push=true]`.
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
     /// Write the image ID (config digest) to this file.
@@ -252,7 +418,9 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(long, value_enum, default_value_t = ProgressFlag::Auto)]
+    /// How steps are shown: `auto` (the live view on a terminal, else `plain`), `tty`,
+    /// `plain`, `quiet`, `rawjson` (BuildKit's JSON, a line per event).
+    #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value_t = ProgressFlag::Auto)]
     pub progress: ProgressFlag,
     /// Default network for RUN steps.
     #[arg(long, value_enum)]
@@ -278,8 +446,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Format of `--dry-run` output (text, dot, json) and of `--call` output (text, json).
-    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
-    pub format: GraphFormat,
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
     /// Evaluate the Dockerfile instead of building: `check` (build checks), `outline` (the
     /// build args and secrets the target uses), `targets` (the stages); `build` builds.
     /// Options: `,format=json`, `,ignorestatus=true`.
@@ -368,10 +536,13 @@ pub struct RunArgs {
     /// Replace the image's ENTRYPOINT (its CMD is dropped too); `""` for none.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// The user (and group) the command runs as: `NAME|UID[:GROUP|GID]`.
     #[arg(short = 'u', long)]
     pub user: Option<String>,
+    /// The working directory of the command.
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// The network: `host` (the default here, unlike docker's private bridge) or `none`.
     #[arg(long, value_enum, default_value_t = NetworkFlag::Host)]
     pub network: NetworkFlag,
     /// Feed rbuild's stdin to the process (without it, the process reads /dev/null).
@@ -380,11 +551,25 @@ pub struct RunArgs {
     /// Accepted for docker compatibility; no pseudo-terminal is allocated.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// docker's -d: refused (no daemon keeps a container running).
+    #[arg(short = 'd', long, hide = true)]
+    pub detach: bool,
+    /// docker's -v: refused (no volumes or bind mounts yet).
+    #[arg(short = 'v', long = "volume", hide = true)]
+    pub volumes: Vec<String>,
+    /// docker's -p: refused (the host network needs none).
+    #[arg(short = 'p', long = "publish", hide = true)]
+    pub publish: Vec<String>,
+    /// docker's --name: refused (containers are not kept).
+    #[arg(long, hide = true)]
+    pub name: Option<String>,
     /// The platform of an image index to run (`linux/arm64`), emulated when it is not
     /// this machine's; default: this machine's.
     #[arg(long)]
     pub platform: Option<String>,
+    /// The image (name or ID).
     pub image: String,
+    /// The command (replaces the image's CMD).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }

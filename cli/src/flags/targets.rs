@@ -2,6 +2,7 @@
 //! target, and where the `--run` command ends and the context begins.
 
 use anyhow::{Result, bail};
+use rbuild_cache::registry::reference::Reference;
 use std::path::PathBuf;
 
 /// Splits `-t` values among the targets built (`stages`: the `--target`
@@ -15,6 +16,12 @@ pub fn assign_tags(tags: &[String], stages: &[Option<String>]) -> Result<Vec<Vec
         return Ok(out);
     };
     for tag in tags {
+        let name = tag.split_once('=').map_or(tag.as_str(), |(_, n)| n);
+        if !name.is_empty()
+            && let Err(e) = Reference::parse(name)
+        {
+            bail!("-t {tag:?}: {e}");
+        }
         match tag.split_once('=') {
             None => out[last].push(tag.clone()),
             Some((stage, name)) => {
@@ -73,6 +80,10 @@ mod tests {
         // The default target (no --target) has no stage name to pick.
         assert_eq!(assign_tags(&s(&["x"]), &[None]).unwrap(), [s(&["x"])]);
         assert!(assign_tags(&s(&["a=x"]), &[None]).is_err());
+        let e = assign_tags(&s(&["UPPER:1"]), &[None])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be lowercase"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,19 @@ pub struct Show {
     pub cached: bool,
 }
 
+/// The error of a one-shot solve, said once: a step's failure that plain progress already
+/// printed (`#N ERROR: …`) is named, not repeated; a step's failure otherwise is said as
+/// it is (it names the step); any other error after `what`.
+pub fn said_once(e: SolveError, what: &str, mode: progress::Mode) -> anyhow::Error {
+    match (&e, mode) {
+        (SolveError::Step { description, .. }, progress::Mode::Plain) => {
+            anyhow!("{description} failed (its ERROR line is above)")
+        }
+        (SolveError::Step { .. }, _) => anyhow!("{e}"),
+        _ => anyhow!("{what}: {e}"),
+    }
+}
+
 /// Solves `roots` of `graph`; Ctrl-C / SIGTERM cancel it.
 pub fn solve(
     runtime: &tokio::runtime::Runtime,

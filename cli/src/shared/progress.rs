@@ -3,12 +3,13 @@
 //! `CACHE MISS: why` after a step that runs), and
 //! on a terminal a compact live view (indicatif) of the steps in flight.
 
+use crate::shared::{rawjson, tty};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rbuild_graph::{BuildGraph, VertexId};
 use rbuild_solver::Event;
 use rbuild_solver::explain::Miss;
 use std::collections::{HashMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -22,17 +23,8 @@ pub enum Mode {
     Plain,
     /// Nothing.
     Quiet,
-}
-
-impl Mode {
-    /// `auto`: the live view when stderr is a terminal, plain lines otherwise.
-    pub fn auto() -> Mode {
-        if std::io::stderr().is_terminal() {
-            Mode::Tty
-        } else {
-            Mode::Plain
-        }
-    }
+    /// BuildKit's `SolveStatus` JSON, a line per event (`shared/rawjson.rs`).
+    RawJson,
 }
 
 /// Prints the events of one solve as they arrive, in one [`Mode`].
@@ -49,6 +41,20 @@ pub struct Printer {
     /// Vertices not shown (e.g. the container of `rbuild run`, which prints on its own).
     hidden: HashSet<VertexId>,
     show_cached: bool,
+    /// When each vertex started, on the wall clock (rawjson's times).
+    wall_started: HashMap<VertexId, chrono::DateTime<chrono::Utc>>,
+    /// The terminal view's header, its start, and the steps it has seen finish.
+    header: Option<ProgressBar>,
+    began: Instant,
+    finished: usize,
+    failed: bool,
+    /// The terminal's columns and rows (the view's limits).
+    width: usize,
+    rows: usize,
+    no_color: bool,
+    /// Running steps with no line of their own (the terminal is full), counted on one.
+    unseen_running: HashSet<VertexId>,
+    more: Option<ProgressBar>,
 }
 
 /// `12.3s`-style durations.
@@ -82,6 +88,23 @@ fn memory(bytes: u64) -> String {
 impl Printer {
     pub fn new(mode: Mode, graph: Arc<BuildGraph>) -> Self {
         let multi = (mode == Mode::Tty).then(MultiProgress::new);
+        let (width, rows) = tty::size().unwrap_or((80, 24));
+        let header = multi.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("{prefix} {secs} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .with_key(
+                    "secs",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}s", s.elapsed().as_secs_f64());
+                    },
+                );
+            bar.set_style(style);
+            bar.set_prefix("[+] Building");
+            bar.set_message("(0/0)");
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
         Printer {
             mode,
             graph,
@@ -92,6 +115,16 @@ impl Printer {
             multi,
             hidden: HashSet::new(),
             show_cached: true,
+            wall_started: HashMap::new(),
+            header,
+            began: Instant::now(),
+            finished: 0,
+            failed: false,
+            width,
+            rows,
+            no_color: tty::no_color(),
+            unseen_running: HashSet::new(),
+            more: None,
         }
     }
 
@@ -134,7 +167,56 @@ impl Printer {
         }
         if let Some(m) = &self.multi {
             let _ = m.clear();
+            let seen = self.numbers.len();
+            let (end, tone) = if self.failed {
+                ("ERROR", tty::Tone::Error)
+            } else {
+                ("FINISHED", tty::Tone::Finished)
+            };
+            let h = tty::header(self.began.elapsed(), self.finished, seen, Some(end));
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}", tty::paint(&h, tone, self.no_color));
         }
+    }
+
+    /// A finished step's line above the running ones: cut to the terminal, coloured.
+    fn tty_line(&self, line: &str, tone: tty::Tone) {
+        if let Some(m) = &self.multi {
+            let _ = m.println(tty::paint(&tty::cut(line, self.width), tone, self.no_color));
+        }
+    }
+
+    /// The header's count, and the line that counts running steps with no line of their own.
+    fn tty_counts(&mut self) {
+        if let Some(h) = &self.header {
+            h.set_message(format!("({}/{})", self.finished, self.numbers.len()));
+        }
+        let n = self.unseen_running.len();
+        match (&self.more, n, &self.multi) {
+            (Some(bar), 0, _) => {
+                bar.finish_and_clear();
+                self.more = None;
+            }
+            (Some(bar), n, _) => bar.set_message(format!("… and {n} more running")),
+            (None, 0, _) | (None, _, None) => {}
+            (None, n, Some(m)) => {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(format!("… and {n} more running"));
+                self.more = Some(bar);
+            }
+        }
+    }
+
+    /// A step no longer running: its line (or its place in the count) goes.
+    fn tty_stop(&mut self, vertex: VertexId) {
+        if let Some(bar) = self.bars.remove(&vertex) {
+            bar.finish_and_clear();
+        }
+        self.unseen_running.remove(&vertex);
     }
 
     fn plain(&self, line: &str) {
@@ -152,7 +234,54 @@ impl Printer {
             Mode::Quiet => {}
             Mode::Plain => self.handle_plain(ev),
             Mode::Tty => self.handle_tty(ev),
+            Mode::RawJson => self.handle_rawjson(ev),
         }
+    }
+
+    fn digest(&self, v: VertexId) -> String {
+        format!("sha256:{}", self.graph.key(v).to_hex())
+    }
+
+    fn handle_rawjson(&mut self, ev: Event) {
+        let now = chrono::Utc::now();
+        let vertex = ev.vertex();
+        let digest = self.digest(vertex);
+        let inputs: Vec<String> = self
+            .graph
+            .vertex(vertex)
+            .inputs
+            .iter()
+            .map(|i| self.digest(*i))
+            .collect();
+        let name = self.name(vertex);
+        let info = rawjson::VertexInfo {
+            digest: &digest,
+            inputs: &inputs,
+            name: &name,
+        };
+        let started = *self.wall_started.entry(vertex).or_insert(now);
+        let line = match ev {
+            Event::Started { .. } => rawjson::vertex(&info, started, None, false, None),
+            Event::Cached { .. } => rawjson::vertex(&info, started, Some(now), true, None),
+            Event::Done { .. } => rawjson::vertex(&info, started, Some(now), false, None),
+            Event::Failed { error, .. } => {
+                rawjson::vertex(&info, started, Some(now), false, Some(&error))
+            }
+            Event::Log { stream, data, .. } => {
+                let n = if stream == rbuild_executor::Stream::Stdout {
+                    1
+                } else {
+                    2
+                };
+                rawjson::log(&digest, n, &data, now)
+            }
+            Event::CacheMiss { miss, .. } => {
+                let why = self.miss_text(&miss);
+                rawjson::log(&digest, 2, format!("CACHE MISS: {why}\n").as_bytes(), now)
+            }
+            Event::Warning { message, .. } => rawjson::warning(&digest, &message),
+        };
+        self.plain(&line.to_string());
     }
 
     fn handle_plain(&mut self, ev: Event) {
@@ -231,24 +360,39 @@ impl Printer {
             Event::Started { vertex, at } => {
                 let n = self.number(vertex);
                 self.started.insert(vertex, at);
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("{spinner} #{prefix} {msg} {elapsed}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar.set_prefix(n.to_string());
-                bar.set_message(self.name(vertex));
-                bar.enable_steady_tick(Duration::from_millis(100));
-                self.bars.insert(vertex, bar);
+                if self.bars.len() >= tty::running_lines(self.rows) {
+                    self.unseen_running.insert(vertex);
+                } else {
+                    // Before the "more running" line, which stays last.
+                    let bar = match &self.more {
+                        Some(more) => multi.insert_before(more, ProgressBar::new_spinner()),
+                        None => multi.add(ProgressBar::new_spinner()),
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} #{prefix} {wide_msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(n.to_string());
+                    bar.set_message(self.name(vertex));
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    self.bars.insert(vertex, bar);
+                }
+                self.tty_counts();
             }
             Event::Cached { vertex } => {
                 let n = self.number(vertex);
-                let _ = multi.println(format!("#{n} {} CACHED", self.name(vertex)));
+                self.finished += 1;
+                self.tty_line(
+                    &format!("#{n} {} CACHED", self.name(vertex)),
+                    tty::Tone::Finished,
+                );
+                self.tty_counts();
             }
             Event::CacheMiss { vertex, miss } => {
                 let n = self.number(vertex);
                 let why = self.miss_text(&miss);
-                let _ = multi.println(format!("#{n} {} CACHE MISS: {why}", self.name(vertex)));
+                let line = format!("#{n} {} CACHE MISS: {why}", self.name(vertex));
+                self.tty_line(&line, tty::Tone::Warning);
             }
             Event::Log { vertex, data, .. } => {
                 if let Some(bar) = self.bars.get(&vertex)
@@ -268,25 +412,28 @@ impl Printer {
                     .get(&vertex)
                     .map(|s| at.saturating_duration_since(*s))
                     .unwrap_or_default();
-                if let Some(bar) = self.bars.remove(&vertex) {
-                    bar.finish_and_clear();
-                }
+                self.tty_stop(vertex);
+                self.finished += 1;
                 let line = format!(
                     "#{n} {} DONE {}",
                     self.name(vertex),
                     done(took, peak_memory)
                 );
-                let _ = multi.println(line);
+                self.tty_line(&line, tty::Tone::Finished);
+                self.tty_counts();
             }
             Event::Warning { message, .. } => {
-                let _ = multi.println(format!("WARNING: {message}"));
+                self.tty_line(&format!("WARNING: {message}"), tty::Tone::Warning);
             }
             Event::Failed { vertex, error } => {
                 let n = self.number(vertex);
-                if let Some(bar) = self.bars.remove(&vertex) {
-                    bar.finish_and_clear();
-                }
-                let _ = multi.println(format!("#{n} {} ERROR: {error}", self.name(vertex)));
+                self.tty_stop(vertex);
+                self.finished += 1;
+                self.failed = true;
+                // An error is not cut: it is what the user needs to read whole.
+                let line = format!("#{n} {} ERROR: {error}", self.name(vertex));
+                let _ = multi.println(tty::paint(&line, tty::Tone::Error, self.no_color));
+                self.tty_counts();
             }
         }
     }

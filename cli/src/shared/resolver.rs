@@ -2,6 +2,7 @@
 //! or the image's registry when it is missing there (or always, with `--pull`).
 
 use crate::shared::registry;
+use crate::shared::suggest::closest;
 use rbuild_cache::Store;
 use rbuild_cache::registry::RegistryClient;
 use rbuild_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
@@ -22,6 +23,9 @@ pub struct StoreResolver<'a> {
     /// Made on first use: setting up TLS reads every CA certificate, which a build of
     /// local images should not pay for. The solve reuses it to pull.
     client: OnceCell<RegistryClient>,
+    /// The Dockerfile's stage names, for "did you mean stage build" when `--from=buidl`
+    /// is no image either.
+    stages: Vec<String>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -37,7 +41,30 @@ impl<'a> StoreResolver<'a> {
             pull,
             always_pull,
             client: OnceCell::new(),
+            stages: Vec::new(),
         }
+    }
+
+    /// Knows the Dockerfile's stage names (`FROM … AS NAME`) to suggest one.
+    pub fn with_stages_of(mut self, source: &str) -> Self {
+        self.stages = stage_names(source);
+        self
+    }
+
+    /// What `reference` may have meant, when pulling it failed: a stage of the Dockerfile
+    /// or a local image with a close name.
+    fn hint(&self, reference: &str) -> Option<String> {
+        let familiar = rbuild_cache::familiar_name(reference);
+        let bare = familiar.strip_suffix(":latest").unwrap_or(familiar);
+        if let Some(stage) = closest(bare, self.stages.iter().map(String::as_str)) {
+            return Some(format!("did you mean the stage {stage} (--from={stage})?"));
+        }
+        let local = self.store.images().ok()?;
+        let names: Vec<&str> = local
+            .iter()
+            .flat_map(|i| i.tags.iter().map(|t| rbuild_cache::familiar_name(t)))
+            .collect();
+        close_name(familiar, &names).map(|n| format!("did you mean the local image {n}?"))
     }
 
     /// The registry client, if a resolve needed one.
@@ -86,9 +113,13 @@ impl ImageResolver for StoreResolver<'_> {
                     // A local image is still usable when the registry cannot be reached.
                     (Err(_), Some(img)) => (img.config, img.manifest_digest),
                     (Err(e), None) => {
+                        let error = match self.hint(reference) {
+                            Some(h) => format!("{h} (the registry: {e})").into(),
+                            None => e.into(),
+                        };
                         return Err(ResolveError::Pull {
                             reference: reference.to_string(),
-                            error: e.into(),
+                            error,
                         });
                     }
                 }
@@ -108,6 +139,44 @@ impl ImageResolver for StoreResolver<'_> {
     }
 }
 
+/// `name:tag` → (name, tag); `latest` when there is no tag.
+fn split_tag(name: &str) -> (&str, &str) {
+    match name.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (name, "latest"),
+    }
+}
+
+/// A local name that `want` looks like a typo of: the same repository and a close tag (of
+/// three characters or more: `x:2` is no typo of `x:1`), or the same tag and a close
+/// repository.
+fn close_name<'a>(want: &str, names: &[&'a str]) -> Option<&'a str> {
+    let (repo, tag) = split_tag(want);
+    names.iter().copied().find(|n| {
+        let (r, t) = split_tag(n);
+        if r == repo {
+            tag.len() >= 3 && t != tag && closest(tag, [t]).is_some()
+        } else {
+            t == tag && closest(repo, [r]).is_some()
+        }
+    })
+}
+
+/// The names of a Dockerfile's stages (`FROM image AS name`); none when it does not parse.
+pub fn stage_names(source: &str) -> Vec<String> {
+    let Ok(df) = rbuild_frontend::parser::parse(source) else {
+        return Vec::new();
+    };
+    df.nodes
+        .iter()
+        .filter(|n| n.keyword == "from")
+        .filter_map(|n| match n.args.as_slice() {
+            [_, as_, name] if as_.eq_ignore_ascii_case("as") => Some(name.to_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether an image whose config is `config` is for `platform` (a config that names no
 /// platform fits any).
 fn platform_fits(config: &[u8], platform: &Platform) -> bool {
@@ -119,6 +188,30 @@ fn platform_fits(config: &[u8], platform: &Platform) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_of_local_names() {
+        let local = [
+            "bbase:latest",
+            "x:1",
+            "busybox:latest",
+            "127.0.0.1:5000/app:1",
+        ];
+        assert_eq!(close_name("bbase:lates", &local), Some("bbase:latest"));
+        assert_eq!(close_name("busybx:latest", &local), Some("busybox:latest"));
+        assert_eq!(
+            close_name("127.0.0.1:5000/ap:1", &local),
+            Some("127.0.0.1:5000/app:1")
+        );
+        assert_eq!(close_name("x:2", &local), None);
+        assert_eq!(close_name("other:latest", &local), None);
+    }
+
+    #[test]
+    fn stages_are_named_by_as() {
+        let df = "FROM busybox AS Build\nRUN true\nFROM build as test\nFROM scratch\n";
+        assert_eq!(stage_names(df), ["build", "test"]);
+    }
 
     #[test]
     fn a_local_image_fits_its_own_platform() {

@@ -1,5 +1,8 @@
-//! Step 1 of a build: what it reads before anything else — the context directory, the
-//! Dockerfile (a file or stdin) and the context's `.dockerignore`.
+//! Step 1 of a build: what it reads before anything else — the context directory (or,
+//! for `rbuild build -`, a tar on stdin unpacked into a temporary one, or a Dockerfile on
+//! stdin with an empty context), the Dockerfile (a file or stdin) and the context's
+//! `.dockerignore`. A git URL is cloned (`remote.rs`); other URLs are refused with what to
+//! do instead.
 
 use crate::flags::hiargs::{Build, Dockerfile};
 use anyhow::{Context, Result, anyhow, bail};
@@ -17,18 +20,142 @@ pub struct Inputs {
     pub ignore: Vec<String>,
     /// `--build-context`s, read.
     pub contexts: super::contexts::Contexts,
+    /// The context unpacked from stdin or cloned (removed when the build ends).
+    _stdin_context: Option<tempfile::TempDir>,
+}
+
+/// What `rbuild build -` read from stdin.
+enum StdinContext {
+    /// A tar (plain or gzip), unpacked here.
+    Tar(tempfile::TempDir),
+    /// A Dockerfile, with this empty directory as its context.
+    Dockerfile(String, tempfile::TempDir),
+}
+
+/// Reads stdin as a context tar (plain or gzip) or, when it is none, a Dockerfile.
+fn read_stdin_context() -> Result<StdinContext> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("cannot read the build context from stdin")?;
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-stdin-context-")
+        .tempdir()
+        .context("cannot make a directory for the context read from stdin")?;
+    match stdin_kind(&bytes) {
+        StdinKind::Gzip => {
+            let gz = flate2::read::GzDecoder::new(bytes.as_slice());
+            tar::Archive::new(gz)
+                .unpack(dir.path())
+                .context("cannot unpack the gzip tar read from stdin as the build context")?;
+            Ok(StdinContext::Tar(dir))
+        }
+        StdinKind::Tar => {
+            tar::Archive::new(bytes.as_slice())
+                .unpack(dir.path())
+                .context("cannot unpack the tar read from stdin as the build context")?;
+            Ok(StdinContext::Tar(dir))
+        }
+        StdinKind::Other(what) => bail!(
+            "the build context on stdin is {what}: rbuild reads a plain or gzip tar, or a Dockerfile"
+        ),
+        StdinKind::Text => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow!("the Dockerfile read from stdin is not valid UTF-8"))?;
+            Ok(StdinContext::Dockerfile(text, dir))
+        }
+    }
+}
+
+/// What stdin holds, by its first bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum StdinKind {
+    Gzip,
+    Tar,
+    Other(&'static str),
+    Text,
+}
+
+fn stdin_kind(bytes: &[u8]) -> StdinKind {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        StdinKind::Gzip
+    } else if bytes.get(257..262) == Some(b"ustar") {
+        StdinKind::Tar
+    } else if bytes.starts_with(b"BZh") {
+        StdinKind::Other("bzip2-compressed (recompress it with gzip)")
+    } else if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        StdinKind::Other("xz-compressed (recompress it with gzip)")
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        StdinKind::Other("zstd-compressed (recompress it with gzip)")
+    } else {
+        StdinKind::Text
+    }
 }
 
 /// Checks the context and reads the Dockerfile and `.dockerignore`.
 pub fn read(build: &Build) -> Result<Inputs> {
-    let context = build.context.clone();
+    let mut context = build.context.clone();
+    let mut dockerfile = build.dockerfile.clone();
+    let mut stdin_context = None;
+    let word = context.to_str().unwrap_or_default().to_string();
+    match super::remote::parse(&word, context.exists()) {
+        Some(super::remote::Remote::Url(url)) => bail!(
+            "build context {url}: contexts from URLs that are not git repositories (tarballs) are not supported yet; pipe it in: curl -L {url} | rbuild build -"
+        ),
+        Some(super::remote::Remote::Git(git)) => {
+            let dir = tempfile::Builder::new()
+                .prefix("rbuild-git-context-")
+                .tempdir()
+                .context("cannot make a directory for the git context")?;
+            let clone = dir.path().join("repo");
+            context = super::remote::clone(&git, &clone)?;
+            // -f names a file inside the repository's context directory.
+            if let Dockerfile::File(f) = &dockerfile {
+                let inside = f.strip_prefix(&word).unwrap_or(f);
+                dockerfile = Dockerfile::File(context.join(inside));
+            }
+            stdin_context = Some(dir);
+        }
+        None => {}
+    }
+    if context.as_os_str() == "-" {
+        if dockerfile == Dockerfile::Stdin {
+            bail!(
+                "stdin can hold the build context (rbuild build -) or the Dockerfile (-f -), not both"
+            );
+        }
+        let default = Dockerfile::File(context.join("Dockerfile"));
+        match read_stdin_context()? {
+            StdinContext::Tar(dir) => {
+                // -f names a file inside the context, as docker reads it.
+                if let Dockerfile::File(f) = &dockerfile {
+                    let inside = f.strip_prefix("-").unwrap_or(f);
+                    dockerfile = Dockerfile::File(dir.path().join(inside));
+                }
+                context = dir.path().to_path_buf();
+                stdin_context = Some(dir);
+            }
+            StdinContext::Dockerfile(text, dir) => {
+                if dockerfile != default {
+                    bail!(
+                        "-f names a Dockerfile, and stdin holds one (rbuild build - < Dockerfile): give one of them"
+                    );
+                }
+                let path = dir.path().join("Dockerfile");
+                std::fs::write(&path, text)?;
+                dockerfile = Dockerfile::File(path);
+                context = dir.path().to_path_buf();
+                stdin_context = Some(dir);
+            }
+        }
+    }
     if !context.is_dir() {
         bail!(
             "build context {} is not a directory; pass the context directory as the last argument",
             context.display()
         );
     }
-    let (source, dockerfile_name) = match &build.dockerfile {
+    let (source, dockerfile_name) = match &dockerfile {
         Dockerfile::Stdin => {
             let mut s = String::new();
             std::io::stdin()
@@ -49,7 +176,7 @@ pub fn read(build: &Build) -> Result<Inputs> {
         }
     };
     // A Dockerfile from stdin takes the context's own .dockerignore.
-    let df_path = match &build.dockerfile {
+    let df_path = match &dockerfile {
         Dockerfile::Stdin => context.join("Dockerfile"),
         Dockerfile::File(path) => path.clone(),
     };
@@ -62,5 +189,21 @@ pub fn read(build: &Build) -> Result<Inputs> {
         source,
         ignore,
         contexts,
+        _stdin_context: stdin_context,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_is_a_tar_or_a_dockerfile() {
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(stdin_kind(&tar), StdinKind::Tar);
+        assert_eq!(stdin_kind(&[0x1f, 0x8b, 8]), StdinKind::Gzip);
+        assert_eq!(stdin_kind(b"FROM busybox\n"), StdinKind::Text);
+        assert!(matches!(stdin_kind(b"BZh91AY"), StdinKind::Other(_)));
+    }
 }

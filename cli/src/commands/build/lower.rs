@@ -30,7 +30,8 @@ pub fn lower(
     let opts = options(build, inputs);
     let (lowered, client) = match store {
         Some(s) => {
-            let resolver = StoreResolver::new(s, pull, build.always_pull);
+            let resolver =
+                StoreResolver::new(s, pull, build.always_pull).with_stages_of(&inputs.source);
             let lowered = lower::lower_targets_for(
                 &inputs.source,
                 &opts,

@@ -18,6 +18,7 @@ mod lower;
 mod metadata;
 mod outputs;
 mod platforms;
+mod remote;
 mod solve;
 
 use crate::flags::hiargs::{Build, Global};
@@ -51,6 +52,7 @@ pub fn build(global: &Global, build: &Build) -> Result<ExitCode> {
     checks::enforce(&findings)?;
     let result = run(global, build, &inputs, &store, &runtime, lowered, opts);
     checks::print_summary(&findings, build.progress);
+    checks::warn_unused_args(&inputs.source, &build.build_args, build.progress);
     if result.is_ok() {
         gc::apply(&store, &policy, build.progress);
     }

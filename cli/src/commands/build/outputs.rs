@@ -3,14 +3,14 @@
 //! `--iidfile`.
 
 use crate::flags::hiargs::Build;
-use crate::flags::output_spec::Output;
+use crate::flags::output_spec::{Dest, Kind};
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::{Store, StoredImage};
 use rbuild_graph::VertexId;
 use rbuild_solver::Outcome;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 /// The image each of `exports` wrote, in target order.
@@ -42,9 +42,15 @@ pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Resu
     }
     let image = built.pop().ok_or_else(|| anyhow!("no target was built"))?;
     let tags = build.target_tags.last().cloned().unwrap_or_default();
+    // The terminal view ends with the result, as BuildKit's does.
+    if build.progress == crate::shared::progress::Mode::Tty {
+        eprintln!(" => writing image {}", image.config_digest);
+        for t in &tags {
+            eprintln!(" => naming to {t}");
+        }
+    }
     for output in &build.outputs {
-        let output = output.as_ref().map_err(|e| anyhow!("{e}"))?;
-        write(store, &image, &tags, output)?;
+        write(store, &image, &tags, &output.kind)?;
     }
     if let Some(path) = &build.iidfile {
         std::fs::write(path, &image.config_digest)
@@ -53,22 +59,43 @@ pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Resu
     Ok(())
 }
 
-/// Writes `image` (named `tags` in archives) where `output` says.
-pub fn write(store: &Store, image: &StoredImage, tags: &[String], output: &Output) -> Result<()> {
-    match output {
-        Output::Oci(dest) | Output::Docker(dest) => {
-            let file =
-                File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-            let mut w = BufWriter::new(file);
-            if matches!(output, Output::Oci(_)) {
+/// Opens where an archive goes: a new file (synced when done), or stdout.
+pub fn open(dest: &Dest) -> Result<Box<dyn Write>> {
+    Ok(match dest {
+        Dest::Stdout => Box::new(BufWriter::new(std::io::stdout().lock())),
+        Dest::File(path) => Box::new(SyncedFile(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ))),
+    })
+}
+
+/// A file written through a buffer and synced to disk on flush.
+struct SyncedFile(BufWriter<File>);
+
+impl Write for SyncedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.0.get_ref().sync_all()
+    }
+}
+
+/// Writes `image` (named `tags` in archives) where `kind` says.
+pub fn write(store: &Store, image: &StoredImage, tags: &[String], kind: &Kind) -> Result<()> {
+    match kind {
+        Kind::Store => {}
+        Kind::Oci(dest) | Kind::Docker(dest) => {
+            let mut w = open(dest)?;
+            if matches!(kind, Kind::Oci(_)) {
                 store.write_oci_archive(image, tags, &mut w)?;
             } else {
                 store.write_docker_archive(image, tags, &mut w)?;
             }
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
+            w.flush()?;
         }
-        Output::Tar(dest) | Output::Local(dest) => {
+        Kind::Tar(_) | Kind::Local(_) => {
             let merged = store.tmp_dir("export")?;
             let (upper, work, mnt) = (
                 merged.path().join("u"),
@@ -86,25 +113,21 @@ pub fn write(store: &Store, image: &StoredImage, tags: &[String], output: &Outpu
                 std::fs::create_dir(&lowers[0])?;
             }
             let mount = rbuild_executor::OverlayMount::mount(&lowers, &upper, &work, &mnt)?;
-            if matches!(output, Output::Tar(_)) {
-                write_rootfs_tar(mount.path(), dest)?;
-            } else {
-                copy_tree(mount.path(), dest)?;
+            match kind {
+                Kind::Tar(dest) => write_rootfs_tar(mount.path(), open(dest)?)?,
+                Kind::Local(dest) => copy_tree(mount.path(), dest)?,
+                _ => {}
             }
         }
     }
     Ok(())
 }
 
-fn write_rootfs_tar(rootfs: &Path, dest: &Path) -> Result<()> {
-    let file = File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let mut b = tar::Builder::new(BufWriter::new(file));
+fn write_rootfs_tar(rootfs: &Path, out: Box<dyn Write>) -> Result<()> {
+    let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     b.append_dir_all(".", rootfs)?;
-    b.into_inner()?
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    b.into_inner()?.flush()?;
     Ok(())
 }
 

@@ -6,14 +6,13 @@
 
 use super::outputs;
 use crate::flags::hiargs::Build;
-use crate::flags::output_spec::Output;
+use crate::flags::output_spec::Kind;
 use anyhow::{Context, Result, anyhow, bail};
 use rbuild_cache::index::StoredIndex;
 use rbuild_cache::push::push_index;
 use rbuild_cache::registry::RegistryClient;
 use rbuild_cache::{Store, StoredImage};
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::Write;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
@@ -28,11 +27,11 @@ pub fn check(build: &Build) -> Result<()> {
         return Ok(());
     }
     let list: Vec<String> = build.platforms.iter().map(|p| p.to_string()).collect();
-    for output in build.outputs.iter().flatten() {
-        let kind = match output {
-            Output::Docker(_) => "docker",
-            Output::Tar(_) => "tar",
-            Output::Oci(_) | Output::Local(_) => continue,
+    for output in &build.outputs {
+        let kind = match output.kind {
+            Kind::Docker(_) => "docker",
+            Kind::Tar(_) => "tar",
+            Kind::Oci(_) | Kind::Local(_) | Kind::Store => continue,
         };
         bail!(
             "--output type={kind} holds one platform, and this build makes {}: use type=oci (an image index) or type=local (a directory per platform), or build one --platform",
@@ -124,25 +123,23 @@ pub fn finish(
     let tags = build.target_tags.last().cloned().unwrap_or_default();
     let targets = built.len() / build.platforms.len().max(1);
     for output in &build.outputs {
-        let output = output.as_ref().map_err(|e| anyhow!("{e}"))?;
-        match output {
-            Output::Oci(dest) => {
-                let file = File::create(dest)
-                    .with_context(|| format!("cannot create {}", dest.display()))?;
-                let mut w = BufWriter::new(file);
+        match &output.kind {
+            Kind::Store => {}
+            Kind::Oci(dest) => {
+                let mut w = outputs::open(dest)?;
                 store.write_oci_index_archive(index, &tags, &mut w)?;
-                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                w.flush()?;
             }
-            Output::Local(dest) => {
+            Kind::Local(dest) => {
                 for (p, platform) in build.platforms.iter().enumerate() {
                     let Some(image) = built.get(p * targets + targets - 1) else {
                         continue;
                     };
                     let dir = dest.join(platform.to_string().replace('/', "_"));
-                    outputs::write(store, image, &tags, &Output::Local(dir))?;
+                    outputs::write(store, image, &tags, &Kind::Local(dir))?;
                 }
             }
-            Output::Docker(_) | Output::Tar(_) => check(build)?,
+            Kind::Docker(_) | Kind::Tar(_) => check(build)?,
         }
     }
     if let Some(path) = &build.iidfile {
