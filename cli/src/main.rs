@@ -13,7 +13,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    match flags::parse().and_then(dispatch) {
+    match shared::rootless::child_enter()
+        .and_then(|()| flags::parse())
+        .and_then(enter_then_dispatch)
+    {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -31,6 +34,21 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+}
+
+/// Not root: the command runs again in a user namespace (`shared::rootless`), except
+/// those that never touch the store.
+fn enter_then_dispatch(args: HiArgs) -> Result<ExitCode> {
+    let outside = matches!(
+        args.command,
+        Command::Login(_) | Command::Logout(_) | Command::DebugParse(_)
+    );
+    if !outside
+        && let Some(code) = shared::rootless::enter(args.global.isolation, &args.global.root)?
+    {
+        return Ok(code);
+    }
+    dispatch(args)
 }
 
 fn dispatch(args: HiArgs) -> Result<ExitCode> {

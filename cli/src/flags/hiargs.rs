@@ -32,6 +32,8 @@ pub struct HiArgs {
 pub struct Global {
     /// `--root`: where the store lives.
     pub root: PathBuf,
+    /// `--isolation`: as root, or in a user namespace (`shared::rootless`).
+    pub isolation: crate::shared::rootless::Isolation,
     /// `--insecure-registry` hosts.
     pub insecure_registries: Vec<String>,
 }
@@ -289,7 +291,10 @@ impl HiArgs {
         };
         Ok(HiArgs {
             global: Global {
-                root: low.root,
+                root: low
+                    .root
+                    .map_or_else(crate::shared::rootless::default_root, Ok)?,
+                isolation: low.isolation,
                 insecure_registries: low.insecure_registries,
             },
             command,

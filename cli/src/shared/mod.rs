@@ -8,5 +8,6 @@ pub mod oneshot;
 pub mod progress;
 pub mod registry;
 pub mod resolver;
+pub mod rootless;
 pub mod runtime;
 pub mod store;

@@ -62,6 +62,7 @@ mod seccomp;
 mod secrets;
 mod sources;
 mod syscall;
+mod userns;
 
 use crate::error::{ExecError, SpecError};
 use crate::overlay::clear_volatile_marker;
