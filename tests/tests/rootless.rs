@@ -5,11 +5,11 @@
 //!
 //! - With /etc/subuid and /etc/subgid ranges: a multi-stage build with `RUN chown`, `USER`
 //!   switching and `COPY --chown` gives the same layers and image ID as root's, runs with
-//!   `rbuild run`, and leaves nothing owned by root in the user's store.
+//!   `rbuild run`, pushes and pulls, and leaves nothing owned by root in the user's store.
 //! - Without ranges: one warning names what cannot be mapped; a build of root-owned files
 //!   succeeds and a `COPY --chown` to another ID fails naming its Dockerfile line.
 
-use rbuild_tests::{Env, rbuild_bin};
+use rbuild_tests::{Env, Registry, rbuild_bin};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -282,6 +282,24 @@ fn a_user_with_subordinate_ranges_builds_the_image_root_builds() {
         let fields: Vec<&str> = line.expect(name).split_whitespace().collect();
         assert_eq!(fields[2..4], ["1000", "1000"], "{listing}");
     }
+
+    // Pushed by the user, pulled by root and by the user into a second store (files of
+    // other owners unpacked in the namespace): the same image.
+    let reg = Registry::start();
+    let remote = format!("{}/app:1", reg.host);
+    user.ok(&["tag", "app:1", &remote]);
+    user.ok(&["push", &remote]);
+    let fresh = Env::new();
+    fresh.ok(&["pull", &remote]);
+    assert_eq!(
+        id_and_layers(&fresh.ok(&["inspect", &remote]).stdout).0,
+        root_id
+    );
+    let second = user.home().join("second-store");
+    let second = p(&second);
+    user.ok(&["--root", second, "pull", &remote]);
+    let out = user.ok(&["--root", second, "run", "--rm", &remote]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1234:5678\n1000\n");
 
     // Nothing in the user's store belongs to root; the image's other owners are the
     // user's subordinate IDs.

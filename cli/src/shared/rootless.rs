@@ -128,6 +128,10 @@ pub fn child_enter() -> Result<()> {
         .context("rootless: becoming gid 0 in the user namespace")?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .context("rootless: becoming uid 0 in the user namespace")?;
+    // The parent only waits: when it is killed, this build is cancelled as by a SIGTERM
+    // (set after the uid change, which clears it).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     // Denied when only the user's own gid is mapped; its groups then stay as they are.
     let _ = nix::unistd::setgroups(&[]);
     use nix::mount::{MsFlags, mount};
