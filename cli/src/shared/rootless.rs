@@ -20,13 +20,14 @@ use std::process::{Command, ExitCode};
 /// `--isolation`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Isolation {
-    /// `namespaces` as root, else `rootless`.
+    /// `namespaces` as root, `chroot` as root without CAP_SYS_ADMIN, else `rootless`.
     Auto,
     /// Namespaces made as root (needs root).
     Namespaces,
     /// A user namespace of the calling user; as root the same as `namespaces`.
     Rootless,
-    /// No namespaces at all (not available yet).
+    /// No namespaces at all, as root without CAP_SYS_ADMIN: RUN is chrooted into a copy
+    /// of its rootfs.
     Chroot,
 }
 
@@ -70,12 +71,20 @@ enum Plan {
     AsIs,
     /// Re-execute in a user namespace.
     UserNamespace,
+    /// Run here with chroot isolation.
+    Chroot,
 }
 
-fn plan(isolation: Isolation, root: bool) -> Result<Plan> {
+/// `root`: effective uid 0; `sys_admin`: CAP_SYS_ADMIN in the effective set.
+fn plan(isolation: Isolation, root: bool, sys_admin: bool) -> Result<Plan> {
     match (isolation, root) {
-        (Isolation::Chroot, _) => bail!(
-            "--isolation=chroot is not available yet: use --isolation=rootless (a user namespace) or run as root"
+        (Isolation::Chroot, true) => Ok(Plan::Chroot),
+        (Isolation::Chroot, false) => bail!(
+            "--isolation=chroot needs root (to chroot and chown): as an ordinary user, use --isolation=rootless (or auto)"
+        ),
+        (Isolation::Auto, true) if !sys_admin => Ok(Plan::Chroot),
+        (Isolation::Namespaces, true) if !sys_admin => bail!(
+            "--isolation=namespaces needs CAP_SYS_ADMIN, which this process lacks: use --isolation=chroot (or auto)"
         ),
         (_, true) => Ok(Plan::AsIs),
         (Isolation::Namespaces, false) => bail!(
@@ -83,6 +92,18 @@ fn plan(isolation: Isolation, root: bool) -> Result<Plan> {
         ),
         (Isolation::Auto | Isolation::Rootless, false) => Ok(Plan::UserNamespace),
     }
+}
+
+/// capability.h's number of CAP_SYS_ADMIN.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether `/proc/self/status` text gives CAP_SYS_ADMIN (bit 21) in `CapEff`.
+fn has_sys_admin(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 /// In the re-executed rbuild (first thing in `main`, while it has one thread): makes the
@@ -150,8 +171,23 @@ pub fn child_enter() -> Result<()> {
 /// same command again in a user namespace and returns its exit status; `None` means go on
 /// here. `root` is the store, passed on so the child uses the user's.
 pub fn enter(isolation: Isolation, root: &Path) -> Result<Option<ExitCode>> {
-    if plan(isolation, nix::unistd::geteuid().is_root())? == Plan::AsIs {
-        return Ok(None);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match plan(
+        isolation,
+        nix::unistd::geteuid().is_root(),
+        has_sys_admin(&status),
+    )? {
+        Plan::AsIs => return Ok(None),
+        Plan::Chroot => {
+            if isolation == Isolation::Auto {
+                eprintln!(
+                    "note: no CAP_SYS_ADMIN, so no namespaces: RUN steps use chroot isolation (--isolation=chroot) on copies of their rootfs"
+                );
+            }
+            rbuild_executor::use_chroot_isolation();
+            return Ok(None);
+        }
+        Plan::UserNamespace => {}
     }
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
@@ -343,17 +379,28 @@ mod tests {
     #[test]
     fn plans() {
         use Isolation::*;
-        assert_eq!(plan(Auto, true).unwrap(), Plan::AsIs);
-        assert_eq!(plan(Rootless, true).unwrap(), Plan::AsIs);
-        assert_eq!(plan(Auto, false).unwrap(), Plan::UserNamespace);
-        assert_eq!(plan(Rootless, false).unwrap(), Plan::UserNamespace);
+        assert_eq!(plan(Auto, true, true).unwrap(), Plan::AsIs);
+        assert_eq!(plan(Rootless, true, true).unwrap(), Plan::AsIs);
+        assert_eq!(plan(Auto, false, false).unwrap(), Plan::UserNamespace);
+        assert_eq!(plan(Rootless, false, false).unwrap(), Plan::UserNamespace);
         assert!(
-            plan(Namespaces, false)
+            plan(Namespaces, false, false)
                 .unwrap_err()
                 .to_string()
                 .contains("needs root")
         );
-        assert!(plan(Chroot, true).is_err());
+        assert_eq!(plan(Auto, true, false).unwrap(), Plan::Chroot);
+        assert_eq!(plan(Chroot, true, true).unwrap(), Plan::Chroot);
+        assert!(plan(Chroot, false, false).is_err());
+        let e = plan(Namespaces, true, false).unwrap_err().to_string();
+        assert!(e.contains("CAP_SYS_ADMIN"), "{e}");
+    }
+
+    #[test]
+    fn capabilities() {
+        assert!(has_sys_admin("Name:\tx\nCapEff:\t000001fffeffffff\n"));
+        assert!(!has_sys_admin("CapEff:\t000001fffedfffff\n"));
+        assert!(!has_sys_admin(""));
     }
 
     #[test]

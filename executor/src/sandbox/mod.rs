@@ -44,8 +44,10 @@
 mod capabilities;
 mod cgroup;
 mod child;
+mod chroot;
 mod devices;
 pub mod emulation;
+pub use chroot::{chroot_isolation, use_chroot_isolation};
 mod kernel_paths;
 mod mountpoints;
 mod mounts;
@@ -98,6 +100,9 @@ pub fn run_in_dir(
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunExit, ExecError> {
+    if chroot_isolation() {
+        return chroot::run(rootfs, spec, cancel, output);
+    }
     run_impl(spec, Some(rootfs), cancel, output)
 }
 
