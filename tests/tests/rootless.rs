@@ -8,6 +8,8 @@
 //!   `rbuild run`, pushes and pulls, and leaves nothing owned by root in the user's store.
 //! - Without ranges: one warning names what cannot be mapped; a build of root-owned files
 //!   succeeds and a `COPY --chown` to another ID fails naming its Dockerfile line.
+//! - As root without CAP_SYS_ADMIN (`setpriv --bounding-set -sys_admin`): `auto` picks chroot
+//!   isolation, says so, and builds the same image as root; it runs.
 
 use rbuild_tests::{Env, Registry, rbuild_bin};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -369,4 +371,93 @@ fn a_user_without_ranges_is_told_what_cannot_be_mapped() {
         }
     }
     assert!(root_owned.is_empty(), "not the user's: {root_owned:?}");
+}
+
+/// rbuild as root without CAP_SYS_ADMIN (dropped from the bounding set, as in a default
+/// `docker run`): no namespace can be made.
+fn without_sys_admin(env: &Env, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--bounding-set", "-sys_admin", "--"])
+        .arg(rbuild_bin())
+        .args(args)
+        .env("RBUILD_ROOT", env.root())
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .expect("setpriv")
+}
+
+#[test]
+fn without_namespaces_auto_picks_chroot_and_builds_the_same_image() {
+    let work = tempfile::tempdir().unwrap();
+    let write = |dir: &str, files: &[(&str, &[u8])]| {
+        let d = work.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, b) in files {
+            std::fs::write(d.join(f), b).unwrap();
+            std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        d
+    };
+    let base: Vec<(&str, Vec<u8>)> = busybox_files();
+    let base: Vec<(&str, &[u8])> = base.iter().map(|(f, b)| (*f, b.as_slice())).collect();
+    let base_ctx = write("base", &base);
+    let app_ctx = write(
+        "app",
+        &[("Dockerfile", APP.as_bytes()), ("data.txt", b"data\n")],
+    );
+
+    let chroot = Env::new();
+    let ok = |args: &[&str]| {
+        let out = without_sys_admin(&chroot, args);
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} without CAP_SYS_ADMIN: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = ok(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "busybox:latest",
+        p(&base_ctx),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: no CAP_SYS_ADMIN, so no namespaces: RUN steps use chroot isolation"),
+        "{err}"
+    );
+    assert!(err.contains("WARNING: chroot isolation: RUN steps share the host's network"));
+    ok(&["build", "--progress=plain", "-t", "app:1", p(&app_ctx)]);
+    let chrooted = id_and_layers(&ok(&["inspect", "app:1"]).stdout);
+    let out = ok(&["run", "--rm", "app:1"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1234:5678\n1000\n");
+
+    let root = Env::new();
+    for (tag, ctx) in [("busybox:latest", &base_ctx), ("app:1", &app_ctx)] {
+        let out = root
+            .cmd(&["build", "-q", "-t", tag, p(ctx)])
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        chrooted,
+        id_and_layers(&root.ok(&["inspect", "app:1"]).stdout)
+    );
+
+    // Asking for namespaces there is a clear error.
+    let out = without_sys_admin(&chroot, &["--isolation=namespaces", "images"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--isolation=namespaces needs CAP_SYS_ADMIN"),
+        "{err}"
+    );
 }

@@ -67,7 +67,11 @@ pub(super) fn run(
         .args(&spec.args[1..])
         .env_clear()
         .envs(env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
