@@ -363,6 +363,21 @@ fn a_user_without_ranges_is_told_what_cannot_be_mapped() {
         "{err}"
     );
 
+    let bad_df = format!("{ok_df}RUN chown 1234:5678 /f\n");
+    let ctx = user.context(
+        "run-chown",
+        &[("Dockerfile", bad_df.as_bytes()), ("busybox", &busybox)],
+    );
+    let out = user.run(&["build", "--progress=plain", "-t", "chown:2", p(&ctx)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:5"), "{err}");
+    assert!(err.contains("Invalid argument"), "chown's own error: {err}");
+    assert!(
+        err.contains("rootless without /etc/subuid, /etc/subgid ranges: only root is mapped"),
+        "{err}"
+    );
+
     let mut root_owned = Vec::new();
     for e in walkdir::WalkDir::new(user.store()) {
         let e = e.expect("walk the store");

@@ -157,6 +157,7 @@ pub(super) fn run(
             .unwrap_or(1),
         peak_memory: None,
         pids_limit_reached: None,
+        own_ids_only: false,
         warning: Some(NOTE.to_string()),
     })
 }

@@ -162,6 +162,7 @@ fn run_impl(
         peak_memory: usage.peak_memory,
         pids_limit_reached: usage.pids_limit_reached,
         warning,
+        own_ids_only: userns::setgroups_denied(),
     })
 }
 
