@@ -5,7 +5,7 @@
 //!
 //! - With /etc/subuid and /etc/subgid ranges: a multi-stage build with `RUN chown`, `USER`
 //!   switching and `COPY --chown` gives the same layers and image ID as root's, runs with
-//!   `rbuild run`, pushes and pulls, and leaves nothing owned by root in the user's store.
+//!   `rbuild run`, pushes and pulls, exports and imports its cache, and leaves nothing owned by root in the user's store.
 //! - Without ranges: one warning names what cannot be mapped; a build of root-owned files
 //!   succeeds and a `COPY --chown` to another ID fails naming its Dockerfile line.
 //! - As root without CAP_SYS_ADMIN (`setpriv --bounding-set -sys_admin`): `auto` picks chroot
@@ -302,6 +302,52 @@ fn a_user_with_subordinate_ranges_builds_the_image_root_builds() {
     user.ok(&["--root", second, "pull", &remote]);
     let out = user.ok(&["--root", second, "run", "--rm", &remote]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1234:5678\n1000\n");
+
+    // Cache export and import: a third store of the user builds from the exported cache
+    // (no RUN executed) the same image.
+    let cache = user.home().join("cache");
+    let cache_to = format!("type=local,dest={},mode=max", p(&cache));
+    user.ok(&[
+        "build",
+        "-q",
+        "--cache-to",
+        &cache_to,
+        "-t",
+        "app:1",
+        p(&app_ctx),
+    ]);
+    let third = user.home().join("third-store");
+    let third = p(&third);
+    user.ok(&[
+        "--root",
+        third,
+        "build",
+        "-q",
+        "-t",
+        "busybox:latest",
+        p(&base_ctx),
+    ]);
+    let cache_from = format!("type=local,src={}", p(&cache));
+    let out = user.ok(&[
+        "--root",
+        third,
+        "build",
+        "--progress=plain",
+        "--cache-from",
+        &cache_from,
+        "-t",
+        "app:1",
+        p(&app_ctx),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let steps = rbuild_tests::plain_steps(&err);
+    assert!(
+        rbuild_tests::executed(&steps, "RUN").is_empty(),
+        "every RUN from the cache: {:?}\n{err}",
+        rbuild_tests::executed(&steps, "RUN")
+    );
+    let imported = id_and_layers(&user.ok(&["--root", third, "inspect", "app:1"]).stdout);
+    assert_eq!(imported.0, root_id);
 
     // Nothing in the user's store belongs to root; the image's other owners are the
     // user's subordinate IDs.

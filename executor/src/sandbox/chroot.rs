@@ -7,7 +7,7 @@
 
 use super::rootfs::Root;
 use crate::error::{ExecError, SpecError};
-use crate::spec::{CancelToken, RunExit, RunSpec, Stream};
+use crate::spec::{CancelToken, Network, RunExit, RunSpec, Stream};
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -43,6 +43,14 @@ pub(super) fn run(
         return Err(ExecError::setup(
             format!("RUN --mount target={}", m.target),
             std::io::Error::other("chroot isolation mounts nothing: run as root or rootless"),
+        ));
+    }
+    if spec.network == Network::None {
+        return Err(ExecError::setup(
+            "--network=none",
+            std::io::Error::other(
+                "chroot isolation has no network namespace to cut it off: run as root or rootless",
+            ),
         ));
     }
     let user = Root::new(spec, Some(rootfs)).resolve_user(&spec.user)?;
