@@ -513,6 +513,23 @@ fn without_namespaces_auto_picks_chroot_and_builds_the_same_image() {
         id_and_layers(&root.ok(&["inspect", "app:1"]).stdout)
     );
 
+    // What needs a mount or a namespace fails naming its line.
+    let mount_ctx = write(
+        "mount",
+        &[(
+            "Dockerfile",
+            b"FROM busybox:latest\nRUN --mount=type=tmpfs,target=/scratch true\n",
+        )],
+    );
+    let out = without_sys_admin(&chroot, &["build", "--progress=plain", p(&mount_ctx)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(
+        err.contains("RUN --mount target=/scratch: chroot isolation mounts nothing"),
+        "{err}"
+    );
+
     // Asking for namespaces there is a clear error.
     let out = without_sys_admin(&chroot, &["--isolation=namespaces", "images"]);
     assert!(!out.status.success());
