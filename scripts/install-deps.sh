@@ -9,7 +9,9 @@ set -euo pipefail
 # g++: libFuzzer (C++) for the fuzz targets.
 # qemu-user-static + binfmt-support: RUN steps for another architecture run through QEMU
 # user emulation registered with binfmt_misc (tests/tests/platforms.rs).
-pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc g++ libc6-dev openssh-client git debootstrap qemu-user-static binfmt-support)
+# uidmap: newuidmap/newgidmap map a user's /etc/subuid, /etc/subgid ranges in rootless mode
+# (tests/tests/rootless.rs).
+pkgs=(busybox-static skopeo umoci docker-registry apache2-utils openssl curl python3 iproute2 gcc g++ libc6-dev openssh-client git debootstrap qemu-user-static binfmt-support uidmap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,7 +13,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    match flags::parse().and_then(dispatch) {
+    match shared::rootless::child_enter()
+        .and_then(|()| flags::parse())
+        .and_then(enter_then_dispatch)
+    {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -33,27 +36,22 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// The commands that mount, make namespaces or change file owners, by name.
-fn needs_root(command: &Command) -> Option<&'static str> {
-    match command {
-        Command::Build(b) if b.dry_run.is_none() && b.call.is_none() => Some("build"),
-        Command::Run(_) => Some("run"),
-        Command::Load(_) => Some("load"),
-        Command::Pull(_) => Some("pull"),
-        Command::Prune(_) => Some("prune"),
-        Command::Check(c) if c.repair => Some("check --repair"),
-        _ => None,
+/// Not root: the command runs again in a user namespace (`shared::rootless`), except
+/// those that never touch the store.
+fn enter_then_dispatch(args: HiArgs) -> Result<ExitCode> {
+    let outside = matches!(
+        args.command,
+        Command::Login(_) | Command::Logout(_) | Command::DebugParse(_) | Command::Version
+    );
+    if !outside
+        && let Some(code) = shared::rootless::enter(args.global.isolation, &args.global.root)?
+    {
+        return Ok(code);
     }
+    dispatch(args)
 }
 
 fn dispatch(args: HiArgs) -> Result<ExitCode> {
-    if let Some(name) = needs_root(&args.command)
-        && !nix::unistd::geteuid().is_root()
-    {
-        anyhow::bail!(
-            "rbuild {name} needs root: it mounts overlays, makes namespaces and gives files their owners; run it as root (sudo rbuild …)"
-        );
-    }
     let g = &args.global;
     match &args.command {
         Command::Build(b) => build::build(g, b),

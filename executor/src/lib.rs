@@ -30,7 +30,7 @@ pub use error::{ExecError, ProfileError, SeccompError, SpecError};
 pub use overlay::{MountApi, OVL_MAX_STACK, OverlayMount, max_lower_layers, overlay_supported};
 pub use rootpath::resolve_in_root;
 pub use sandbox::emulation::{EmulationError, Emulator, emulator_for};
-pub use sandbox::{run, run_in_dir};
+pub use sandbox::{chroot_isolation, run, run_in_dir, use_chroot_isolation};
 pub use spec::{
     CancelToken, CgroupOptions, DEFAULT_RLIMITS, Mount, MountSource, Network, Resource, Rlimit,
     RunExit, RunSpec, SecretValue, Security, Stream,

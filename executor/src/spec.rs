@@ -269,16 +269,28 @@ pub struct RunExit {
     /// Why the run had no cgroup, or only part of one (one line, for the caller to
     /// show once: it is the same for every run on this machine).
     pub warning: Option<String>,
+    /// The step ran in a user namespace that maps only the user's own IDs (rootless
+    /// without subordinate ranges): `chown` to other IDs fails there.
+    pub own_ids_only: bool,
 }
 
 impl RunExit {
-    /// What a failed step's error should add: that it hit its pids limit.
+    /// What a failed step's error should add: that it hit its pids limit, or that it ran
+    /// where other owners cannot be represented.
     pub fn limit_note(&self) -> Option<String> {
-        self.pids_limit_reached.map(|n| {
-            format!(
-                "pids limit reached: the step may run at most {n} processes and threads at once"
-            )
-        })
+        self.pids_limit_reached
+            .map(|n| {
+                format!(
+                    "pids limit reached: the step may run at most {n} processes and threads at once"
+                )
+            })
+            .or_else(|| {
+                self.own_ids_only.then(|| {
+                    "rootless without /etc/subuid, /etc/subgid ranges: only root is mapped, so chown \
+                     to other IDs (\"Invalid argument\") and users other than root fail here"
+                        .to_string()
+                })
+            })
     }
 }
 

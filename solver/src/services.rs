@@ -131,6 +131,10 @@ impl Services {
 /// the answer is remembered in the root (`snapshotter`): a no-op rebuild should
 /// not pay a mount and an unmount.
 pub(crate) fn copying_snapshotter_needed(root: &Path) -> bool {
+    // Chroot isolation runs steps on plain copies; the memo is about overlayfs only.
+    if rbuild_executor::chroot_isolation() {
+        return true;
+    }
     let memo = root.join("snapshotter");
     match std::fs::read_to_string(&memo).as_deref() {
         Ok("overlay\n") => return false,

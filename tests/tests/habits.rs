@@ -496,10 +496,14 @@ fn errors_say_the_fix_once() {
     );
     let o = env.run(&["build", "--progress=plain", p(&ctx)]);
     failed_with(&o, "did you mean the stage build (--from=build)?");
-    // Not root: one line, at the start, before anything is touched.
+    // Not root and namespaces asked for: one line, at the start, before anything is
+    // touched (without --isolation an ordinary user builds rootless: tests/rootless.rs).
     let tar = env.work.path().join("x.tar");
     std::fs::write(&tar, b"").unwrap();
-    for args in [&["load", "-i", p(&tar)][..], &["build", p(&ctx)][..]] {
+    for args in [
+        &["--isolation=namespaces", "load", "-i", p(&tar)][..],
+        &["build", "--isolation=namespaces", p(&ctx)][..],
+    ] {
         let o = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(rbuild_tests::rbuild_bin())
@@ -509,7 +513,7 @@ fn errors_say_the_fix_once() {
             .expect("setpriv (util-linux)");
         failed_with(
             &o,
-            "needs root: it mounts overlays, makes namespaces and gives files their owners",
+            "--isolation=namespaces needs root: run as root, or use --isolation=rootless (or auto)",
         );
         assert_eq!(text(&o.stderr).lines().count(), 1, "{}", text(&o.stderr));
     }

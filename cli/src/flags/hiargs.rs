@@ -33,6 +33,8 @@ pub struct HiArgs {
 pub struct Global {
     /// `--root`: where the store lives.
     pub root: PathBuf,
+    /// `--isolation`: as root, or in a user namespace (`shared::rootless`).
+    pub isolation: crate::shared::rootless::Isolation,
     /// `--insecure-registry` hosts.
     pub insecure_registries: Vec<String>,
 }
@@ -230,6 +232,7 @@ impl HiArgs {
             // (absent) subcommand are the build's.
             return hi(
                 low.root,
+                low.isolation,
                 low.insecure_registries,
                 Command::Build(Box::new(build(low.build)?)),
             );
@@ -280,14 +283,22 @@ impl HiArgs {
                 command: lowargs::DebugCommand::Parse { file },
             } => Command::DebugParse(DebugParse { file }),
         };
-        hi(low.root, low.insecure_registries, command)
+        hi(low.root, low.isolation, low.insecure_registries, command)
     }
 }
 
-fn hi(root: PathBuf, insecure_registries: Vec<String>, command: Command) -> Result<HiArgs> {
+/// The global flags settled: without `--root`, the store is root's or the user's own
+/// (`shared::rootless::default_root`).
+fn hi(
+    root: Option<PathBuf>,
+    isolation: crate::shared::rootless::Isolation,
+    insecure_registries: Vec<String>,
+    command: Command,
+) -> Result<HiArgs> {
     Ok(HiArgs {
         global: Global {
-            root,
+            root: root.map_or_else(crate::shared::rootless::default_root, Ok)?,
+            isolation,
             insecure_registries,
         },
         command,

@@ -14,14 +14,22 @@ use std::path::PathBuf;
     subcommand_negates_reqs = true
 )]
 pub struct LowArgs {
-    /// Where images, layers and the build cache live.
+    /// Where images, layers and the build cache live [default: /var/lib/rbuild as root,
+    /// else $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild].
+    #[arg(long, global = true, env = "RBUILD_ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// How builds get their privileges: `namespaces` as root; `rootless` in a user
+    /// namespace of the calling user (its /etc/subuid, /etc/subgid ranges); `auto` picks
+    /// by who runs rbuild.
     #[arg(
         long,
         global = true,
-        env = "RBUILD_ROOT",
-        default_value = "/var/lib/rbuild"
+        env = "RBUILD_ISOLATION",
+        value_enum,
+        default_value_t = crate::shared::rootless::Isolation::Auto
     )]
-    pub root: PathBuf,
+    pub isolation: crate::shared::rootless::Isolation,
 
     /// A registry (`host[:port]`) spoken to over plain HTTP; loopback registries always are.
     #[arg(long = "insecure-registry", global = true)]

@@ -9,6 +9,7 @@ pub mod progress;
 pub mod rawjson;
 pub mod registry;
 pub mod resolver;
+pub mod rootless;
 pub mod runtime;
 pub mod store;
 pub mod suggest;

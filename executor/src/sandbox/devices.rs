@@ -87,14 +87,19 @@ pub(super) unsafe fn populate(
                 st.fail(Step::Devices, i, errno());
             }
         }
-        if libc::mkdir(c"/dev/pts".as_ptr(), 0o755) != 0
-            || !syscall::mount(
+        let devpts = |options: &std::ffi::CStr| {
+            syscall::mount(
                 c"devpts",
                 c"/dev/pts",
                 Some(c"devpts"),
                 libc::MS_NOSUID | libc::MS_NOEXEC,
-                Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
+                Some(options),
             )
+        };
+        if libc::mkdir(c"/dev/pts".as_ptr(), 0o755) != 0
+            // The tty group, unless it is not mapped (rootless with only the user's IDs).
+            || !(devpts(c"newinstance,ptmxmode=0666,mode=0620,gid=5")
+                || devpts(c"newinstance,ptmxmode=0666,mode=0620"))
             || libc::symlink(c"pts/ptmx".as_ptr(), c"/dev/ptmx".as_ptr()) != 0
         {
             st.fail(Step::Devpts, 0, errno());

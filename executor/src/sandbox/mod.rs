@@ -44,8 +44,10 @@
 mod capabilities;
 mod cgroup;
 mod child;
+mod chroot;
 mod devices;
 pub mod emulation;
+pub use chroot::{chroot_isolation, use_chroot_isolation};
 mod kernel_paths;
 mod mountpoints;
 mod mounts;
@@ -62,6 +64,7 @@ mod seccomp;
 mod secrets;
 mod sources;
 mod syscall;
+mod userns;
 
 use crate::error::{ExecError, SpecError};
 use crate::overlay::clear_volatile_marker;
@@ -97,6 +100,9 @@ pub fn run_in_dir(
     cancel: &CancelToken,
     output: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<RunExit, ExecError> {
+    if chroot_isolation() {
+        return chroot::run(rootfs, spec, cancel, output);
+    }
     run_impl(spec, Some(rootfs), cancel, output)
 }
 
@@ -156,6 +162,7 @@ fn run_impl(
         peak_memory: usage.peak_memory,
         pids_limit_reached: usage.pids_limit_reached,
         warning,
+        own_ids_only: userns::setgroups_denied(),
     })
 }
 

@@ -79,6 +79,9 @@ pub(super) struct ProcessPlan {
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
+    /// False in a user namespace whose `setgroups` is denied (rootless, only the user's
+    /// own IDs mapped): the groups stay as they are.
+    set_groups: bool,
     argv: CStringArray,
     envp: CStringArray,
     exec_paths: Vec<CString>,
@@ -102,6 +105,7 @@ impl ProcessPlan {
             uid: user.uid,
             gid: user.gid,
             groups: user.supplementary.clone(),
+            set_groups: !super::userns::setgroups_denied(),
             argv: CStringArray::new(&spec.args)?,
             envp: with_secrets(&env, &spec.secret_env)?,
             exec_paths,
@@ -260,7 +264,9 @@ pub(super) unsafe fn enter_workdir(p: &ProcessPlan, st: StatusPipe) {
 pub(super) unsafe fn set_user(p: &ProcessPlan, st: StatusPipe) {
     // SAFETY: see the function's contract; `groups` outlives the call.
     unsafe {
-        if libc::syscall(libc::SYS_setgroups, p.groups.len(), p.groups.as_ptr()) != 0 {
+        if p.set_groups
+            && libc::syscall(libc::SYS_setgroups, p.groups.len(), p.groups.as_ptr()) != 0
+        {
             st.fail(Step::SetUser, 0, errno());
         }
         if libc::syscall(libc::SYS_setresgid, p.gid, p.gid, p.gid) != 0 {

@@ -113,8 +113,20 @@ pub(super) fn set_mode(p: &Path, mode: u32) -> Result<(), ActionError> {
 }
 
 pub(super) fn lchown(p: &Path, (uid, gid): (u32, u32)) -> Result<(), ActionError> {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .map_err(|e| other(format!("chown {}", p.display()), e))
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| {
+        let what = format!("chown {} to {uid}:{gid}", p.display());
+        match e.raw_os_error() {
+            // Only in a user namespace: the owner has no ID outside it.
+            Some(libc::EINVAL) => other(
+                what,
+                format!(
+                    "{e}: the ID is not mapped in rbuild's user namespace (rootless: give the \
+                     user ranges in /etc/subuid and /etc/subgid)"
+                ),
+            ),
+            _ => other(what, e),
+        }
+    })
 }
 
 /// Sets atime/mtime of `p` (not following a symlink).

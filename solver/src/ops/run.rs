@@ -3,7 +3,7 @@
 //! mount namespace and removed when the command exits, so a run leaves nothing behind but
 //! its exit status. The process gets rbuild's own stdin (when asked), stdout and stderr.
 
-use super::rootfs::{mount_lowers, step_dirs};
+use super::rootfs::{copy_rootfs, mount_lowers, step_dirs};
 use crate::error::{SolveError, StepFailure};
 use crate::op::{SolveOp, StepContext, Work};
 use crate::outcome::Outcome;
@@ -89,10 +89,23 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
             name: op.name.clone(),
         }));
     }
-    let lowerdirs = mount_lowers(step, &input.layers)?;
     // The upper dir lives in the store's tmp/ and goes when `scratch` drops (or at the
     // next store open, if rbuild itself is killed).
     let (scratch, upper, work) = step_dirs(step, "run")?;
+    // Chroot isolation mounts nothing: the container is a plain copy of the image.
+    let chroot = rbuild_executor::chroot_isolation();
+    let copy_root = scratch.path().join("rootfs");
+    let lowerdirs = if chroot {
+        copy_rootfs(
+            step,
+            &input.layers,
+            &scratch.path().join("base"),
+            &copy_root,
+        )?;
+        Vec::new()
+    } else {
+        mount_lowers(step, &input.layers)?
+    };
     let spec = RunSpec {
         lowerdirs,
         upperdir: upper,
@@ -149,7 +162,7 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
         })
     };
     let mut broken_pipe = false;
-    let result = rbuild_executor::run(&spec, &local, &mut |stream, data| {
+    let mut print = |stream, data: &[u8]| {
         // Flushed at once: a prompt without a newline must show before the process waits.
         let written = match stream {
             Stream::Stdout => {
@@ -162,7 +175,12 @@ fn run_container(op: &RunOp, step: &StepContext) -> Result<Outcome, SolveError> 
             broken_pipe = true;
             local.cancel();
         }
-    });
+    };
+    let result = if chroot {
+        rbuild_executor::run_in_dir(&copy_root, &spec, &local, &mut print)
+    } else {
+        rbuild_executor::run(&spec, &local, &mut print)
+    };
     finished.store(true, Ordering::SeqCst);
     let _ = forward.join();
     drop(scratch);

@@ -90,7 +90,7 @@ pub fn no_cache_vertices(graph: &BuildGraph, stages: &[String], quiet: bool) -> 
 /// the copying snapshotter.
 pub fn solver(store: &Store, root: &Path, quiet: bool) -> Solver {
     let solver = Solver::new(store.clone());
-    if solver.uses_copying_snapshotter() && !quiet {
+    if solver.uses_copying_snapshotter() && !quiet && !rbuild_executor::chroot_isolation() {
         eprintln!(
             "note: overlayfs cannot be used under {} (is it on overlayfs itself?); using the slower copying snapshotter",
             root.display()

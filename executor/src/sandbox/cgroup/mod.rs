@@ -80,6 +80,9 @@ impl RunCgroup {
         opts: &CgroupOptions,
     ) -> Result<(Option<RunCgroup>, Option<String>), SpecError> {
         let parent = parent_components(&opts.parent)?;
+        if super::userns::rootless() {
+            return Ok((None, Some(super::userns::no_cgroup_note(opts.pids_limit))));
+        }
         let name = format!(
             "{}-{}",
             std::process::id(),
