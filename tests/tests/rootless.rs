@@ -212,6 +212,7 @@ CMD ["sh", "-c", "stat -c %u:%g /f; cat /home/app/me"]
 /// (image ID, layer digests) of `inspect`'s JSON.
 fn id_and_layers(json: &[u8]) -> (String, Vec<String>) {
     let v: serde_json::Value = serde_json::from_slice(json).expect("inspect JSON");
+    let v = &v[0];
     let layers = v["Layers"]
         .as_array()
         .expect("Layers")
