@@ -294,6 +294,20 @@ fn the_command_tree_speaks_docker() {
         text(&o.stdout)
     );
     assert!(!env.root().join("oci").exists(), "no store made");
+    // Flags without a command or context: the help too (docker's), not a build of `.`.
+    let elsewhere = env.work.path().join("elsewhere");
+    let o = env
+        .cmd(&["--root", elsewhere.to_str().unwrap(), "--no-cache"])
+        .current_dir(env.work.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("Usage: rbuild"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(!elsewhere.exists(), "no store made");
     // Unknown commands are not contexts.
     let o = env
         .cmd(&["imagse"])
@@ -751,6 +765,13 @@ fn the_terminal_view_has_a_header_cut_lines_and_room_for_what_runs() {
         lines[end..]
             .iter()
             .any(|l| l.starts_with(" => naming to par:1")),
+        "{lines:#?}"
+    );
+    // The image ID (89 characters with its words) is cut like the rest, never wrapped.
+    assert!(
+        lines[end..].iter().any(|l| {
+            l.starts_with(" => writing image sha256:") && l.trim_end().ends_with('…')
+        }),
         "{lines:#?}"
     );
     // Three RUNs at once in 5 rows: two get a line, the third is counted.

@@ -26,9 +26,10 @@ use clap::{CommandFactory, Parser};
 pub use hiargs::HiArgs;
 use std::ffi::OsString;
 
-/// Reads the process's arguments. `--help`, `--version`, a bare `rbuild` (the help) and
-/// usage errors end the process here, as clap does (usage errors with status 2); a flag
-/// that clap read but rbuild refuses is an error for the caller to report.
+/// Reads the process's arguments. `--help`, `--version`, a bare `rbuild` or flags without a
+/// command or context (the help) and usage errors end the process here, as clap does (usage
+/// errors with status 2); a flag that clap read but rbuild refuses is an error for the
+/// caller to report.
 pub fn parse() -> Result<HiArgs> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let mut cmd = lowargs::LowArgs::command();
@@ -45,6 +46,12 @@ pub fn parse() -> Result<HiArgs> {
         }
         Err(e) => return Err(refused_network(&e).unwrap_or_else(|| e.exit())),
     };
+    // Flags alone (`rbuild --root X`): docker prints its help; a build needs its context
+    // named when no `build` says so.
+    if low.command.is_none() && low.build.context.is_none() && low.build.run_command.is_empty() {
+        let _ = cmd.print_help();
+        std::process::exit(0);
+    }
     if low.command.is_none()
         && let Some(word) = low.build.context.as_deref()
     {

@@ -1,6 +1,6 @@
 //! The terminal view's words and limits: BuildKit's header (`[+] Building 8.2s (7/7)`),
 //! lines cut to the terminal's width, colours (blue for finished steps, red for errors,
-//! yellow for warnings) unless `NO_COLOR` is set, and how many running steps fit.
+//! yellow for warnings) unless `NO_COLOR` is set or `TERM=dumb`, and how many running steps fit.
 
 use std::time::Duration;
 
@@ -62,9 +62,14 @@ pub fn paint(text: &str, tone: Tone, plain: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Whether colours are off (`NO_COLOR` set to anything but empty).
+/// Whether colours are off: `NO_COLOR` set to anything but empty, or `TERM=dumb` (a
+/// terminal that says it has no escape sequences).
 pub fn no_color() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    colorless(std::env::var_os("NO_COLOR"), std::env::var_os("TERM"))
+}
+
+fn colorless(no_color: Option<std::ffi::OsString>, term: Option<std::ffi::OsString>) -> bool {
+    no_color.is_some_and(|v| !v.is_empty()) || term.is_some_and(|t| t == "dumb")
 }
 
 /// How many running steps get a line of their own in `rows` (the header and one line of
@@ -94,5 +99,10 @@ mod tests {
         assert_eq!(paint("x", Tone::Error, true), "x");
         assert_eq!(running_lines(10), 7);
         assert_eq!(running_lines(2), 1);
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert!(colorless(os("1"), os("xterm")));
+        assert!(colorless(None, os("dumb")));
+        assert!(!colorless(os(""), os("xterm-256color")));
+        assert!(!colorless(None, None));
     }
 }

@@ -44,9 +44,15 @@ pub fn finish(store: &Store, build: &Build, mut built: Vec<StoredImage>) -> Resu
     let tags = build.target_tags.last().cloned().unwrap_or_default();
     // The terminal view ends with the result, as BuildKit's does.
     if build.progress == crate::shared::progress::Mode::Tty {
-        eprintln!(" => writing image {}", image.config_digest);
+        // Cut to the terminal like the view's other lines, so they never wrap.
+        let width = crate::shared::tty::size().map_or(usize::MAX, |(cols, _)| cols);
+        let cut = |line: String| crate::shared::tty::cut(&line, width);
+        eprintln!(
+            "{}",
+            cut(format!(" => writing image {}", image.config_digest))
+        );
         for t in &tags {
-            eprintln!(" => naming to {t}");
+            eprintln!("{}", cut(format!(" => naming to {t}")));
         }
     }
     for output in &build.outputs {
