@@ -16,7 +16,8 @@ fn takes_value(cmd: &clap::Command, long: Option<&str>, short: Option<char>) -> 
             (_, Some(s)) => a.get_short() == Some(s),
             _ => false,
         };
-        named && a.get_action().takes_values()
+        // A flag whose value must follow `=` (`--pull[=BOOL]`) never takes the next word.
+        named && a.get_action().takes_values() && !a.is_require_equals_set()
     })
 }
 
@@ -110,6 +111,8 @@ mod tests {
         assert_eq!(hoisted("rbuild -qt build ."), "rbuild -qt build .");
         assert_eq!(hoisted("rbuild ctx build"), "rbuild ctx build");
         assert_eq!(hoisted("rbuild build ."), "rbuild build .");
+        // --pull[=BOOL] never takes the next word: `build` is the command.
+        assert_eq!(hoisted("rbuild --pull build ."), "rbuild build --pull .");
         assert_eq!(hoisted("rbuild"), "rbuild");
     }
 }

@@ -408,9 +408,10 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         bail!("--call and --dry-run both say what to print instead of building: give one of them");
     }
     let host = Platform::host();
-    let platforms = match &args.platform {
-        Some(p) => platform::parse_platforms(p, &host)?,
-        None => Vec::new(),
+    // `--platform a,b` and `--platform a --platform b` alike, as buildx reads them.
+    let platforms = match args.platforms.as_slice() {
+        [] => Vec::new(),
+        given => platform::parse_platforms(&given.join(","), &host)?,
     };
     image_spec::check_attestations(
         args.provenance.as_deref(),
@@ -616,6 +617,41 @@ mod tests {
         let b = build_of(&["build"]);
         assert_eq!(b.context, PathBuf::from("."));
         assert_eq!(b.dockerfile, Dockerfile::File("./Dockerfile".into()));
+    }
+
+    #[test]
+    fn docker_spellings_of_switches_lists_and_hosts() {
+        // `--flag=BOOL` as docker and buildx take it; a bare flag is true, and never takes
+        // the next word as its value (the context stays the context).
+        let b = build_of(&[
+            "build",
+            "--pull=false",
+            "--no-cache=true",
+            "--push=false",
+            ".",
+        ]);
+        assert!(!b.always_pull && b.no_cache && !b.push);
+        let b = build_of(&["build", "--pull", "--load", "ctx"]);
+        assert!(b.always_pull);
+        assert_eq!(b.context, PathBuf::from("ctx"));
+        assert!(hi(&["build", "--pull=maybe", "."]).is_err());
+        // --platform given twice is a list, as `a,b` is.
+        let twice = build_of(&[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            ".",
+        ]);
+        assert_eq!(
+            twice.platforms,
+            build_of(&["build", "--platform", "linux/amd64,linux/arm64", "."]).platforms
+        );
+        assert_eq!(twice.platforms.len(), 2);
+        // --add-host a:IP,b:IP is two entries.
+        let b = build_of(&["build", "--add-host", "a:10.0.0.1,b:10.0.0.2", "."]);
+        assert_eq!(b.run_settings.extra_hosts.len(), 2);
     }
 
     #[test]

@@ -402,11 +402,11 @@ pub struct BuildArgs {
     #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Do not use the build cache.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub no_cache: bool,
     /// Merge the layers above the base image into one (docker runs images of at most
     /// 125 layers); the history keeps an entry per step.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub squash: bool,
     /// Where to write the result: `type=oci|docker|tar|local,dest=PATH` (`dest=-`, or `-o -`
     /// for a tar of the root filesystem: stdout), `type=image|registry,name=NAME[,push=true]`.
@@ -424,7 +424,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallelism: Option<u32>,
     /// Print only the image ID.
-    #[arg(short, long)]
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub quiet: bool,
     /// How steps are shown: `auto` (the live view on a terminal, else `plain`), `tty`,
     /// `plain`, `quiet`, `rawjson` (BuildKit's JSON, a line per event).
@@ -462,21 +462,21 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FUNC[,format=json]")]
     pub call: Option<String>,
     /// Shorthand for `--call check`.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub check: bool,
     /// The platforms to build for, comma-separated (`linux/amd64,linux/arm64`; `local` is
     /// this machine's). A RUN for another architecture than the machine's runs through the
     /// QEMU emulator registered with binfmt_misc; several platforms make an image index.
-    #[arg(long)]
-    pub platform: Option<String>,
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
     /// Accepted for docker compatibility (there is no daemon to keep containers).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub rm: bool,
     /// Accepted for docker compatibility.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub force_rm: bool,
     /// Pull base images again even when they are in the local store.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub pull: bool,
     /// Export the build cache: `type=local,dest=DIR[,mode=min|max]`,
     /// `type=registry,ref=REF[,mode=min|max]` or `type=inline`.
@@ -486,7 +486,7 @@ pub struct BuildArgs {
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
     /// Push every `-t` name to its registry after the build.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub push: bool,
     /// Run the built image (the last `--target`) once it is built; rbuild exits with its
     /// exit code. A command replacing CMD goes after `--`: `--run -- CMD… CONTEXT`.
@@ -514,7 +514,7 @@ pub struct BuildArgs {
     #[arg(long = "no-cache-filter", value_delimiter = ',', value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
     /// Accepted for docker compatibility: built images always go to the local store.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub load: bool,
     /// Provenance attestation: only `false` is accepted (rbuild writes none).
     #[arg(long, value_name = "false")]

@@ -27,7 +27,9 @@ pub fn parse(flags: &RunFlags<'_>) -> Result<RunSettings> {
         extra_hosts: flags
             .add_hosts
             .iter()
-            .map(|h| add_host(h))
+            // buildx splits a value at commas: `--add-host a:1.2.3.4,b:5.6.7.8`.
+            .flat_map(|h| h.split(','))
+            .map(add_host)
             .collect::<Result<_>>()?,
         ulimits,
         shm_size: flags.shm_size.map(shm_size).transpose()?.flatten(),
