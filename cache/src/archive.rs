@@ -59,8 +59,10 @@ impl Store {
     }
 
     /// `--build-context NAME=oci-layout://DIR…`: imports the image `digest` names in the
-    /// OCI layout `dir` (an index there: the host's platform), untagged — the layout's
-    /// names are the user's, not the store's. Returns the manifest digest imported.
+    /// OCI layout `dir`, untagged — the layout's names are the user's, not the store's.
+    /// An index there is imported with each of its Linux images, as an index of the store
+    /// (so a build for several platforms takes each platform's image from it). Returns the
+    /// digest of the manifest or index imported.
     pub fn import_layout_image(&self, dir: &Path, digest: &str) -> Result<String, CacheError> {
         let (desc, _) = layout_entry(dir, None, Some(digest))?;
         let mut imp = Importer {
@@ -69,6 +71,18 @@ impl Store {
             movable: false,
             done: HashMap::new(),
         };
+        if is_index(desc.media_type()) {
+            let (_, index) = imp.verified_index(&desc)?;
+            let mut images = Vec::new();
+            for entry in index.manifests().iter().filter(|d| is_linux_image(d)) {
+                if let Some(m) = imp.oci_manifest(entry, 1)? {
+                    images.push(m.digest().to_string());
+                }
+            }
+            if images.len() > 1 {
+                return self.put_index(&images, &[]);
+            }
+        }
         let Some(m) = imp.oci_manifest(&desc, 0)? else {
             return Err(CacheError::Unsupported {
                 path: dir.to_path_buf(),
@@ -561,6 +575,31 @@ impl Importer<'_> {
         Ok(out)
     }
 
+    /// The manifest or index blob `digest` of the layout, checked against its digest.
+    fn verified_manifest(&self, digest: &str) -> Result<(PathBuf, Vec<u8>), CacheError> {
+        let p = self.oci_blob_path(digest)?;
+        let bytes = std::fs::read(&p).ctx("read manifest", &p)?;
+        let actual = format!("sha256:{}", fsutil::sha256_hex(&bytes));
+        if actual != digest {
+            return Err(CacheError::DigestMismatch {
+                what: format!("manifest {}", p.display()),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok((p, bytes))
+    }
+
+    /// The image index `desc` names, read and checked.
+    fn verified_index(&self, desc: &Descriptor) -> Result<(PathBuf, ImageIndex), CacheError> {
+        let (p, bytes) = self.verified_manifest(desc.digest().as_ref())?;
+        let idx = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
+            path: p.clone(),
+            reason: format!("invalid image index: {e}"),
+        })?;
+        Ok((p, idx))
+    }
+
     /// Imports the manifest `desc` (choosing the host platform from an index) with its
     /// config and layers; returns the descriptor of the manifest imported.
     fn oci_manifest(
@@ -569,27 +608,14 @@ impl Importer<'_> {
         depth: usize,
     ) -> Result<Option<Descriptor>, CacheError> {
         let expected = desc.digest().as_ref();
-        let p = self.oci_blob_path(expected)?;
-        let bytes = std::fs::read(&p).ctx("read manifest", &p)?;
-        let actual = format!("sha256:{}", fsutil::sha256_hex(&bytes));
-        if actual != expected {
-            return Err(CacheError::DigestMismatch {
-                what: format!("manifest {}", p.display()),
-                expected: expected.to_string(),
-                actual,
-            });
-        }
         if is_index(desc.media_type()) {
+            let (p, idx) = self.verified_index(desc)?;
             if depth > 4 {
                 return Err(CacheError::Corrupt {
                     path: p,
                     reason: "image indexes nested too deeply".into(),
                 });
             }
-            let idx = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
-                path: p.clone(),
-                reason: format!("invalid image index: {e}"),
-            })?;
             let host = platform::host();
             let is_host = |d: &&Descriptor| {
                 d.platform().as_ref().is_some_and(|pl| {
@@ -607,6 +633,7 @@ impl Importer<'_> {
                 None => Ok(None),
             };
         }
+        let (p, bytes) = self.verified_manifest(expected)?;
         let m = parse_manifest(&bytes).map_err(|e| CacheError::Corrupt {
             path: p.clone(),
             reason: format!("invalid image manifest: {e}"),
@@ -707,6 +734,15 @@ fn sniff(p: &Path) -> Result<Compression, CacheError> {
         n += k;
     }
     Ok(extract::detect(&head[..n]))
+}
+
+/// Whether an index entry is a Linux image (not a nested index, nor an attestation
+/// manifest, whose platform is `unknown/unknown`).
+fn is_linux_image(d: &Descriptor) -> bool {
+    !is_index(d.media_type())
+        && d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == "linux")
 }
 
 #[cfg(test)]

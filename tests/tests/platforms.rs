@@ -352,3 +352,50 @@ fn missing_emulator_is_a_clear_error() {
     .map(|s| assert!(s.success()))
     .unwrap();
 }
+
+/// `--build-context NAME=oci-layout://DIR:TAG` naming an image index: each platform of a
+/// build takes its own image from it (the index is imported whole, untagged).
+#[test]
+fn an_oci_layout_index_context_gives_each_platform_its_image() {
+    require_amd64_host();
+    // rbuild's store is an OCI layout: the multi-platform base of another store is one.
+    let src = Env::new();
+    src.multi_busybox_base();
+    let env = Env::new();
+    let ctx = env.context(
+        "app",
+        &[("Dockerfile", "FROM base\nRUN uname -m > /arch\n")],
+    );
+    // By digest: the layout names it `busybox:multi`, and a tag there has no colon.
+    let oci = src.root().join("oci");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mediaType"] == "application/vnd.oci.image.index.v1+json")
+        .expect("the store names an index")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layout = format!("base=oci-layout://{}@{digest}", oci.display());
+    env.ok(&[
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--build-context",
+        &layout,
+        "-t",
+        "app:ctx",
+        p(&ctx),
+    ]);
+    for (platform, machine) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+        let out = env.ok(&["run", "--platform", platform, "app:ctx", "cat", "/arch"]);
+        assert_eq!(text(&out.stdout).trim(), machine, "{platform}");
+    }
+    // The layout's tag is not the store's: the base was imported without a name.
+    let images = text(&env.ok(&["images"]).stdout);
+    assert!(!images.contains("busybox"), "{images}");
+}

@@ -76,7 +76,8 @@ pub fn read(given: &[BuildContext]) -> Result<Contexts> {
 
 impl Contexts {
     /// Imports the OCI layout images into `store` (untagged); each context then names the
-    /// manifest imported (the host's, when the layout's entry is an index).
+    /// manifest imported, or the index (every Linux platform of it) when the layout's entry
+    /// is one.
     pub fn import(&mut self, store: &Store) -> Result<()> {
         for (name, dir, digest) in &self.layouts {
             let imported = store.import_layout_image(dir, digest).with_context(|| {
