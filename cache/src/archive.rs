@@ -33,8 +33,8 @@ struct DockerEntry {
 
 impl Store {
     /// `rbuild load -i FILE`: imports every image of a `docker save` tarball, an OCI
-    /// archive (tar of a layout, gzip allowed) or an OCI layout dir, with its tags; each
-    /// layer is extracted once. Returns the tags imported (or manifest digests of untagged
+    /// archive (tar of a layout, gzip allowed) or an OCI layout dir, with its tags (an
+    /// index of several platforms stays an index); each layer is extracted once. Returns the tags imported (or manifest digests of untagged
     /// images).
     pub fn load(&self, path: &Path) -> Result<Vec<String>, CacheError> {
         let meta = std::fs::metadata(path).ctx("open", path)?;
@@ -71,17 +71,8 @@ impl Store {
             movable: false,
             done: HashMap::new(),
         };
-        if is_index(desc.media_type()) {
-            let (_, index) = imp.verified_index(&desc)?;
-            let mut images = Vec::new();
-            for entry in index.manifests().iter().filter(|d| is_linux_image(d)) {
-                if let Some(m) = imp.oci_manifest(entry, 1)? {
-                    images.push(m.digest().to_string());
-                }
-            }
-            if images.len() > 1 {
-                return self.put_index(&images, &[]);
-            }
+        if let Some(images) = imp.index_images(&desc)? {
+            return self.put_index(&images, &[]);
         }
         let Some(m) = imp.oci_manifest(&desc, 0)? else {
             return Err(CacheError::Unsupported {
@@ -557,14 +548,24 @@ impl Importer<'_> {
             let name = annotation(desc, CONTAINERD_NAME)
                 .or_else(|| annotation(desc, REF_NAME))
                 .map(str::to_string);
-            let Some(mdesc) = self.oci_manifest(desc, 0)? else {
-                continue;
-            };
-            let digest = mdesc.digest().to_string();
             let tags: Vec<String> = name
                 .iter()
                 .map(|t| crate::layout::familiar_name(t).to_string())
                 .collect();
+            // An index of several platforms stays one: its tags name the store's index.
+            if let Some(images) = self.index_images(desc)? {
+                let digest = self.store.put_index(&images, &tags)?;
+                if tags.is_empty() {
+                    out.push(digest);
+                } else {
+                    out.extend(tags.iter().map(|t| crate::normalize_tag(t)));
+                }
+                continue;
+            }
+            let Some(mdesc) = self.oci_manifest(desc, 0)? else {
+                continue;
+            };
+            let digest = mdesc.digest().to_string();
             self.store.tag_manifest(mdesc, &tags)?;
             if tags.is_empty() {
                 out.push(digest);
@@ -573,6 +574,31 @@ impl Importer<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// When `desc` is an index of more than one Linux image: imports each (attestation
+    /// manifests and nested indexes left out) and returns their manifest digests, for the
+    /// caller to make the store's index of them. Otherwise imports nothing.
+    fn index_images(&mut self, desc: &Descriptor) -> Result<Option<Vec<String>>, CacheError> {
+        if !is_index(desc.media_type()) {
+            return Ok(None);
+        }
+        let (_, index) = self.verified_index(desc)?;
+        let entries: Vec<&Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| is_linux_image(d))
+            .collect();
+        if entries.len() < 2 {
+            return Ok(None);
+        }
+        let mut images = Vec::new();
+        for entry in entries {
+            if let Some(m) = self.oci_manifest(entry, 1)? {
+                images.push(m.digest().to_string());
+            }
+        }
+        Ok(Some(images))
     }
 
     /// The manifest or index blob `digest` of the layout, checked against its digest.

@@ -398,4 +398,41 @@ fn an_oci_layout_index_context_gives_each_platform_its_image() {
     // The layout's tag is not the store's: the base was imported without a name.
     let images = text(&env.ok(&["images"]).stdout);
     assert!(!images.contains("busybox"), "{images}");
+
+    // An OCI archive of both platforms, loaded into a fresh store, stays an index.
+    let archive = env.work.path().join("app.oci.tar");
+    env.ok(&[
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--build-context",
+        &layout,
+        "-t",
+        "app:ctx",
+        "-o",
+        &format!("type=oci,dest={}", archive.display()),
+        p(&ctx),
+    ]);
+    let fresh = Env::new();
+    let loaded = text(&fresh.ok(&["load", "-i", p(&archive)]).stdout);
+    assert!(loaded.contains("app:ctx"), "{loaded}");
+    let images = text(&fresh.ok(&["images"]).stdout);
+    assert!(
+        images.contains("index: linux/amd64,linux/arm64/v8"),
+        "{images}"
+    );
+    for (platform, machine) in [("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")] {
+        let out = fresh.ok(&[
+            "run",
+            "--pull",
+            "never",
+            "--platform",
+            platform,
+            "app:ctx",
+            "cat",
+            "/arch",
+        ]);
+        assert_eq!(text(&out.stdout).trim(), machine, "loaded, {platform}");
+    }
 }
