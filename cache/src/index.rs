@@ -7,6 +7,7 @@
 //! Pushing an index (`push.rs`, `push_index`) sends each platform's image by digest, then
 //! the index under the tag: one reference for every platform.
 
+use crate::attest::is_attestation;
 use crate::error::CacheError;
 use crate::layout::{check_tag, normalize_tag, tag_key};
 use crate::oci::{config_platform, descriptor, index_json, parse_index, ref_name};
@@ -23,8 +24,10 @@ pub struct StoredIndex {
     pub digest: String,
     /// The names `index.json` gives it.
     pub tags: Vec<String>,
-    /// (manifest digest, platform) of each entry, in order.
+    /// (manifest digest, platform) of each image entry, in order.
     pub manifests: Vec<(String, Platform)>,
+    /// The manifest digests of its attestation manifests (`attest.rs`).
+    pub attestations: Vec<String>,
     /// The document itself.
     pub bytes: Vec<u8>,
 }
@@ -51,6 +54,17 @@ impl Store {
     /// Writes an OCI image index of the stored images `manifests` (each entry with its
     /// config's platform) and points each tag at it. Returns the index digest.
     pub fn put_index(&self, manifests: &[String], tags: &[String]) -> Result<String, CacheError> {
+        self.put_index_with(manifests, &[], tags)
+    }
+
+    /// [`Store::put_index`] with attestation manifests (`Store::put_attestation`'s entries)
+    /// after the images, as buildx orders them. They are not entries of `index.json`.
+    pub fn put_index_with(
+        &self,
+        manifests: &[String],
+        attestations: &[oci_spec::image::Descriptor],
+        tags: &[String],
+    ) -> Result<String, CacheError> {
         for t in tags {
             check_tag(t)?;
         }
@@ -73,7 +87,7 @@ impl Store {
         let mut index = ImageIndex::default();
         index.set_schema_version(SCHEMA_VERSION);
         index.set_media_type(Some(MediaType::ImageIndex));
-        index.set_manifests(entries.clone());
+        index.set_manifests(entries.iter().chain(attestations).cloned().collect());
         let bytes = index_json(&index);
         let digest = self.put_blob(&bytes)?;
         let desc = descriptor(MediaType::ImageIndex, &digest, bytes.len() as u64)?;
@@ -139,13 +153,20 @@ impl Store {
         let manifests = idx
             .manifests()
             .iter()
-            .filter(|d| !is_index(d.media_type()))
+            .filter(|d| !is_index(d.media_type()) && !is_attestation(d))
             .filter_map(|d| Some((d.digest().to_string(), d.platform().clone()?)))
+            .collect();
+        let attestations = idx
+            .manifests()
+            .iter()
+            .filter(|d| is_attestation(d))
+            .map(|d| d.digest().to_string())
             .collect();
         Ok(StoredIndex {
             digest: digest.to_string(),
             tags,
             manifests,
+            attestations,
             bytes,
         })
     }
@@ -189,7 +210,8 @@ impl Store {
             index.bytes.len() as u64,
         )?;
         let mut blobs = vec![index.digest.clone()];
-        for (d, _) in &index.manifests {
+        let attestations = index.attestations.iter();
+        for d in index.manifests.iter().map(|(d, _)| d).chain(attestations) {
             let img = self.load_image(d, vec![])?;
             blobs.push(img.manifest_digest.clone());
             blobs.push(img.config_digest.clone());

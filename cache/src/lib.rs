@@ -17,6 +17,7 @@
 //! behind, and what a record or the index names is durable before it is named.
 
 mod archive;
+pub mod attest;
 mod chains;
 pub mod check;
 pub use archive::layout_entry;

@@ -244,7 +244,9 @@ pub async fn push_index(
     let r = Reference::parse(target).map_err(RegistryError::from)?;
     store.lease_blob(&index.digest)?;
     let mut report = PushReport::default();
-    for (digest, _) in &index.manifests {
+    // The images, then their attestation manifests: the index names them all.
+    let attestations = index.attestations.iter();
+    for digest in index.manifests.iter().map(|(d, _)| d).chain(attestations) {
         let image = store.load_image(digest, vec![])?;
         let by_digest = Reference {
             tag: None,

@@ -2,7 +2,7 @@
 //! config), `--annotation` (the manifest), `--add-host`/`--ulimit`/`--shm-size`/
 //! `--cgroup-parent` (what a RUN sees), `--no-cache-filter` (which steps run),
 //! `--metadata-file` (the JSON written), `--platform`, `--load` and the attestation
-//! flags (accepted or refused); and what USER and a scratch base give a RUN and a config.
+//! flags (turned off, or refused with a bad value; what they make: attestations.rs); and what USER and a scratch base give a RUN and a config.
 
 use rbuild_tests::{Env, executed, plain_steps};
 use std::path::Path;
@@ -125,13 +125,16 @@ fn refused_flags_say_why_and_write_nothing() {
             "--platform windows/amd64: rbuild builds Linux images only".into(),
         ),
         (
-            vec!["--provenance", "mode=max"],
-            "--provenance=mode=max: rbuild writes no provenance or SBOM attestations yet".into(),
+            vec!["--provenance", "mode=full"],
+            "--provenance \"mode=full\": mode is min or max".into(),
         ),
-        (vec!["--sbom", "true"], "--sbom=false".into()),
         (
-            vec!["--attest", "type=sbom"],
-            "(--attest type=sbom,disabled=true)".into(),
+            vec!["--sbom", "generator=docker/scout-sbom-indexer"],
+            "leave out generator=".into(),
+        ),
+        (
+            vec!["--attest", "type=vex"],
+            "give type=provenance or type=sbom".into(),
         ),
         (
             vec!["--annotation", "index:a=b"],

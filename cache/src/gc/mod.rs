@@ -260,6 +260,16 @@ impl Store {
             let digest = d.digest().to_string();
             pins.blobs.insert(digest.clone());
             if is_index(d.media_type()) {
+                // Its attestation manifests are no entries of index.json: pinned here.
+                if let Ok(Some(index)) = self.index(&digest) {
+                    for a in &index.attestations {
+                        pins.blobs.insert(a.clone());
+                        if let Ok(img) = self.load_image(a, vec![]) {
+                            pins.blobs.insert(img.config_digest);
+                            pins.blobs.extend(img.layers.into_iter().map(|l| l.digest));
+                        }
+                    }
+                }
                 continue;
             }
             let Ok(bytes) = self.read_blob(&digest) else {

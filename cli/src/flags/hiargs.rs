@@ -6,6 +6,7 @@
 
 use super::cache_spec::CacheFlags;
 use super::call_spec::{self, Call};
+pub use super::image_spec::{Attestations, ProvenanceMode};
 use super::lowargs::{self, BuildArgs, LowArgs, NetworkFlag, ProgressFlag, RunArgs};
 use super::output_spec::{self, Output};
 use super::{image_cmds, image_spec, platform, run_settings, secret_spec, targets, vars};
@@ -97,6 +98,8 @@ pub struct Build {
     pub no_cache: bool,
     /// `--squash`: each target's layers above its base image merged into one.
     pub squash: bool,
+    /// `--provenance`, `--sbom`, `--attest`: attestations in the image's index.
+    pub attestations: Attestations,
     /// `--pull`: resolve base images in their registry even when they are local.
     pub always_pull: bool,
     /// Push every name of every target.
@@ -413,7 +416,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         [] => Vec::new(),
         given => platform::parse_platforms(&given.join(","), &host)?,
     };
-    image_spec::check_attestations(
+    let attestations = image_spec::attestations(
         args.provenance.as_deref(),
         args.sbom.as_deref(),
         &args.attest,
@@ -450,6 +453,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
         build_contexts: super::context_spec::parse_build_contexts(&args.build_contexts)?,
         no_cache: args.no_cache,
         squash: args.squash,
+        attestations,
         always_pull: args.pull,
         push: args.push,
         run: args.run.then_some(run_command),

@@ -63,44 +63,120 @@ pub fn annotations(
     Ok(out)
 }
 
-/// Why attestations are refused, for every flag that would ask for one.
-const NO_ATTESTATIONS: &str = "rbuild writes no provenance or SBOM attestations yet (it writes none unless asked, unlike buildx, which adds a min provenance when pushing); turn it off with false";
+/// Which attestations a build adds to its image index (`--provenance`, `--sbom`,
+/// `--attest`). None unless asked: buildx adds a min provenance when it pushes, rbuild
+/// keeps a build's digests the same whether or not it pushes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attestations {
+    pub provenance: Option<ProvenanceMode>,
+    pub sbom: bool,
+}
 
-/// `--provenance`, `--sbom` and `--attest`: accepted when they turn attestations off
-/// (`false`, `0`, `disabled=true`; `--attest type=…,disabled=true`), refused otherwise.
-pub fn check_attestations(
+/// SLSA provenance detail: `min` leaves out the build arguments, `max` has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvenanceMode {
+    Min,
+    Max,
+}
+
+impl Attestations {
+    pub fn any(&self) -> bool {
+        self.provenance.is_some() || self.sbom
+    }
+}
+
+/// Reads `--provenance`, `--sbom` and then each `--attest type=…` (a later one wins), as
+/// buildx spells them: `true`/`false`/`1`/`0`, or `key=value` lists (`mode=min|max`,
+/// `disabled=true`).
+pub fn attestations(
     provenance: Option<&str>,
     sbom: Option<&str>,
     attest: &[String],
-) -> Result<()> {
-    for (flag, value) in [("--provenance", provenance), ("--sbom", sbom)] {
-        if let Some(v) = value
-            && !is_off(v)
-        {
-            bail!("{flag}={v}: {NO_ATTESTATIONS} ({flag}=false)");
-        }
+) -> Result<Attestations> {
+    let mut out = Attestations::default();
+    if let Some(v) = provenance {
+        out.provenance = provenance_value("--provenance", v, v)?;
+    }
+    if let Some(v) = sbom {
+        out.sbom = sbom_value("--sbom", v, v)?;
     }
     for a in attest {
-        let fields: Vec<(&str, &str)> = a
-            .split(',')
-            .map(|f| f.split_once('=').unwrap_or((f, "")))
-            .collect();
-        let kind = fields.iter().find(|(k, _)| *k == "type").map(|(_, v)| *v);
-        let Some(kind @ ("provenance" | "sbom")) = kind else {
-            bail!("--attest {a:?}: give type=provenance or type=sbom");
-        };
-        let disabled = fields
-            .iter()
-            .any(|(k, v)| *k == "disabled" && matches!(*v, "true" | "1"));
-        if !disabled {
-            bail!("--attest {a}: {NO_ATTESTATIONS} (--attest type={kind},disabled=true)");
+        let mut rest = Vec::new();
+        let mut kind = None;
+        for f in a.split(',') {
+            match f.split_once('=') {
+                Some(("type", t)) => kind = Some(t),
+                _ => rest.push(f),
+            }
+        }
+        let rest = rest.join(",");
+        let rest = if rest.is_empty() { "true" } else { &rest };
+        match kind {
+            Some("provenance") => out.provenance = provenance_value("--attest", a, rest)?,
+            Some("sbom") => out.sbom = sbom_value("--attest", a, rest)?,
+            _ => bail!("--attest {a:?}: give type=provenance or type=sbom"),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn is_off(v: &str) -> bool {
-    matches!(v.trim(), "false" | "0" | "disabled=true")
+/// `true`, `false`, or `key=value` fields; calls `field` for each key other than
+/// `disabled`. Returns whether the attestation is on.
+fn switch_or_fields(
+    flag: &str,
+    whole: &str,
+    v: &str,
+    mut field: impl FnMut(&str, &str) -> Result<()>,
+) -> Result<bool> {
+    match v.trim() {
+        "true" | "1" => return Ok(true),
+        "false" | "0" => return Ok(false),
+        _ => {}
+    }
+    let mut on = true;
+    for f in v.split(',') {
+        let Some((k, val)) = f.split_once('=') else {
+            bail!(
+                "{flag} {whole:?}: write true, false or KEY=VALUE fields (mode=max, disabled=true)"
+            );
+        };
+        match k {
+            "disabled" => on = !matches!(val, "true" | "1"),
+            _ => field(k, val)?,
+        }
+    }
+    Ok(on)
+}
+
+fn provenance_value(flag: &str, whole: &str, v: &str) -> Result<Option<ProvenanceMode>> {
+    let mut mode = ProvenanceMode::Min;
+    let on = switch_or_fields(flag, whole, v, |k, val| {
+        match (k, val) {
+            ("mode", "min") => mode = ProvenanceMode::Min,
+            ("mode", "max") => mode = ProvenanceMode::Max,
+            ("mode", _) => bail!("{flag} {whole:?}: mode is min or max"),
+            ("version", "v0.2") | ("builder-id", _) => {}
+            ("version", _) => {
+                bail!("{flag} {whole:?}: rbuild writes SLSA provenance v0.2 (version=v0.2)")
+            }
+            _ => {
+                bail!("{flag} {whole:?}: unknown field {k:?} (mode, version, builder-id, disabled)")
+            }
+        }
+        Ok(())
+    })?;
+    Ok(on.then_some(mode))
+}
+
+fn sbom_value(flag: &str, whole: &str, v: &str) -> Result<bool> {
+    switch_or_fields(flag, whole, v, |k, _| {
+        if k == "generator" {
+            bail!(
+                "{flag} {whole:?}: rbuild writes the SBOM itself (SPDX, from the image's dpkg and apk databases); leave out generator="
+            );
+        }
+        bail!("{flag} {whole:?}: unknown field {k:?} (disabled)")
+    })
 }
 
 #[cfg(test)]
@@ -142,29 +218,31 @@ mod tests {
     }
 
     #[test]
-    fn attestations_only_off() {
-        check_attestations(Some("false"), Some("0"), &[]).unwrap();
-        check_attestations(
+    fn attestations_as_buildx_spells_them() {
+        let none = attestations(Some("false"), Some("0"), &[]).unwrap();
+        assert!(!none.any());
+        let a = attestations(Some("mode=max"), Some("true"), &[]).unwrap();
+        assert_eq!(a.provenance, Some(ProvenanceMode::Max));
+        assert!(a.sbom);
+        assert_eq!(
+            attestations(Some("1"), None, &[]).unwrap().provenance,
+            Some(ProvenanceMode::Min)
+        );
+        // --attest comes after the flags and wins.
+        let a = attestations(
+            Some("true"),
             None,
-            None,
-            &[
-                "type=provenance,disabled=true".into(),
-                "type=sbom,disabled=true".into(),
-            ],
+            &["type=provenance,disabled=true".into(), "type=sbom".into()],
         )
         .unwrap();
-        let e = check_attestations(Some("mode=max"), None, &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("--provenance=mode=max: rbuild writes no provenance"),
-            "{e}"
-        );
-        let e = check_attestations(None, Some("true"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--sbom=false"), "{e}");
-        assert!(check_attestations(None, None, &["type=sbom".into()]).is_err());
-        assert!(check_attestations(None, None, &["type=other,disabled=true".into()]).is_err());
+        assert_eq!(a.provenance, None);
+        assert!(a.sbom);
+        let e = |p: Option<&str>, s: Option<&str>, at: &[String]| {
+            attestations(p, s, at).unwrap_err().to_string()
+        };
+        assert!(e(Some("mode=full"), None, &[]).contains("mode is min or max"));
+        assert!(e(None, Some("generator=img"), &[]).contains("leave out generator="));
+        assert!(e(None, None, &["type=other".into()]).contains("type=provenance or type=sbom"));
+        assert!(e(Some("version=v1"), None, &[]).contains("v0.2"));
     }
 }

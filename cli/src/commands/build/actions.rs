@@ -32,7 +32,7 @@ pub fn add(lowered: LoweredTargets, build: &Build) -> Result<Plan> {
     let inline = build.cache.to.contains(&CacheTo::Inline);
     // Several platforms: each image is exported without a name; the build then names
     // the index of them (`platforms.rs`), and pushes that.
-    let several = build.platforms.len() > 1;
+    let several = super::platforms::several(build);
     let mut exports = Vec::new();
     for (i, target) in lowered.targets.iter().enumerate() {
         let tags = match several {

@@ -6,6 +6,7 @@
 //! and `--dry-run` (`dry_run`) stop after lowering and print instead.
 
 mod actions;
+mod attestations;
 mod cache;
 mod call;
 mod checks;
@@ -70,6 +71,7 @@ fn run(
     mut opts: rbuild_solver::SolveOptions,
 ) -> Result<ExitCode> {
     let insecure = &global.insecure_registries;
+    let started = chrono::Utc::now();
     let plan = actions::add(lowered.targets, build)?;
     opts.no_cache_vertices =
         solve::no_cache_vertices(&plan.graph, &build.no_cache_filter, build.quiet);
@@ -89,7 +91,10 @@ fn run(
 
     let built = outputs::built_images(store, &plan.exports, &outcomes)?;
     let indexes = match platforms::several(build) {
-        true => platforms::make_indexes(store, build, &built)?,
+        true => {
+            let times = attestations::Times::new(build, started);
+            platforms::make_indexes(store, build, &built, &plan.graph, &times)?
+        }
         false => Vec::new(),
     };
     if let (Some(path), Some(image)) = (&build.metadata_file, built.last()) {

@@ -4,7 +4,7 @@
 //! `type=local` one directory per platform (`linux_arm64_v8/`), and what holds one
 //! platform only (`type=docker`, `type=tar`) is refused before the build starts.
 
-use super::outputs;
+use super::{attestations, outputs};
 use crate::flags::hiargs::Build;
 use crate::flags::output_spec::Kind;
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,16 +12,17 @@ use rbuild_cache::index::StoredIndex;
 use rbuild_cache::push::push_index;
 use rbuild_cache::registry::RegistryClient;
 use rbuild_cache::{Store, StoredImage};
+use rbuild_graph::{BuildGraph, Platform};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
-/// Whether the build makes an index (several platforms).
+/// Whether the build makes an index (several platforms, or attestations beside the image).
 pub fn several(build: &Build) -> bool {
-    build.platforms.len() > 1
+    build.platforms.len() > 1 || build.attestations.any()
 }
 
-/// Refuses, before anything runs, what cannot hold several platforms.
+/// Refuses, before anything runs, what cannot hold several platforms (or attestations).
 pub fn check(build: &Build) -> Result<()> {
     if !several(build) {
         return Ok(());
@@ -33,6 +34,11 @@ pub fn check(build: &Build) -> Result<()> {
             Kind::Tar(_) => "tar",
             Kind::Oci(_) | Kind::Local(_) | Kind::Store => continue,
         };
+        if build.platforms.len() <= 1 {
+            bail!(
+                "--output type={kind} holds one image and no attestations, and this build adds them (--provenance, --sbom or --attest): use type=oci (an image index), or leave the attestations out"
+            );
+        }
         bail!(
             "--output type={kind} holds one platform, and this build makes {}: use type=oci (an image index) or type=local (a directory per platform), or build one --platform",
             list.join(", ")
@@ -47,17 +53,34 @@ pub fn make_indexes(
     store: &Store,
     build: &Build,
     built: &[StoredImage],
+    graph: &BuildGraph,
+    times: &attestations::Times,
 ) -> Result<Vec<StoredIndex>> {
-    let targets = built.len() / build.platforms.len().max(1);
+    let host = [Platform::host()];
+    let platforms = match build.platforms.as_slice() {
+        [] => &host[..],
+        given => given,
+    };
+    let targets = built.len() / platforms.len();
     let mut out = Vec::new();
     for t in 0..targets {
-        let manifests: Vec<String> = (0..build.platforms.len())
-            .filter_map(|p| built.get(p * targets + t))
-            .map(|img| img.manifest_digest.clone())
-            .collect();
         let tags = build.target_tags.get(t).cloned().unwrap_or_default();
+        let mut manifests = Vec::new();
+        let mut attested = Vec::new();
+        for (p, platform) in platforms.iter().enumerate() {
+            let Some(img) = built.get(p * targets + t) else {
+                continue;
+            };
+            manifests.push(img.manifest_digest.clone());
+            let name = tags.first().map(String::as_str);
+            if let Some(a) =
+                attestations::for_image(store, build, graph, times, img, platform, name)?
+            {
+                attested.push(a);
+            }
+        }
         let digest = store
-            .put_index(&manifests, &tags)
+            .put_index_with(&manifests, &attested, &tags)
             .context("cannot store the image index")?;
         let index = match tags.first() {
             Some(tag) => store.index(tag)?,
@@ -66,8 +89,12 @@ pub fn make_indexes(
         .ok_or_else(|| anyhow!("the index {digest} is missing from the store"))?;
         if !build.quiet {
             eprintln!(
-                "image index {digest} ({}){}",
+                "image index {digest} ({}{}){}",
                 index.platform_names().join(", "),
+                match index.attestations.len() {
+                    0 => String::new(),
+                    n => format!("; {n} attestation manifest(s)"),
+                },
                 if tags.is_empty() {
                     String::new()
                 } else {
@@ -129,6 +156,12 @@ pub fn finish(
                 let mut w = outputs::open(dest)?;
                 store.write_oci_index_archive(index, &tags, &mut w)?;
                 w.flush()?;
+            }
+            // One platform (an index for its attestations): its files, as without them.
+            Kind::Local(_) if build.platforms.len() <= 1 => {
+                if let Some(image) = built.last() {
+                    outputs::write(store, image, &tags, &output.kind)?;
+                }
             }
             Kind::Local(dest) => {
                 for (p, platform) in build.platforms.iter().enumerate() {
