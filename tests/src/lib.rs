@@ -435,6 +435,21 @@ pub fn executed(steps: &[Step], needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// The registry's raw document (manifest or index) for `reference`, read by skopeo.
+pub fn skopeo_raw(reference: &str) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo (apt-get install skopeo)");
+    assert!(
+        out.status.success(),
+        "skopeo inspect --raw {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! blob API for the statements); the same on two stores with `SOURCE_DATE_EPOCH`; kept by
 //! prune; refused where an output cannot hold them.
 
-use rbuild_tests::{Env, Registry};
+use rbuild_tests::{Env, Registry, skopeo_raw};
 use std::path::Path;
 use std::process::Command;
 
@@ -13,17 +13,6 @@ fn text(b: &[u8]) -> String {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
-}
-
-/// The registry's raw document for `reference` (skopeo).
-fn raw(reference: &str) -> serde_json::Value {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("skopeo (apt-get install skopeo)");
-    assert!(out.status.success(), "skopeo: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
 }
 
 /// A blob of `repo` in the registry, by its digest.
@@ -74,7 +63,7 @@ fn provenance_and_sbom_travel_with_the_pushed_index() {
     ]);
 
     // The index: the image for this machine, then its attestation manifest.
-    let index = raw(&target);
+    let index = skopeo_raw(&target);
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
@@ -98,7 +87,7 @@ fn provenance_and_sbom_travel_with_the_pushed_index() {
 
     // Its layers are the two statements.
     let repo = "app";
-    let manifest = raw(&format!(
+    let manifest = skopeo_raw(&format!(
         "{}/app@{}",
         reg.host,
         att["digest"].as_str().unwrap()
@@ -172,7 +161,7 @@ fn provenance_and_sbom_travel_with_the_pushed_index() {
     let again = format!("{}/again:att", reg.host);
     env.ok(&["tag", &target, &again]);
     env.ok(&["push", &again]);
-    assert_eq!(raw(&again)["manifests"], index["manifests"]);
+    assert_eq!(skopeo_raw(&again)["manifests"], index["manifests"]);
 }
 
 #[test]

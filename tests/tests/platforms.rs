@@ -4,7 +4,7 @@
 //! platform. The arm64 base is Debian's busybox-static for arm64 (scripts/install-deps.sh),
 //! made into an index with the amd64 one, without the internet.
 
-use rbuild_tests::{Env, Registry, executed, plain_steps};
+use rbuild_tests::{Env, Registry, executed, plain_steps, skopeo_raw};
 use std::path::Path;
 use std::process::Command;
 
@@ -23,21 +23,6 @@ fn require_amd64_host() {
         "x86_64",
         "tests/tests/platforms.rs emulates arm64 on an x86-64 machine"
     );
-}
-
-/// The registry's raw document for `reference`, by skopeo.
-fn raw(reference: &str) -> serde_json::Value {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("skopeo (apt-get install skopeo)");
-    assert!(
-        out.status.success(),
-        "skopeo inspect --raw {reference}: {}",
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
 }
 
 /// The (architecture, variant) of each entry of an index document.
@@ -82,7 +67,10 @@ fn registry_with_base() -> (Registry, String) {
         "skopeo copy --all: {}",
         text(&out.stderr)
     );
-    assert_eq!(platforms(&raw(&base)), ["linux/amd64", "linux/arm64/v8"]);
+    assert_eq!(
+        platforms(&skopeo_raw(&base)),
+        ["linux/amd64", "linux/arm64/v8"]
+    );
     (reg, base)
 }
 
@@ -133,7 +121,7 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
     );
 
     // The registry has one index with both.
-    let index = raw(&app);
+    let index = skopeo_raw(&app);
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
@@ -188,7 +176,7 @@ fn two_platforms_one_index_pushed_pulled_back_and_cached() {
         .collect();
     assert!(ran.is_empty(), "{ran:?}\n{stderr}");
     assert!(executed(&steps, "uname").is_empty(), "{stderr}");
-    assert_eq!(raw(&app), index);
+    assert_eq!(skopeo_raw(&app), index);
 
     // The registry cache keeps each platform's records (`mode=min`: each platform's final
     // chain): a fresh store builds both from it without running anything.
