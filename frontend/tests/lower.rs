@@ -1204,8 +1204,8 @@ fn resolver_errors_point_at_the_from_that_names_the_image() {
     };
     assert_diag(
         &d,
-        "failed to resolve image docker.io/library/alpine:3: docker.io/library/alpine:3 is not \
-         in the local store and pulling it failed: connection refused",
+        "failed to resolve image docker.io/library/alpine:3: not in the local store, and \
+         pulling it failed: connection refused",
         3,
     );
 }

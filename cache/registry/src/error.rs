@@ -51,10 +51,7 @@ pub enum RegistryError {
         message: String,
         attempts: u32,
     },
-    #[error(
-        "{registry}: {what}: {message}{}; check that the registry is reachable (plain-HTTP registries other than loopback must be listed as insecure)",
-        attempts_note(*attempts)
-    )]
+    #[error("{registry}: {what}: {message}{}", attempts_note(*attempts))]
     Network {
         registry: String,
         what: String,
@@ -147,13 +144,7 @@ impl Ctx<'_> {
         RegistryError::Network {
             registry: self.registry.to_string(),
             what: self.what.clone(),
-            message: if tls_trust {
-                format!(
-                    "{message}; to trust a private CA, add its certificate to the client's CA files"
-                )
-            } else {
-                message
-            },
+            message: network_message(&message, tls_trust),
             transient,
             attempts: 1,
         }
@@ -221,6 +212,22 @@ impl Ctx<'_> {
             attempts: 1,
         }
     }
+}
+
+/// What a failed request says: for a host name that does not resolve, that alone (the
+/// client's chain of wrappers says it five ways); else the chain and what to check.
+fn network_message(chain: &str, tls_trust: bool) -> String {
+    if unknown_host(chain) {
+        return "the host name does not resolve; check the registry's name".to_string();
+    }
+    if tls_trust {
+        return format!(
+            "{chain}; to trust a private CA, add its certificate to the client's CA files"
+        );
+    }
+    format!(
+        "{chain}; check that the registry is reachable (plain-HTTP registries other than loopback must be listed as insecure)"
+    )
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -301,6 +308,21 @@ mod tests {
         assert!(!unknown_host(
             "tcp connect error: Connection refused (os error 111)"
         ));
+        // Said once, short, with what to check.
+        assert_eq!(
+            network_message(
+                "error sending request for url (https://r.example/v2/): client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                false
+            ),
+            "the host name does not resolve; check the registry's name"
+        );
+        assert!(
+            network_message(
+                "tcp connect error: Connection refused (os error 111)",
+                false
+            )
+            .ends_with("must be listed as insecure)")
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub enum ResolveError {
     #[error("{0}")]
     Client(BoxError),
     /// The image is not local and its registry could not resolve it.
-    #[error("{reference} is not in the local store and pulling it failed: {error}")]
+    // Said after `failed to resolve image REFERENCE`: the reference is not repeated.
+    #[error("not in the local store, and pulling it failed: {error}")]
     Pull { reference: String, error: BoxError },
     /// The image's config is not valid JSON.
     #[error("image {reference}: config is not valid JSON: {error}")]
