@@ -3,6 +3,7 @@
 //! `--progress=plain` output.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -448,6 +449,114 @@ pub fn skopeo_raw(reference: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
+}
+
+/// One file the server serves.
+#[derive(Clone, Default)]
+pub struct Served {
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    files: std::collections::HashMap<String, Served>,
+    /// (method, path) of every request.
+    log: Vec<(String, String)>,
+}
+
+/// An HTTP/1.1 server on a free loopback port (tests of `ADD <url>` and URL contexts): GET and HEAD of the files it is given,
+/// `If-None-Match` answered with 304, 404 for anything else; one request per connection.
+pub struct FileServer {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<State>>,
+}
+
+impl FileServer {
+    pub fn start() -> FileServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(State::default()));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut rd = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if rd.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut if_none_match = None;
+                loop {
+                    let mut h = String::new();
+                    if rd.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("if-none-match")
+                    {
+                        if_none_match = Some(v.trim().to_string());
+                    }
+                }
+                let served = {
+                    let mut s = st.lock().unwrap();
+                    s.log.push((method.clone(), path.clone()));
+                    s.files.get(&path).cloned()
+                };
+                let resp = match served {
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                    Some(f) => {
+                        let mut head = String::new();
+                        if let Some(e) = &f.etag {
+                            head.push_str(&format!("ETag: {e}\r\n"));
+                        }
+                        if let Some(lm) = &f.last_modified {
+                            head.push_str(&format!("Last-Modified: {lm}\r\n"));
+                        }
+                        if f.etag.is_some() && if_none_match == f.etag {
+                            format!("HTTP/1.1 304 Not Modified\r\n{head}Connection: close\r\n\r\n")
+                                .into_bytes()
+                        } else {
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                                f.body.len()
+                            )
+                            .into_bytes();
+                            if method == "GET" {
+                                r.extend_from_slice(&f.body);
+                            }
+                            r
+                        }
+                    }
+                };
+                let _ = conn.write_all(&resp);
+            }
+        });
+        FileServer { port, state }
+    }
+
+    pub fn serve(&self, path: &str, f: Served) {
+        self.state.lock().unwrap().files.insert(path.into(), f);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.log
+            .iter()
+            .filter(|(m, q)| m == method && q == path)
+            .count()
+    }
 }
 
 #[cfg(test)]

@@ -6,124 +6,12 @@
 //! that does not match it fails the step with nothing kept. Needs root, busybox-static
 //! and umoci.
 
-use rbuild_tests::{Env, executed, plain_steps};
+use rbuild_tests::{Env, FileServer as Server, Served, executed, plain_steps};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
-}
-
-/// One file the server serves.
-#[derive(Clone)]
-struct Served {
-    body: Vec<u8>,
-    etag: Option<String>,
-    last_modified: Option<String>,
-}
-
-#[derive(Default)]
-struct State {
-    files: HashMap<String, Served>,
-    /// (method, path) of every request.
-    log: Vec<(String, String)>,
-}
-
-/// An HTTP/1.1 server on a free loopback port: GET and HEAD of the files it is given,
-/// `If-None-Match` answered with 304, 404 for anything else; one request per connection.
-struct Server {
-    port: u16,
-    state: Arc<Mutex<State>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
-        let st = state.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut rd = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if rd.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("").to_string();
-                let mut if_none_match = None;
-                loop {
-                    let mut h = String::new();
-                    if rd.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':')
-                        && k.eq_ignore_ascii_case("if-none-match")
-                    {
-                        if_none_match = Some(v.trim().to_string());
-                    }
-                }
-                let served = {
-                    let mut s = st.lock().unwrap();
-                    s.log.push((method.clone(), path.clone()));
-                    s.files.get(&path).cloned()
-                };
-                let resp = match served {
-                    None => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                    Some(f) => {
-                        let mut head = String::new();
-                        if let Some(e) = &f.etag {
-                            head.push_str(&format!("ETag: {e}\r\n"));
-                        }
-                        if let Some(lm) = &f.last_modified {
-                            head.push_str(&format!("Last-Modified: {lm}\r\n"));
-                        }
-                        if f.etag.is_some() && if_none_match == f.etag {
-                            format!("HTTP/1.1 304 Not Modified\r\n{head}Connection: close\r\n\r\n")
-                                .into_bytes()
-                        } else {
-                            let mut r = format!(
-                                "HTTP/1.1 200 OK\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                                f.body.len()
-                            )
-                            .into_bytes();
-                            if method == "GET" {
-                                r.extend_from_slice(&f.body);
-                            }
-                            r
-                        }
-                    }
-                };
-                let _ = conn.write_all(&resp);
-            }
-        });
-        Server { port, state }
-    }
-
-    fn serve(&self, path: &str, f: Served) {
-        self.state.lock().unwrap().files.insert(path.into(), f);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn count(&self, method: &str, path: &str) -> usize {
-        let s = self.state.lock().unwrap();
-        s.log
-            .iter()
-            .filter(|(m, q)| m == method && q == path)
-            .count()
-    }
 }
 
 fn sha256(data: &[u8]) -> String {

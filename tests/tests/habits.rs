@@ -546,7 +546,7 @@ fn errors_say_the_fix_once() {
 }
 
 #[test]
-fn contexts_from_stdin_and_git_a_tarball_url_refused() {
+fn contexts_from_stdin_git_and_urls() {
     let env = Env::new();
     env.busybox_base();
     let with_stdin = |args: &[&str], input: Vec<u8>| {
@@ -598,10 +598,54 @@ fn contexts_from_stdin_and_git_a_tarball_url_refused() {
         &o,
         "stdin can hold the build context (rbuild build -) or the Dockerfile (-f -), not both",
     );
-    let o = env.run(&["build", "https://example.com/ctx.tar.gz"]);
+    // A context URL (a server on loopback): a gzip tar is the context (-f inside it), a
+    // text file the Dockerfile; a missing one names the status, another format says why.
+    let server = rbuild_tests::FileServer::start();
+    let tgz = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-czf", "-", "."])
+        .output()
+        .unwrap();
+    let serve = |path: &str, body: Vec<u8>| {
+        server.serve(
+            path,
+            rbuild_tests::Served {
+                body,
+                ..Default::default()
+            },
+        )
+    };
+    serve("/ctx.tar.gz", tgz.stdout);
+    serve(
+        "/Dockerfile",
+        b"FROM busybox\nRUN echo from-url > /u\nCMD [\"cat\", \"/u\"]\n".to_vec(),
+    );
+    serve("/ctx.tar.xz", vec![0xfd, b'7', b'z', b'X', b'Z', 0, 1, 2]);
+    env.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "u:1",
+        "-f",
+        "build.Dockerfile",
+        &server.url("/ctx.tar.gz"),
+    ]);
+    assert_eq!(text(&env.ok(&["run", "u:1"]).stdout), "in the tar\n");
+    env.ok(&["build", "-q", "-t", "u:2", &server.url("/Dockerfile")]);
+    assert_eq!(text(&env.ok(&["run", "u:2"]).stdout), "from-url\n");
+    let o = env.run(&["build", &server.url("/nope.tar")]);
     failed_with(
         &o,
-        "contexts from URLs that are not git repositories (tarballs) are not supported yet; pipe it in: curl -L https://example.com/ctx.tar.gz | rbuild build -",
+        &format!(
+            "build context {}: the server answered 404 Not Found",
+            server.url("/nope.tar")
+        ),
+    );
+    let o = env.run(&["build", &server.url("/ctx.tar.xz")]);
+    failed_with(
+        &o,
+        "is xz-compressed (recompress it with gzip): rbuild reads a plain or gzip tar, or a Dockerfile",
     );
     // A git context: URL#REF:SUBDIR with a branch, a tag or a commit (a local repository
     // through file://: the same clone as for https://).

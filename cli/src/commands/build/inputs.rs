@@ -1,8 +1,8 @@
 //! Step 1 of a build: what it reads before anything else — the context directory (or,
 //! for `rbuild build -`, a tar on stdin unpacked into a temporary one, or a Dockerfile on
 //! stdin with an empty context), the Dockerfile (a file or stdin) and the context's
-//! `.dockerignore`. A git URL is cloned (`remote.rs`); other URLs are refused with what to
-//! do instead.
+//! `.dockerignore`. A git URL is cloned, another URL downloaded (`remote.rs`): a tarball
+//! is the context, a text file the Dockerfile.
 
 use crate::flags::hiargs::{Build, Dockerfile};
 use anyhow::{Context, Result, anyhow, bail};
@@ -67,6 +67,46 @@ fn read_stdin_context() -> Result<StdinContext> {
     }
 }
 
+/// A context URL downloaded: a tar (plain or gzip) unpacked into the returned directory,
+/// or a text file, returned as the Dockerfile's text (the directory then stays empty).
+fn url_context(url: &str) -> Result<(tempfile::TempDir, Option<String>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-url-context-")
+        .tempdir()
+        .context("cannot make a directory for the context")?;
+    let download = tempfile::NamedTempFile::new().context("cannot make a file for the download")?;
+    super::remote::download(url, download.path())?;
+    let mut head = Vec::new();
+    std::fs::File::open(download.path())
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .context("cannot read the downloaded context")?;
+    let open =
+        || std::fs::File::open(download.path()).context("cannot read the downloaded context");
+    match stdin_kind(&head) {
+        StdinKind::Gzip => {
+            tar::Archive::new(flate2::read::GzDecoder::new(open()?))
+                .unpack(dir.path())
+                .with_context(|| format!("build context {url}: cannot unpack the gzip tar"))?;
+            Ok((dir, None))
+        }
+        StdinKind::Tar => {
+            tar::Archive::new(open()?)
+                .unpack(dir.path())
+                .with_context(|| format!("build context {url}: cannot unpack the tar"))?;
+            Ok((dir, None))
+        }
+        StdinKind::Other(what) => bail!(
+            "build context {url} is {what}: rbuild reads a plain or gzip tar, or a Dockerfile"
+        ),
+        StdinKind::Text => {
+            let text = std::fs::read_to_string(download.path()).map_err(|_| {
+                anyhow!("build context {url}: neither a tar nor a UTF-8 Dockerfile")
+            })?;
+            Ok((dir, Some(text)))
+        }
+    }
+}
+
 /// What stdin holds, by its first bytes.
 #[derive(Debug, PartialEq, Eq)]
 enum StdinKind {
@@ -99,9 +139,32 @@ pub fn read(build: &Build) -> Result<Inputs> {
     let mut stdin_context = None;
     let word = context.to_str().unwrap_or_default().to_string();
     match super::remote::parse(&word, context.exists()) {
-        Some(super::remote::Remote::Url(url)) => bail!(
-            "build context {url}: contexts from URLs that are not git repositories (tarballs) are not supported yet; pipe it in: curl -L {url} | rbuild build -"
-        ),
+        Some(super::remote::Remote::Url(url)) => {
+            let (dir, text) = url_context(&url)?;
+            match text {
+                // A text file is the Dockerfile, with an empty context (docker's rule).
+                Some(text) => {
+                    if dockerfile != Dockerfile::File(context.join("Dockerfile")) {
+                        bail!(
+                            "build context {url} is a Dockerfile (text, not a tar), so -f has nothing to name: leave out -f"
+                        );
+                    }
+                    let path = dir.path().join("Dockerfile");
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    dockerfile = Dockerfile::File(path);
+                }
+                // -f names a file inside the tarball's context, as docker reads it.
+                None => {
+                    if let Dockerfile::File(f) = &dockerfile {
+                        let inside = f.strip_prefix(&word).unwrap_or(f);
+                        dockerfile = Dockerfile::File(dir.path().join(inside));
+                    }
+                }
+            }
+            context = dir.path().to_path_buf();
+            stdin_context = Some(dir);
+        }
         Some(super::remote::Remote::Git(git)) => {
             let dir = tempfile::Builder::new()
                 .prefix("rbuild-git-context-")

@@ -2,7 +2,9 @@
 //! `https://…​.git`, `git@host:path`, `git://`, `ssh://`, `file://…` (any of them; an
 //! http(s) URL counts as git when its path ends in `.git`). It is cloned (the `git`
 //! binary, as `ADD <git URL>` does) into a temporary directory, `.git` left out as
-//! BuildKit leaves it out. Other http(s) URLs (tarballs) are refused with what to do.
+//! BuildKit leaves it out. Other http(s) URLs are downloaded ([`download`]): a tar (plain
+//! or gzip) is the context, a text file is the Dockerfile with an empty context, as
+//! docker reads them.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -129,6 +131,44 @@ pub fn clone(ctx: &GitContext, into: &Path) -> Result<PathBuf> {
         );
     }
     Ok(real)
+}
+
+/// Downloads `url` into the file `into` (a tarball or a Dockerfile, read by the caller).
+/// A status other than 2xx is an error naming the URL and the status.
+pub fn download(url: &str, into: &Path) -> Result<()> {
+    use std::io::Write;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP client's runtime")?;
+    // With rustls' "no provider" build, a client cannot be made before one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut file =
+        std::fs::File::create(into).with_context(|| format!("cannot create {}", into.display()))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up an HTTP client")?;
+        let mut response = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("build context {url}: cannot download it"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("build context {url}: the server answered {status}");
+        }
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("build context {url}: the download stopped"))?
+        {
+            file.write_all(&chunk)
+                .with_context(|| format!("cannot write {}", into.display()))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
