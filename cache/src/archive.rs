@@ -72,7 +72,7 @@ impl Store {
             done: HashMap::new(),
         };
         if let Some(images) = imp.index_images(&desc)? {
-            return self.put_index(&images, &[]);
+            return self.put_index_entries(images, &[], &[]);
         }
         let Some(m) = imp.oci_manifest(&desc, 0)? else {
             return Err(CacheError::Unsupported {
@@ -554,7 +554,7 @@ impl Importer<'_> {
                 .collect();
             // An index of several platforms stays one: its tags name the store's index.
             if let Some(images) = self.index_images(desc)? {
-                let digest = self.store.put_index(&images, &tags)?;
+                let digest = self.store.put_index_entries(images, &[], &tags)?;
                 if tags.is_empty() {
                     out.push(digest);
                 } else {
@@ -577,9 +577,10 @@ impl Importer<'_> {
     }
 
     /// When `desc` is an index of more than one Linux image: imports each (attestation
-    /// manifests and nested indexes left out) and returns their manifest digests, for the
-    /// caller to make the store's index of them. Otherwise imports nothing.
-    fn index_images(&mut self, desc: &Descriptor) -> Result<Option<Vec<String>>, CacheError> {
+    /// manifests and nested indexes left out) and returns their entries (with the
+    /// platforms the index gives them), for the caller to make the store's index of them.
+    /// Otherwise imports nothing.
+    fn index_images(&mut self, desc: &Descriptor) -> Result<Option<Vec<Descriptor>>, CacheError> {
         if !is_index(desc.media_type()) {
             return Ok(None);
         }
@@ -595,7 +596,7 @@ impl Importer<'_> {
         let mut images = Vec::new();
         for entry in entries {
             if let Some(m) = self.oci_manifest(entry, 1)? {
-                images.push(m.digest().to_string());
+                images.push(m);
             }
         }
         Ok(Some(images))

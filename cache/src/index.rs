@@ -65,9 +65,6 @@ impl Store {
         attestations: &[oci_spec::image::Descriptor],
         tags: &[String],
     ) -> Result<String, CacheError> {
-        for t in tags {
-            check_tag(t)?;
-        }
         let corrupt = |reason: String| CacheError::Corrupt {
             path: self.oci_dir(),
             reason: format!("put_index: {reason}"),
@@ -83,6 +80,21 @@ impl Store {
                 .ok_or_else(|| corrupt(format!("the config of {digest} names no platform")))?;
             d.set_platform(Some(p));
             entries.push(d);
+        }
+        self.put_index_entries(entries, attestations, tags)
+    }
+
+    /// Writes an OCI image index of `entries` (stored manifests, each with its platform as
+    /// given: an imported index keeps what its own entries said) and `attestations`, and
+    /// points each tag at it. Returns the index digest.
+    pub(crate) fn put_index_entries(
+        &self,
+        entries: Vec<oci_spec::image::Descriptor>,
+        attestations: &[oci_spec::image::Descriptor],
+        tags: &[String],
+    ) -> Result<String, CacheError> {
+        for t in tags {
+            check_tag(t)?;
         }
         let mut index = ImageIndex::default();
         index.set_schema_version(SCHEMA_VERSION);

@@ -216,6 +216,16 @@ fn oci_layout_with_a_docker_manifest_list_and_schema2_manifests_loads_the_host_p
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     assert_eq!(store.load(src.path()).unwrap(), ["example.com/multi:1"]);
+    // The list stays a list (both platforms, as its entries name them); one image is the
+    // host's.
+    let index = store
+        .index("example.com/multi:1")
+        .unwrap()
+        .expect("an index");
+    assert_eq!(
+        index.platform_names(),
+        ["linux/s390x".to_string(), format!("linux/{}", arch())]
+    );
     let img = store.image("example.com/multi:1").unwrap().unwrap();
     assert_eq!(img.layers.len(), 1);
     assert_eq!(

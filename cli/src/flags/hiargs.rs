@@ -433,7 +433,7 @@ fn build(mut args: BuildArgs) -> Result<Build> {
     })?;
     let cache = CacheFlags::parse(&args.cache_to, &args.cache_from)?;
     let mut build_args = vars::parse_build_args(&args.build_args)?;
-    let epoch = source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
+    let epoch = vars::source_date_epoch(&mut build_args, std::env::var("SOURCE_DATE_EPOCH").ok())?;
     let allow_insecure = platform::entitlements(&args.allow)?;
     let progress = if args.quiet {
         progress::Mode::Quiet
@@ -520,34 +520,6 @@ fn one_platform(value: Option<&str>) -> Result<Platform> {
     match platform::parse_platforms(v, &host)?.as_slice() {
         [one] => Ok(one.clone()),
         _ => bail!("--platform {v}: name one platform here (os/arch[/variant])"),
-    }
-}
-
-/// `SOURCE_DATE_EPOCH`: the build arg, or else the environment variable `env`, which is
-/// then passed on as the build arg (as buildx does, so an `ARG SOURCE_DATE_EPOCH` sees it).
-/// Empty means unset; anything but a number of seconds since 1970 is refused.
-fn source_date_epoch(
-    build_args: &mut BTreeMap<String, String>,
-    env: Option<String>,
-) -> Result<Option<i64>> {
-    const KEY: &str = "SOURCE_DATE_EPOCH";
-    let value = match (build_args.get(KEY), env) {
-        (Some(v), _) => v.clone(),
-        (None, Some(v)) if !v.trim().is_empty() => {
-            build_args.insert(KEY.to_string(), v.clone());
-            v
-        }
-        _ => return Ok(None),
-    };
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    match value.parse::<i64>() {
-        Ok(secs) if secs >= 0 => Ok(Some(secs)),
-        _ => bail!(
-            "SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970-01-01 UTC (as `date +%s` or `git log -1 --format=%ct` prints it)"
-        ),
     }
 }
 
@@ -727,36 +699,6 @@ mod tests {
             progress_mode(ProgressFlag::Rawjson, true).unwrap(),
             progress::Mode::RawJson
         );
-    }
-
-    #[test]
-    fn source_date_epoch_from_the_build_arg_or_the_environment() {
-        let mut args = BTreeMap::new();
-        assert_eq!(source_date_epoch(&mut args, None).unwrap(), None);
-        assert_eq!(
-            source_date_epoch(&mut args, Some(String::new())).unwrap(),
-            None
-        );
-        assert!(args.is_empty());
-        assert_eq!(
-            source_date_epoch(&mut args, Some("1700000000".into())).unwrap(),
-            Some(1_700_000_000)
-        );
-        assert_eq!(
-            args["SOURCE_DATE_EPOCH"], "1700000000",
-            "passed on as the build arg"
-        );
-        // The build arg wins over the environment.
-        let mut args = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), "5".to_string())]);
-        assert_eq!(
-            source_date_epoch(&mut args, Some("7".into())).unwrap(),
-            Some(5)
-        );
-        for bad in ["yesterday", "-1", "1.5"] {
-            let mut args = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), bad.to_string())]);
-            let e = source_date_epoch(&mut args, None).unwrap_err().to_string();
-            assert!(e.contains("not a number of seconds since 1970"), "{e}");
-        }
     }
 
     #[test]
