@@ -157,6 +157,10 @@ impl ContextHasher {
     ) -> Result<[u8; 32], ContextError> {
         let matches = match_sources(ctx, source, allow_wildcard, filter)?;
         let walk = || -> Result<Vec<Entry>, ContextError> {
+            // One source (`COPY . /app`): its list as walked, not copied into another.
+            if let [one] = matches.as_slice() {
+                return walk_source(ctx, one, filter);
+            }
             let mut entries = Vec::new();
             for m in &matches {
                 entries.extend(walk_source(ctx, m, filter)?);

@@ -150,9 +150,14 @@ fn walk_dir(
     } else {
         children.iter().map(walk).collect()
     };
-    for (c, sub) in children.into_iter().zip(subtrees) {
+    // Grown once to its final size: doubling a list of 200,000 entries copies it whole
+    // several times (heaptrack: the largest peak of a no-op rebuild of such a context).
+    let mut subtrees = subtrees.into_iter().collect::<Result<Vec<_>, _>>()?;
+    out.reserve(children.len() + subtrees.iter().map(Vec::len).sum::<usize>());
+    for (c, sub) in children.into_iter().zip(subtrees.iter_mut()) {
         out.extend(c.entry);
-        out.extend(sub?);
+        out.append(sub);
+        *sub = Vec::new();
     }
     Ok(())
 }
