@@ -152,6 +152,12 @@ fn provenance_and_sbom_travel_with_the_pushed_index() {
         ]
     );
 
+    // `images` lists the index once (its image untagged only with -a), as docker does.
+    let listed = text(&env.ok(&["images"]).stdout);
+    assert!(!listed.contains("<none>"), "{listed}");
+    assert!(listed.contains("index: linux/amd64"), "{listed}");
+    let all = text(&env.ok(&["images", "-a"]).stdout);
+    assert_eq!(all.matches("<none>").count(), 2, "{all}");
     // In the store: the tag names the index, `run` takes the image from it.
     let out = env.ok(&["run", "--rm", &target, "cat", "/version"]);
     assert_eq!(text(&out.stdout).trim(), "2");

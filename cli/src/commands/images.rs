@@ -109,8 +109,19 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
     let store = store::open(&global.root)?;
     let now = chrono::Utc::now();
     let mut rows: Vec<(i64, Value)> = Vec::new();
+    let indexes = store.indexes()?;
+    // An index's platform images are listed through it (as docker lists an index once),
+    // unless `-a` asks for them.
+    let in_index = |digest: &str| {
+        indexes
+            .iter()
+            .any(|i| i.manifests.iter().any(|(d, _)| d == digest))
+    };
     for img in store.images()? {
         if images.dangling.is_some_and(|d| d != img.tags.is_empty()) {
+            continue;
+        }
+        if !images.all && img.tags.is_empty() && in_index(&img.manifest_digest) {
             continue;
         }
         let names: Vec<Option<&str>> = if img.tags.is_empty() {
@@ -137,7 +148,7 @@ pub fn images(global: &Global, images: &Images) -> Result<ExitCode> {
     }
     // Image indexes (builds for several platforms): the index digest, the platforms where
     // the size goes.
-    for index in store.indexes()? {
+    for index in &indexes {
         for t in &index.tags {
             let (repo, tag) = split_name(t);
             let wanted = images.references.is_empty()

@@ -33,6 +33,8 @@ pub struct Images {
     pub no_trunc: bool,
     pub digests: bool,
     pub format: Option<String>,
+    /// `-a`: also the untagged platform images of image indexes.
+    pub all: bool,
 }
 
 /// `rbuild inspect`.
@@ -87,8 +89,8 @@ pub fn save(a: SaveArgs, stdout_is_terminal: bool) -> Result<Save> {
 }
 
 pub fn images(a: ImagesArgs) -> Result<Images> {
-    let _ = a.all;
     let mut out = Images {
+        all: a.all,
         references: a.reference.into_iter().collect(),
         quiet: a.quiet,
         no_trunc: a.no_trunc,

@@ -277,7 +277,8 @@ pub struct ImagesArgs {
     /// Print only the image IDs, each once.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Show all images (rbuild keeps no intermediate images: the same list).
+    /// Show all images, also the untagged platform images of image indexes (rbuild keeps
+    /// no intermediate images).
     #[arg(short, long)]
     pub all: bool,
     /// Show whole image IDs.
