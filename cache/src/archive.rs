@@ -34,8 +34,8 @@ struct DockerEntry {
 impl Store {
     /// `rbuild load -i FILE`: imports every image of a `docker save` tarball, an OCI
     /// archive (tar of a layout, gzip allowed) or an OCI layout dir, with its tags (an
-    /// index of several platforms stays an index); each layer is extracted once. Returns the tags imported (or manifest digests of untagged
-    /// images).
+    /// index of several platforms stays an index); each layer is extracted once. Returns
+    /// the tags imported (or manifest digests of untagged images).
     pub fn load(&self, path: &Path) -> Result<Vec<String>, CacheError> {
         let meta = std::fs::metadata(path).ctx("open", path)?;
         if meta.is_dir() {
@@ -553,20 +553,17 @@ impl Importer<'_> {
                 .map(|t| crate::layout::familiar_name(t).to_string())
                 .collect();
             // An index of several platforms stays one: its tags name the store's index.
-            if let Some(images) = self.index_images(desc)? {
-                let digest = self.store.put_index_entries(images, &[], &tags)?;
-                if tags.is_empty() {
-                    out.push(digest);
-                } else {
-                    out.extend(tags.iter().map(|t| crate::normalize_tag(t)));
+            let digest = match self.index_images(desc)? {
+                Some(images) => self.store.put_index_entries(images, &[], &tags)?,
+                None => {
+                    let Some(mdesc) = self.oci_manifest(desc, 0)? else {
+                        continue;
+                    };
+                    let digest = mdesc.digest().to_string();
+                    self.store.tag_manifest(mdesc, &tags)?;
+                    digest
                 }
-                continue;
-            }
-            let Some(mdesc) = self.oci_manifest(desc, 0)? else {
-                continue;
             };
-            let digest = mdesc.digest().to_string();
-            self.store.tag_manifest(mdesc, &tags)?;
             if tags.is_empty() {
                 out.push(digest);
             } else {

@@ -17,6 +17,7 @@ pub use oci_spec::image::Descriptor;
 use oci_spec::image::{
     ImageManifest, ImageManifestBuilder, MediaType, Platform, PlatformBuilder, SCHEMA_VERSION,
 };
+use rbuild_registry::reference::{familiar_name, split_tag};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -61,22 +62,13 @@ pub fn statement(subject: &str, manifest_digest: &str, p: &Predicate) -> Value {
 /// `pkg:docker/…` for an image name (`docker.io/library/app:1` → `pkg:docker/app@1`) on
 /// `platform` (`linux/arm64/v8`), as BuildKit names subjects and materials.
 pub fn docker_purl(name: &str, platform: &str) -> String {
-    let short = name
-        .strip_prefix("docker.io/library/")
-        .or_else(|| name.strip_prefix("docker.io/"))
-        .unwrap_or(name);
-    // The tag follows the last ':' after the last '/' (a registry port is not a tag).
-    let slash = short.rfind('/').map_or(0, |i| i + 1);
-    let (repo, version) = match short[slash..].rfind(':') {
-        Some(i) => (&short[..slash + i], Some(&short[slash + i + 1..])),
-        None => (short, None),
+    let (name, digest) = match name.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (name, None),
     };
-    let (repo, version) = match repo.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (repo, version),
-    };
-    let mut out = format!("pkg:docker/{repo}");
-    if let Some(v) = version {
+    let (repo, tag) = split_tag(name);
+    let mut out = format!("pkg:docker/{}", familiar_name(repo));
+    if let Some(v) = digest.or(tag) {
         out.push('@');
         out.push_str(v);
     }

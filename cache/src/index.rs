@@ -156,7 +156,11 @@ impl Store {
         Ok(out)
     }
 
-    fn load_index(&self, digest: &str, tags: Vec<String>) -> Result<StoredIndex, CacheError> {
+    pub(crate) fn load_index(
+        &self,
+        digest: &str,
+        tags: Vec<String>,
+    ) -> Result<StoredIndex, CacheError> {
         let bytes = self.read_blob(digest)?;
         let idx = parse_index(&bytes).map_err(|e| CacheError::Corrupt {
             path: self.blob_path(digest),

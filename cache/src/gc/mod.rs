@@ -261,7 +261,7 @@ impl Store {
             pins.blobs.insert(digest.clone());
             if is_index(d.media_type()) {
                 // Its attestation manifests are no entries of index.json: pinned here.
-                if let Ok(Some(index)) = self.index(&digest) {
+                if let Ok(index) = self.load_index(&digest, Vec::new()) {
                     for a in &index.attestations {
                         pins.blobs.insert(a.clone());
                         if let Ok(img) = self.load_image(a, vec![]) {

@@ -26,8 +26,8 @@ mod parts;
 mod slots;
 
 pub use cause::{Cause, Change, Miss};
-pub use parts::Facts;
 pub(crate) use parts::mount_part;
+pub use parts::{Facts, looks_secret};
 
 use crate::context::Selected;
 use compare::{Current, compare};

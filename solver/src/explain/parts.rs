@@ -223,7 +223,7 @@ pub(crate) fn env_value_digest(value: &str) -> String {
 
 /// Whether a variable's name says it may hold a secret (the words of BuildKit's
 /// SecretsUsedInArgOrEnv, matched more eagerly): its value is then never shown.
-pub(crate) fn looks_secret(name: &str) -> bool {
+pub fn looks_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     const ANYWHERE: &[&str] = &[
         "passw",

@@ -3,8 +3,8 @@
 //!
 //! Provenance is SLSA v0.2 as BuildKit writes it: the base images as materials (by
 //! digest), the Dockerfile frontend and its entry point, the platform; `mode=max` adds the
-//! build arguments (values of names that look secret left out). The SBOM is an SPDX 2.3
-//! document of the packages dpkg and apk list in the image. With `SOURCE_DATE_EPOCH` the
+//! build arguments (values of names that look secret left out, by the explain records'
+//! rule). The SBOM is an SPDX 2.3 document of the packages dpkg and apk list in the image. With `SOURCE_DATE_EPOCH` the
 //! times are the epoch, so the attestations, like the image, are the same on every build.
 
 use crate::flags::hiargs::{Build, Dockerfile, ProvenanceMode};
@@ -140,7 +140,8 @@ fn provenance(
     if mode == ProvenanceMode::Max {
         let mut args = Map::new();
         for (k, v) in &build.build_args {
-            if !looks_secret(k) {
+            // The explain records' rule: a name that may hold a secret is never shown.
+            if !rbuild_solver::explain::looks_secret(k) {
                 args.insert(format!("build-arg:{k}"), json!(v));
             }
         }
@@ -170,28 +171,4 @@ fn provenance(
             "reproducible": build.epoch.is_some(),
         },
     })
-}
-
-/// Names whose values stay out of a provenance (`*TOKEN*`, `*PASSWORD*`, `*SECRET*`,
-/// `*_KEY`…), as the explain records treat them.
-fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    ["TOKEN", "PASSWORD", "SECRET", "PASSWD", "CREDENTIAL"]
-        .iter()
-        .any(|w| n.contains(w))
-        || n.ends_with("KEY")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_looking_names() {
-        assert!(looks_secret("NPM_TOKEN"));
-        assert!(looks_secret("aws_secret_access_key"));
-        assert!(looks_secret("API_KEY"));
-        assert!(!looks_secret("VERSION"));
-        assert!(!looks_secret("KEYBOARD"));
-    }
 }

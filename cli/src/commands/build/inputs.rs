@@ -43,17 +43,13 @@ fn read_stdin_context() -> Result<StdinContext> {
         .tempdir()
         .context("cannot make a directory for the context read from stdin")?;
     match stdin_kind(&bytes) {
-        StdinKind::Gzip => {
-            let gz = flate2::read::GzDecoder::new(bytes.as_slice());
-            tar::Archive::new(gz)
-                .unpack(dir.path())
-                .context("cannot unpack the gzip tar read from stdin as the build context")?;
-            Ok(StdinContext::Tar(dir))
-        }
-        StdinKind::Tar => {
-            tar::Archive::new(bytes.as_slice())
-                .unpack(dir.path())
-                .context("cannot unpack the tar read from stdin as the build context")?;
+        kind @ (StdinKind::Gzip | StdinKind::Tar) => {
+            unpack_tar(&kind, bytes.as_slice(), dir.path()).with_context(|| {
+                format!(
+                    "cannot unpack the {} read from stdin as the build context",
+                    kind.tar_name()
+                )
+            })?;
             Ok(StdinContext::Tar(dir))
         }
         StdinKind::Other(what) => bail!(
@@ -83,16 +79,10 @@ fn url_context(url: &str) -> Result<(tempfile::TempDir, Option<String>)> {
     let open =
         || std::fs::File::open(download.path()).context("cannot read the downloaded context");
     match stdin_kind(&head) {
-        StdinKind::Gzip => {
-            tar::Archive::new(flate2::read::GzDecoder::new(open()?))
-                .unpack(dir.path())
-                .with_context(|| format!("build context {url}: cannot unpack the gzip tar"))?;
-            Ok((dir, None))
-        }
-        StdinKind::Tar => {
-            tar::Archive::new(open()?)
-                .unpack(dir.path())
-                .with_context(|| format!("build context {url}: cannot unpack the tar"))?;
+        kind @ (StdinKind::Gzip | StdinKind::Tar) => {
+            unpack_tar(&kind, open()?, dir.path()).with_context(|| {
+                format!("build context {url}: cannot unpack the {}", kind.tar_name())
+            })?;
             Ok((dir, None))
         }
         StdinKind::Other(what) => bail!(
@@ -107,6 +97,14 @@ fn url_context(url: &str) -> Result<(tempfile::TempDir, Option<String>)> {
     }
 }
 
+/// Unpacks a context tar (`kind` Gzip or Tar) read from `r` into `dir`.
+fn unpack_tar(kind: &StdinKind, r: impl Read, dir: &std::path::Path) -> std::io::Result<()> {
+    match kind {
+        StdinKind::Gzip => tar::Archive::new(flate2::read::GzDecoder::new(r)).unpack(dir),
+        _ => tar::Archive::new(r).unpack(dir),
+    }
+}
+
 /// What stdin holds, by its first bytes.
 #[derive(Debug, PartialEq, Eq)]
 enum StdinKind {
@@ -114,6 +112,16 @@ enum StdinKind {
     Tar,
     Other(&'static str),
     Text,
+}
+
+impl StdinKind {
+    /// How errors name a tar of this kind.
+    fn tar_name(&self) -> &'static str {
+        match self {
+            StdinKind::Gzip => "gzip tar",
+            _ => "tar",
+        }
+    }
 }
 
 fn stdin_kind(bytes: &[u8]) -> StdinKind {
