@@ -39,6 +39,7 @@ pub mod oci;
 mod pargz;
 pub mod pull;
 pub mod push;
+mod relink;
 pub mod remote_cache;
 mod reuse;
 mod squash;
@@ -57,6 +58,7 @@ pub use oci_spec::image::MediaType;
 /// The registry client, a crate of its own; re-exported because the store's pull, push and
 /// cache import/export take its types.
 pub use rbuild_registry as registry;
+pub use relink::CopyRecord;
 
 use error::IoContext;
 use lease::Leased;
@@ -184,7 +186,7 @@ impl Store {
     }
 
     /// The directories where temp entries (`.rb<pid>-…`) are made.
-    pub(crate) fn temp_dirs(&self) -> [PathBuf; 7] {
+    pub(crate) fn temp_dirs(&self) -> [PathBuf; 8] {
         [
             self.tmp_root(),
             self.blobs_dir(),
@@ -193,6 +195,7 @@ impl Store {
             self.snapshots_dir(),
             self.pieces_dir(),
             self.leases_dir(),
+            self.relink_dir(),
         ]
     }
 

@@ -217,6 +217,7 @@ impl Store {
         let pdir = self.pieces_dir();
         crate::reuse::remove_orphans(&pdir, &self.blobs_dir())
             .ctx("remove block indexes of pruned blobs in", &pdir)?;
+        self.remove_orphan_copy_records()?;
         self.remove_stale_key_locks()?;
         if let Some(bytes) = cache_bytes {
             policy::save_estimate(self, bytes);

@@ -224,7 +224,7 @@ impl ContextHasher {
 
     /// Content digests of the regular files among `entries` (None for other kinds): from the
     /// stat cache when size/mtime/ctime/inode match, else read (in parallel).
-    fn file_digests(
+    pub(crate) fn file_digests(
         &self,
         ctx: &Path,
         entries: &[Entry],

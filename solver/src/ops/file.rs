@@ -10,6 +10,7 @@ use super::place::{
     ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, copy_file, in_root, in_root_nofollow,
     lchown, mkdir_all_in_root, other, set_mode, set_times,
 };
+use super::relink::Relink;
 use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
 use super::source::local_context;
 use crate::context::{self, Filter};
@@ -157,6 +158,21 @@ impl FileStep {
             }
         }
 
+        // One copy from the context on an overlay runs incrementally (see relink.rs).
+        let identity = relink_identity(step);
+        let mut relink = match self.op.actions.as_slice() {
+            [FileAction::Copy(c)]
+                if !step.services.copying
+                    && c.parents.is_none()
+                    && matches!(&c.source, CopySource::Input { input, .. }
+                        if sources.get(input).is_some_and(|s| s.from_context)) =>
+            {
+                let prev = step.store().copy_record(&identity);
+                Some(Relink::new(&step.services.hasher, prev))
+            }
+            _ => None,
+        };
+
         for (i, (action, exclude)) in self.op.actions.iter().zip(&self.excludes).enumerate() {
             if step.cancel.is_cancelled() {
                 return Err(SolveError::Cancelled);
@@ -171,9 +187,11 @@ impl FileStep {
                         allow_wildcard: false,
                         ..c.clone()
                     };
-                    copy(&mnt, &tree, exclude, &sources, None)
+                    copy(&mnt, &tree, exclude, &sources, None, None)
                 }
-                FileAction::Copy(c) => copy(&mnt, c, exclude, &sources, bodies.get(&i)),
+                FileAction::Copy(c) => {
+                    copy(&mnt, c, exclude, &sources, bodies.get(&i), relink.as_mut())
+                }
                 FileAction::Mkdir {
                     path,
                     mode,
@@ -195,7 +213,36 @@ impl FileStep {
         }
         drop(views);
         drop(root_mount);
-        commit_step(step, base.layers, (&copy_base, &mnt), &upper)
+        let Some(mut relink) = relink else {
+            return commit_step(step, base.layers, (&copy_base, &mnt), &upper);
+        };
+        let done = relink.finish(&upper, step.opts.epoch).map_err(|source| {
+            step.fail(StepFailure::Io {
+                what: format!("linking unchanged files into {}", upper.display()),
+                source,
+            })
+        })?;
+        if done.linked > 0 {
+            step.say(format!(
+                "{} unchanged files linked from the previous layer, {} copied",
+                done.linked, done.copied
+            ));
+        }
+        let outcome = commit_step(step, base.layers.clone(), (&copy_base, &mnt), &upper)?;
+        if let Some(layer) = outcome
+            .layers
+            .last()
+            .filter(|_| outcome.layers.len() > base.layers.len())
+        {
+            // Only a hint for the next run: failing to write it loses nothing.
+            let _ = step.store().put_copy_record(
+                &identity,
+                &layer.digest,
+                &layer.diff_id,
+                &relink.record(),
+            );
+        }
+        Ok(outcome)
     }
 }
 
@@ -286,6 +333,15 @@ impl SolveOp for FileStep {
     }
 }
 
+/// What finds a COPY step's previous layer (its copy record): the step's static key,
+/// which names the instruction and what it builds on, not the context's content.
+fn relink_identity(step: &StepContext) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"rbuild relink v1\0");
+    h.update(&step.graph.key(step.vertex).0);
+    *h.finalize().as_bytes()
+}
+
 /// uid/gid of an `--chown` owner (or WORKDIR's USER), by BuildKit's rules
 /// ([`rbuild_executor::users::resolve_chown`]), names looked up in the target rootfs.
 /// `flag` names the owner in an error (`--chown`, or `USER` for WORKDIR).
@@ -321,6 +377,7 @@ fn copy(
     copy_exclude: &Patterns,
     sources: &HashMap<usize, SourceRoot>,
     body: Option<&Body>,
+    mut relink: Option<&mut Relink<'_>>,
 ) -> Result<(), ActionError> {
     let owner = c
         .owner
@@ -402,7 +459,16 @@ fn copy(
             }
             let dest_dir = dest_is_dir(&c.dest, matches.len());
             for m in &matches {
-                copy_one(root, src, m, c, dest_dir, &filter, &opts)?;
+                copy_one(
+                    root,
+                    src,
+                    m,
+                    c,
+                    dest_dir,
+                    &filter,
+                    &opts,
+                    relink.as_deref_mut(),
+                )?;
             }
             Ok(())
         }
@@ -446,7 +512,9 @@ fn place_download(
     Ok(())
 }
 
-/// Copies one matched source (file, dir contents, or symlink) to its place under `root`.
+/// Copies one matched source (file, dir contents, or symlink) to its place under `root`;
+/// with `relink`, unchanged files as placeholders (see [`super::relink`]).
+#[allow(clippy::too_many_arguments)]
 fn copy_one(
     root: &Path,
     src: &SourceRoot,
@@ -455,6 +523,7 @@ fn copy_one(
     dest_dir: bool,
     filter: &Filter,
     opts: &CopyOpts,
+    mut relink: Option<&mut Relink<'_>>,
 ) -> Result<(), ActionError> {
     let entries = context::walk_source(&src.dir, matched, filter)?;
     let Some(top) = entries.first() else {
@@ -504,8 +573,12 @@ fn copy_one(
         top_dir = created_top.then_some(dir);
     }
 
+    let digests = match relink.as_deref() {
+        Some(r) => r.digests(&src.dir, &entries)?,
+        None => Vec::new(),
+    };
     let mut placer = Placer::default();
-    for e in &entries {
+    for (i, e) in entries.iter().enumerate() {
         let below = e
             .rel
             .strip_prefix(matched)
@@ -519,7 +592,18 @@ fn copy_one(
             format!("{target}/{below}")
         };
         // The top of the copy is the destination itself: an existing one keeps its metadata.
-        placer.place(root, e, &dest_path, opts, parent_owner, !below.is_empty())?;
+        let relink = relink
+            .as_deref_mut()
+            .map(|r| (r, digests.get(i).copied().flatten()));
+        placer.place(
+            root,
+            e,
+            &dest_path,
+            opts,
+            parent_owner,
+            !below.is_empty(),
+            relink,
+        )?;
     }
     placer.finish();
     if let Some(dir) = top_dir {

@@ -20,6 +20,7 @@ pub mod mounts;
 mod parents;
 mod place;
 pub mod push;
+mod relink;
 pub mod rootfs;
 pub mod run;
 pub mod source;

@@ -84,7 +84,7 @@ pub(super) fn copy_parents(
             };
             // Selected directories take the source's metadata; parents on the way only
             // when they are created.
-            placer.place(root, e, &dest_path, opts, parent_owner, *s)?;
+            placer.place(root, e, &dest_path, opts, parent_owner, *s, None)?;
         }
     }
     placer.finish();

@@ -3,6 +3,7 @@
 //! the way replaced, owners, modes (`--chmod`, octal or symbolic), xattrs and times set.
 //! Used by [`super::file`] (COPY/ADD/WORKDIR) and [`super::parents`] (`COPY --parents`).
 
+use super::relink::Relink;
 use crate::context::{self, Entry};
 use crate::error::StepFailure;
 use rbuild_graph::chmod::ModeSet;
@@ -201,7 +202,10 @@ impl Placer {
     /// one, inside the root) is merged into: with `overwrite` (a directory inside the
     /// copied tree, as BuildKit's copier treats them) it takes the entry's owner, mode,
     /// xattrs and times; without (the destination itself, a parent on the way) it keeps
-    /// its own. Missing parents get `parent_owner` and `opts.dir_mode()`.
+    /// its own. Missing parents get `parent_owner` and `opts.dir_mode()`. With `relink`
+    /// (and the entry's content digest), a regular file the previous layer holds is
+    /// placed as an empty placeholder (see [`super::relink`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn place(
         &mut self,
         root: &Path,
@@ -210,6 +214,7 @@ impl Placer {
         opts: &CopyOpts,
         parent_owner: (u32, u32),
         overwrite: bool,
+        relink: Option<(&mut Relink<'_>, Option<[u8; 32]>)>,
     ) -> Result<(), ActionError> {
         let ft = e.meta.file_type();
         let owner = opts.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
@@ -239,6 +244,17 @@ impl Placer {
         ensure_parent(root, &host, dest_path, opts.dir_mode(), parent_owner)?;
         clear_non_dir(&host)?;
         let inode = (e.meta.dev(), e.meta.ino());
+        // Whether the file is a placeholder the relinking fills in once unmounted.
+        let placeholder = match (relink, host.strip_prefix(root).ok().and_then(Path::to_str)) {
+            (Some((r, Some(d))), Some(rel)) if ft.is_file() && e.meta.nlink() == 1 => {
+                r.note(rel, &e.path, d, e.meta.len())
+            }
+            (Some((r, _)), Some(rel)) => {
+                r.forget(rel);
+                false
+            }
+            _ => false,
+        };
         if ft.is_symlink() {
             let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
             std::os::unix::fs::symlink(&link, &host)
@@ -250,8 +266,13 @@ impl Placer {
                 .map_err(|err| other(format!("linking {dest_path}"), err))?;
             return Ok(());
         } else if ft.is_file() {
-            copy_file(&e.path, &host)
-                .map_err(|err| other(format!("copying to {dest_path}"), err))?;
+            if placeholder {
+                std::fs::File::create_new(&host)
+                    .map_err(|err| other(format!("creating {dest_path}"), err))?;
+            } else {
+                copy_file(&e.path, &host)
+                    .map_err(|err| other(format!("copying to {dest_path}"), err))?;
+            }
             if e.meta.nlink() > 1 {
                 self.linked.insert(inode, host.clone());
             }
