@@ -168,7 +168,7 @@ impl FileStep {
                         if sources.get(input).is_some_and(|s| s.from_context)) =>
             {
                 let prev = step.store().copy_record(&identity);
-                Some(Relink::new(&step.services.hasher, prev))
+                Some(Relink::new(&step.services.hasher, prev, &upper))
             }
             _ => None,
         };
@@ -216,7 +216,7 @@ impl FileStep {
         let Some(mut relink) = relink else {
             return commit_step(step, base.layers, (&copy_base, &mnt), &upper);
         };
-        let done = relink.finish(&upper, step.opts.epoch).map_err(|source| {
+        let done = relink.finish(step.opts.epoch).map_err(|source| {
             step.fail(StepFailure::Io {
                 what: format!("linking unchanged files into {}", upper.display()),
                 source,
@@ -513,7 +513,7 @@ fn place_download(
 }
 
 /// Copies one matched source (file, dir contents, or symlink) to its place under `root`;
-/// with `relink`, unchanged files as placeholders (see [`super::relink`]).
+/// with `relink`, unchanged files left to be linked (see [`super::relink`]).
 #[allow(clippy::too_many_arguments)]
 fn copy_one(
     root: &Path,

@@ -203,8 +203,8 @@ impl Placer {
     /// copied tree, as BuildKit's copier treats them) it takes the entry's owner, mode,
     /// xattrs and times; without (the destination itself, a parent on the way) it keeps
     /// its own. Missing parents get `parent_owner` and `opts.dir_mode()`. With `relink`
-    /// (and the entry's content digest), a regular file the previous layer holds is
-    /// placed as an empty placeholder (see [`super::relink`]).
+    /// (and the entry's content digest), a regular file the previous layer holds may be
+    /// left for the relinking (see [`super::relink`]).
     #[allow(clippy::too_many_arguments)]
     pub fn place(
         &mut self,
@@ -240,21 +240,23 @@ impl Placer {
             self.dir_times.push((host, e.meta.clone()));
             return Ok(());
         }
+        if let Some((r, digest)) = relink {
+            let rel = dest_path.trim_start_matches('/');
+            match digest {
+                Some(d) if ft.is_file() && e.meta.nlink() == 1 => {
+                    let owner = opts.owner.unwrap_or((e.meta.uid(), e.meta.gid()));
+                    if r.defer(root, rel, e, d, owner, opts.mode_of(&e.meta)) {
+                        // Linked (or copied) into the upper dir once the overlay is gone.
+                        return Ok(());
+                    }
+                }
+                _ => r.forget(rel),
+            }
+        }
         let host = in_root_nofollow(root, dest_path)?;
         ensure_parent(root, &host, dest_path, opts.dir_mode(), parent_owner)?;
         clear_non_dir(&host)?;
         let inode = (e.meta.dev(), e.meta.ino());
-        // Whether the file is a placeholder the relinking fills in once unmounted.
-        let placeholder = match (relink, host.strip_prefix(root).ok().and_then(Path::to_str)) {
-            (Some((r, Some(d))), Some(rel)) if ft.is_file() && e.meta.nlink() == 1 => {
-                r.note(rel, &e.path, d, e.meta.len())
-            }
-            (Some((r, _)), Some(rel)) => {
-                r.forget(rel);
-                false
-            }
-            _ => false,
-        };
         if ft.is_symlink() {
             let link = std::fs::read_link(&e.path).map_err(|err| other(e.path.display(), err))?;
             std::os::unix::fs::symlink(&link, &host)
@@ -266,13 +268,8 @@ impl Placer {
                 .map_err(|err| other(format!("linking {dest_path}"), err))?;
             return Ok(());
         } else if ft.is_file() {
-            if placeholder {
-                std::fs::File::create_new(&host)
-                    .map_err(|err| other(format!("creating {dest_path}"), err))?;
-            } else {
-                copy_file(&e.path, &host)
-                    .map_err(|err| other(format!("copying to {dest_path}"), err))?;
-            }
+            copy_file(&e.path, &host)
+                .map_err(|err| other(format!("copying to {dest_path}"), err))?;
             if e.meta.nlink() > 1 {
                 self.linked.insert(inode, host.clone());
             }

@@ -2,16 +2,17 @@
 //! changed links the unchanged ones from its previous layer's snapshot instead of
 //! copying them, and gives the same layer, byte for byte, as a copy from scratch.
 //!
-//! The copy runs exactly as always (through the overlay, every directory, owner, mode,
-//! xattr and time set by [`super::place::Placer`]), except that a regular file whose
-//! content digest the step's copy record (`rbuild_cache::CopyRecord`) gives for the same
-//! path is created empty: a placeholder with the metadata the copy gives it. Once the
-//! overlay is unmounted, [`Relink::finish`] replaces each placeholder in the upper dir by
-//! a hard link to the snapshot's file when that file has what the placeholder says
-//! (owner, mode, mtime as the commit would clamp it, size, xattrs), and copies the
-//! content into it otherwise. A linked inode is never modified: it already has every
-//! value the commit would write. Directories keep the times the copy gave them.
+//! The copy runs as always (through the overlay, every directory, owner, mode, xattr and
+//! time set by [`super::place::Placer`]), except for a regular file whose content digest
+//! the step's copy record (`rbuild_cache::CopyRecord`) gives for the same path, where
+//! nothing is yet and whose directory is already in the upper dir: it is left out, with the owner, mode and times
+//! the copy would give it. Once the overlay is unmounted, [`Relink::finish`] puts each
+//! such file into the upper dir: a hard link to the snapshot's file when that file has
+//! exactly those (its mtime as the commit clamps it, its size, the source's xattrs), else
+//! a copy made as the placer makes one. A linked inode is never modified: it already has
+//! every value the commit would write. Directories keep the times the copy gave them.
 
+use super::place::{copy_file, copy_xattrs};
 use crate::context::{ContextError, ContextHasher, Entry};
 use rbuild_cache::CopyRecord;
 use rbuild_fsutil::{whiteout, xattr};
@@ -24,10 +25,23 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Relink<'a> {
     hasher: &'a ContextHasher,
     prev: Option<CopyRecord>,
-    /// Upper-dir path → the source file whose content a placeholder there stands for.
-    placeholders: HashMap<String, PathBuf>,
+    /// The overlay's upper dir.
+    upper: PathBuf,
+    /// Upper-dir path → a file left out of the copy, for [`Relink::finish`].
+    deferred: HashMap<String, Deferred>,
     /// Upper-dir path → content digest of every regular file placed (the next record).
     placed: HashMap<String, [u8; 32]>,
+    /// Directories found to be real directories in the upper dir.
+    upper_dirs: HashSet<String>,
+}
+
+/// A regular file left out of the copy: where it comes from and what the placer would
+/// have given it.
+struct Deferred {
+    src: PathBuf,
+    meta: std::fs::Metadata,
+    owner: (u32, u32),
+    mode: u32,
 }
 
 /// What [`Relink::finish`] did.
@@ -38,12 +52,14 @@ pub(crate) struct Relinked {
 }
 
 impl<'a> Relink<'a> {
-    pub(crate) fn new(hasher: &'a ContextHasher, prev: Option<CopyRecord>) -> Self {
+    pub(crate) fn new(hasher: &'a ContextHasher, prev: Option<CopyRecord>, upper: &Path) -> Self {
         Relink {
             hasher,
             prev,
-            placeholders: HashMap::new(),
+            upper: upper.to_path_buf(),
+            deferred: HashMap::new(),
             placed: HashMap::new(),
+            upper_dirs: HashSet::new(),
         }
     }
 
@@ -57,67 +73,101 @@ impl<'a> Relink<'a> {
         self.hasher.file_digests(ctx, entries)
     }
 
-    /// Notes a regular file placed at `rel` (upper-dir path) from `src`, with content
-    /// `digest`; true when it should be a placeholder (the previous layer has that content
-    /// there). A file placed again at the same path replaces what was noted.
-    pub(crate) fn note(&mut self, rel: &str, src: &Path, digest: [u8; 32], size: u64) -> bool {
+    /// Notes the regular file `e` about to be placed at `rel` (its path in the rootfs, no
+    /// leading `/`) with content `digest`, owner and mode; true when it is left for
+    /// [`finish`](Self::finish): the previous layer has that content there, the directories
+    /// on the way are real directories in the upper dir (so `rel` is where it lands), and
+    /// nothing is at `rel` in `root` (the mounted rootfs) for the placer to replace. A file
+    /// placed again at the same path replaces what was noted.
+    pub(crate) fn defer(
+        &mut self,
+        root: &Path,
+        rel: &str,
+        e: &Entry,
+        digest: [u8; 32],
+        owner: (u32, u32),
+        mode: u32,
+    ) -> bool {
         self.placed.insert(rel.to_string(), digest);
-        let reuse = size > 0
+        let wanted = e.meta.len() > 0
             && self
                 .prev
                 .as_ref()
-                .is_some_and(|p| p.files.get(rel) == Some(&digest));
-        if reuse {
-            self.placeholders.insert(rel.to_string(), src.to_path_buf());
+                .is_some_and(|p| p.files.get(rel) == Some(&digest))
+            && self.upper_dirs(rel.rsplit_once('/').map_or("", |(d, _)| d))
+            && std::fs::symlink_metadata(root.join(rel))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+        if wanted {
+            let d = Deferred {
+                src: e.path.clone(),
+                meta: e.meta.clone(),
+                owner,
+                mode,
+            };
+            self.deferred.insert(rel.to_string(), d);
         } else {
-            self.placeholders.remove(rel);
+            self.deferred.remove(rel);
         }
-        reuse
+        wanted
+    }
+
+    /// Whether every component of `dir` is a directory (not a symlink) in the upper dir.
+    fn upper_dirs(&mut self, dir: &str) -> bool {
+        if dir.is_empty() || self.upper_dirs.contains(dir) {
+            return true;
+        }
+        let (up, _) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let ok = self.upper_dirs(up)
+            && std::fs::symlink_metadata(self.upper.join(dir)).is_ok_and(|m| m.is_dir());
+        if ok {
+            self.upper_dirs.insert(dir.to_string());
+        }
+        ok
     }
 
     /// Forgets a file placed at `rel` without a digest (it will not be in the record).
     pub(crate) fn forget(&mut self, rel: &str) {
         self.placed.remove(rel);
-        self.placeholders.remove(rel);
+        self.deferred.remove(rel);
     }
 
-    /// Replaces the placeholders in `upper` (the overlay unmounted): a link to the
-    /// previous snapshot's file when it matches, else the source's content. `epoch` is the
+    /// Puts the files left out into the upper dir (the overlay unmounted): a link to the
+    /// previous snapshot's file when it matches, else a copy. `epoch` is the
     /// `SOURCE_DATE_EPOCH` the commit will clamp times to.
-    pub(crate) fn finish(&mut self, upper: &Path, epoch: Option<i64>) -> io::Result<Relinked> {
+    pub(crate) fn finish(&mut self, epoch: Option<i64>) -> io::Result<Relinked> {
         let mut done = Relinked::default();
         let Some(prev) = &self.prev else {
             return Ok(done);
         };
         let mut used: HashSet<(u64, u64)> = HashSet::new();
         let mut dir_times: HashMap<PathBuf, std::fs::Metadata> = HashMap::new();
-        let mut todo: Vec<(&String, &PathBuf)> = self.placeholders.iter().collect();
-        todo.sort();
-        for (rel, src) in todo {
-            let up = upper.join(rel);
-            let placeholder = std::fs::symlink_metadata(&up)?;
-            if !placeholder.is_file() || placeholder.len() != 0 {
-                continue; // something else took the path after the placeholder
+        let mut todo: Vec<(&String, &Deferred)> = self.deferred.iter().collect();
+        todo.sort_by(|a, b| a.0.cmp(b.0));
+        for (rel, d) in todo {
+            let up = self.upper.join(rel);
+            if std::fs::symlink_metadata(&up).is_ok() {
+                continue; // a directory the copy placed there afterwards
             }
             if let Some(dir) = up.parent()
                 && !dir_times.contains_key(dir)
             {
                 dir_times.insert(dir.to_path_buf(), std::fs::symlink_metadata(dir)?);
             }
-            let old = prev.snapshot.join(rel);
-            let size = std::fs::metadata(src)?.len();
-            if let Some(id) = same_file(&placeholder, &up, &old, size, epoch)
+            if let Some(id) = same_file(d, &prev.snapshot.join(rel), epoch)
                 && used.insert(id)
+                && std::fs::hard_link(prev.snapshot.join(rel), &up).is_ok()
             {
-                // Linked beside it, then over it: the placeholder stays if linking fails.
-                let beside = up.with_file_name(".rbuild-relink");
-                if std::fs::hard_link(&old, &beside).is_ok() {
-                    std::fs::rename(&beside, &up)?;
-                    done.linked += 1;
-                    continue;
-                }
+                done.linked += 1;
+                continue;
             }
-            copy_into(src, &up, &placeholder)?;
+            // As the placer copies: content, owner, then mode (chown clears set-id bits),
+            // xattrs, times.
+            copy_file(&d.src, &up)?;
+            std::os::unix::fs::lchown(&up, Some(d.owner.0), Some(d.owner.1))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&up, std::fs::Permissions::from_mode(d.mode))?;
+            copy_xattrs(&d.src, &up);
+            rbuild_fsutil::time::copy_times_nofollow(&up, &d.meta)?;
             done.copied += 1;
         }
         for (dir, meta) in &dir_times {
@@ -135,23 +185,17 @@ impl<'a> Relink<'a> {
     }
 }
 
-/// When the file `old` (of the previous snapshot) has everything the placeholder `up`
-/// (metadata `ph`) says and `size` bytes: its (dev, inode).
-fn same_file(
-    ph: &std::fs::Metadata,
-    up: &Path,
-    old: &Path,
-    size: u64,
-    epoch: Option<i64>,
-) -> Option<(u64, u64)> {
+/// When the file `old` (of the previous snapshot) is what the placer would make of `d`
+/// (after the commit's clamping): its (dev, inode).
+fn same_file(d: &Deferred, old: &Path, epoch: Option<i64>) -> Option<(u64, u64)> {
     let m = std::fs::symlink_metadata(old).ok()?;
-    let time = clamped(ph.mtime(), ph.mtime_nsec(), epoch);
+    let time = clamped(d.meta.mtime(), d.meta.mtime_nsec(), epoch);
     let same = m.is_file()
-        && m.len() == size
-        && (m.uid(), m.gid()) == (ph.uid(), ph.gid())
-        && m.mode() == ph.mode()
+        && m.len() == d.meta.len()
+        && (m.uid(), m.gid()) == d.owner
+        && m.mode() & 0o7777 == d.mode & 0o7777
         && (m.mtime(), m.mtime_nsec()) == time
-        && xattrs(old).ok()? == xattrs(up).ok()?;
+        && xattrs(old).ok()? == xattrs(&d.src).ok()?;
     same.then_some((m.dev(), m.ino()))
 }
 
@@ -174,20 +218,6 @@ fn xattrs(p: &Path) -> io::Result<Vec<(String, Option<Vec<u8>>)>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Writes `src`'s content into the placeholder `up`, which keeps the owner the copy gave
-/// it; its mode, xattrs and times (`ph`) are set again, as a write may clear set-id bits
-/// and file capabilities, and changes the mtime.
-fn copy_into(src: &Path, up: &Path, ph: &std::fs::Metadata) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut from = std::fs::File::open(src)?;
-    let mut to = std::fs::OpenOptions::new().write(true).open(up)?;
-    io::copy(&mut from, &mut to)?;
-    drop(to);
-    std::fs::set_permissions(up, std::fs::Permissions::from_mode(ph.mode() & 0o7777))?;
-    super::place::copy_xattrs(src, up);
-    rbuild_fsutil::time::copy_times_nofollow(up, ph)
 }
 
 #[cfg(test)]
