@@ -10,7 +10,7 @@ use crate::{Layer, Store, digest_hex};
 use oci_spec::image::MediaType;
 use rbuild_fsutil::whiteout::{self, is_opaque_xattr, is_overlay_xattr};
 use rbuild_fsutil::xattr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -33,13 +33,26 @@ impl Store {
         upper: &Path,
         epoch: Option<i64>,
     ) -> Result<Option<Layer>, CacheError> {
+        self.commit_layer_linked(upper, epoch, HashSet::new())
+    }
+
+    /// [`commit_layer_clamped`](Self::commit_layer_clamped) of an upper dir some of whose
+    /// files are hard links to files of other snapshots, by (dev, inode) in `linked`:
+    /// their data is on disk already, and the directories' fsyncs commit the links, so
+    /// they are not fsynced again (an fsync of each would flush the disk's cache).
+    pub fn commit_layer_linked(
+        &self,
+        upper: &Path,
+        epoch: Option<i64>,
+        linked: HashSet<(u64, u64)>,
+    ) -> Result<Option<Layer>, CacheError> {
         let mut rd = std::fs::read_dir(upper).ctx("read directory", upper)?;
         if rd.next().is_none() {
             return Ok(None);
         }
         // The step's overlay is mounted `volatile` (no sync at unmount): the upper dir's
         // files are fsynced, each once the tar has it, while the rest is archived.
-        let mut synced = SyncPool::new();
+        let mut synced = SyncPool::new().skipping(linked);
         let blob = self.blob_writer()?;
         // ParGz buffers whole blocks itself, and compresses and writes them on other
         // threads while this one walks and hashes the tar.
@@ -244,7 +257,9 @@ pub(crate) fn write_upper_tar<W: Write>(
             h.size = meta.len();
             let mut f = std::fs::File::open(path).ctx("open", path)?;
             write_entry(&mut out, &h, Some(&mut f), &mut buf).ctx("write layer entry", path)?;
-            if let Some(s) = sync.as_deref_mut() {
+            if let Some(s) = sync.as_deref_mut()
+                && !s.is_durable(meta.dev(), meta.ino())
+            {
                 s.sync(f).ctx("sync", path)?;
             }
             continue;

@@ -5,6 +5,7 @@
 //! filesystem: with a `dd` writing 2 GB beside a build, a one-file COPY waited for all of
 //! it.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -23,6 +24,8 @@ pub(crate) struct SyncPool {
     rx: Arc<Mutex<Receiver<File>>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
     sent: usize,
+    /// Files (dev, inode) whose data is known to be on disk already.
+    durable: HashSet<(u64, u64)>,
 }
 
 impl SyncPool {
@@ -33,7 +36,19 @@ impl SyncPool {
             rx: Arc::new(Mutex::new(rx)),
             threads: Vec::new(),
             sent: 0,
+            durable: HashSet::new(),
         }
+    }
+
+    /// The pool, told that the files (dev, inode) in `durable` are on disk already.
+    pub(crate) fn skipping(mut self, durable: HashSet<(u64, u64)>) -> SyncPool {
+        self.durable = durable;
+        self
+    }
+
+    /// Whether the file (dev, inode) needs no fsync (see [`skipping`](Self::skipping)).
+    pub(crate) fn is_durable(&self, dev: u64, ino: u64) -> bool {
+        self.durable.contains(&(dev, ino))
     }
 
     /// Queues `f` (a file or a directory, opened for reading is enough) to be fsynced.

@@ -11,7 +11,9 @@ use super::place::{
     lchown, mkdir_all_in_root, other, set_mode, set_times,
 };
 use super::relink::Relink;
-use super::rootfs::{commit_step, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain};
+use super::rootfs::{
+    commit_step, commit_step_linked, copy_rootfs, mkdir, mount_lowers, step_dirs, view_chain,
+};
 use super::source::local_context;
 use crate::context::{self, Filter};
 use crate::error::{SolveError, StepFailure};
@@ -222,13 +224,15 @@ impl FileStep {
                 source,
             })
         })?;
-        if done.linked > 0 {
+        if !done.linked.is_empty() {
             step.say(format!(
                 "{} unchanged files linked from the previous layer, {} copied",
-                done.linked, done.copied
+                done.linked.len(),
+                done.copied
             ));
         }
-        let outcome = commit_step(step, base.layers.clone(), (&copy_base, &mnt), &upper)?;
+        let copied = (copy_base.as_path(), mnt.as_path());
+        let outcome = commit_step_linked(step, base.layers.clone(), copied, &upper, done.linked)?;
         if let Some(layer) = outcome
             .layers
             .last()

@@ -47,7 +47,8 @@ struct Deferred {
 /// What [`Relink::finish`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Relinked {
-    pub linked: usize,
+    /// The files linked, by (dev, inode).
+    pub linked: HashSet<(u64, u64)>,
     pub copied: usize,
 }
 
@@ -139,7 +140,6 @@ impl<'a> Relink<'a> {
         let Some(prev) = &self.prev else {
             return Ok(done);
         };
-        let mut used: HashSet<(u64, u64)> = HashSet::new();
         let mut dir_times: HashMap<PathBuf, std::fs::Metadata> = HashMap::new();
         let mut todo: Vec<(&String, &Deferred)> = self.deferred.iter().collect();
         todo.sort_by(|a, b| a.0.cmp(b.0));
@@ -154,10 +154,10 @@ impl<'a> Relink<'a> {
                 dir_times.insert(dir.to_path_buf(), std::fs::symlink_metadata(dir)?);
             }
             if let Some(id) = same_file(d, &prev.snapshot.join(rel), epoch)
-                && used.insert(id)
+                && !done.linked.contains(&id)
                 && std::fs::hard_link(prev.snapshot.join(rel), &up).is_ok()
             {
-                done.linked += 1;
+                done.linked.insert(id);
                 continue;
             }
             // As the placer copies: content, owner, then mode (chown clears set-id bits),

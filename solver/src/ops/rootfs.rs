@@ -10,6 +10,7 @@ use crate::error::{SolveError, StepFailure};
 use crate::op::{RuntimeKey, StepContext};
 use crate::outcome::Outcome;
 use rbuild_cache::{Layer, copysnap};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,8 +59,20 @@ pub(crate) fn copy_rootfs(
 pub(crate) fn commit_step(
     step: &StepContext,
     base: Arc<[Layer]>,
+    copied: (&Path, &Path),
+    upper: &Path,
+) -> Result<Outcome, SolveError> {
+    commit_step_linked(step, base, copied, upper, HashSet::new())
+}
+
+/// [`commit_step`] of an upper dir holding hard links to other snapshots' files, by
+/// (dev, inode) in `linked` (already on disk: not fsynced again).
+pub(crate) fn commit_step_linked(
+    step: &StepContext,
+    base: Arc<[Layer]>,
     (copy_base, root): (&Path, &Path),
     upper: &Path,
+    linked: HashSet<(u64, u64)>,
 ) -> Result<Outcome, SolveError> {
     if step.services.copying {
         let what = format!("computing the changes of {}", root.display());
@@ -67,7 +80,7 @@ pub(crate) fn commit_step(
     }
     let layers = match step
         .store()
-        .commit_layer_clamped(upper, step.opts.epoch)
+        .commit_layer_linked(upper, step.opts.epoch, linked)
         .map_err(|e| step.fail(e))?
     {
         Some(layer) => base.iter().cloned().chain([layer]).collect(),
