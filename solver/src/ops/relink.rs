@@ -38,8 +38,10 @@ pub(crate) struct Relink<'a> {
 /// A regular file left out of the copy: where it comes from and what the placer would
 /// have given it.
 struct Deferred {
-    src: PathBuf,
-    meta: std::fs::Metadata,
+    src: Box<Path>,
+    size: u64,
+    atime: (i64, i64),
+    mtime: (i64, i64),
     owner: (u32, u32),
     mode: u32,
 }
@@ -99,9 +101,12 @@ impl<'a> Relink<'a> {
             && std::fs::symlink_metadata(root.join(rel))
                 .is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
         if wanted {
+            let m = &e.meta;
             let d = Deferred {
-                src: e.path.clone(),
-                meta: e.meta.clone(),
+                src: e.path.clone().into_boxed_path(),
+                size: m.len(),
+                atime: (m.atime(), m.atime_nsec()),
+                mtime: (m.mtime(), m.mtime_nsec()),
                 owner,
                 mode,
             };
@@ -167,12 +172,16 @@ impl<'a> Relink<'a> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&up, std::fs::Permissions::from_mode(d.mode))?;
             copy_xattrs(&d.src, &up);
-            rbuild_fsutil::time::copy_times_nofollow(&up, &d.meta)?;
+            let t = |(secs, nsecs)| rbuild_fsutil::time::Timestamp { secs, nsecs };
+            rbuild_fsutil::time::set_times_nofollow(&up, t(d.atime), t(d.mtime))?;
             done.copied += 1;
         }
         for (dir, meta) in &dir_times {
             rbuild_fsutil::time::copy_times_nofollow(dir, meta)?;
         }
+        // Only the record is needed from here: the commit's buffers take the room.
+        self.deferred = HashMap::new();
+        self.prev = None;
         Ok(done)
     }
 
@@ -189,9 +198,9 @@ impl<'a> Relink<'a> {
 /// (after the commit's clamping): its (dev, inode).
 fn same_file(d: &Deferred, old: &Path, epoch: Option<i64>) -> Option<(u64, u64)> {
     let m = std::fs::symlink_metadata(old).ok()?;
-    let time = clamped(d.meta.mtime(), d.meta.mtime_nsec(), epoch);
+    let time = clamped(d.mtime.0, d.mtime.1, epoch);
     let same = m.is_file()
-        && m.len() == d.meta.len()
+        && m.len() == d.size
         && (m.uid(), m.gid()) == d.owner
         && m.mode() & 0o7777 == d.mode & 0o7777
         && (m.mtime(), m.mtime_nsec()) == time
