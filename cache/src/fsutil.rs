@@ -150,6 +150,19 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CacheError> 
     fsync_dir(dir)
 }
 
+/// Writes `bytes` to `path` by a temp file and a rename, without fsync: for hints (block
+/// indexes, copy records), which a crash may tear or lose at no cost but time.
+pub(crate) fn write_hint(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix())
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// The inode flag FS_TOPDIR_FL (`chattr +T`), not in the libc crate.
 const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 

@@ -98,7 +98,8 @@ impl Store {
     }
 
     /// Records what the layer (`digest`, `diff_id`) that the COPY step `identity` just
-    /// made holds (see the module docs); replaces the step's earlier record.
+    /// made holds (see the module docs); replaces the step's earlier record. A hint: not
+    /// fsynced.
     pub fn put_copy_record(
         &self,
         identity: &[u8; 32],
@@ -106,12 +107,8 @@ impl Store {
         diff_id: &str,
         files: &[(String, [u8; 32])],
     ) -> Result<(), CacheError> {
-        let dir = self.relink_dir();
-        std::fs::create_dir_all(&dir).ctx("create", &dir)?;
-        fsutil::atomic_write(
-            &self.copy_record_path(identity),
-            &encode(digest, diff_id, files),
-        )
+        let path = self.copy_record_path(identity);
+        fsutil::write_hint(&path, &encode(digest, diff_id, files)).ctx("write", &path)
     }
 
     /// Removes the copy records whose layer has no snapshot any more (after a prune).
@@ -121,6 +118,9 @@ impl Store {
             return Ok(());
         };
         for ent in rd.flatten() {
+            if fsutil::temp_owner(&ent.file_name()).is_some() {
+                continue; // being written
+            }
             let path = ent.path();
             let keep = std::fs::read(&path)
                 .ok()

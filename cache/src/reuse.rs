@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,13 +80,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<Piece>> {
 /// Writes the index of the blob `blob_hex` (temp file + rename; it is only a hint, so
 /// no fsync: a torn or lost index costs compression time, never correctness).
 pub(crate) fn save_index(dir: &Path, blob_hex: &str, pieces: &[Piece]) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&crate::fsutil::temp_prefix())
-        .tempfile_in(dir)?;
-    tmp.write_all(&encode(pieces))?;
-    tmp.persist(dir.join(blob_hex)).map_err(|e| e.error)?;
-    Ok(())
+    crate::fsutil::write_hint(&dir.join(blob_hex), &encode(pieces))
 }
 
 /// Removes the indexes of blobs that are gone (after a prune).
