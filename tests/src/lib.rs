@@ -91,6 +91,39 @@ impl Env {
         dir
     }
 
+    /// `rbuild inspect TAG`: the image's JSON object (docker's shape).
+    pub fn inspect(&self, tag: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", tag]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("inspect prints JSON");
+        v[0].clone()
+    }
+
+    /// The bytes of blob `digest` in this store.
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::read(self.root().join("oci/blobs/sha256").join(hex)).expect("blob in the store")
+    }
+
+    /// The stored manifest of image `tag`.
+    pub fn manifest(&self, tag: &str) -> serde_json::Value {
+        let digest = self.inspect(tag)["ManifestDigest"]
+            .as_str()
+            .expect("manifest digest")
+            .to_string();
+        serde_json::from_slice(&self.blob(&digest)).expect("manifest JSON")
+    }
+
+    /// The layer digests of image `tag`, bottom first.
+    pub fn layer_digests(&self, tag: &str) -> Vec<String> {
+        self.manifest(tag)["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["digest"].as_str().expect("layer digest").to_string())
+            .collect()
+    }
+
     /// Builds `busybox:latest` from the host's static busybox and the repo's
     /// examples/busybox-base/Dockerfile.
     pub fn busybox_base(&self) {

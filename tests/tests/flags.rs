@@ -16,26 +16,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `rbuild inspect` of `tag` as JSON.
-fn inspect(env: &Env, tag: &str) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON");
-    v[0].clone()
-}
-
-/// The manifest of `tag` as stored.
-fn manifest(env: &Env, tag: &str) -> serde_json::Value {
-    let digest = inspect(env, tag)["ManifestDigest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let path = env
-        .root()
-        .join("oci/blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 /// Builds `dockerfile` with `flags`, writing the image's filesystem to a dir it returns.
 fn build_to_dir(env: &Env, name: &str, dockerfile: &str, flags: &[&str]) -> std::path::PathBuf {
     let ctx = env.context(name, &[("Dockerfile", dockerfile)]);
@@ -86,7 +66,7 @@ fn label_annotation_and_metadata_file() {
         "type=provenance,disabled=true",
         p(&ctx),
     ]);
-    let labels = &inspect(&env, "app:1")["Config"]["Labels"];
+    let labels = &env.inspect("app:1")["Config"]["Labels"];
     assert_eq!(labels["team"], "build");
     assert_eq!(labels["org.example.ci"], "yes");
     assert_eq!(
@@ -94,7 +74,7 @@ fn label_annotation_and_metadata_file() {
         "--label comes after the Dockerfile's LABEL"
     );
 
-    let m = manifest(&env, "app:1");
+    let m = env.manifest("app:1");
     assert_eq!(
         m["annotations"],
         serde_json::json!({
@@ -103,7 +83,7 @@ fn label_annotation_and_metadata_file() {
         })
     );
 
-    let info = inspect(&env, "app:1");
+    let info = env.inspect("app:1");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     assert_eq!(json["containerimage.digest"], info["ManifestDigest"]);
     assert_eq!(json["containerimage.config.digest"], info["Id"]);
@@ -111,8 +91,8 @@ fn label_annotation_and_metadata_file() {
 
     // The same build without the flags: labels and annotations gone, another image.
     env.ok(&["build", "--progress=plain", "-t", "plain:1", p(&ctx)]);
-    assert!(manifest(&env, "plain:1").get("annotations").is_none());
-    assert_ne!(inspect(&env, "plain:1")["Id"], info["Id"]);
+    assert!(env.manifest("plain:1").get("annotations").is_none());
+    assert_ne!(env.inspect("plain:1")["Id"], info["Id"]);
 }
 
 #[test]
@@ -307,7 +287,7 @@ fn user_groups_and_the_scratch_workdir() {
     let env = Env::new();
     env.busybox_base();
     // Built FROM scratch with no WORKDIR: "/" as BuildKit writes it.
-    assert_eq!(inspect(&env, "busybox:latest")["Config"]["WorkingDir"], "/");
+    assert_eq!(env.inspect("busybox:latest")["Config"]["WorkingDir"], "/");
     let out = build_to_dir(
         &env,
         "groups",

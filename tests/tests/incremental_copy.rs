@@ -152,34 +152,9 @@ fn build(env: &Env, ctx: &Path, target: &str, tag: &str, epoch: Option<&str>) ->
     out
 }
 
-fn inspect(env: &Env, tag: &str) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON");
-    v[0].clone()
-}
-
-/// The layer digests of `tag`'s manifest, bottom first.
-fn layer_digests(env: &Env, tag: &str) -> Vec<String> {
-    let digest = inspect(env, tag)["ManifestDigest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let blob = |d: &str| {
-        let hex = d.trim_start_matches("sha256:");
-        std::fs::read(env.root().join("oci/blobs/sha256").join(hex)).unwrap()
-    };
-    let manifest: serde_json::Value = serde_json::from_slice(&blob(&digest)).unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Snapshot directories of `tag`'s layers, bottom first.
 fn snapshots(env: &Env, tag: &str) -> Vec<PathBuf> {
-    inspect(env, tag)["RootFS"]["Layers"]
+    env.inspect(tag)["RootFS"]["Layers"]
         .as_array()
         .unwrap()
         .iter()
@@ -232,9 +207,9 @@ fn an_incremental_copy_links_unchanged_files_and_gives_the_cold_layer() {
     edit_context(&cold_ctx);
     let cold = build(&b, &cold_ctx, "app", "app:2", None);
     assert!(relinked(&String::from_utf8_lossy(&cold.stderr)).is_empty());
-    let warm_layers = layer_digests(&a, "app:2");
+    let warm_layers = a.layer_digests("app:2");
     assert_eq!(warm_layers.len(), 2);
-    assert_eq!(warm_layers, layer_digests(&b, "app:2"));
+    assert_eq!(warm_layers, b.layer_digests("app:2"));
 
     // Linked, not copied: the unchanged file is one inode in both snapshots; the changed
     // one is not, and the old snapshot still holds what it held.
@@ -292,6 +267,6 @@ fn with_source_date_epoch_the_incremental_image_is_the_cold_image() {
     write_context(&cold_ctx);
     edit_context(&cold_ctx);
     build(&b, &cold_ctx, "app", "app:2", epoch);
-    assert_eq!(inspect(&a, "app:2")["Id"], inspect(&b, "app:2")["Id"]);
-    assert_eq!(layer_digests(&a, "app:2"), layer_digests(&b, "app:2"));
+    assert_eq!(a.inspect("app:2")["Id"], b.inspect("app:2")["Id"]);
+    assert_eq!(a.layer_digests("app:2"), b.layer_digests("app:2"));
 }

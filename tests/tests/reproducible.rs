@@ -14,37 +14,9 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// `rbuild inspect` of `tag` as JSON.
-fn inspect(env: &Env, tag: &str) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_slice(&env.ok(&["inspect", tag]).stdout).expect("inspect prints JSON");
-    v[0].clone()
-}
-
-/// The blob `digest` of `env`'s store.
-fn blob(env: &Env, digest: &str) -> Vec<u8> {
-    let hex = digest.trim_start_matches("sha256:");
-    std::fs::read(env.root().join("oci/blobs/sha256").join(hex)).expect("blob in the store")
-}
-
-/// The layer digests of `tag`'s manifest, bottom first.
-fn layer_digests(env: &Env, tag: &str) -> Vec<String> {
-    let digest = inspect(env, tag)["ManifestDigest"]
-        .as_str()
-        .expect("manifest digest")
-        .to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&blob(env, &digest)).unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// (path, mtime) of every entry of a gzip'd layer blob.
 fn entry_times(env: &Env, digest: &str) -> Vec<(String, u64)> {
-    let bytes = blob(env, digest);
+    let bytes = env.blob(digest);
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
     a.entries()
         .unwrap()
@@ -87,8 +59,8 @@ fn same_inputs_two_stores_seconds_apart_give_the_same_image() {
         p(&base_ctx),
     ]);
     b.ok(&["load", "-i", p(&archive)]);
-    let base_layers = layer_digests(&a, "base:1");
-    assert_eq!(base_layers, layer_digests(&b, "base:1"));
+    let base_layers = a.layer_digests("base:1");
+    assert_eq!(base_layers, b.layer_digests("base:1"));
 
     // The same context in two places; the second one's file is touched a second later.
     let ctx_a = a.context("app", &[("Dockerfile", APP), ("a.txt", "hello\n")]);
@@ -134,7 +106,7 @@ fn same_inputs_two_stores_seconds_apart_give_the_same_image() {
         p(&iid_b),
         p(&ctx_b),
     ]);
-    let (ia, ib) = (inspect(&a, "app:1"), inspect(&b, "app:1"));
+    let (ia, ib) = (a.inspect("app:1"), b.inspect("app:1"));
     assert_eq!(ia["Id"], ib["Id"], "image IDs");
     assert_eq!(
         ia["ManifestDigest"], ib["ManifestDigest"],
@@ -149,7 +121,7 @@ fn same_inputs_two_stores_seconds_apart_give_the_same_image() {
     let config = &ia["ImageConfig"];
     assert_eq!(config["created"], EPOCH_TEXT);
     let history = config["history"].as_array().unwrap();
-    let base_history = inspect(&a, "base:1")["ImageConfig"]["history"]
+    let base_history = a.inspect("base:1")["ImageConfig"]["history"]
         .as_array()
         .unwrap()
         .clone();
@@ -177,7 +149,7 @@ fn same_inputs_two_stores_seconds_apart_give_the_same_image() {
     // The layers: the base's are the base image's own, with their times; every entry of
     // the layers this build wrote is at the epoch or older, and what the RUN created is
     // at the epoch.
-    let layers = layer_digests(&a, "app:1");
+    let layers = a.layer_digests("app:1");
     assert_eq!(layers[..base_layers.len()], base_layers[..]);
     let newest_base = base_layers
         .iter()
