@@ -14,6 +14,7 @@
 
 use super::place::{copy_file, copy_xattrs};
 use crate::context::{ContextError, ContextHasher, Entry};
+use rayon::prelude::*;
 use rbuild_cache::CopyRecord;
 use rbuild_fsutil::{whiteout, xattr};
 use std::collections::{HashMap, HashSet};
@@ -145,36 +146,52 @@ impl<'a> Relink<'a> {
         let Some(prev) = &self.prev else {
             return Ok(done);
         };
-        let mut dir_times: HashMap<PathBuf, std::fs::Metadata> = HashMap::new();
         let mut todo: Vec<(&String, &Deferred)> = self.deferred.iter().collect();
         todo.sort_by(|a, b| a.0.cmp(b.0));
-        for (rel, d) in todo {
-            let up = self.upper.join(rel);
-            if std::fs::symlink_metadata(&up).is_ok() {
-                continue; // a directory the copy placed there afterwards
+        // Directories first, to give them their times back at the end.
+        let mut dir_times: HashMap<&Path, std::fs::Metadata> = HashMap::new();
+        let ups: Vec<PathBuf> = todo.iter().map(|(rel, _)| self.upper.join(rel)).collect();
+        for dir in ups.iter().filter_map(|up| up.parent()) {
+            if !dir_times.contains_key(dir) {
+                dir_times.insert(dir, std::fs::symlink_metadata(dir)?);
             }
-            if let Some(dir) = up.parent()
-                && !dir_times.contains_key(dir)
-            {
-                dir_times.insert(dir.to_path_buf(), std::fs::symlink_metadata(dir)?);
+        }
+        // Which snapshot file each matches (in parallel: a few syscalls each), then each
+        // inode linked once (a snapshot's hard links stay files of their own here).
+        let matched: Vec<Option<(u64, u64)>> = todo
+            .par_iter()
+            .map(|(rel, d)| same_file(d, &prev.snapshot.join(rel), epoch))
+            .collect();
+        let mut seen = HashSet::new();
+        let link: Vec<bool> = matched
+            .iter()
+            .map(|m| m.is_some_and(|id| seen.insert(id)))
+            .collect();
+        let results: Vec<io::Result<Placed>> = (0..todo.len())
+            .into_par_iter()
+            .map(|i| {
+                let (rel, d) = todo[i];
+                if link[i] {
+                    match std::fs::hard_link(prev.snapshot.join(rel), &ups[i]) {
+                        Ok(()) => return Ok(Placed::Linked),
+                        // A directory the copy placed there afterwards.
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            return Ok(Placed::Skipped);
+                        }
+                        Err(_) => {} // gone meanwhile (a prune): copied after all
+                    }
+                }
+                place_copy(d, &ups[i])
+            })
+            .collect();
+        for (r, m) in results.into_iter().zip(&matched) {
+            match r? {
+                Placed::Linked => {
+                    done.linked.extend(*m);
+                }
+                Placed::Copied => done.copied += 1,
+                Placed::Skipped => {}
             }
-            if let Some(id) = same_file(d, &prev.snapshot.join(rel), epoch)
-                && !done.linked.contains(&id)
-                && std::fs::hard_link(prev.snapshot.join(rel), &up).is_ok()
-            {
-                done.linked.insert(id);
-                continue;
-            }
-            // As the placer copies: content, owner, then mode (chown clears set-id bits),
-            // xattrs, times.
-            copy_file(&d.src, &up)?;
-            std::os::unix::fs::lchown(&up, Some(d.owner.0), Some(d.owner.1))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&up, std::fs::Permissions::from_mode(d.mode))?;
-            copy_xattrs(&d.src, &up);
-            let t = |(secs, nsecs)| rbuild_fsutil::time::Timestamp { secs, nsecs };
-            rbuild_fsutil::time::set_times_nofollow(&up, t(d.atime), t(d.mtime))?;
-            done.copied += 1;
         }
         for (dir, meta) in &dir_times {
             rbuild_fsutil::time::copy_times_nofollow(dir, meta)?;
@@ -192,6 +209,30 @@ impl<'a> Relink<'a> {
         files.sort();
         files
     }
+}
+
+/// What became of a file left out of the copy.
+enum Placed {
+    Linked,
+    Copied,
+    /// Something else took its path later in the copy.
+    Skipped,
+}
+
+/// Copies `d` to `up` as the placer copies: content, owner, then mode (chown clears
+/// set-id bits), xattrs, times.
+fn place_copy(d: &Deferred, up: &Path) -> io::Result<Placed> {
+    match copy_file(&d.src, up) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Placed::Skipped),
+        r => r?,
+    }
+    std::os::unix::fs::lchown(up, Some(d.owner.0), Some(d.owner.1))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(up, std::fs::Permissions::from_mode(d.mode))?;
+    copy_xattrs(&d.src, up);
+    let t = |(secs, nsecs)| rbuild_fsutil::time::Timestamp { secs, nsecs };
+    rbuild_fsutil::time::set_times_nofollow(up, t(d.atime), t(d.mtime))?;
+    Ok(Placed::Copied)
 }
 
 /// When the file `old` (of the previous snapshot) is what the placer would make of `d`
