@@ -161,4 +161,34 @@ mod tests {
         }
         assert!(decode(b"rbuild relink v0xxxx").is_none());
     }
+
+    #[test]
+    fn a_record_lives_as_long_as_its_snapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let diff_id = format!("sha256:{}", "ab".repeat(32));
+        let (kept, gone) = ([1u8; 32], [2u8; 32]);
+        let files = [("app/a".to_string(), [7u8; 32])];
+        for id in [&kept, &gone] {
+            store
+                .put_copy_record(id, "sha256:00", &diff_id, &files)
+                .unwrap();
+        }
+        // No snapshot yet: neither record is usable, and prune removes both.
+        assert!(store.copy_record(&kept).is_none());
+        store.remove_orphan_copy_records().unwrap();
+        assert_eq!(std::fs::read_dir(store.relink_dir()).unwrap().count(), 0);
+
+        std::fs::create_dir_all(store.snapshot_path(&diff_id).unwrap()).unwrap();
+        store
+            .put_copy_record(&kept, "sha256:00", &diff_id, &files)
+            .unwrap();
+        store.remove_orphan_copy_records().unwrap();
+        let r = store
+            .copy_record(&kept)
+            .expect("record of an existing snapshot");
+        assert_eq!(r.snapshot, store.snapshot_path(&diff_id).unwrap());
+        assert_eq!(r.files["app/a"], [7; 32]);
+        assert!(store.copy_record(&gone).is_none());
+    }
 }
