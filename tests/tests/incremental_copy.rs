@@ -11,10 +11,12 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+// Every directory in the layers comes from the context (none is made with the time of the
+// build), so two builds of one context seconds apart give the same layers.
 const DOCKERFILE: &str = "\
 FROM scratch AS app
 COPY app /app
-COPY --chown=7:8 --chmod=640 conf /etc/conf
+COPY --chown=7:8 --chmod=640 conf /conf
 
 FROM busybox AS check
 COPY --from=app / /
@@ -220,8 +222,8 @@ fn an_incremental_copy_links_unchanged_files_and_gives_the_cold_layer() {
         ino(new[0].join("app/d0/f0.txt"))
     );
     assert_eq!(
-        ino(old[1].join("etc/conf/a.conf")),
-        ino(new[1].join("etc/conf/a.conf"))
+        ino(old[1].join("conf/a.conf")),
+        ino(new[1].join("conf/a.conf"))
     );
     assert_ne!(
         ino(old[0].join("app/d0/f3.txt")),
@@ -269,4 +271,34 @@ fn with_source_date_epoch_the_incremental_image_is_the_cold_image() {
     build(&b, &cold_ctx, "app", "app:2", epoch);
     assert_eq!(a.inspect("app:2")["Id"], b.inspect("app:2")["Id"]);
     assert_eq!(a.layer_digests("app:2"), b.layer_digests("app:2"));
+}
+
+#[test]
+fn a_later_source_replacing_a_directory_wins_as_in_a_cold_build() {
+    // One COPY, two matched sources: src2's file `sub` replaces the directory src1 made.
+    // (Into `/`: a destination directory the copy creates gets the time of the build.)
+    let write = |dir: &Path, edit: &str| {
+        for (f, text) in [
+            ("src1/sub/f.txt", "in a directory\n"),
+            ("src1/g.txt", edit),
+            ("src2/sub", "a file\n"),
+        ] {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+        }
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch AS w\nCOPY src* /\n").unwrap();
+        set_all_times(dir, 1_600_000_000);
+    };
+    let a = Env::new();
+    let ctx = a.work.path().join("ctx");
+    write(&ctx, "one\n");
+    build(&a, &ctx, "w", "w:1", None);
+    write(&ctx, "two\n");
+    let log = String::from_utf8_lossy(&build(&a, &ctx, "w", "w:2", None).stderr).into_owned();
+    let b = Env::new();
+    let cold = b.work.path().join("ctx");
+    write(&cold, "two\n");
+    build(&b, &cold, "w", "w:2", None);
+    assert_eq!(a.layer_digests("w:2"), b.layer_digests("w:2"), "{log}");
 }

@@ -152,8 +152,11 @@ impl<'a> Relink<'a> {
         let mut dir_times: HashMap<&Path, std::fs::Metadata> = HashMap::new();
         let ups: Vec<PathBuf> = todo.iter().map(|(rel, _)| self.upper.join(rel)).collect();
         for dir in ups.iter().filter_map(|up| up.parent()) {
-            if !dir_times.contains_key(dir) {
-                dir_times.insert(dir, std::fs::symlink_metadata(dir)?);
+            // A directory a later source of the copy replaced is not there to restore.
+            if !dir_times.contains_key(dir)
+                && let Ok(m) = std::fs::symlink_metadata(dir)
+            {
+                dir_times.insert(dir, m);
             }
         }
         // Which snapshot file each matches (in parallel: a few syscalls each), then each
@@ -171,6 +174,13 @@ impl<'a> Relink<'a> {
             .into_par_iter()
             .map(|i| {
                 let (rel, d) = todo[i];
+                let in_dir = ups[i]
+                    .parent()
+                    .is_some_and(|p| dir_times.get(p).is_some_and(|m| m.is_dir()));
+                if !in_dir {
+                    // A later source of the copy put a file where its directory was.
+                    return Ok(Placed::Skipped);
+                }
                 if link[i] {
                     match std::fs::hard_link(prev.snapshot.join(rel), &ups[i]) {
                         Ok(()) => return Ok(Placed::Linked),
