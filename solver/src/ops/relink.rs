@@ -5,12 +5,13 @@
 //! The copy runs as always (through the overlay, every directory, owner, mode, xattr and
 //! time set by [`super::place::Placer`]), except for a regular file whose content digest
 //! the step's copy record (`rbuild_cache::CopyRecord`) gives for the same path, where
-//! nothing is yet and whose directory is already in the upper dir: it is left out, with the owner, mode and times
-//! the copy would give it. Once the overlay is unmounted, [`Relink::finish`] puts each
-//! such file into the upper dir: a hard link to the snapshot's file when that file has
-//! exactly those (its mtime as the commit clamps it, its size, the source's xattrs), else
-//! a copy made as the placer makes one. A linked inode is never modified: it already has
-//! every value the commit would write. Directories keep the times the copy gave them.
+//! nothing is yet and whose directory is already in the upper dir: it is left out, with
+//! the owner, mode and times the copy would give it. Once the overlay is unmounted,
+//! [`Relink::finish`] puts each such file into the upper dir: a hard link to the
+//! snapshot's file when that file has exactly those (its mtime as the commit clamps it,
+//! its size, the source's xattrs), else a copy made as the placer makes one. A linked
+//! inode is never modified: it already has every value the commit would write.
+//! Directories keep the times the copy gave them.
 
 use super::place::{copy_file, copy_xattrs};
 use crate::context::{ContextError, ContextHasher, Entry};
