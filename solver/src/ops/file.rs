@@ -4,11 +4,12 @@
 //! context; ADD's archives are in [`super::archive`].
 
 use super::archive::{open_archive, unpack};
+use super::filecopy::copy_file;
 use super::git;
 use super::http::{self, Body, Remote};
 use super::place::{
-    ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, copy_file, in_root, in_root_nofollow,
-    lchown, mkdir_all_in_root, other, set_mode, set_times,
+    ActionError, CopyOpts, Placer, SourceRoot, clear_non_dir, in_root, in_root_nofollow, lchown,
+    mkdir_all_in_root, other, set_mode, set_times,
 };
 use super::relink::Relink;
 use super::rootfs::{

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod exec;
 pub mod export;
 pub mod file;
+mod filecopy;
 mod git;
 mod http;
 pub mod mounts;

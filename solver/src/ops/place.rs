@@ -3,6 +3,7 @@
 //! the way replaced, owners, modes (`--chmod`, octal or symbolic), xattrs and times set.
 //! Used by [`super::file`] (COPY/ADD/WORKDIR) and [`super::parents`] (`COPY --parents`).
 
+use super::filecopy::{copy_file, copy_xattrs};
 use super::relink::Relink;
 use crate::context::{self, Entry};
 use crate::error::StepFailure;
@@ -10,7 +11,6 @@ use rbuild_graph::chmod::ModeSet;
 use rbuild_graph::dockerignore::Patterns;
 use rbuild_graph::paths::clean_abs;
 use std::collections::HashMap;
-use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -313,31 +313,5 @@ pub(super) fn ensure_parent(
         mode,
         owner,
     )?;
-    Ok(())
-}
-
-/// Copies extended attributes (e.g. `security.capability` of a binary from another stage),
-/// after chown, which clears capabilities. Overlay-internal ones are never copied. Best
-/// effort: a filesystem without xattr support still gets the file.
-pub(super) fn copy_xattrs(src: &Path, dst: &Path) {
-    use rbuild_fsutil::{whiteout, xattr};
-    let Ok(names) = xattr::list(src) else {
-        return;
-    };
-    for name in names.iter().filter(|n| !whiteout::is_overlay_xattr(n)) {
-        if let Ok(Some(value)) = xattr::get(src, name) {
-            let _ = xattr::set(dst, name, &value);
-        }
-    }
-}
-
-/// Copies file content (the kernel's copy_file_range where possible).
-pub(super) fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
-    let mut src = std::fs::File::open(from)?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)?;
-    io::copy(&mut src, &mut dst)?;
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! inode is never modified: it already has every value the commit would write.
 //! Directories keep the times the copy gave them.
 
-use super::place::{copy_file, copy_xattrs};
+use super::filecopy::{copy_file, copy_xattrs};
 use crate::context::{ContextError, ContextHasher, Entry};
 use rayon::prelude::*;
 use rbuild_cache::CopyRecord;
