@@ -6,6 +6,7 @@
 use crate::durable::SyncPool;
 use crate::error::{CacheError, IoContext};
 use crate::fsutil::{self, HashWriter};
+use crate::pargz::TarSink;
 use crate::{Layer, Store, digest_hex};
 use oci_spec::image::MediaType;
 use rbuild_fsutil::whiteout::{self, is_opaque_xattr, is_overlay_xattr};
@@ -140,7 +141,7 @@ impl Store {
 /// snapshot), and clamps its times to `epoch`. With `sync`, every regular file and
 /// directory is queued there to be fsynced once archived (the rest lives in inodes and
 /// directory entries, which the directories' fsyncs commit).
-pub(crate) fn write_upper_tar<W: Write>(
+pub(crate) fn write_upper_tar<W: TarSink>(
     upper: &Path,
     mut out: W,
     mut sync: Option<&mut SyncPool>,
@@ -162,6 +163,7 @@ pub(crate) fn write_upper_tar<W: Write>(
                 source: e.into(),
             }
         })?;
+        out.entry_start().ctx("write layer entry", ent.path())?;
         let path = ent.path();
         let rel = path
             .strip_prefix(upper)

@@ -223,6 +223,12 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+impl<W: crate::pargz::TarSink> crate::pargz::TarSink for HashWriter<W> {
+    fn entry_start(&mut self) -> io::Result<()> {
+        self.inner.entry_start()
+    }
+}
+
 /// A reader that hashes (sha256) and counts everything read through it.
 pub(crate) struct HashReader<R> {
     pub inner: R,

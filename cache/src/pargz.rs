@@ -1,7 +1,11 @@
-//! Parallel gzip in the manner of pigz: the stream is cut into fixed blocks, each deflated
-//! on its own primed with the previous 32 KiB as dictionary (so the ratio stays that of
-//! serial gzip), and the pieces are joined into one deflate stream. Block boundaries are
-//! fixed, so the output bytes do not depend on the number of threads.
+//! Parallel gzip in the manner of pigz: the stream is cut into blocks, each deflated on its
+//! own primed with the previous 32 KiB as dictionary (so the ratio stays that of serial
+//! gzip), and the pieces are joined into one deflate stream. A block ends at 1 MiB, or
+//! earlier at the first tar entry that starts past half of that ([`TarSink::entry_start`]):
+//! blocks then begin where entries do, so a file that grew or shrank in a layer shifts the
+//! stream only up to the next such cut, and the blocks after it are the earlier layer's
+//! again (`reuse.rs`). Cuts depend only on the bytes and the entry starts, so the output
+//! does not depend on the number of threads.
 //!
 //! It is a pipeline: the thread writing into [`ParGz`] (tar walk, diff_id hash) only cuts
 //! blocks and queues them; worker threads compress; one output thread puts the pieces back
@@ -18,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const BLOCK: usize = 1 << 20;
+/// A block may end at an entry start once it holds this much.
+const MIN_BLOCK: usize = BLOCK / 2;
 const WINDOW: usize = 32 << 10;
 /// ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=unknown: deterministic.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -201,7 +207,27 @@ impl<W: Write + Send + 'static> Write for ParGz<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // Blocks are only cut at fixed boundaries, so the output stays deterministic.
+        // Blocks are cut only by size and entry starts, so the output stays deterministic.
+        Ok(())
+    }
+}
+
+/// A sink for a tar stream that wants to know where each entry starts (see the module
+/// docs); others ignore it.
+pub(crate) trait TarSink: Write {
+    /// The next byte written starts a tar entry.
+    fn entry_start(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TarSink for io::Sink {}
+
+impl<W: Write + Send + 'static> TarSink for ParGz<W> {
+    fn entry_start(&mut self) -> io::Result<()> {
+        if self.cur.len() >= MIN_BLOCK {
+            self.send(false)?;
+        }
         Ok(())
     }
 }

@@ -314,3 +314,52 @@ fn dictionary_keeps_ratio_close_to_serial() {
     let ser = e.finish().unwrap().len();
     assert!(par < ser * 2 + 256, "parallel {par} vs serial {ser}");
 }
+
+/// gzip of `entries`, each announced as a tar entry start.
+fn gzip_entries(entries: &[Vec<u8>], reuse: Option<Arc<Reuse>>) -> (Vec<u8>, Vec<reuse::Piece>) {
+    let mut z = ParGz::with_threads(Vec::new(), 2, 2, reuse).unwrap();
+    for e in entries {
+        z.entry_start().unwrap();
+        for chunk in e.chunks(100_000) {
+            z.write_all(chunk).unwrap();
+        }
+    }
+    z.finish().unwrap()
+}
+
+#[test]
+fn blocks_cut_at_entries_resync_after_a_file_grows() {
+    let t = tempfile::tempdir().unwrap();
+    let (idx, blobs) = (t.path().join("pieces"), t.path().join("blobs"));
+    std::fs::create_dir(&blobs).unwrap();
+    let source = text(4 * BLOCK);
+    // 40 entries of 60–260 KiB, one of 3 MiB (cut inside it by size).
+    let mut entries: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let len = (60 + (i * 37) % 200) << 10;
+            source[i * 1000..i * 1000 + len].to_vec()
+        })
+        .collect();
+    entries[20] = text(3 * BLOCK);
+    let (first, pieces) = gzip_entries(&entries, None);
+    assert_eq!(gunzip(&first), entries.concat());
+    std::fs::write(blobs.join("b1"), &first).unwrap();
+    reuse::save_index(&idx, "b1", &pieces).unwrap();
+    let r = Arc::new(Reuse::load(&idx, &blobs).unwrap());
+
+    // Entry 3 grows by 512 bytes: every block from the second cut after it on is the
+    // earlier blob's again, and the bytes are what fresh compression gives.
+    let mut grown = entries.clone();
+    grown[3].extend_from_slice(&[b'x'; 512]);
+    let (fresh, fresh_pieces) = gzip_entries(&grown, None);
+    let (reused, _) = gzip_entries(&grown, Some(Arc::clone(&r)));
+    assert!(reused == fresh);
+    assert_eq!(gunzip(&reused), grown.concat());
+    let blocks = fresh_pieces.len();
+    assert!(blocks > 10, "{blocks} blocks");
+    assert!(
+        r.hits() >= blocks as u64 - 4,
+        "{} of {blocks} blocks reused",
+        r.hits()
+    );
+}
