@@ -163,6 +163,30 @@ pub(crate) fn write_hint(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes the entries of `dir` that `orphan` says describe something gone (after a
+/// prune), leaving the temp entries of writers alone; a missing `dir` has none.
+pub(crate) fn remove_orphans(
+    dir: &Path,
+    orphan: impl Fn(&std::fs::DirEntry) -> bool,
+) -> io::Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for ent in rd {
+        let ent = ent?;
+        if temp_owner(&ent.file_name()).is_some() || !orphan(&ent) {
+            continue;
+        }
+        match std::fs::remove_file(ent.path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The inode flag FS_TOPDIR_FL (`chattr +T`), not in the libc crate.
 const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 

@@ -114,24 +114,15 @@ impl Store {
     /// Removes the copy records whose layer has no snapshot any more (after a prune).
     pub(crate) fn remove_orphan_copy_records(&self) -> Result<(), CacheError> {
         let dir = self.relink_dir();
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
-        for ent in rd.flatten() {
-            if fsutil::temp_owner(&ent.file_name()).is_some() {
-                continue; // being written
-            }
-            let path = ent.path();
-            let keep = std::fs::read(&path)
+        let has_snapshot = |e: &std::fs::DirEntry| {
+            std::fs::read(e.path())
                 .ok()
                 .and_then(|b| decode(&b))
                 .and_then(|(_, diff_id, _)| self.snapshot_path(&diff_id).ok())
-                .is_some_and(|s| s.is_dir());
-            if !keep {
-                std::fs::remove_file(&path).ctx("remove", &path)?;
-            }
-        }
-        Ok(())
+                .is_some_and(|s| s.is_dir())
+        };
+        fsutil::remove_orphans(&dir, |e| !has_snapshot(e))
+            .ctx("remove copy records of pruned layers in", &dir)
     }
 }
 

@@ -85,26 +85,7 @@ pub(crate) fn save_index(dir: &Path, blob_hex: &str, pieces: &[Piece]) -> io::Re
 
 /// Removes the indexes of blobs that are gone (after a prune).
 pub(crate) fn remove_orphans(dir: &Path, blobs_dir: &Path) -> io::Result<()> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for ent in rd {
-        let ent = ent?;
-        let name = ent.file_name();
-        if crate::fsutil::temp_owner(&name).is_some() {
-            continue;
-        }
-        if !blobs_dir.join(&name).is_file() {
-            match std::fs::remove_file(ent.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
+    crate::fsutil::remove_orphans(dir, |e| !blobs_dir.join(e.file_name()).is_file())
 }
 
 /// Pieces of recent blobs, by key.
