@@ -203,18 +203,18 @@ pub async fn fetch(
         let _ = crate::push::record_source(store, d, &r.registry, &r.repository);
     }
     let store2 = store.clone();
-    let (bytes, media_type, tags) = (
+    let (bytes, media_type, names) = (
         remote.manifest_bytes.clone(),
         remote.media_type.clone(),
         tags.to_vec(),
     );
     let digest =
-        tokio::task::spawn_blocking(move || store2.put_manifest(&bytes, &media_type, &tags))
+        tokio::task::spawn_blocking(move || store2.put_manifest(&bytes, &media_type, &names))
             .await
             .map_err(|e| invalid(format!("storing the image stopped: {e}")))??;
-    store
-        .image(&digest)?
-        .ok_or_else(|| invalid("the pulled image is missing from the store".into()))
+    // Read back from its manifest, not found again through index.json: a pull of another
+    // platform under the same tag, in the same build, may have moved the tag meanwhile.
+    Ok(store.load_image(&digest, tags.to_vec())?)
 }
 
 /// Pulls `reference` for `platform` into `store`, tagged with `reference`, and returns
